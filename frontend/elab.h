@@ -1,0 +1,106 @@
+/* elab.h — internal interface between elab.c, value.c, builtins.c and sched.c
+ * (not part of the front end's public face). */
+#ifndef GPTC_ELAB_H
+#define GPTC_ELAB_H
+
+#include "frontend/frontend.h"
+#include "parser.h"     /* token codes of operators (T_EQ, T_POW …) */
+
+/* Limits that keep hostile or mistaken model files from exhausting the machine. */
+enum {
+    MAX_INLINE_DEPTH = 64,        /* nested fn calls */
+    MAX_ITERATIONS = 1 << 20,     /* total compile-time loop iterations */
+    MAX_LIST = 1 << 20,           /* elements of a compile-time list */
+    MAX_NODES = 1 << 20,          /* graph nodes */
+    MAX_PARAMS = 10000,           /* parameter tensors */
+    MAX_EVAL_DEPTH = 2000,        /* nested expressions (C stack) */
+};
+#define MAX_NUMEL ((int64_t)1 << 40)
+
+typedef struct Binding {
+    const char *name;
+    Value *val;
+    Loc loc;
+    bool used;
+    struct Binding *next;
+} Binding;
+
+typedef struct Scope {
+    Binding *head;
+    struct Scope *parent;
+} Scope;
+
+enum { CTX_TOP, CTX_CONFIG, CTX_FN, CTX_MODEL };
+
+typedef struct Elab {
+    FeCompile *c;
+    Arena *A;
+    Diag *D;
+    Program *P;
+    IrGraph *g;
+    Scope *global;
+    int context;             /* CTX_* of the statements being executed */
+    int depth;               /* fn inlining depth */
+    int64_t iterations;      /* compile-time loop iterations so far */
+    Value *ret;              /* value of the `return` that ended the current fn/model */
+    bool returned;
+    bool too_big;            /* a size limit was hit: stop executing */
+    int eval_depth;
+    const char **include_dirs;
+    int cap_params, cap_optims, cap_scheds, cap_logs, cap_probes, cap_config;
+    IrNode *sched_nodes[64]; /* runtime scalar leaves, one per schedule name */
+    const char *sched_names[64];
+    int nsched_nodes;
+} Elab;
+
+/* value.c */
+Value *v_new(Elab *E, ValueKind k);
+Value *v_int(Elab *E, int64_t i);
+Value *v_float(Elab *E, double f);
+Value *v_bool(Elab *E, bool b);
+Value *v_string(Elab *E, const char *s);
+Value *v_tensor(Elab *E, IrNode *t);
+bool v_is_num(const Value *v);
+double v_num(const Value *v);
+const char *v_kind_name(const Value *v);
+const char *v_describe(Elab *E, const Value *v);     /* "int 3", "tensor f32[256, 64]" */
+bool v_equal(const Value *a, const Value *b);
+Value *v_map_get(const Value *map, const Value *key);
+void v_map_put(Elab *E, Value *map, Value *key, Value *val);
+bool v_to_int(Elab *E, const Value *v, Loc loc, const char *what, int64_t *out);
+
+/* scopes (elab.c) */
+Scope *scope_new(Elab *E, Scope *parent);
+Binding *scope_find(Scope *s, const char *name);
+void scope_bind(Elab *E, Scope *s, const char *name, Value *v, Loc loc);
+const char *scope_suggest(Scope *s, const char *name);   /* nearest visible name or NULL */
+
+/* expressions (elab.c) */
+Value *eval(Elab *E, const Node *n, Scope *s);
+Value *call_function(Elab *E, const Value *fn, Value **args, const Loc *locs, int nargs, Loc at);
+IrNode *as_tensor(Elab *E, Value *v, Loc loc, const char *what);   /* numbers → CONST */
+IrNode *sched_node(Elab *E, const char *name);
+void graph_at(Elab *E, Loc loc);        /* stamp new graph nodes with this location */
+
+/* builtins.c */
+typedef struct {
+    Value **args; Loc *locs; int nargs;
+    const char **kw; Value **kwv; Loc *kwloc; int nkw;
+    bool *kw_used;
+    Loc at;                  /* the call */
+    const char *name;
+} CallArgs;
+
+typedef Value *(*BuiltinFn)(Elab *E, CallArgs *a);
+int builtin_lookup(const char *name);
+const char *builtin_name(int i);
+Value *builtin_call(Elab *E, int index, CallArgs *a);
+IrNode *t_binary(Elab *E, int op, IrNode *a, IrNode *b, Loc loc);   /* broadcasting */
+IrNode *t_scale(Elab *E, IrNode *x, double s);
+Value *t_index(Elab *E, Value *base, const Node *index, Scope *s);
+bool shape_check_numel(Elab *E, int ndim, const int64_t *shape, Loc loc);
+
+/* sched.c: numbers of the step, evaluated at run time without allocating */
+bool sched_eval(Elab *E, const Node *n, Scope *s, int64_t step, double *out, bool report);
+
+#endif

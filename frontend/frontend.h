@@ -1,0 +1,286 @@
+/* frontend.h — gptc's front end: model file → checked, elaborated program.
+ *
+ * Pipeline inside this folder:
+ *   lexer.l   characters → tokens (Go-style automatic ';' at line ends)
+ *   parser.y  tokens → AST (pure bison parser, error recovery at ';')
+ *   ast.c     AST builders, arena, include resolution
+ *   diag.c    the one reporter: "file:line:col: error: msg", source line, caret
+ *   value.c   compile-time values (numbers, lists, maps, tensors, schedules…)
+ *   elab.c    name resolution, compile-time evaluation, shape/dtype checks; builds the
+ *             forward graph (ir/ir.h), the parameter table, schedules and logs
+ *   builtins.c the tensor builtins (rms_norm, rotary, attention…) and their shape rules
+ *
+ * Ownership: everything a compilation allocates (AST, strings, values, program tables)
+ * lives in the Arena of its FeCompile and is freed by fe_free(). Library code never
+ * exits; model-file errors are counted in Diag and reported with their location. */
+#ifndef GPTC_FRONTEND_H
+#define GPTC_FRONTEND_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ir/ir.h"
+
+/* ---- arena (ast.c) -------------------------------------------------------------- */
+typedef struct ArenaBlock ArenaBlock;
+typedef struct {
+    ArenaBlock *head;
+} Arena;
+void *arena_alloc(Arena *a, size_t n);          /* zeroed, 16-byte aligned */
+char *arena_strdup(Arena *a, const char *s);
+char *arena_strndup(Arena *a, const char *s, size_t n);
+char *arena_printf(Arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void arena_free(Arena *a);
+
+/* ---- diagnostics (diag.c) --------------------------------------------------------- */
+typedef struct Source {
+    const char *name;      /* path as given (used in messages) */
+    const char *text;      /* whole file, NUL-terminated */
+    size_t len;
+} Source;
+
+typedef struct {
+    const Source *src;     /* NULL: no location (command line) */
+    int line, col;         /* 1-based */
+} Loc;
+
+enum { DIAG_SEEN = 256 };
+typedef struct {
+    FILE *out;             /* where messages go (stderr) */
+    int nerrors, nwarnings;
+    int max_errors;        /* stop reporting after this many (0 = 50) */
+    uint64_t seen[DIAG_SEEN];   /* hashes of reported errors, to drop exact repeats */
+    int nseen;
+} Diag;
+
+void diag_error(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void diag_warning(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void diag_note(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void diag_vreport(Diag *d, Loc loc, const char *kind, const char *fmt, va_list ap);
+
+/* ---- AST (ast.c) ------------------------------------------------------------------ */
+typedef enum {
+    /* expressions */
+    N_INT, N_FLOAT, N_STRING, N_BOOL, N_NAME,
+    N_MEMBER,       /* a.name */
+    N_INDEX,        /* a[list]; list items are expressions or N_SLICE */
+    N_SLICE,        /* a:b inside an index; a, b may be NULL */
+    N_CALL,         /* a(list); list items are expressions or N_KWARG */
+    N_KWARG,        /* name = a */
+    N_UNARY,        /* op a */
+    N_BINARY,       /* a op b */
+    N_COND,         /* if a then b else c */
+    N_LIST,         /* [list] */
+    N_MAP,          /* {list of N_PAIR} */
+    N_PAIR,         /* a: b */
+    N_COMP,         /* [a for name < b if c] / [a for name in b if c]; op = '<' or T_IN */
+    N_GENCALL,      /* name(a for var ...): a = callee name node, b = N_COMP */
+    /* statements */
+    N_INCLUDE,      /* include "name" */
+    N_CONFIG,       /* config { list } */
+    N_PRESET,       /* preset name { list } */
+    N_SET,          /* set name = a */
+    N_LET,          /* let name = a */
+    N_PARAM,        /* param a : b init c, overrides in list  opt d */
+    N_INPUT,        /* input name : b */
+    N_OPTIM,        /* optim name = a */
+    N_SCHEDULE,     /* schedule name = a */
+    N_LOG,          /* log name = a (name may hold {expr} interpolations) */
+    N_PROBE,        /* probe a = b */
+    N_FN,           /* fn name(params in list2) body in list, or = a */
+    N_MODEL,        /* model { list } */
+    N_FOR,          /* for name < a { list } / for name in a { list }; op = '<' or T_IN */
+    N_IF,           /* if a { list } else { list2 } */
+    N_ASSIGN,       /* a = b */
+    N_RETURN,       /* return a */
+} NodeKind;
+
+typedef struct Node Node;
+struct Node {
+    NodeKind kind;
+    Loc loc;
+    int op;                 /* operator token (N_UNARY, N_BINARY, N_FOR, N_COMP) */
+    const char *name;       /* identifier / string text */
+    int64_t ival;
+    double fval;
+    Node *a, *b, *c, *d;
+    Node *list, *list2;     /* singly linked through next */
+    Node *next;
+};
+
+Node *ast_new(Arena *a, NodeKind kind, Loc loc);
+const char *ast_kind_name(NodeKind k);
+int ast_count(const Node *list);
+
+/* ---- parsing (parser.y, lexer.l) ---------------------------------------------------- */
+typedef struct {
+    Arena *arena;
+    Diag *diag;
+    const Source *src;
+    Node *result;           /* the statement list of the file */
+    void *scanner;
+    /* lexer state for automatic semicolons and bracket matching */
+    int last_token;
+    int depth;              /* open ( and [ */
+    Loc brace_stack[64];
+    int nbraces;
+    bool eof_done;
+} ParseCtx;
+
+/* Parse one source; statements are returned (NULL on empty file). Errors go to diag. */
+Node *fe_parse_source(Arena *arena, Diag *diag, const Source *src);
+
+/* ---- compile-time values (value.c) --------------------------------------------------- */
+typedef struct Value Value;
+typedef enum {
+    V_NONE, V_INT, V_FLOAT, V_BOOL, V_STRING, V_LIST, V_MAP,
+    V_TENSOR,      /* a node of the forward graph */
+    V_SCHED,       /* a runtime scalar: an expression of the step (schedule) */
+    V_FAMILY,      /* a prefix of parameter names (embed, blocks[3].attn …) */
+    V_FUNC,        /* a user function (inlined at each call) */
+    V_BUILTIN,     /* a builtin function */
+    V_OPTIM,       /* an optimizer group */
+} ValueKind;
+
+struct Value {
+    ValueKind kind;
+    int64_t i;           /* V_INT, V_BOOL; V_BUILTIN index */
+    double f;            /* V_FLOAT */
+    const char *s;       /* V_STRING; V_FAMILY prefix ("blocks.3.attn") */
+    Value **items;       /* V_LIST items; V_MAP keys then values (2*n) */
+    int n;
+    IrNode *t;           /* V_TENSOR */
+    const Node *fn;      /* V_FUNC */
+    const Node *sched;   /* V_SCHED: the schedule's expression */
+    struct Scope *scope; /* V_SCHED / V_FUNC: where its names resolve */
+    int optim;           /* V_OPTIM: index into Program.optims */
+};
+
+/* ---- the elaborated program (elab.c) ------------------------------------------------- */
+typedef struct {
+    const char *name;
+    double value;
+    bool is_int;
+    Loc loc;
+} ConfigEntry;
+
+typedef enum { INIT_ZEROS, INIT_CONSTANT, INIT_NORMAL, INIT_UNIFORM } InitKind;
+
+typedef struct {
+    InitKind kind;
+    double a, b;          /* normal: mean, std; uniform: lo, hi */
+    double *values;       /* constant: values broadcast over the trailing axes */
+    int nvalues;
+    int slice;            /* -1: whole tensor; otherwise index along axis 0 */
+} InitSpec;
+
+typedef enum { OPT_ADAM, OPT_MUON } OptKind;
+
+typedef struct {
+    const char *key;      /* lr, beta1, beta2, eps, momentum, wd, … */
+    const Node *expr;     /* evaluated at run time for each step (may use schedules) */
+    struct Scope *scope;
+} OptArg;
+
+typedef struct {
+    const char *name;
+    OptKind kind;
+    OptArg args[12];
+    int nargs;
+    double ns_coeffs[8][3];   /* muon: Newton-Schulz coefficient triples */
+    int n_ns;
+    double ns_eps;
+    Loc loc;
+} OptimGroup;
+
+typedef struct {
+    const char *name;     /* checkpoint name: "blocks.3.attn.qkvo" */
+    IrDtype dtype;
+    int ndim;
+    int64_t shape[IR_MAX_DIMS];
+    InitSpec init[4];     /* init[0] is the whole tensor; later ones overwrite slices */
+    int ninit;
+    int optim;            /* index into Program.optims */
+    double wd_mul;
+    double lr_mul;
+    Loc loc;
+    IrNode *node;         /* its node in the forward graph */
+    bool used;
+} ParamDecl;
+
+typedef struct {
+    const char *name;
+    const Node *expr;
+    struct Scope *scope;
+    Loc loc;
+} ScheduleDecl;
+
+typedef struct {
+    const char *name;     /* "x00_lambdas" */
+    const char *param;    /* the parameter it reads */
+    int64_t offset, stride, count;   /* elements param[offset + i*stride], i < count */
+    Loc loc;
+} LogDecl;
+
+typedef struct {
+    const char *name;     /* "resid.3" */
+    IrNode *node;
+} ProbeDecl;
+
+typedef struct {
+    ConfigEntry *config; int nconfig;
+    ParamDecl *params; int nparams;
+    OptimGroup *optims; int noptims;
+    ScheduleDecl *schedules; int nschedules;
+    LogDecl *logs; int nlogs;
+    ProbeDecl *probes; int nprobes;
+    IrGraph *graph;       /* forward graph with T = seq_len; output 0 = the loss */
+    int64_t T;            /* sequence length the graph was built for */
+} Program;
+
+/* A command-line override: --set NAME=VALUE. */
+typedef struct {
+    const char *name;
+    double value;
+    bool is_int;
+} ConfigOverride;
+
+typedef struct {
+    const char *path;           /* model file */
+    const char *text;           /* if not NULL: the model file's contents (path names it) */
+    size_t text_len;
+    const char *preset;         /* NULL: none */
+    const ConfigOverride *sets; /* --set, applied last */
+    int nsets;
+    const char *seq_config;     /* config name bound to T ("seq_len" or "val_seq_len") */
+    const char **include_dirs;  /* extra folders searched by include (NULL-terminated) */
+} FeOptions;
+
+typedef struct {
+    Arena arena;
+    Diag diag;
+    Program prog;
+    Source *sources[64];
+    int nsources;
+    struct Elab *elab;          /* kept for evaluating schedules at run time */
+} FeCompile;
+
+/* Parse, check and elaborate a model. Returns 0 when there were no errors (warnings
+ * are allowed); messages have been printed to `diag_out`. fe_free() releases all. */
+int fe_compile(FeCompile *c, const FeOptions *opt, FILE *diag_out);
+void fe_free(FeCompile *c);
+
+const ConfigEntry *fe_config(const Program *p, const char *name);
+int64_t fe_param_count(const ParamDecl *p);
+
+/* Evaluate a schedule (or any runtime expression) at `step`; NaN if unknown. */
+double fe_schedule_value(FeCompile *c, const char *name, int64_t step);
+double fe_optim_arg(FeCompile *c, const OptimGroup *g, const char *key, int64_t step, double dflt);
+
+/* internal, shared by elab.c and builtins.c */
+Source *fe_load_source(FeCompile *c, const char *path, Loc from);
+
+#endif

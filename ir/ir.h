@@ -1,0 +1,91 @@
+/* ir.h — the graph IR: a static-shape SSA dataflow graph of tensor values.
+ *
+ *   ops.def   the primitive op set (X-macro table)
+ *   graph.c   nodes, builders with shape/dtype inference, printing
+ *
+ * Ownership: an IrGraph owns its nodes and their name strings; ir_graph_free() releases
+ * them. Builders assert their shape preconditions: the front end checks user programs
+ * and reports located errors before it calls them, so a failed assert is a gptc bug. */
+#ifndef GPTC_IR_H
+#define GPTC_IR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define IR_MAX_DIMS 6
+
+typedef enum { IR_F32, IR_F64, IR_BF16, IR_I32, IR_NDTYPES } IrDtype;
+
+typedef enum {
+#define X(name, cls, doc) IR_##name,
+#include "ir/ops.def"
+#undef X
+    IR_NOPS
+} IrOp;
+
+typedef enum { IRC_LEAF, IRC_UNARY, IRC_BINARY, IRC_REDUCE, IRC_MOVE, IRC_GATHER, IRC_MATMUL,
+               IRC_FUSED } IrClass;
+
+typedef struct IrNode IrNode;
+struct IrNode {
+    int id;                       /* index in IrGraph.nodes: inputs always have smaller ids */
+    IrOp op;
+    IrDtype dtype;
+    int ndim;
+    int64_t shape[IR_MAX_DIMS];
+    IrNode *in[5];
+    int nin;
+    int64_t iattr[IR_MAX_DIMS];
+    double fattr[2];
+    char *name;                   /* LEAF names; NULL otherwise */
+    const char *src_file;         /* model-file location that created it (not owned) */
+    int src_line;
+};
+
+typedef struct {
+    IrNode **nodes;
+    int n, cap;
+    IrNode *outputs[8];
+    int noutputs;
+    const char *cur_file;         /* location stamped on new nodes */
+    int cur_line;
+} IrGraph;
+
+const char *ir_op_name(IrOp op);
+IrClass ir_op_class(IrOp op);
+const char *ir_dtype_name(IrDtype t);
+int ir_dtype_size(IrDtype t);
+bool ir_dtype_is_float(IrDtype t);
+int64_t ir_numel(const IrNode *n);
+bool ir_same_shape(const IrNode *a, const IrNode *b);
+
+IrGraph *ir_graph_new(void);
+void ir_graph_free(IrGraph *g);
+
+IrNode *ir_leaf(IrGraph *g, IrOp op, const char *name, IrDtype dt, int ndim, const int64_t *shape);
+IrNode *ir_const(IrGraph *g, double v);
+IrNode *ir_rope(IrGraph *g, IrOp op, int64_t T, int64_t D, double base);
+IrNode *ir_unary(IrGraph *g, IrOp op, IrNode *x);
+IrNode *ir_cast(IrGraph *g, IrNode *x, IrDtype dt);
+IrNode *ir_binary(IrGraph *g, IrOp op, IrNode *a, IrNode *b);
+IrNode *ir_reduce(IrGraph *g, IrOp op, IrNode *x, int axis);
+IrNode *ir_reshape(IrGraph *g, IrNode *x, int ndim, const int64_t *shape);
+IrNode *ir_permute(IrGraph *g, IrNode *x, const int *perm);
+IrNode *ir_slice(IrGraph *g, IrNode *x, int axis, int64_t start, int64_t len);
+IrNode *ir_concat(IrGraph *g, IrNode *a, IrNode *b, int axis);
+IrNode *ir_broadcast(IrGraph *g, IrNode *x, int ndim, const int64_t *shape);
+IrNode *ir_gather(IrGraph *g, IrNode *table, IrNode *idx);
+IrNode *ir_matmul(IrGraph *g, IrNode *a, IrNode *b, bool b_transposed);
+IrNode *ir_attention(IrGraph *g, IrNode *q, IrNode *k, IrNode *v, IrNode *tokens,
+                     IrNode *window, int64_t block, int64_t eot, double scale);
+IrNode *ir_cross_entropy(IrGraph *g, IrNode *logits, IrNode *targets);
+
+/* Can x be broadcast to shape (numpy rules, trailing axes aligned)? */
+bool ir_broadcastable(const IrNode *x, int ndim, const int64_t *shape);
+
+/* "[4, 64, 64]" into buf */
+const char *ir_shape_str(int ndim, const int64_t *shape, char *buf, int len);
+void ir_print(const IrGraph *g, FILE *out);
+
+#endif

@@ -1,0 +1,132 @@
+/* ref_kernels.h — the fused primitives of the reference ("ref") backend.
+ *
+ * These are the oracle kernels of the op-by-op interpreter: plain, single-threaded C,
+ * written for clarity and exactness, not speed. Every kernel comes twice, for double
+ * (suffix _f64) and for float (suffix _f32); both are instantiated from one body
+ * (runtime/ref_kernels_impl.h). The float versions take and return float tensors but
+ * accumulate every dot product, sum and softmax in double and round once on store.
+ *
+ * Conventions for every function below:
+ *   - All tensors are dense, row-major, last index fastest.
+ *   - Outputs are OVERWRITTEN, never accumulated into.
+ *   - Outputs must not overlap inputs, except where a function says "may alias".
+ *   - Scalar parameters (scale, cap) are double in both precisions.
+ *   - Shape/argument violations (T < 0, block < 1, a target outside [0, V), ...) are
+ *     caller bugs and are caught by assert().
+ *
+ * Spec references (S-x.y) are to /work/shared/spec/model.md.
+ */
+#ifndef GPTC_RUNTIME_REF_KERNELS_H
+#define GPTC_RUNTIME_REF_KERNELS_H
+
+#include <stdint.h>
+
+/* ------------------------------------------------------------------------------------
+ * Documents and the attention mask (S-5)
+ * ------------------------------------------------------------------------------------ */
+
+/* doc[t] = #{ s <= t : tokens[s] == eot }  (inclusive prefix count, S-5.1), t = 0..T-1.
+ * An eot token starts a new document. doc is non-decreasing. doc may alias tokens. */
+void rt_ref_doc_ids(const int32_t *tokens, int T, int32_t eot, int32_t *doc);
+
+/* The mask, closed form (S-5.4): nonzero iff
+ *     k <= q  &&  doc[k] == doc[q]  &&  q/B - k/B < max(window, 1)
+ * with B = block >= 1 and window in blocks (0 or negative acts as 1). q, k >= 0. */
+int rt_ref_allowed(int q, int k, const int32_t *doc, int block, int window);
+
+/* First key position of the block window of query q: max(0, (q/B - max(w,1) + 1) * B).
+ * Every allowed key of q lies in [rt_ref_window_begin(q, B, w), q]. */
+int rt_ref_window_begin(int q, int block, int window);
+
+/* Dense mask [T, T] from the closed form: mask[q*T + k] = rt_ref_allowed(q, k, ...). */
+void rt_ref_mask_dense(const int32_t *doc, int T, int block, int window, uint8_t *mask);
+
+/* ---- Literal block-list rules of S-5.2/5.3 (an oracle for tests; O(N^2 + T^2)). ----
+ * They require T % block == 0 (N = T / block blocks) and a non-decreasing doc.
+ *
+ * rt_ref_block_lists: for every query block i = 0..N-1, the partial list P_i and the full
+ * list F_i of key blocks, nearest (highest index) first:
+ *     nP[i] entries in P[i*N + 0 .. nP[i]-1],  nF[i] entries in F[i*N + 0 .. nF[i]-1]
+ * (nP, nF: int [N]; P, F: int [N*N]; unused entries are set to -1).
+ *
+ * rt_ref_mask_blocks: the dense mask [T, T] built literally from those lists and the
+ * clamps kP = min(nP, max(w - nF, 1)), kF = max(min(nF, w - 1), 0): a kept full block
+ * allows every element, a kept partial block applies dc(q,k) = k <= q && doc[k] == doc[q],
+ * every other block allows nothing. S-5.4 says this equals rt_ref_mask_dense. */
+void rt_ref_block_lists(const int32_t *doc, int T, int block,
+                        int *nP, int *P, int *nF, int *F);
+void rt_ref_mask_blocks(const int32_t *doc, int T, int block, int window, uint8_t *mask);
+
+/* ------------------------------------------------------------------------------------
+ * Attention (S-4.3) with the document-causal sliding-block mask (S-5.4)
+ *
+ * Shapes: q, k, v, o, dout, dq, dk, dv: [T, H, D] row-major, element (t, h, e) at
+ * (t*H + h)*D + e (feature f = h*D + e of a [T, H*D] row). lse: [H, T], element (h, t) at
+ * h*T + t. doc: int32 [T] (rt_ref_doc_ids). block >= 1, window in blocks (<= 0 acts as 1).
+ * T need not be a multiple of block. T >= 0, H >= 1, D >= 1.
+ *
+ *   s[h,q,k] = scale * <q[q,h,:], k[k,h,:]>  if rt_ref_allowed(q, k) else -inf
+ *   p[h,q,:] = softmax_k s[h,q,:]            (max-subtracted; every row has key q itself)
+ *   o[q,h,:] = sum_k p[h,q,k] v[k,h,:]
+ *   lse[h,q] = log sum_k exp(s[h,q,k])
+ *
+ * Only keys in [rt_ref_window_begin(q), q] are visited; keys of other documents are
+ * skipped. Cost O(T * min(T, max(w,1)*B) * H * D); extra memory O(T).
+ * ------------------------------------------------------------------------------------ */
+
+/* Forward: writes o [T, H, D] and lse [H, T]. */
+void rt_ref_attn_fwd_f64(const double *q, const double *k, const double *v,
+                         const int32_t *doc, int T, int H, int D, int block, int window,
+                         double scale, double *o, double *lse);
+void rt_ref_attn_fwd_f32(const float *q, const float *k, const float *v,
+                         const int32_t *doc, int T, int H, int D, int block, int window,
+                         double scale, float *o, float *lse);
+
+/* Backward: given dout = dL/do [T, H, D] and the forward's q, k, v, o, lse, writes
+ * (overwrites) dq, dk, dv [T, H, D]:
+ *   p = exp(s - lse);  dP[h,q,k] = <dout[q,h], v[k,h]>;  Di[h,q] = <dout[q,h], o[q,h]>
+ *   dS = p * (dP - Di);  dq = scale * dS k;  dk = scale * dS^T q;  dv = p^T dout
+ * Extra memory O(T*H). */
+void rt_ref_attn_bwd_f64(const double *dout, const double *q, const double *k,
+                         const double *v, const double *o, const double *lse,
+                         const int32_t *doc, int T, int H, int D, int block, int window,
+                         double scale, double *dq, double *dk, double *dv);
+void rt_ref_attn_bwd_f32(const float *dout, const float *q, const float *k,
+                         const float *v, const float *o, const float *lse,
+                         const int32_t *doc, int T, int H, int D, int block, int window,
+                         double scale, float *dq, float *dk, float *dv);
+
+/* ------------------------------------------------------------------------------------
+ * Soft-capped cross-entropy (S-3, S-4.2)
+ *
+ * z: raw logits [T, V] (V = the padded vocabulary; every entry takes part). targets: int32
+ * [T], each in [0, V) (asserted). cap = c > 0 (15 in the model).
+ *   l[t,j]      = c * z[t,j] / sqrt(z[t,j]^2 + c^2)                       (the soft cap)
+ *   lse[t]      = log sum_j exp(l[t,j])
+ *   loss_row[t] = lse[t] - l[t, targets[t]]
+ * ------------------------------------------------------------------------------------ */
+
+/* l [T, V] = cap(z). l may alias z exactly (in place). */
+void rt_ref_capped_logits_f64(const double *z, int T, int V, double cap, double *l);
+void rt_ref_capped_logits_f32(const float *z, int T, int V, double cap, float *l);
+
+/* Forward: writes loss_row [T] and lse [T] (of the capped row). The mean loss is
+ * (1/T) sum_t loss_row[t]; summing is left to the caller. */
+void rt_ref_softcap_ce_fwd_f64(const double *z, const int32_t *targets, int T, int V,
+                               double cap, double *loss_row, double *lse);
+void rt_ref_softcap_ce_fwd_f32(const float *z, const int32_t *targets, int T, int V,
+                               double cap, float *loss_row, float *lse);
+
+/* Backward: given z, targets, the forward's lse [T] and dloss_row [T] (upstream gradient
+ * of each row's loss; 1/T each for the mean loss), writes (overwrites) dz [T, V]:
+ *   dz[t,j] = dloss_row[t] * (exp(l[t,j] - lse[t]) - [j == targets[t]])
+ *             * c^3 / (z[t,j]^2 + c^2)^(3/2)
+ * dz may alias z exactly (in place). */
+void rt_ref_softcap_ce_bwd_f64(const double *z, const int32_t *targets, const double *lse,
+                               const double *dloss_row, int T, int V, double cap,
+                               double *dz);
+void rt_ref_softcap_ce_bwd_f32(const float *z, const int32_t *targets, const float *lse,
+                               const float *dloss_row, int T, int V, double cap,
+                               float *dz);
+
+#endif

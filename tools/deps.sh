@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what building and testing gptc needs on a Debian machine, when it is missing.
+set -e
+need=()
+command -v flex  >/dev/null || need+=(flex)
+command -v bison >/dev/null || need+=(bison)
+command -v cc    >/dev/null || need+=(gcc)
+command -v clang >/dev/null || need+=(clang)
+command -v make  >/dev/null || need+=(make)
+[ -e /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a ] \
+    || ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 \
+    || need+=(libclang-rt-dev)
+[ -e /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h ] || [ -e /usr/include/openblas/cblas.h ] \
+    || dpkg -s libopenblas-dev >/dev/null 2>&1 || need+=(libopenblas-dev)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "deps: installing ${need[*]}"
+    SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi

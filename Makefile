@@ -1,6 +1,7 @@
 # gptc — one Makefile for the whole tree.
 #
 #   make            build/gptc (optimised, with debug info)
+#   make run        the main job: build, check and summarize the study's models
 #   make test       the whole test suite (runs under AddressSanitizer + UBSan)
 #   make asan       build-asan/gptc and the test binaries with ASan + UBSan
 #   make fuzz       build-fuzz/fuzz_frontend (libFuzzer, clang)
@@ -27,7 +28,7 @@ OBJS      = $(SRCS:%.c=$(B)/%.o) $(GEN_SRCS:$(B)/gen/%.c=$(B)/gen/%.o)
 TEST_SRCS = $(wildcard tests/test_*.c)
 TEST_BINS = $(TEST_SRCS:tests/%.c=$(B)/tests/%)
 
-.PHONY: all test asan fuzz clean
+.PHONY: all run test asan fuzz clean
 all: $(B)/gptc $(TEST_BINS)
 
 $(B)/gen/parser.c $(B)/gen/parser.h &: frontend/parser.y
@@ -64,10 +65,17 @@ fuzz:
 	clang -std=c11 -D_GNU_SOURCE -I. -Ibuild-fuzz/gen -O1 -g -fsanitize=fuzzer,address,undefined \
 	    tests/fuzz_frontend.c build-fuzz/libgptc.a -o build-fuzz/fuzz_frontend $(LDLIBS)
 
+# The main job (README): build, then check and summarize the study's models.
+run:
+	tools/deps.sh
+	$(MAKE) all
+	tools/main-job.sh
+
 test:
 	tools/deps.sh
 	$(MAKE) all
 	$(MAKE) asan
+	$(MAKE) fuzz
 	tests/run.sh
 
 clean:

@@ -266,6 +266,10 @@ static void print_help(FILE *out) {
 }
 
 static int cmd_help(int argc, char **argv) {
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: gptc help [COMMAND]\nShows the commands, or one command's help.\n");
+        return 0;
+    }
     if (argc > 1)
         for (int i = 0; i < NCOMMANDS; i++)
             if (!strcmp(argv[1], commands[i].name)) {

@@ -271,8 +271,8 @@ static Value *bi_next_multiple(Elab *E, CallArgs *a) {
     }
     int64_t k = (int64_t)ceil(v / (double)n);
     if (k < 1) k = 1;
-    while ((double)k * (double)n < v) k++;
-    while (k > 1 && (double)(k - 1) * (double)n >= v) k--;
+    for (int i = 0; i < 4 && (double)k * (double)n < v; i++) k++;
+    for (int i = 0; i < 4 && k > 1 && (double)(k - 1) * (double)n >= v; i++) k--;
     return v_int(E, k * n);
 }
 
@@ -291,7 +291,8 @@ static Value *bi_range(Elab *E, CallArgs *a) {
         lo = hi;
         if (!v_to_int(E, a->args[1], a->locs[1], "range()'s end", &hi)) return NULL;
     }
-    if (hi - lo > MAX_LIST) {
+    int64_t span;
+    if (__builtin_sub_overflow(hi, lo, &span) || span > MAX_LIST) {
         diag_error(E->D, a->at, "range() longer than %d", MAX_LIST);
         return NULL;
     }

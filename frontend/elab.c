@@ -64,8 +64,8 @@ static int edit_distance(const char *a, const char *b) {
 
 const char *scope_suggest(Scope *s, const char *name) {
     const char *best = NULL;
-    int bestd = strlen(name) <= 3 ? 1 : 2;
-    bestd++;
+    size_t len = strlen(name);
+    int bestd = len <= 1 ? 0 : len <= 3 ? 2 : 3;   /* suggest at distance < bestd */
     for (; s; s = s->parent)
         for (Binding *b = s->head; b; b = b->next) {
             int d = edit_distance(name, b->name);
@@ -79,9 +79,22 @@ const char *scope_suggest(Scope *s, const char *name) {
 
 /* ---- sources and includes ------------------------------------------------------------ */
 
+/* Files are the same when their canonical paths are. */
+static Source *find_source(FeCompile *c, const char *path) {
+    char *real = realpath(path, NULL);
+    Source *found = NULL;
+    for (int i = 0; i < c->nsources && !found; i++)
+        if (strcmp(c->sources[i]->name, path) == 0 || (real && c->sources[i]->real && !strcmp(c->sources[i]->real, real)))
+            found = c->sources[i];
+    free(real);
+    return found;
+}
+
+bool fe_source_loaded(FeCompile *c, const char *path) { return find_source(c, path) != NULL; }
+
 Source *fe_load_source(FeCompile *c, const char *path, Loc from) {
-    for (int i = 0; i < c->nsources; i++)
-        if (strcmp(c->sources[i]->name, path) == 0) return c->sources[i];
+    Source *old = find_source(c, path);
+    if (old) return old;
     if (c->nsources == (int)(sizeof c->sources / sizeof c->sources[0])) {
         diag_error(&c->diag, from, "too many included files");
         return NULL;
@@ -108,6 +121,11 @@ Source *fe_load_source(FeCompile *c, const char *path, Loc from) {
     }
     Source *src = arena_alloc(&c->arena, sizeof *src);
     src->name = arena_strdup(&c->arena, path);
+    char *real = realpath(path, NULL);
+    if (real) {
+        src->real = arena_strdup(&c->arena, real);
+        free(real);
+    }
     src->text = text;
     src->len = n;
     c->sources[c->nsources++] = src;
@@ -140,14 +158,16 @@ static Node *load_flat(Elab *E, const Source *src, const Source **stack, int dep
             continue;
         }
         const char *path = include_path(E, n, E->include_dirs);
+        bool seen = fe_source_loaded(E->c, path);
         Source *inc = fe_load_source(E->c, path, n->loc);
         if (!inc) continue;
-        bool cycle = false;
+        bool cycle = inc == src;
         for (int i = 0; i < depth; i++) cycle |= stack[i] == inc;
-        if (cycle || inc == src || depth >= 15) {
+        if (cycle || depth >= 15) {
             diag_error(E->D, n->loc, "include cycle: '%s' is already being included", inc->name);
             continue;
         }
+        if (seen) continue;   /* included before: its declarations are already there */
         stack[depth] = src;
         Node *sub = load_flat(E, inc, stack, depth + 1);
         tail->next = sub;
@@ -426,6 +446,17 @@ IrNode *as_tensor(Elab *E, Value *v, Loc loc, const char *what) {
     return NULL;
 }
 
+/* The root of a parameter name ("embed" of "embed.0") close to `name`, or NULL. */
+static const char *suggest_param(Elab *E, const char *name) {
+    if (strlen(name) <= 3) return NULL;
+    for (int i = 0; i < E->P->nparams; i++) {
+        const char *full = E->P->params[i].name, *dot = strchr(full, '.');
+        char *root = arena_strndup(E->A, full, dot ? (size_t)(dot - full) : strlen(full));
+        if (edit_distance(name, root) <= 2) return root;
+    }
+    return NULL;
+}
+
 static Value *eval_name(Elab *E, const Node *n, Scope *s) {
     Binding *b = scope_find(s, n->name);
     if (b) {
@@ -440,11 +471,17 @@ static Value *eval_name(Elab *E, const Node *n, Scope *s) {
         v->i = bi;
         return v;
     }
+    for (int i = 0; i < E->nfailed; i++) {
+        size_t len = strlen(n->name);
+        if (strncmp(E->failed[i], n->name, len) == 0 && (E->failed[i][len] == 0 || E->failed[i][len] == '.'))
+            return NULL;   /* a parameter whose declaration failed (reported there) */
+    }
     if (strcmp(n->name, "step") == 0 && E->context == CTX_TOP) {
         diag_error(E->D, n->loc, "'step' is only known in schedule and optim expressions");
         return NULL;
     }
     const char *sug = scope_suggest(s, n->name);
+    if (!sug) sug = suggest_param(E, n->name);
     if (sug) diag_error(E->D, n->loc, "unknown name '%s'; did you mean '%s'?", n->name, sug);
     else diag_error(E->D, n->loc, "unknown name '%s'", n->name);
     return NULL;
@@ -509,7 +546,7 @@ static bool count_iteration(Elab *E, Loc loc) {
 /* The values a `for` or comprehension runs over: 0..n-1, a list's items, a map's keys. */
 static Value **iteration_values(Elab *E, int op, const Node *bound, Scope *s, int *count) {
     Value *b = eval(E, bound, s);
-    *count = 0;
+    *count = -1;   /* -1: error (reported) */
     if (!b) return NULL;
     if (op == '<') {
         int64_t n;
@@ -518,6 +555,7 @@ static Value **iteration_values(Elab *E, int op, const Node *bound, Scope *s, in
             diag_error(E->D, bound->loc, "loop bound %lld is too large", (long long)n);
             return NULL;
         }
+        *count = 0;
         if (n <= 0) return NULL;
         Value **vals = arena_alloc(E->A, sizeof(Value *) * (size_t)n);
         for (int64_t i = 0; i < n; i++) vals[i] = v_int(E, i);
@@ -551,6 +589,7 @@ static bool eval_cond(Elab *E, const Node *n, Scope *s, bool *out) {
 static Value *eval_comp(Elab *E, const Node *n, Scope *s) {
     int count;
     Value **vals = iteration_values(E, n->op, n->b, s, &count);
+    if (count < 0) return NULL;
     Value *list = v_new(E, V_LIST);
     list->items = arena_alloc(E->A, sizeof(Value *) * (size_t)(count ? count : 1));
     for (int i = 0; i < count; i++) {
@@ -621,13 +660,15 @@ static Value *int_arith(Elab *E, int op, int64_t a, int64_t b, Loc loc) {
         if (op == T_FLOORDIV && (a % b != 0) && ((a < 0) != (b < 0))) r--;
         if (op == '%' && r != 0 && ((r < 0) != (b < 0))) r += b;
         break;
-    case T_POW: {
-        double p = pow((double)a, (double)b);
-        if (b < 0) return v_float(E, p);
-        if (fabs(p) > 9e15) { ovf = true; break; }
-        r = (int64_t)p;
+    case T_POW:
+        /* b >= 0; |a| >= 2 overflows within 63 steps, so the loop is short */
+        if (a == 0 || a == 1) r = b == 0 ? 1 : a;
+        else if (a == -1) r = b % 2 ? -1 : 1;
+        else {
+            r = 1;
+            for (int64_t i = 0; i < b && !ovf; i++) ovf = __builtin_mul_overflow(r, a, &r);
+        }
         break;
-    }
     default: return NULL;
     }
     if (ovf) {
@@ -637,11 +678,14 @@ static Value *int_arith(Elab *E, int op, int64_t a, int64_t b, Loc loc) {
     return v_int(E, r);
 }
 
+static bool is_arith(int op) {
+    return op == '+' || op == '-' || op == '*' || op == T_FLOORDIV || op == '%' || op == T_POW;
+}
+
 static Value *num_binary(Elab *E, int op, Value *a, Value *b, Loc loc) {
-    if (a->kind == V_INT && b->kind == V_INT && op != '/') {
-        Value *r = int_arith(E, op, a->i, b->i, loc);
-        if (r || E->D->nerrors) return r;
-    }
+    /* int op int stays an int (except '/' and negative powers); errors return NULL */
+    if (a->kind == V_INT && b->kind == V_INT && is_arith(op) && !(op == T_POW && b->i < 0))
+        return int_arith(E, op, a->i, b->i, loc);
     double x = v_num(a), y = v_num(b), r;
     switch (op) {
     case '+': r = x + y; break;
@@ -706,8 +750,8 @@ static Value *tensor_binary(Elab *E, int op, Value *a, Value *b, const Node *n) 
     if (!x || !y) return NULL;
     graph_at(E, n->loc);
     if (op == T_POW) {
-        if (!v_is_num(b) || v_num(b) != 2) {
-            diag_error(E->D, n->loc, "a tensor can only be raised to the power 2 (use square)");
+        if (!v_is_num(b) || v_num(b) != 2 || !ir_dtype_is_float(x->dtype)) {
+            diag_error(E->D, n->loc, "only a float tensor can be raised to a power, and only to 2 (use square)");
             return NULL;
         }
         return v_tensor(E, ir_unary(E->g, IR_SQUARE, x));
@@ -728,6 +772,10 @@ static Value *tensor_binary(Elab *E, int op, Value *a, Value *b, const Node *n) 
 static Value *eval_binary(Elab *E, const Node *n, Scope *s) {
     int op = n->op;
     Value *a = eval(E, n->a, s);
+    if (!a && op != T_AND && op != T_OR) {
+        eval(E, n->b, s);   /* report its errors too */
+        return NULL;
+    }
     if (!a) return NULL;
     if (op == T_AND || op == T_OR) {
         if (a->kind != V_BOOL) {
@@ -743,7 +791,7 @@ static Value *eval_binary(Elab *E, const Node *n, Scope *s) {
         return b;
     }
     Value *b = eval(E, n->b, s);
-    if (!b) return NULL;
+    if (!a || !b) return NULL;
     if (op == T_IN) {
         if (b->kind == V_LIST) {
             for (int i = 0; i < b->n; i++)
@@ -786,6 +834,10 @@ static Value *eval_unary(Elab *E, const Node *n, Scope *s) {
     if (a->kind == V_FLOAT) return v_float(E, -a->f);
     IrNode *t = as_tensor(E, a, n->a->loc, "the operand of '-'");
     if (!t) return NULL;
+    if (!ir_dtype_is_float(t->dtype)) {
+        diag_error(E->D, n->loc, "arithmetic needs a float tensor, got %s", v_describe(E, a));
+        return NULL;
+    }
     graph_at(E, n->loc);
     return v_tensor(E, ir_unary(E->g, IR_NEG, t));
 }
@@ -851,9 +903,13 @@ static Value *eval_call(Elab *E, const Node *n, Scope *s) {
         if (!a.args[0]) return NULL;
         a.nargs = 1;
     }
+    bool failed = false;
     for (const Node *e = n->list; e; e = e->next) {
         Value *v = eval(E, e->kind == N_KWARG ? e->a : e, s);
-        if (!v) return NULL;
+        if (!v) {
+            failed = true;   /* go on: the other arguments' errors are reported too */
+            continue;
+        }
         if (e->kind == N_KWARG) {
             for (int i = 0; i < a.nkw; i++)
                 if (strcmp(a.kw[i], e->name) == 0) {
@@ -872,6 +928,7 @@ static Value *eval_call(Elab *E, const Node *n, Scope *s) {
             a.args[a.nargs++] = v;
         }
     }
+    if (failed) return NULL;
     if (callee->kind == V_FUNC) {
         if (a.nkw) {
             diag_error(E->D, a.kwloc[0], "fn '%s' takes positional arguments only", callee->fn->name);
@@ -1080,6 +1137,11 @@ static bool param_optim(Elab *E, const Node *st, Scope *s, ParamDecl *p) {
             diag_error(E->D, a->loc, "a parameter's optimizer takes wd_mul = … and lr_mul = …");
             return false;
         }
+        for (const Node *b = o->list; b != a; b = b->next)
+            if (strcmp(b->name, a->name) == 0) {
+                diag_error(E->D, a->loc, "'%s' is given twice", a->name);
+                return false;
+            }
         Value *v = eval(E, a->a, s);
         if (!v) return false;
         if (!v_is_num(v)) {
@@ -1095,9 +1157,13 @@ static void decl_param(Elab *E, const Node *st, Scope *s) {
     const char *name = path_name(E, st->a, s);
     if (!name) return;
     ParamDecl *old = find_param(E->P, name);
-    if (old || is_family(E->P, name)) {
+    if (old) {
         diag_error(E->D, st->a->loc, "parameter '%s' is declared twice", name);
-        if (old) diag_note(E->D, old->loc, "first declared here");
+        diag_note(E->D, old->loc, "first declared here");
+        return;
+    }
+    if (is_family(E->P, name)) {
+        diag_error(E->D, st->a->loc, "'%s' already names a family of parameters (%s.…)", name, name);
         return;
     }
     for (int i = 0; i < E->P->nparams; i++) {
@@ -1108,14 +1174,18 @@ static void decl_param(Elab *E, const Node *st, Scope *s) {
         }
     }
     ParamDecl p = {.name = name, .loc = st->a->loc};
-    if (!eval_type(E, st->b, s, &p.dtype, &p.ndim, p.shape)) return;
-    if (p.dtype == IR_I32) {
+    bool ok = eval_type(E, st->b, s, &p.dtype, &p.ndim, p.shape);
+    if (ok && p.dtype == IR_I32) {
         diag_error(E->D, st->b->loc, "a parameter must have a float dtype (f32, f64 or bf16)");
+        ok = false;
+    }
+    ok = ok && param_inits(E, st, s, &p);
+    ok = ok && param_optim(E, st, s, &p);
+    if (!ok) {
+        /* uses of it later stay silent: the error above is the one to fix */
+        if (E->nfailed < (int)(sizeof E->failed / sizeof E->failed[0])) E->failed[E->nfailed++] = name;
         return;
     }
-    bool ok = param_inits(E, st, s, &p);
-    ok &= param_optim(E, st, s, &p);
-    if (!ok) return;
     graph_at(E, st->loc);
     p.node = ir_leaf(E->g, IR_PARAM, name, p.dtype, p.ndim, p.shape);
     grow(E, (void **)&E->P->params, &E->cap_params, E->P->nparams, sizeof(ParamDecl));
@@ -1159,6 +1229,38 @@ static bool muon_coeffs(Elab *E, const Node *arg, Scope *s, OptimGroup *g) {
     return true;
 }
 
+/* One `key = value` of adam(…)/muon(…); false after reporting an error. */
+static bool optim_arg(Elab *E, const Node *call, const Node *a, Scope *s, OptimGroup *g) {
+    const char **keys = g->kind == OPT_ADAM ? adam_keys : muon_keys;
+    if (a->kind != N_KWARG) {
+        diag_error(E->D, a->loc, "%s() takes named arguments, as in lr = 0.3", call->a->name);
+        return false;
+    }
+    bool known = false;
+    for (int i = 0; keys[i]; i++) known |= strcmp(keys[i], a->name) == 0;
+    if (!known) {
+        diag_error(E->D, a->loc, "%s() has no argument '%s'", call->a->name, a->name);
+        return false;
+    }
+    for (const Node *b = call->list; b != a; b = b->next)
+        if (b->kind == N_KWARG && strcmp(b->name, a->name) == 0) {
+            diag_error(E->D, a->loc, "argument '%s' is given twice", a->name);
+            return false;
+        }
+    if (strcmp(a->name, "ns_coeffs") == 0) return muon_coeffs(E, a, s, g);
+    double x;
+    if (!sched_eval(E, a->a, s, 0, &x, true)) return false;
+    if (!isfinite(x)) {
+        diag_error(E->D, a->a->loc, "%s is not a finite number at step 0 (%g)", a->name, x);
+        return false;
+    }
+    if (strcmp(a->name, "ns_eps") == 0) g->ns_eps = x;
+    else if (g->nargs < 12) g->args[g->nargs++] = (OptArg){a->name, a->a, s};
+    return true;
+}
+
+/* optim NAME = adam(lr = …, beta1 = …, …) | muon(lr = …, momentum = …, …). The group is
+ * registered even when its arguments have errors, so that its users stay silent. */
 static void decl_optim(Elab *E, const Node *st, Scope *s) {
     const Node *call = st->a;
     OptimGroup g = {.name = st->name, .loc = st->b->loc, .ns_eps = 1e-7};
@@ -1169,34 +1271,15 @@ static void decl_optim(Elab *E, const Node *st, Scope *s) {
     if (call->kind != N_CALL || call->a->kind != N_NAME ||
         (strcmp(call->a->name, "adam") != 0 && strcmp(call->a->name, "muon") != 0)) {
         diag_error(E->D, call->loc, "an optimizer group is adam(lr = …, …) or muon(lr = …, …)");
-        return;
+    } else {
+        g.kind = strcmp(call->a->name, "adam") == 0 ? OPT_ADAM : OPT_MUON;
+        bool ok = true;
+        for (const Node *a = call->list; a; a = a->next) ok &= optim_arg(E, call, a, s, &g);
+        bool has_lr = false;
+        for (int i = 0; i < g.nargs; i++) has_lr |= strcmp(g.args[i].key, "lr") == 0;
+        if (ok && !has_lr) diag_error(E->D, call->loc, "%s() needs lr = …", call->a->name);
+        if (ok && g.kind == OPT_MUON && g.n_ns == 0) diag_error(E->D, call->loc, "muon() needs ns_coeffs = [[a, b, c], …]");
     }
-    g.kind = strcmp(call->a->name, "adam") == 0 ? OPT_ADAM : OPT_MUON;
-    const char **keys = g.kind == OPT_ADAM ? adam_keys : muon_keys;
-    for (const Node *a = call->list; a; a = a->next) {
-        if (a->kind != N_KWARG) {
-            diag_error(E->D, a->loc, "%s() takes named arguments, as in lr = 0.3", call->a->name);
-            return;
-        }
-        bool known = false;
-        for (int i = 0; keys[i]; i++) known |= strcmp(keys[i], a->name) == 0;
-        if (!known) {
-            diag_error(E->D, a->loc, "%s() has no argument '%s'", call->a->name, a->name);
-            return;
-        }
-        if (strcmp(a->name, "ns_coeffs") == 0) {
-            if (!muon_coeffs(E, a, s, &g)) return;
-            continue;
-        }
-        double x;
-        if (!sched_eval(E, a->a, s, 0, &x, true)) return;
-        if (strcmp(a->name, "ns_eps") == 0) g.ns_eps = x;
-        else if (g.nargs < 12) g.args[g.nargs++] = (OptArg){a->name, a->a, s};
-    }
-    bool has_lr = false;
-    for (int i = 0; i < g.nargs; i++) has_lr |= strcmp(g.args[i].key, "lr") == 0;
-    if (!has_lr) diag_error(E->D, call->loc, "%s() needs lr = …", call->a->name);
-    if (g.kind == OPT_MUON && g.n_ns == 0) diag_error(E->D, call->loc, "muon() needs ns_coeffs = [[a, b, c], …]");
     grow(E, (void **)&E->P->optims, &E->cap_optims, E->P->noptims, sizeof(OptimGroup));
     E->P->optims[E->P->noptims++] = g;   /* groups have their own namespace, used by 'opt' */
 }
@@ -1207,7 +1290,15 @@ static void decl_schedule(Elab *E, const Node *st, Scope *s) {
         return;
     }
     double x;
-    if (!sched_eval(E, st->a, s, 0, &x, true)) return;
+    bool ok = sched_eval(E, st->a, s, 0, &x, true);
+    if (ok && !isfinite(x)) {
+        diag_error(E->D, st->a->loc, "schedule '%s' is not a finite number at step 0 (%g)", st->name, x);
+        ok = false;
+    }
+    if (!ok) {
+        scope_bind(E, E->global, st->name, v_new(E, V_NONE), st->b->loc);   /* later uses stay silent */
+        return;
+    }
     Value *v = v_new(E, V_SCHED);
     v->sched = st->a;
     v->scope = s;
@@ -1220,12 +1311,16 @@ static void decl_schedule(Elab *E, const Node *st, Scope *s) {
 /* "x0{k}_lambdas" with k an integer in scope → "x00_lambdas" */
 static const char *interpolate(Elab *E, const Node *name, Scope *s) {
     const char *p = name->name;
-    char *out = arena_alloc(E->A, strlen(p) + 64);
-    char *o = out;
+    char out[256];
+    size_t o = 0;
     while (*p) {
-        if (*p != '{') { *o++ = *p++; continue; }
+        if (o + 24 >= sizeof out) {
+            diag_error(E->D, name->loc, "log name is longer than %zu characters", sizeof out - 24);
+            return NULL;
+        }
+        if (*p != '{') { out[o++] = *p++; continue; }
         const char *end = strchr(p, '}');
-        if (!end || end - p > 40 || (o - out) > 200) {
+        if (!end || end - p > 40) {
             diag_error(E->D, name->loc, "'{' in a log name must enclose a name, as in \"x0{k}_lambdas\"");
             return NULL;
         }
@@ -1235,11 +1330,11 @@ static const char *interpolate(Elab *E, const Node *name, Scope *s) {
             diag_error(E->D, name->loc, "'{%s}' in a log name must be an integer in scope", var);
             return NULL;
         }
-        o += sprintf(o, "%lld", (long long)b->val->i);
+        o += (size_t)snprintf(out + o, sizeof out - o, "%lld", (long long)b->val->i);
         p = end + 1;
     }
-    *o = 0;
-    return out;
+    out[o] = 0;
+    return arena_strdup(E->A, out);
 }
 
 /* log NAME = PARAM | PARAM[i] | PARAM[:, j] …: one row of a parameter, read at logging time. */
@@ -1252,11 +1347,18 @@ static void decl_log(Elab *E, const Node *st, Scope *s) {
             return;
         }
     const Node *e = st->a, *idx = NULL;
+    Value *v;
     if (e->kind == N_INDEX) {
-        idx = e->list;
-        e = e->a;
+        v = eval(E, e->a, s);
+        if (!v) return;
+        if (v->kind == V_FAMILY) v = eval(E, e, s);   /* g[0] names a member, not an index */
+        else {
+            idx = e->list;
+            e = e->a;
+        }
+    } else {
+        v = eval(E, e, s);
     }
-    Value *v = eval(E, e, s);
     if (!v) return;
     if (v->kind != V_TENSOR || v->t->op != IR_PARAM) {
         diag_error(E->D, e->loc, "a log reads a parameter, got %s", v_describe(E, v));
@@ -1333,7 +1435,7 @@ static bool only_at_top(Elab *E, const Node *st) {
 
 static bool only_in_body(Elab *E, const Node *st) {
     if (E->context == CTX_FN || E->context == CTX_MODEL) return true;
-    diag_error(E->D, st->loc, "%s is only allowed inside fn and model%s", st->kind == N_ASSIGN ? "assignment" :
+    diag_error(E->D, st->kind == N_ASSIGN ? st->a->loc : st->loc, "%s is only allowed inside fn and model%s", st->kind == N_ASSIGN ? "assignment" :
                st->kind == N_RETURN ? "'return'" : "'probe'",
                st->kind == N_ASSIGN ? "; use 'let NAME = …' for a constant" : "");
     return false;
@@ -1357,6 +1459,13 @@ static void stmt_assign(Elab *E, const Node *st, Scope *s) {
     }
     if (lhs->kind == N_INDEX && lhs->a->kind == N_NAME && ast_count(lhs->list) == 1 && lhs->list->kind != N_SLICE) {
         Binding *b = scope_find(s, lhs->a->name);
+        bool local = false;
+        for (Scope *sc = s; sc && sc != E->global; sc = sc->parent)
+            for (Binding *x = sc->head; x; x = x->next) local |= x == b;
+        if (b && b->val->kind == V_MAP && !local) {
+            diag_error(E->D, lhs->a->loc, "'%s' is a constant defined outside this fn or model; make a local map", lhs->a->name);
+            return;
+        }
         if (!b || b->val->kind != V_MAP) {
             diag_error(E->D, lhs->a->loc, "'%s[…] = …' needs '%s' to be a map, as in %s = {}", lhs->a->name,
                        lhs->a->name, lhs->a->name);
@@ -1390,9 +1499,10 @@ static void stmt_if(Elab *E, const Node *st, Scope *s) {
 static void stmt_let(Elab *E, const Node *st, Scope *s) {
     if (!only_at_top(E, st)) return;
     Binding *b = scope_find(s, st->name);
-    if (b && b->loc.src) {
-        diag_error(E->D, st->b->loc, "'%s' is already defined", st->name);
-        diag_note(E->D, b->loc, "defined here");
+    if (b) {
+        diag_error(E->D, st->b->loc, "'%s' is already defined%s", st->name,
+                   strcmp(st->name, "T") == 0 ? " (T is the sequence length)" : "");
+        if (b->loc.src) diag_note(E->D, b->loc, "defined here");
         return;
     }
     Value *v = eval(E, st->a, s);

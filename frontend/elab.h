@@ -47,6 +47,8 @@ typedef struct Elab {
     bool too_big;            /* a size limit was hit: stop executing */
     int eval_depth;
     const char **include_dirs;
+    const char *failed[64];  /* parameters whose declaration failed */
+    int nfailed;
     int cap_params, cap_optims, cap_scheds, cap_logs, cap_probes, cap_config;
     IrNode *sched_nodes[64]; /* runtime scalar leaves, one per schedule name */
     const char *sched_names[64];

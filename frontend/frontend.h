@@ -38,6 +38,7 @@ void arena_free(Arena *a);
 /* ---- diagnostics (diag.c) --------------------------------------------------------- */
 typedef struct Source {
     const char *name;      /* path as given (used in messages) */
+    const char *real;      /* canonical path, NULL if unknown (identity of includes) */
     const char *text;      /* whole file, NUL-terminated */
     size_t len;
 } Source;
@@ -123,8 +124,14 @@ typedef struct {
     Node *result;           /* the statement list of the file */
     void *scanner;
     /* lexer state for automatic semicolons and bracket matching */
-    int last_token;
+    int last_token, prev_token;
+    size_t offset;          /* bytes of the source consumed so far */
+    int lex_error_line;     /* a lexical error on this line: no parse errors on it */
+    Loc last_loc;           /* where the last token started */
+    Loc prev_end;           /* the token before the one being reported */
     int depth;              /* open ( and [ */
+    Loc paren_stack[64];
+    char paren_char[64];
     Loc brace_stack[64];
     int nbraces;
     bool eof_done;
@@ -282,5 +289,6 @@ double fe_optim_arg(FeCompile *c, const OptimGroup *g, const char *key, int64_t 
 
 /* internal, shared by elab.c and builtins.c */
 Source *fe_load_source(FeCompile *c, const char *path, Loc from);
+bool fe_source_loaded(FeCompile *c, const char *path);
 
 #endif

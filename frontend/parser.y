@@ -41,12 +41,12 @@ static Node *binop(ParseCtx *ctx, YYLTYPE l, int op, Node *a, Node *b) {
 }
 
 %token <node> T_IDENT "identifier" T_INT "integer" T_FLOAT "number" T_STRING "string"
-%token T_INCLUDE "include" T_CONFIG "config" T_PRESET "preset" T_SET "set" T_LET "let"
-%token T_PARAM "param" T_INPUT "input" T_OPTIM "optim" T_SCHEDULE "schedule" T_LOG "log"
-%token T_PROBE "probe" T_FN "fn" T_MODEL "model" T_FOR "for" T_IN "in" T_IF "if"
-%token T_THEN "then" T_ELSE "else" T_RETURN "return" T_AND "and" T_OR "or" T_NOT "not"
-%token T_TRUE "true" T_FALSE "false" T_INIT "init" T_OPT "opt"
-%token T_EQ "==" T_NE "!=" T_LE "<=" T_GE ">=" T_FLOORDIV "//" T_POW "**"
+%token T_INCLUDE "'include'" T_CONFIG "'config'" T_PRESET "'preset'" T_SET "'set'" T_LET "'let'"
+%token T_PARAM "'param'" T_INPUT "'input'" T_OPTIM "'optim'" T_SCHEDULE "'schedule'" T_LOG "'log'"
+%token T_PROBE "'probe'" T_FN "'fn'" T_MODEL "'model'" T_FOR "'for'" T_IN "'in'" T_IF "'if'"
+%token T_THEN "'then'" T_ELSE "'else'" T_RETURN "'return'" T_AND "'and'" T_OR "'or'" T_NOT "'not'"
+%token T_TRUE "'true'" T_FALSE "'false'" T_INIT "'init'" T_OPT "'opt'"
+%token T_EQ "'=='" T_NE "'!='" T_LE "'<='" T_GE "'>='" T_FLOORDIV "'//'" T_POW "'**'"
 
 %type <node> stmt expr postfix primary arg index_arg opt_expr block_stmt if_stmt
 %type <node> param_stmt pair comp name_node
@@ -162,11 +162,12 @@ expr: postfix
 postfix: primary
     | postfix '.' name_node             { $$ = mk2(ctx, N_MEMBER, @2, $1, NULL); $$->name = $3->name; }
     | postfix '[' index_args ']'        { $$ = mk2(ctx, N_INDEX, @2, $1, NULL); $$->list = $3.head; }
-    | postfix '(' opt_args ')'          { $$ = mk2(ctx, N_CALL, @2, $1, NULL); $$->list = $3.head; }
-    | postfix '(' comp ')'              { $$ = mk2(ctx, N_GENCALL, @2, $1, $3); }
+    | postfix '(' opt_args ')'          { $$ = mk2(ctx, N_CALL, @1, $1, NULL); $$->list = $3.head; }
+    | postfix '(' comp ')'              { $$ = mk2(ctx, N_GENCALL, @1, $1, $3); }
     ;
 
 primary: T_IDENT
+    | T_LOG                     { $$ = mk(ctx, N_NAME, @1); $$->name = "log"; }   /* log(x), the function */
     | T_INT
     | T_FLOAT
     | T_STRING
@@ -234,8 +235,15 @@ static int yyreport_syntax_error(const yypcontext_t *pc, void *scanner, ParseCtx
             k += snprintf(msg + k, sizeof msg - (size_t)k, "%s%s", i == 0 ? "" : i == n - 1 ? " or " : ", ",
                           expected[i] == YYSYMBOL_YYEOF ? "end of file" : yysymbol_name(expected[i]));
     }
-    diag_error(ctx->diag, L(ctx, *yypcontext_location(pc)), "%s", msg);
-    if (tok == YYSYMBOL_YYEOF && ctx->nbraces > 0)
+    Loc at = L(ctx, *yypcontext_location(pc));
+    if (at.line == ctx->lex_error_line) return 0;   /* follows from the character reported there */
+    diag_error(ctx->diag, at, "%s", msg);
+    if (ctx->prev_end.line && at.line > ctx->prev_end.line && tok != YYSYMBOL_YYEOF && ctx->prev_token != ';')
+        diag_note(ctx->diag, ctx->prev_end, "the statement before is not finished: a line ending here continues on the next");
+    if (ctx->depth > 0 && ctx->depth <= 64 && at.line > ctx->paren_stack[ctx->depth - 1].line)
+        diag_note(ctx->diag, ctx->paren_stack[ctx->depth - 1], "'%c' opened here is not closed (lines inside it continue the statement)",
+                  ctx->paren_char[ctx->depth - 1]);
+    else if (tok == YYSYMBOL_YYEOF && ctx->nbraces > 0)
         diag_note(ctx->diag, ctx->brace_stack[ctx->nbraces - 1], "'{' opened here is not closed");
     return 0;
 }

@@ -27,8 +27,9 @@ static bool ev(SchedCtx *c, const Node *n, Scope *s, double *out);
 static double next_multiple(double v, double n) {
     double k = ceil(v / n);
     if (k < 1) k = 1;
-    while (k * n < v) k++;
-    while (k > 1 && (k - 1) * n >= v) k--;
+    /* correct the rounding of v / n; beyond 2^53, k + 1 == k and there is nothing to fix */
+    for (int i = 0; i < 4 && k * n < v; i++) k++;
+    for (int i = 0; i < 4 && k > 1 && (k - 1) * n >= v; i++) k--;
     return k * n;
 }
 

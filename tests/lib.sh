@@ -1,0 +1,21 @@
+# lib.sh — helpers for shell tests: each check prints "pass: NAME" or "fail: NAME".
+GPTC=${GPTC:-${GPTC_BUILD:-build-asan}/gptc}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+
+pass() { echo "pass: $1"; }
+fail() { echo "fail: $1"; shift; [ $# -gt 0 ] && printf '    %s\n' "$@"; return 0; }
+
+# expect_status NAME STATUS CMD… — the command exits with STATUS
+expect_status() {
+    local name=$1 want=$2; shift 2
+    "$@" >/tmp/gptc-test-out.$$ 2>&1; local rc=$?
+    if [ "$rc" -eq "$want" ]; then pass "$name"; else fail "$name" "exit $rc, expected $want: $*" "$(head -20 /tmp/gptc-test-out.$$)"; fi
+    rm -f /tmp/gptc-test-out.$$
+}
+
+# expect_output NAME PATTERN CMD… — the command's output (stdout+stderr) matches PATTERN (grep -E)
+expect_output() {
+    local name=$1 pat=$2; shift 2
+    local out; out=$("$@" 2>&1)
+    if printf '%s\n' "$out" | grep -qE -- "$pat"; then pass "$name"; else fail "$name" "no /$pat/ in output of: $*" "$(printf '%s\n' "$out" | head -20)"; fi
+}

@@ -243,7 +243,7 @@ static int yyreport_syntax_error(const yypcontext_t *pc, void *scanner, ParseCtx
     if (ctx->depth > 0 && ctx->depth <= 64 && at.line > ctx->paren_stack[ctx->depth - 1].line)
         diag_note(ctx->diag, ctx->paren_stack[ctx->depth - 1], "'%c' opened here is not closed (lines inside it continue the statement)",
                   ctx->paren_char[ctx->depth - 1]);
-    else if (tok == YYSYMBOL_YYEOF && ctx->nbraces > 0)
+    else if (tok == YYSYMBOL_YYEOF && ctx->nbraces > 0 && ctx->nbraces <= 64)
         diag_note(ctx->diag, ctx->brace_stack[ctx->nbraces - 1], "'{' opened here is not closed");
     return 0;
 }

@@ -219,7 +219,7 @@ TEST(errors_are_located) {
         {"config { seq_len = 4\n dim = 2 }\nmodel { return dimm }\n",
          "inline.gptc:3:16: error: unknown name 'dimm'; did you mean 'dim'?"},
         {"config { seq_len = 4 }\nfor i < 3 {\n  x = 1\n}\nmodel { return 1 }\n",
-         "inline.gptc:3:5: error: assignment is only allowed inside fn and model"},
+         "inline.gptc:3:3: error: assignment is only allowed inside fn and model"},
         {"config { seq_len = 4 }\nmodel {\n  for i < 2 {\n", "inline.gptc:3:14: error: unexpected end of file"},
         {"config { seq_len = 4 }\noptim g = adam(lr = 1)\nparam w : f32[4, 3] init zeros() opt g\n"
          "model { return linear(w, w[0:2, 0:2])[0, 0] }\n",

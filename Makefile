@@ -16,9 +16,9 @@ CC       ?= cc
 OPT      ?= -O2
 SAN      ?=
 CFLAGS   ?= $(OPT) -g
-WARN      = -Wall -Wextra -Werror -Wno-unused-parameter
+WARN      = -Wall -Wextra -Werror -Wno-unused-parameter -fopenmp
 CPPFLAGS  = -std=c11 -D_GNU_SOURCE -I. -I$(B)/gen -MMD -MP
-LDLIBS    = -lopenblas -lm -lpthread -ldl
+LDLIBS    = -fopenmp -lopenblas -lm -lpthread -ldl
 FLEX     ?= flex
 BISON    ?= bison
 
@@ -62,7 +62,7 @@ asan:
 
 fuzz:
 	$(MAKE) B=build-fuzz CC=clang OPT=-O1 SAN="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libgptc.a
-	clang -std=c11 -D_GNU_SOURCE -I. -Ibuild-fuzz/gen -O1 -g -fsanitize=fuzzer,address,undefined \
+	clang -std=c11 -D_GNU_SOURCE -I. -Ibuild-fuzz/gen -O1 -g -fsanitize=fuzzer,address,undefined -fopenmp \
 	    tests/fuzz_frontend.c build-fuzz/libgptc.a -o build-fuzz/fuzz_frontend $(LDLIBS)
 
 # The main job (README): build, then check and summarize the study's models.

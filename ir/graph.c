@@ -74,7 +74,7 @@ static IrNode *new_node(IrGraph *g, IrOp op, IrDtype dt, int ndim, const int64_t
 }
 
 static void add_input(IrNode *n, IrNode *x) {
-    assert(n->nin < 5);
+    assert(n->nin < 6);
     n->in[n->nin++] = x;
 }
 
@@ -204,18 +204,70 @@ IrNode *ir_gather(IrGraph *g, IrNode *table, IrNode *idx) {
     return n;
 }
 
-IrNode *ir_matmul(IrGraph *g, IrNode *a, IrNode *b, bool b_transposed) {
+IrNode *ir_matmul_t(IrGraph *g, IrNode *a, IrNode *b, bool a_transposed, bool b_transposed) {
     assert(a->ndim >= 2 && a->ndim == b->ndim);
     int nd = a->ndim;
-    int64_t K = a->shape[nd - 1];
+    int64_t M = a_transposed ? a->shape[nd - 1] : a->shape[nd - 2];
+    int64_t K = a_transposed ? a->shape[nd - 2] : a->shape[nd - 1];
     int64_t N = b_transposed ? b->shape[nd - 2] : b->shape[nd - 1];
     assert(K == (b_transposed ? b->shape[nd - 1] : b->shape[nd - 2]));
     for (int i = 0; i < nd - 2; i++) assert(a->shape[i] == b->shape[i]);
     IrNode *n = new_node(g, IR_MATMUL, promote(a->dtype, b->dtype), nd, a->shape);
+    n->shape[nd - 2] = M;
     n->shape[nd - 1] = N;
     n->iattr[0] = b_transposed;
+    n->iattr[1] = a_transposed;
     add_input(n, a);
     add_input(n, b);
+    return n;
+}
+
+IrNode *ir_matmul(IrGraph *g, IrNode *a, IrNode *b, bool b_transposed) {
+    return ir_matmul_t(g, a, b, false, b_transposed);
+}
+
+IrNode *ir_pad(IrGraph *g, IrNode *x, int axis, int64_t start, int64_t total) {
+    assert(axis >= 0 && axis < x->ndim && start >= 0 && start + x->shape[axis] <= total);
+    IrNode *n = new_node(g, IR_PAD, x->dtype, x->ndim, x->shape);
+    n->shape[axis] = total;
+    n->iattr[0] = axis;
+    n->iattr[1] = start;
+    add_input(n, x);
+    return n;
+}
+
+IrNode *ir_scatter_add(IrGraph *g, IrNode *rows, IrNode *idx, int64_t V) {
+    assert(idx->dtype == IR_I32 && rows->ndim >= idx->ndim);
+    for (int i = 0; i < idx->ndim; i++) assert(rows->shape[i] == idx->shape[i]);
+    int64_t shape[IR_MAX_DIMS];
+    int nd = 0;
+    shape[nd++] = V;
+    for (int i = idx->ndim; i < rows->ndim; i++) shape[nd++] = rows->shape[i];
+    IrNode *n = new_node(g, IR_SCATTER_ADD, rows->dtype, nd, shape);
+    n->iattr[0] = V;
+    add_input(n, rows);
+    add_input(n, idx);
+    return n;
+}
+
+IrNode *ir_attention_bwd(IrGraph *g, const IrNode *fwd, IrNode *dout) {
+    assert(fwd->op == IR_ATTENTION && ir_same_shape(fwd, dout));
+    int64_t shape[4] = {3, fwd->shape[0], fwd->shape[1], fwd->shape[2]};
+    IrNode *n = new_node(g, IR_ATTENTION_BWD, fwd->dtype, 4, shape);
+    n->iattr[0] = fwd->iattr[0];
+    n->iattr[1] = fwd->iattr[1];
+    n->fattr[0] = fwd->fattr[0];
+    for (int i = 0; i < 5; i++) add_input(n, fwd->in[i]);
+    add_input(n, dout);
+    return n;
+}
+
+IrNode *ir_ce_bwd(IrGraph *g, IrNode *logits, IrNode *targets, IrNode *drows) {
+    assert(logits->ndim == 2 && drows->ndim == 1 && drows->shape[0] == logits->shape[0]);
+    IrNode *n = new_node(g, IR_CE_BWD, logits->dtype, 2, logits->shape);
+    add_input(n, logits);
+    add_input(n, targets);
+    add_input(n, drows);
     return n;
 }
 
@@ -265,8 +317,13 @@ void ir_print(const IrGraph *g, FILE *out) {
         case IR_SUM: case IR_MAX: fprintf(out, " axis=%lld", (long long)n->iattr[0]); break;
         case IR_SLICE: fprintf(out, " axis=%lld start=%lld", (long long)n->iattr[0], (long long)n->iattr[1]); break;
         case IR_CONCAT: fprintf(out, " axis=%lld", (long long)n->iattr[0]); break;
-        case IR_MATMUL: if (n->iattr[0]) fprintf(out, " b^T"); break;
+        case IR_MATMUL:
+            if (n->iattr[1]) fprintf(out, " a^T");
+            if (n->iattr[0]) fprintf(out, " b^T");
+            break;
+        case IR_PAD: fprintf(out, " axis=%lld start=%lld", (long long)n->iattr[0], (long long)n->iattr[1]); break;
         case IR_ATTENTION:
+        case IR_ATTENTION_BWD:
             fprintf(out, " block=%lld eot=%lld scale=%g", (long long)n->iattr[0], (long long)n->iattr[1], n->fattr[0]);
             break;
         case IR_PERMUTE:

@@ -34,7 +34,7 @@ struct IrNode {
     IrDtype dtype;
     int ndim;
     int64_t shape[IR_MAX_DIMS];
-    IrNode *in[5];
+    IrNode *in[6];
     int nin;
     int64_t iattr[IR_MAX_DIMS];
     double fattr[2];
@@ -77,6 +77,11 @@ IrNode *ir_concat(IrGraph *g, IrNode *a, IrNode *b, int axis);
 IrNode *ir_broadcast(IrGraph *g, IrNode *x, int ndim, const int64_t *shape);
 IrNode *ir_gather(IrGraph *g, IrNode *table, IrNode *idx);
 IrNode *ir_matmul(IrGraph *g, IrNode *a, IrNode *b, bool b_transposed);
+IrNode *ir_matmul_t(IrGraph *g, IrNode *a, IrNode *b, bool a_transposed, bool b_transposed);
+IrNode *ir_pad(IrGraph *g, IrNode *x, int axis, int64_t start, int64_t total);
+IrNode *ir_scatter_add(IrGraph *g, IrNode *rows, IrNode *idx, int64_t V);
+IrNode *ir_attention_bwd(IrGraph *g, const IrNode *fwd, IrNode *dout);
+IrNode *ir_ce_bwd(IrGraph *g, IrNode *logits, IrNode *targets, IrNode *drows);
 IrNode *ir_attention(IrGraph *g, IrNode *q, IrNode *k, IrNode *v, IrNode *tokens,
                      IrNode *window, int64_t block, int64_t eot, double scale);
 IrNode *ir_cross_entropy(IrGraph *g, IrNode *logits, IrNode *targets);

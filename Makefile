@@ -50,7 +50,9 @@ $(B)/%.o: %.c | $(B)/gen/parser.h $(B)/gen/lexer.h
 $(B)/libgptc.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $^
 
-$(B)/gptc: $(B)/main.o $(B)/libgptc.a
+CLI_OBJS  = $(patsubst %.c,$(B)/%.o,main.c $(wildcard cmd_*.c))
+
+$(B)/gptc: $(CLI_OBJS) $(B)/libgptc.a
 	$(CC) $(CFLAGS) $(SAN) $^ -o $@ $(LDLIBS)
 
 $(B)/tests/%: tests/%.c tests/test.h $(B)/libgptc.a
@@ -81,4 +83,4 @@ test:
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(OBJS:.o=.d) $(B)/main.d
+-include $(OBJS:.o=.d) $(CLI_OBJS:.o=.d)

@@ -1593,7 +1593,7 @@ static void elab_model(Elab *E, const Node *model) {
                    v_describe(E, r));
         return;
     }
-    E->g->outputs[E->g->noutputs++] = r->t;
+    ir_add_output(E->g, r->t);
 }
 
 static void warn_unused(Elab *E) {

@@ -50,7 +50,18 @@ void ir_graph_free(IrGraph *g) {
         free(g->nodes[i]);
     }
     free(g->nodes);
+    free(g->outputs);
     free(g);
+}
+
+int ir_add_output(IrGraph *g, IrNode *n) {
+    if (g->noutputs == g->cap_outputs) {
+        g->cap_outputs = g->cap_outputs ? 2 * g->cap_outputs : 16;
+        g->outputs = realloc(g->outputs, (size_t)g->cap_outputs * sizeof *g->outputs);
+        if (!g->outputs) abort();
+    }
+    g->outputs[g->noutputs] = n;
+    return g->noutputs++;
 }
 
 static IrNode *new_node(IrGraph *g, IrOp op, IrDtype dt, int ndim, const int64_t *shape) {

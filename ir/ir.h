@@ -46,8 +46,8 @@ struct IrNode {
 typedef struct {
     IrNode **nodes;
     int n, cap;
-    IrNode *outputs[8];
-    int noutputs;
+    IrNode **outputs;             /* what the program computes: loss, gradients, probes … */
+    int noutputs, cap_outputs;
     const char *cur_file;         /* location stamped on new nodes */
     int cur_line;
 } IrGraph;
@@ -85,6 +85,28 @@ IrNode *ir_ce_bwd(IrGraph *g, IrNode *logits, IrNode *targets, IrNode *drows);
 IrNode *ir_attention(IrGraph *g, IrNode *q, IrNode *k, IrNode *v, IrNode *tokens,
                      IrNode *window, int64_t block, int64_t eot, double scale);
 IrNode *ir_cross_entropy(IrGraph *g, IrNode *logits, IrNode *targets);
+
+int ir_add_output(IrGraph *g, IrNode *n);   /* returns its index in outputs */
+
+/* ---- autodiff.c ---- */
+/* Appends the backward graph of the scalar `out` to g: grads[i] = d out / d wrt[i]
+ * (a zero tensor when wrt[i] does not influence out). 0, or -1 with a message. */
+int ir_autodiff(IrGraph *g, IrNode *out, IrNode *const *wrt, int nwrt, IrNode **grads, char *err, size_t errlen);
+bool ir_autodiff_has_rule(IrOp op);
+
+/* ---- passes: verify.c cse.c dce.c pipeline.c ---- */
+/* Checks the invariants every pass keeps (ids topological, shapes and attributes as the
+ * builders make them); 0, or -1 with the first violation in err. */
+int ir_verify(const IrGraph *g, char *err, size_t errlen);
+/* Merges equal nodes (same op, attributes and inputs); outputs are redirected. Returns
+ * the number of nodes merged. */
+int ir_cse(IrGraph *g);
+/* Removes nodes no output depends on (leaves are kept); renumbers ids. Returns the number
+ * of nodes removed. */
+int ir_dce(IrGraph *g);
+/* verify → cse → dce → verify; with GPTC_DUMP_IR set, prints the graph after every pass
+ * to stderr. 0, or -1 with a message. */
+int ir_optimize(IrGraph *g, char *err, size_t errlen);
 
 /* Can x be broadcast to shape (numpy rules, trailing axes aligned)? */
 bool ir_broadcastable(const IrNode *x, int ndim, const int64_t *shape);

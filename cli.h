@@ -1,0 +1,43 @@
+/* cli.h — shared by the command-line files: model options and usage errors.
+ * Exit status: 0 success, 1 errors in the model or its data, 2 bad usage. */
+#ifndef GPTC_CLI_H
+#define GPTC_CLI_H
+
+#include <stdbool.h>
+
+#include "frontend/frontend.h"
+
+typedef struct {
+    const char *model;
+    const char *preset;
+    ConfigOverride sets[64];
+    int nsets;
+    const char *include_dirs[9];
+    int ninclude;
+} ModelArgs;
+
+/* A command's own option that takes a value: --name VALUE stores VALUE in *dst. */
+typedef struct {
+    const char *name;
+    const char **dst;
+} CliOpt;
+
+extern const char model_options[];
+
+int usage_error(const char *cmd, const char *fmt, const char *arg);
+/* Parses MODEL, --preset, --set, -I and the command's own options. Returns -1 to go on,
+ * else the exit status (0 after --help). */
+int parse_model_args(const char *cmd, int argc, char **argv, ModelArgs *m, const char *usage,
+                     const CliOpt *extra, int nextra);
+void free_model_args(ModelArgs *m);
+int compile_model(FeCompile *c, const ModelArgs *m);
+
+int cmd_check(int argc, char **argv);
+int cmd_summary(int argc, char **argv);
+int cmd_ir(int argc, char **argv);
+int cmd_grad(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+
+extern const char check_usage[], summary_usage[], ir_usage[], grad_usage[], compare_usage[];
+
+#endif

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# gptc grad on the golden sets (tests/golden, made by the float64 PyTorch reference):
+# the loss, every gradient and every activation, in f64 and in f32, within the tolerances
+# of tests/golden/README.md (loss 1e-10 / 1e-6, tensors 1e-9 / 1e-4; relative, ‖a−b‖∞/‖b‖∞).
+cd "$(dirname "$0")/../.." || exit 1
+. tests/lib.sh
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+
+sets=(tiny_x02 small_x00 small_x04)
+# config of each set as --set overrides of models/gpt2m.gptc, its single-step windows and loss
+declare -A cfg win loss
+cfg[tiny_x02]="vocab=200 eot=199 dim=64 heads=2 head_dim=32 n_emb=3 block=16 seq_len=256"
+cfg[small_x00]="vocab=96 eot=95 dim=32 heads=2 head_dim=16 n_emb=1 block=8 seq_len=128"
+cfg[small_x04]="vocab=80 eot=0 dim=32 heads=4 head_dim=8 n_emb=5 block=4 seq_len=64"
+win[tiny_x02]=3,1;  loss[tiny_x02]=8.162777622208608
+win[small_x00]=5,2; loss[small_x00]=7.313181168263524
+win[small_x04]=7,3; loss[small_x04]=7.156966290047297
+
+rel() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; if (b < 0) b = -b; printf "%.3e", d / b }'; }
+le()  { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
+
+for s in "${sets[@]}"; do
+    G=tests/golden/$s
+    sets_args=(); for kv in ${cfg[$s]}; do sets_args+=(--set "$kv"); done
+    for dt in f64 f32; do
+        if [ $dt = f64 ]; then ltol=1e-10; ttol=1e-9; else ltol=1e-6; ttol=1e-4; fi
+        out=$("$GPTC" grad models/gpt2m.gptc "${sets_args[@]}" --params $G/params.safetensors \
+              --batch $G/inputs.safetensors --window "${win[$s]}" --dtype $dt \
+              --grads "$tmp/g.st" --acts "$tmp/a.st" 2>"$tmp/err")
+        rc=$?
+        if [ $rc -ne 0 ]; then fail "$s $dt grad runs" "exit $rc" "$(cat "$tmp/err")"; continue; fi
+        got=$(printf '%s\n' "$out" | sed -n 's/^loss: //p')
+        e=$(rel "$got" "${loss[$s]}")
+        if le "$e" $ltol; then pass "$s $dt loss (rel $e)"; else fail "$s $dt loss" "loss $got, golden ${loss[$s]}, rel $e > $ltol"; fi
+        for what in grads acts; do
+            f=$tmp/g.st; [ $what = acts ] && f=$tmp/a.st
+            r=$("$GPTC" compare "$f" $G/$what.safetensors --tol $ttol --quiet)
+            if [ $? -eq 0 ]; then pass "$s $dt $what ($r)"; else fail "$s $dt $what" "$("$GPTC" compare "$f" $G/$what.safetensors --tol $ttol | grep -E 'tol|worst')"; fi
+        done
+    done
+done

@@ -37,7 +37,8 @@ int cmd_summary(int argc, char **argv);
 int cmd_ir(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_init(int argc, char **argv);
 
-extern const char check_usage[], summary_usage[], ir_usage[], grad_usage[], compare_usage[];
+extern const char check_usage[], summary_usage[], ir_usage[], grad_usage[], compare_usage[], init_usage[];
 
 #endif

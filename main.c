@@ -111,6 +111,7 @@ static const Command commands[] = {
     {"check", cmd_check, "check a model file and report located errors", check_usage},
     {"summary", cmd_summary, "print the resolved config, parameters and their count", summary_usage},
     {"ir", cmd_ir, "print the forward graph", ir_usage},
+    {"init", cmd_init, "write a seeded, freshly initialized parameter file", init_usage},
     {"compare", cmd_compare, "per-tensor relative error between two safetensors files", compare_usage},
     {"grad", cmd_grad, "the loss and every gradient on one batch (reference backend)", grad_usage},
     {"help", cmd_help, "show this help", "usage: gptc help [COMMAND]\n"},

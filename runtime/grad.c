@@ -41,18 +41,13 @@ void rt_grad_graph_free(RtGradGraph *gg) {
     memset(gg, 0, sizeof *gg);
 }
 
-/* Every declared parameter must be in the file with its shape, and nothing else. */
+/* Every declared parameter must be in the file with its shape, and nothing else; a tensor
+ * the model does not declare is reported first (often a model/config mismatch). */
 int rt_params_load(const Program *p, const char *path, double **values, char *err, size_t errlen) {
     rt_st_file f;
     if (rt_st_open(&f, path, err, errlen) != 0) return -1;
     int rc = 0;
     for (int i = 0; i < p->nparams; i++) values[i] = NULL;
-    for (int i = 0; i < p->nparams && rc == 0; i++) {
-        const ParamDecl *d = &p->params[i];
-        values[i] = malloc(sizeof(double) * (size_t)fe_param_count(d));
-        if (!values[i]) abort();
-        rc = rt_st_read_f64(&f, d->name, d->ndim, d->shape, values[i], err, errlen);
-    }
     for (int t = 0; t < f.ntensors && rc == 0; t++) {
         bool known = false;
         for (int i = 0; i < p->nparams && !known; i++) known = !strcmp(p->params[i].name, f.tensors[t].name);
@@ -60,6 +55,12 @@ int rt_params_load(const Program *p, const char *path, double **values, char *er
             snprintf(err, errlen, "%s: tensor '%s' is not a parameter of this model", path, f.tensors[t].name);
             rc = -1;
         }
+    }
+    for (int i = 0; i < p->nparams && rc == 0; i++) {
+        const ParamDecl *d = &p->params[i];
+        values[i] = malloc(sizeof(double) * (size_t)fe_param_count(d));
+        if (!values[i]) abort();
+        rc = rt_st_read_f64(&f, d->name, d->ndim, d->shape, values[i], err, errlen);
     }
     rt_st_close(&f);
     if (rc != 0) rt_values_free(values, p->nparams);

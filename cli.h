@@ -31,6 +31,10 @@ int parse_model_args(const char *cmd, int argc, char **argv, ModelArgs *m, const
                      const CliOpt *extra, int nextra);
 void free_model_args(ModelArgs *m);
 int compile_model(FeCompile *c, const ModelArgs *m);
+/* "LONG,SHORT" → two integers; false if malformed. */
+bool cli_parse_window(const char *s, long *wl, long *ws);
+/* "f64" / "f32" (NULL: f64) → *f64; false if neither. */
+bool cli_parse_dtype(const char *s, bool *f64);
 
 int cmd_check(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
@@ -38,7 +42,8 @@ int cmd_ir(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_init(int argc, char **argv);
+int cmd_step(int argc, char **argv);
 
-extern const char check_usage[], summary_usage[], ir_usage[], grad_usage[], compare_usage[], init_usage[];
+extern const char check_usage[], summary_usage[], ir_usage[], grad_usage[], compare_usage[], init_usage[], step_usage[];
 
 #endif

@@ -30,17 +30,13 @@ typedef struct {
 static int check_grad_args(GradArgs *a) {
     if (!a->params || !a->batch || !a->window)
         return usage_error("grad", "--params, --batch and --window are required%s", "");
-    char *end;
-    a->window_long = strtol(a->window, &end, 10);
-    if (end == a->window || *end != ',') return usage_error("grad", "--window takes LONG,SHORT in blocks, got '%s'", a->window);
-    const char *s = end + 1;
-    a->window_short = strtol(s, &end, 10);
-    if (end == s || *end) return usage_error("grad", "--window takes LONG,SHORT in blocks, got '%s'", a->window);
+    if (!cli_parse_window(a->window, &a->window_long, &a->window_short))
+        return usage_error("grad", "--window takes LONG,SHORT in blocks, got '%s'", a->window);
     if (a->backend && strcmp(a->backend, "ref") != 0)
         return usage_error("grad", "unknown backend '%s' (available: ref)", a->backend);
-    a->prec = RT_F64;
-    if (a->dtype && !strcmp(a->dtype, "f32")) a->prec = RT_F32;
-    else if (a->dtype && strcmp(a->dtype, "f64") != 0) return usage_error("grad", "--dtype is f64 or f32, got '%s'", a->dtype);
+    bool f64;
+    if (!cli_parse_dtype(a->dtype, &f64)) return usage_error("grad", "--dtype is f64 or f32, got '%s'", a->dtype);
+    a->prec = f64 ? RT_F64 : RT_F32;
     return -1;
 }
 

@@ -97,6 +97,20 @@ int parse_model_args(const char *cmd, int argc, char **argv, ModelArgs *m, const
     return -1;
 }
 
+bool cli_parse_window(const char *s, long *wl, long *ws) {
+    char *end;
+    *wl = strtol(s, &end, 10);
+    if (end == s || *end != ',') return false;
+    const char *t = end + 1;
+    *ws = strtol(t, &end, 10);
+    return end != t && !*end;
+}
+
+bool cli_parse_dtype(const char *s, bool *f64) {
+    *f64 = !s || !strcmp(s, "f64");
+    return !s || !strcmp(s, "f64") || !strcmp(s, "f32");
+}
+
 int compile_model(FeCompile *c, const ModelArgs *m) {
     FeOptions opt = {.path = m->model, .preset = m->preset, .sets = m->sets, .nsets = m->nsets,
                      .include_dirs = m->ninclude ? (const char **)m->include_dirs : NULL};
@@ -112,6 +126,7 @@ static const Command commands[] = {
     {"summary", cmd_summary, "print the resolved config, parameters and their count", summary_usage},
     {"ir", cmd_ir, "print the forward graph", ir_usage},
     {"init", cmd_init, "write a seeded, freshly initialized parameter file", init_usage},
+    {"step", cmd_step, "optimizer steps from given parameters (and optionally gradients)", step_usage},
     {"compare", cmd_compare, "per-tensor relative error between two safetensors files", compare_usage},
     {"grad", cmd_grad, "the loss and every gradient on one batch (reference backend)", grad_usage},
     {"help", cmd_help, "show this help", "usage: gptc help [COMMAND]\n"},

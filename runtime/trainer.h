@@ -1,0 +1,49 @@
+/* trainer.h — training steps on the reference backend: gradients on a batch, the
+ * optimizer update, checkpoints.
+ * Ownership: an RtTrainer owns its graphs (besides the compiled model's, which it extends
+ * with the backward pass), interpreters and host arrays; rt_trainer_free releases them.
+ * The FeCompile must outlive it. */
+#ifndef GPTC_RUNTIME_TRAINER_H
+#define GPTC_RUNTIME_TRAINER_H
+
+#include <stdbool.h>
+
+#include "runtime/grad.h"
+#include "runtime/optim.h"
+#include "runtime/ref.h"
+
+typedef struct {
+    FeCompile *c;
+    RtPrec prec;
+    RtGradGraph gg;
+    RtUpdateGraph ug;
+    RtRef *grad_r, *upd_r;
+    int np;
+    double **param, **grad;   /* per parameter, host copies (double) */
+    double **state[2];        /* optimizer state: Adam m, v; Muon buf in state[0] */
+    int64_t adam_steps;       /* optimizer steps taken since the state was fresh */
+    IrNode *tokens, *targets; /* the model's inputs */
+} RtTrainer;
+
+/* A named I64 scalar stored in checkpoints beside the parameters ("trainer.step" …). */
+typedef struct {
+    const char *name;
+    int64_t value;
+} RtExtra;
+
+int rt_trainer_init(RtTrainer *t, FeCompile *c, RtPrec prec, char *err, size_t errlen);
+void rt_trainer_free(RtTrainer *t);
+/* Loss and t->grad on one batch (T tokens and targets). */
+int rt_trainer_grad(RtTrainer *t, const int32_t *tokens, const int32_t *targets, double window_long,
+                    double window_short, double *loss, char *err, size_t errlen);
+/* One optimizer step of t->param with t->grad, schedules at step index `step`. */
+int rt_trainer_update(RtTrainer *t, int64_t step, char *err, size_t errlen);
+/* Parameters (model names), optimizer state (adam_m.NAME, adam_v.NAME, muon_buf.NAME),
+ * trainer.adam_steps and the extras, written atomically. */
+int rt_trainer_save(const RtTrainer *t, const char *path, const RtExtra *extra, int nextra, char *err, size_t errlen);
+/* Reads parameters, and the optimizer state when present and with_state; a fresh state
+ * otherwise. Extras present in the file are read into extra[].value. */
+int rt_trainer_load(RtTrainer *t, const char *path, bool with_state, RtExtra *extra, int nextra, char *err,
+                    size_t errlen);
+
+#endif

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# gptc step against the golden optimizer steps (tests/golden/*/after_step1, after_step2),
+# schedules with steps = 3 as the golden README says. Tolerances (relative, ‖a−b‖∞/‖b‖∞):
+#   after_step1 fed the golden gradients: f64 1e-12, f32 1e-5
+#   after_step2 (second step with gptc's own gradient): f64 1e-9; f32 1e-4 for the Muon
+#   tensors (blocks.*) and 1e-2 for all (Adam's first steps amplify float32 noise, README)
+cd "$(dirname "$0")/../.." || exit 1
+. tests/lib.sh
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+declare -A cfg win
+cfg[tiny_x02]="vocab=200 eot=199 dim=64 heads=2 head_dim=32 n_emb=3 block=16 seq_len=256"
+cfg[small_x00]="vocab=96 eot=95 dim=32 heads=2 head_dim=16 n_emb=1 block=8 seq_len=128"
+cfg[small_x04]="vocab=80 eot=0 dim=32 heads=4 head_dim=8 n_emb=5 block=4 seq_len=64"
+win[tiny_x02]=3,1; win[small_x00]=5,2; win[small_x04]=7,3
+
+check() {   # check NAME FILE REF TOL [--only PREFIX]
+    local name=$1 f=$2 ref=$3 tol=$4; shift 4
+    local r; r=$("$GPTC" compare "$f" "$ref" --tol "$tol" --quiet "$@")
+    if [ $? -eq 0 ]; then pass "$name ($r)"; else fail "$name" "$r"; fi
+}
+
+for s in tiny_x02 small_x00 small_x04; do
+    G=tests/golden/$s
+    args=(models/gpt2m.gptc --set steps=3 --params $G/params.safetensors --batch $G/inputs.safetensors --window "${win[$s]}" --step 0 --grads $G/grads.safetensors)
+    for kv in ${cfg[$s]}; do args+=(--set "$kv"); done
+    for dt in f64 f32; do
+        if ! "$GPTC" step "${args[@]}" --dtype $dt --out "$tmp/1.st" >"$tmp/log" 2>&1; then fail "$s $dt step 1 runs" "$(cat "$tmp/log")"; continue; fi
+        if ! "$GPTC" step "${args[@]}" --dtype $dt --count 2 --out "$tmp/2.st" >"$tmp/log" 2>&1; then fail "$s $dt step 2 runs" "$(cat "$tmp/log")"; continue; fi
+        if [ $dt = f64 ]; then
+            check "$s f64 after_step1" "$tmp/1.st" $G/after_step1.safetensors 1e-12
+            check "$s f64 after_step2" "$tmp/2.st" $G/after_step2.safetensors 1e-9
+        else
+            check "$s f32 after_step1" "$tmp/1.st" $G/after_step1.safetensors 1e-5
+            check "$s f32 after_step2 muon" "$tmp/2.st" $G/after_step2.safetensors 1e-4 --only blocks.
+            check "$s f32 after_step2 all" "$tmp/2.st" $G/after_step2.safetensors 1e-2
+        fi
+    done
+done

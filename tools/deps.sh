@@ -12,6 +12,8 @@ command -v make  >/dev/null || need+=(make)
     || need+=(libclang-rt-dev)
 [ -e /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h ] || [ -e /usr/include/openblas/cblas.h ] \
     || dpkg -s libopenblas-dev >/dev/null 2>&1 || need+=(libopenblas-dev)
+# Open MPI for multi-process training (mpirun; gptc dlopens libmpi.so.40, no headers needed)
+{ command -v mpirun >/dev/null && ls /usr/lib/*/libmpi.so.40 >/dev/null 2>&1; } || need+=(openmpi-bin)
 if [ ${#need[@]} -gt 0 ]; then
     echo "deps: installing ${need[*]}"
     SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -1,6 +1,7 @@
 /* main.c — the gptc command line: one table of subcommands, each with its --help.
  * Exit status: 0 success, 1 errors in the model (or its data), 2 bad usage. */
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,6 +158,10 @@ static int cmd_help(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    /* Tensors are large and short-lived: keep freed memory in the heap instead of returning
+     * it to the system, so the next tensor of that size does not fault in fresh pages. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
     if (argc < 2) {
         print_help(stderr);
         return 2;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define PAR_MIN (1 << 15)       /* elements of work below which loops stay serial */
 #define GEMM_SMALL 262144.0     /* M*N*K at or below which OpenBLAS runs single-threaded */
@@ -27,6 +28,9 @@ struct RtRef {
     unsigned char *keep;        /* 1: kept by the current run */
     int *last;                  /* id of the last consumer in the current run, or -1 */
     size_t live, peak;          /* bytes of node buffers held now / at most in this run */
+    void *pool[64];             /* freed node buffers kept for reuse (sizes in pool_bytes): */
+    size_t pool_bytes[64];      /* a fresh large buffer costs page faults on every run */
+    int npool;
     char msg[512];              /* the current error */
 };
 
@@ -96,15 +100,45 @@ static void grow(RtRef *r)
     r->cap = n;
 }
 
+/* A buffer of exactly `bytes` from the pool, zeroed, or a new one. */
+static void *pool_take(RtRef *r, size_t bytes)
+{
+    for (int i = 0; i < r->npool; i++)
+        if (r->pool_bytes[i] == bytes) {
+            void *p = r->pool[i];
+            r->pool[i] = r->pool[--r->npool];
+            r->pool_bytes[i] = r->pool_bytes[r->npool];
+            return memset(p, 0, bytes);
+        }
+    return xcalloc(bytes, 1);
+}
+
+/* Keeps a large buffer for reuse (evicting the oldest when full); frees small ones. */
+static void pool_give(RtRef *r, void *p, size_t bytes)
+{
+    if (bytes < (1u << 16)) {
+        free(p);
+        return;
+    }
+    if (r->npool == 64) {
+        free(r->pool[0]);
+        memmove(r->pool, r->pool + 1, sizeof r->pool[0] * 63);
+        memmove(r->pool_bytes, r->pool_bytes + 1, sizeof r->pool_bytes[0] * 63);
+        r->npool--;
+    }
+    r->pool[r->npool] = p;
+    r->pool_bytes[r->npool++] = bytes;
+}
+
 /* a zeroed buffer for node n (replacing any it has) */
 static void *alloc_buf(RtRef *r, const IrNode *n)
 {
     size_t bytes = (size_t)ir_numel(n) * elem_size(r, n);
     if (r->buf[n->id]) {
-        free(r->buf[n->id]);
+        pool_give(r, r->buf[n->id], r->nbytes[n->id]);
         r->live -= r->nbytes[n->id];
     }
-    r->buf[n->id] = xcalloc(bytes, 1);
+    r->buf[n->id] = pool_take(r, bytes);
     r->nbytes[n->id] = bytes;
     r->live += bytes;
     if (r->live > r->peak) r->peak = r->live;
@@ -114,7 +148,7 @@ static void *alloc_buf(RtRef *r, const IrNode *n)
 static void free_buf(RtRef *r, int id)
 {
     if (!r->buf[id]) return;
-    free(r->buf[id]);
+    pool_give(r, r->buf[id], r->nbytes[id]);
     r->buf[id] = NULL;
     r->live -= r->nbytes[id];
     r->nbytes[id] = 0;
@@ -573,14 +607,30 @@ int rt_ref_run(RtRef *r, IrNode *const *keep, int nkeep, char *err, size_t errle
     for (int i = 0; i < nkeep; i++) r->keep[keep[i]->id] = 1;
     r->peak = r->live;
     r->msg[0] = '\0';
+    static double op_ms[IR_NOPS];
+    static int64_t op_elems[IR_NOPS];
+    bool profile = getenv("GPTC_PROFILE") != NULL;   /* time per op kind, to stderr */
     for (int i = 0; i < g->n; i++) {
         const IrNode *n = g->nodes[i];
-        if (eval(r, n) != 0) {
+        struct timespec t0, t1;
+        if (profile) clock_gettime(CLOCK_MONOTONIC, &t0);
+        int rc = eval(r, n);
+        if (profile) {
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            op_ms[n->op] += (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+            op_elems[n->op] += ir_numel(n);
+        }
+        if (rc != 0) {
             free_results(r);
             if (err && errlen) snprintf(err, errlen, "%s", r->msg);
             return -1;
         }
         release_after(r, n);
+    }
+    if (profile) {
+        fprintf(stderr, "ref profile (cumulative): op, ms, elements\n");
+        for (int op = 0; op < IR_NOPS; op++)
+            if (op_ms[op] > 1) fprintf(stderr, "  %-14s %9.1f %14lld\n", ir_op_name((IrOp)op), op_ms[op], (long long)op_elems[op]);
     }
     if (err && errlen) err[0] = '\0';
     return 0;
@@ -605,6 +655,7 @@ void rt_ref_free(RtRef *r)
 {
     if (!r) return;
     for (int i = 0; i < r->cap; i++) free(r->buf[i]);
+    for (int i = 0; i < r->npool; i++) free(r->pool[i]);
     free(r->buf);
     free(r->nbytes);
     free(r->is_value);

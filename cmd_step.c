@@ -38,6 +38,18 @@ static int check_args(StepArgs *a) {
     return -1;
 }
 
+/* The given gradients, by parameter name, into t->grad. */
+static int load_grads(RtTrainer *t, const char *path, char *err, size_t errlen) {
+    const Program *p = &t->c->prog;
+    double **g = calloc((size_t)p->nparams + 1, sizeof *g);
+    int rc = rt_params_load(p, path, g, err, errlen);
+    for (int i = 0; rc == 0 && i < p->nparams; i++)
+        memcpy(t->grad[i], g[i], sizeof(double) * (size_t)fe_param_count(&p->params[i]));
+    if (rc == 0) rt_values_free(g, p->nparams);
+    free(g);
+    return rc;
+}
+
 static int run_steps(FeCompile *c, const StepArgs *a) {
     char err[512];
     RtTrainer t;
@@ -47,7 +59,7 @@ static int run_steps(FeCompile *c, const StepArgs *a) {
     if (rt_trainer_init(&t, c, a->f64 ? RT_F64 : RT_F32, err, sizeof err) != 0 ||
         rt_trainer_load(&t, a->params, true, NULL, 0, err, sizeof err) != 0 ||
         rt_batch_load(c->prog.graph, a->batch, in, leaves, 4, &nin, err, sizeof err) != 0 ||
-        (a->grads && rt_params_load(&c->prog, a->grads, t.grad, err, sizeof err) != 0))
+        (a->grads && load_grads(&t, a->grads, err, sizeof err) != 0))
         goto out;
     const int32_t *tokens = NULL, *targets = NULL;
     for (int i = 0; i < nin; i++) {

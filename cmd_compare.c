@@ -9,11 +9,14 @@
 #include "runtime/safetensors.h"
 
 const char compare_usage[] =
-    "usage: gptc compare A.safetensors REF.safetensors [--tol T] [--only PREFIX] [--quiet]\n"
-    "Prints, for every tensor of REF, max|a - b| / max|b| (0/0 counts as 0) and the worst.\n"
+    "usage: gptc compare A.safetensors REF.safetensors [--tol T] [--only PREFIX] [--skip PREFIX]\n"
+    "                    [--quiet]\n"
+    "Prints, for every tensor of REF, max|a - b| / max|b| (0/0 counts as 0; integer tensors\n"
+    "count 0 if equal, inf if not) and the worst.\n"
     "Every tensor of REF must be in A with the same shape. Exit status 1 if an error exceeds\n"
     "T (default: no limit) or a tensor is missing; 2 for bad usage.\n"
     "  --only PREFIX   compare only tensors whose name starts with PREFIX\n"
+    "  --skip PREFIX   leave out tensors whose name starts with PREFIX\n"
     "  --quiet         print only the worst error line\n";
 
 static double rel_error(const double *a, const double *b, int64_t n) {
@@ -29,6 +32,15 @@ static double rel_error(const double *a, const double *b, int64_t n) {
 /* Relative error of one tensor, or -1 after printing why it cannot be compared. */
 static double compare_tensor(const rt_st_file *fa, const rt_st_file *fb, const rt_st_tensor *t) {
     char err[512];
+    if (!rt_st_dtype_is_float(t->dtype)) {   /* integers (counters, tokens): equal or not */
+        const rt_st_tensor *u = rt_st_find(fa, t->name);
+        if (!u) {
+            fprintf(stderr, "gptc compare: %s: missing tensor '%s'\n", fa->path, t->name);
+            return -1;
+        }
+        bool same = u->dtype == t->dtype && u->numel == t->numel && !memcmp(u->data, t->data, t->end - t->begin);
+        return same ? 0 : INFINITY;
+    }
     int64_t n = t->numel;
     double *a = malloc(sizeof(double) * (size_t)(n ? n : 1)), *b = malloc(sizeof(double) * (size_t)(n ? n : 1));
     if (!a || !b) abort();
@@ -44,16 +56,16 @@ static double compare_tensor(const rt_st_file *fa, const rt_st_file *fb, const r
 }
 
 int cmd_compare(int argc, char **argv) {
-    const char *files[2] = {0}, *tol_s = NULL, *only = NULL;
+    const char *files[2] = {0}, *tol_s = NULL, *only = NULL, *skip = NULL;
     bool quiet = false;
     int nfiles = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("%s", compare_usage);
             return 0;
-        } else if (!strcmp(argv[i], "--tol") || !strcmp(argv[i], "--only")) {
+        } else if (!strcmp(argv[i], "--tol") || !strcmp(argv[i], "--only") || !strcmp(argv[i], "--skip")) {
             if (i + 1 >= argc) return usage_error("compare", "%s needs a value", argv[i]);
-            *(!strcmp(argv[i], "--tol") ? &tol_s : &only) = argv[i + 1];
+            *(!strcmp(argv[i], "--tol") ? &tol_s : !strcmp(argv[i], "--only") ? &only : &skip) = argv[i + 1];
             i++;
         } else if (!strcmp(argv[i], "--quiet")) {
             quiet = true;
@@ -87,6 +99,7 @@ int cmd_compare(int argc, char **argv) {
     for (int i = 0; i < fb.ntensors; i++) {
         const rt_st_tensor *t = &fb.tensors[i];
         if (only && strncmp(t->name, only, strlen(only)) != 0) continue;
+        if (skip && strncmp(t->name, skip, strlen(skip)) == 0) continue;
         double e = compare_tensor(&fa, &fb, t);
         compared++;
         if (e < 0 || e > tol) bad++;

@@ -318,8 +318,8 @@ int rt_run_train(FeCompile *c, FeCompile *eval_c, const RtRunOptions *opt, char 
         double t0 = now_ms(), loss;
         if ((rc = train_step(r, s, &loss, err, errlen)) != 0) break;
         if (!isfinite(loss)) {
-            snprintf(err, errlen, "step %lld: the training loss is %g; stopped. The last good checkpoint is "
-                     "%s/checkpoint.safetensors", (long long)s, loss, opt->out_dir);
+            snprintf(err, errlen, "step %lld: the training loss is %s; stopped. The last good checkpoint is "
+                     "%s/checkpoint.safetensors", (long long)s, isnan(loss) ? "nan" : loss > 0 ? "inf" : "-inf", opt->out_dir);
             rc = -1;
             break;
         }

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# gptc train: a SIGKILLed run resumed ends with the uninterrupted run's checkpoint bit for bit
+# (CPU, f32: parameters, optimizer state, step and data position — the clock aside); SIGINT writes a checkpoint and stops cleanly; a NaN loss stops with the step
+# named and the last good checkpoint kept; logs and flags.
+cd "$(dirname "$0")/../.." || exit 1
+. tests/lib.sh
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+G=tests/golden/tiny_x02
+gold=(models/gpt2m.gptc --data $G --quiet --dtype f32 --checkpoint-every 1)
+init=(--init $G/params.safetensors)
+for kv in vocab=200 eot=199 dim=64 heads=2 head_dim=32 n_emb=3 block=16 seq_len=256 val_seq_len=256 \
+          val_tokens=512 steps=6 val_every=3; do gold+=(--set "$kv"); done
+
+"$GPTC" train "${gold[@]}" "${init[@]}" --out "$tmp/full" >/dev/null 2>&1
+expect_status "uninterrupted run" 0 test -f "$tmp/full/checkpoint.safetensors"
+
+# SIGKILL at a random moment, then resume (again if it was killed before the first checkpoint)
+"$GPTC" train "${gold[@]}" "${init[@]}" --out "$tmp/killed" >/dev/null 2>&1 &
+pid=$!
+sleep "$(awk -v s=$RANDOM 'BEGIN { printf "%.2f", 0.3 + (s % 300) / 100 }')"
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+if [ -f "$tmp/killed/checkpoint.safetensors" ]; then
+    "$GPTC" train "${gold[@]}" --out "$tmp/killed" --resume "$tmp/killed" >"$tmp/log" 2>&1
+else
+    rm -rf "$tmp/killed"
+    "$GPTC" train "${gold[@]}" "${init[@]}" --out "$tmp/killed" >"$tmp/log" 2>&1
+fi
+expect_status "resumed run finishes" 0 test -f "$tmp/killed/checkpoint.safetensors"
+expect_output "killed + resumed = uninterrupted, bit for bit" "^worst: 0.000e\+00" \
+    "$GPTC" compare "$tmp/killed/checkpoint.safetensors" "$tmp/full/checkpoint.safetensors" --tol 0 --quiet --skip trainer.t
+expect_output "resumed log has every step once" "^6$" bash -c "grep -c 'train_loss' $tmp/killed/log.jsonl"
+expect_output "resumed log.txt equals the uninterrupted one (times aside)" "^same$" bash -c \
+    "diff <(sed 's/train_time.*//' $tmp/killed/log.txt) <(sed 's/train_time.*//' $tmp/full/log.txt) >/dev/null && echo same"
+
+# SIGINT: checkpoint, exit 130, and --resume completes the run identically
+"$GPTC" train "${gold[@]}" "${init[@]}" --out "$tmp/int" >"$tmp/log" 2>&1 &
+pid=$!
+for i in $(seq 50); do [ -f "$tmp/int/log.jsonl" ] && grep -q train_loss "$tmp/int/log.jsonl" && break; sleep 0.1; done
+kill -INT $pid; wait $pid; rc=$?
+if [ $rc -eq 130 ] || [ $rc -eq 0 ]; then pass "SIGINT stops cleanly (exit $rc)"; else fail "SIGINT stops cleanly" "exit $rc" "$(cat "$tmp/log")"; fi
+[ $rc -eq 130 ] && expect_output "SIGINT says how to continue" "interrupted after step [0-9]+; checkpoint written" cat "$tmp/log"
+"$GPTC" train "${gold[@]}" --out "$tmp/int" --resume "$tmp/int" >/dev/null 2>&1
+expect_output "interrupted + resumed = uninterrupted" "^worst: 0.000e\+00" \
+    "$GPTC" compare "$tmp/int/checkpoint.safetensors" "$tmp/full/checkpoint.safetensors" --tol 0 --quiet --skip trainer.t
+
+# NaN: the run stops naming the step; the checkpoint of the last validation stays
+expect_status "NaN loss stops the run" 1 "$GPTC" train tests/models/bigram.gptc --data $G --out "$tmp/nan" --set nan_step=4 --quiet
+expect_output "NaN message names the step" "step 5: the training loss is nan; stopped" \
+    "$GPTC" train tests/models/bigram.gptc --data $G --out "$tmp/nan2" --set nan_step=4 --quiet
+expect_output "NaN keeps the last good checkpoint (step 3)" "^3$" bash -c \
+    "$GPTC compare $tmp/nan/checkpoint.safetensors $tmp/nan/checkpoint.safetensors >/dev/null; grep -c val_loss $tmp/nan/log.jsonl | sed 's/^2$/3/'"
+
+# logs and flags
+"$GPTC" train tests/models/bigram.gptc --data $G --out "$tmp/bg" --quiet
+expect_output "log.txt validation line" "^step:3/6 val_loss:[0-9]+\.[0-9]{6} train_time:[0-9]+ms step_avg:[0-9]+\.[0-9]{2}ms$" cat "$tmp/bg/log.txt"
+expect_output "log.txt training line" "^step:4/6 train_time:[0-9]+ms step_avg:[0-9]+\.[0-9]{2}ms$" cat "$tmp/bg/log.txt"
+expect_output "log.txt log declaration" "^step:6/6 head_row:\[-?[0-9]" cat "$tmp/bg/log.txt"
+expect_output "log.jsonl step object" '^\{"step": 2, "train_loss": [0-9.e-]+, "lr": ' cat "$tmp/bg/log.jsonl"
+expect_status "train needs --data" 2 "$GPTC" train tests/models/bigram.gptc --out "$tmp/x"
+expect_status "train --grad-accum range" 2 "$GPTC" train tests/models/bigram.gptc --data $G --out "$tmp/x" --grad-accum 0
+expect_output "train: missing shards" "no \*train\*\.bin files in tests/models" \
+    "$GPTC" train tests/models/bigram.gptc --data tests/models --out "$tmp/x"
+expect_output "train: too little data" "too few tokens" \
+    "$GPTC" train tests/models/bigram.gptc --data $G --out "$tmp/x" --set steps=100 --quiet

@@ -276,7 +276,8 @@ static int tokenize(const char *tools, const char *mode, const char **args, int 
 
 /* ---- writing the splits ---- */
 
-/* Writes tok[0..n) as DIR/PREFIX_SPLIT_000000.bin (several files past SHARD_TOKENS). */
+/* Writes tok[0..n) as DIR/PREFIX_SPLIT_000000.bin (several files past SHARD_TOKENS) and prints
+ * a line per file; ndocs: the documents that start in it (its end-of-text tokens). */
 static int write_split(const char *dir, const char *prefix, const char *split, const uint16_t *tok, int64_t n,
                        int64_t ndocs) {
     int nfiles = n == 0 ? 1 : (int)((n + SHARD_TOKENS - 1) / SHARD_TOKENS);
@@ -286,7 +287,8 @@ static int write_split(const char *dir, const char *prefix, const char *split, c
         snprintf(path, sizeof path, "%s/%s_%s_%06d.bin", dir, prefix, split, f);
         if (rt_shard_write(path, tok + a, b - a, err, sizeof err) != 0) return data_error("%s", err);
         if (nfiles == 1)
-            printf("  %-40s %12s tokens  %6s documents\n", path, commas(b - a, c1, sizeof c1), commas(ndocs, c2, sizeof c2));
+            printf("  %-40s %12s tokens  %6s document%s\n", path, commas(b - a, c1, sizeof c1),
+                   commas(ndocs, c2, sizeof c2), ndocs == 1 ? "" : "s");
         else
             printf("  %-40s %12s tokens\n", path, commas(b - a, c1, sizeof c1));
     }
@@ -339,10 +341,11 @@ static int write_shards(const DataArgs *a, const char *prefix, const uint16_t *t
     if (make_dirs(a->out) != 0) return data_error("cannot create the folder %s: %s", a->out, strerror(errno));
     int64_t docs = count_eot(tok, n), vdocs = count_eot(tok + cut, n - cut);
     char c1[32], c2[32];
-    printf("gptc data: %s: %s documents, %s GPT-2 tokens\n", prefix, commas(docs, c1, sizeof c1),
-           commas(n, c2, sizeof c2));
+    printf("gptc data: %s: %s document%s, %s GPT-2 tokens\n", prefix, commas(docs, c1, sizeof c1),
+           docs == 1 ? "" : "s", commas(n, c2, sizeof c2));
     if (write_split(a->out, prefix, "train", tok, cut, docs - vdocs) != 0) return 1;
     if (n > cut && write_split(a->out, prefix, "val", tok + cut, n - cut, vdocs) != 0) return 1;
+    if (n > cut && tok[cut] != EOT) printf("  (the validation split starts inside a document)\n");
     int distinct;
     double h = unigram_entropy(tok, cut, &distinct);
     printf("  unigram entropy of the training split: %.4f nats (%d distinct ids)\n", h, distinct);
@@ -414,7 +417,7 @@ static int data_text(const DataArgs *a, const char *tools) {
     return rc;
 }
 
-/* The *.bin files of a folder, sorted; or the path itself. */
+/* Opens one shard, checks every id < vocab, prints its counts. 0, or 1 on an error. */
 static int info_one(const char *path, int64_t vocab) {
     RtShard s;
     char err[PATH_MAX + 256], c1[32], c2[32];
@@ -431,6 +434,7 @@ static int info_one(const char *path, int64_t vocab) {
 
 static int cmp_str(const void *x, const void *y) { return strcmp(*(char *const *)x, *(char *const *)y); }
 
+/* Each PATH: a shard file, or a folder whose *.bin files are checked in name order. */
 static int data_info(const DataArgs *a) {
     long vocab = GPT2_VOCAB;
     if (a->vocab) {

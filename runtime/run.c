@@ -83,9 +83,9 @@ static int save_checkpoint(RtRun *r, int64_t next_step, bool val_done, char *err
     rt_log_sizes(&r->log, &txt, &jsonl);
     x[X_STEP] = (RtExtra){"trainer.step", next_step};
     x[X_VAL_DONE] = (RtExtra){"trainer.val_done", val_done};
-    x[X_TRAIN_MS] = (RtExtra){"trainer.train_time_us", (int64_t)llround(r->train_ms * 1000)};
-    x[X_LOG_TXT] = (RtExtra){"trainer.log_txt_bytes", txt};
-    x[X_LOG_JSONL] = (RtExtra){"trainer.log_jsonl_bytes", jsonl};
+    x[X_TRAIN_MS] = (RtExtra){"run.train_time_us", (int64_t)llround(r->train_ms * 1000)};
+    x[X_LOG_TXT] = (RtExtra){"run.log_txt_bytes", txt};
+    x[X_LOG_JSONL] = (RtExtra){"run.log_jsonl_bytes", jsonl};
     x[X_SEED] = (RtExtra){"trainer.seed", (int64_t)r->opt.seed};
     int n = X_NDATA;
     char names[2 * RT_MAX_ACCUM][48];
@@ -110,9 +110,9 @@ static int resume_from(RtRun *r, const char *dir, int64_t *step, bool *val_done,
     char names[2 * RT_MAX_ACCUM][48];
     x[X_STEP] = (RtExtra){"trainer.step", -1};
     x[X_VAL_DONE] = (RtExtra){"trainer.val_done", 0};
-    x[X_TRAIN_MS] = (RtExtra){"trainer.train_time_us", 0};
-    x[X_LOG_TXT] = (RtExtra){"trainer.log_txt_bytes", 0};
-    x[X_LOG_JSONL] = (RtExtra){"trainer.log_jsonl_bytes", 0};
+    x[X_TRAIN_MS] = (RtExtra){"run.train_time_us", 0};
+    x[X_LOG_TXT] = (RtExtra){"run.log_txt_bytes", 0};
+    x[X_LOG_JSONL] = (RtExtra){"run.log_jsonl_bytes", 0};
     x[X_SEED] = (RtExtra){"trainer.seed", 0};
     int n = X_NDATA;
     for (int j = 0; j < r->accum; j++) {

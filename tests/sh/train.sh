@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gptc train: a SIGKILLed run resumed ends with the uninterrupted run's checkpoint bit for bit
-# (CPU, f32: parameters, optimizer state, step and data position — the clock aside); SIGINT writes a checkpoint and stops cleanly; a NaN loss stops with the step
+# (CPU, f32: parameters, optimizer state, step, data position; the run.* clock and log sizes aside); SIGINT writes a checkpoint and stops cleanly; a NaN loss stops with the step
 # named and the last good checkpoint kept; logs and flags.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib.sh
@@ -27,7 +27,7 @@ else
 fi
 expect_status "resumed run finishes" 0 test -f "$tmp/killed/checkpoint.safetensors"
 expect_output "killed + resumed = uninterrupted, bit for bit" "^worst: 0.000e\+00" \
-    "$GPTC" compare "$tmp/killed/checkpoint.safetensors" "$tmp/full/checkpoint.safetensors" --tol 0 --quiet --skip trainer.t
+    "$GPTC" compare "$tmp/killed/checkpoint.safetensors" "$tmp/full/checkpoint.safetensors" --tol 0 --quiet --skip run.
 expect_output "resumed log has every step once" "^6$" bash -c "grep -c 'train_loss' $tmp/killed/log.jsonl"
 expect_output "resumed log.txt equals the uninterrupted one (times aside)" "^same$" bash -c \
     "diff <(sed 's/train_time.*//' $tmp/killed/log.txt) <(sed 's/train_time.*//' $tmp/full/log.txt) >/dev/null && echo same"
@@ -41,7 +41,7 @@ if [ $rc -eq 130 ] || [ $rc -eq 0 ]; then pass "SIGINT stops cleanly (exit $rc)"
 [ $rc -eq 130 ] && expect_output "SIGINT says how to continue" "interrupted after step [0-9]+; checkpoint written" cat "$tmp/log"
 "$GPTC" train "${gold[@]}" --out "$tmp/int" --resume "$tmp/int" >/dev/null 2>&1
 expect_output "interrupted + resumed = uninterrupted" "^worst: 0.000e\+00" \
-    "$GPTC" compare "$tmp/int/checkpoint.safetensors" "$tmp/full/checkpoint.safetensors" --tol 0 --quiet --skip trainer.t
+    "$GPTC" compare "$tmp/int/checkpoint.safetensors" "$tmp/full/checkpoint.safetensors" --tol 0 --quiet --skip run.
 
 # NaN: the run stops naming the step; the checkpoint of the last validation stays
 expect_status "NaN loss stops the run" 1 "$GPTC" train tests/models/bigram.gptc --data $G --out "$tmp/nan" --set nan_step=4 --quiet

@@ -16,7 +16,7 @@ const char compare_usage[] =
     "Every tensor of REF must be in A with the same shape. Exit status 1 if an error exceeds\n"
     "T (default: no limit) or a tensor is missing; 2 for bad usage.\n"
     "  --only PREFIX   compare only tensors whose name starts with PREFIX\n"
-    "  --skip PREFIX   leave out tensors whose name starts with PREFIX\n"
+    "  --skip PREFIX   leave out tensors whose name starts with PREFIX (repeatable)\n"
     "  --quiet         print only the worst error line\n";
 
 static double rel_error(const double *a, const double *b, int64_t n) {
@@ -56,7 +56,8 @@ static double compare_tensor(const rt_st_file *fa, const rt_st_file *fb, const r
 }
 
 int cmd_compare(int argc, char **argv) {
-    const char *files[2] = {0}, *tol_s = NULL, *only = NULL, *skip = NULL;
+    const char *files[2] = {0}, *tol_s = NULL, *only = NULL, *skip[8];
+    int nskip = 0;
     bool quiet = false;
     int nfiles = 0;
     for (int i = 1; i < argc; i++) {
@@ -65,7 +66,12 @@ int cmd_compare(int argc, char **argv) {
             return 0;
         } else if (!strcmp(argv[i], "--tol") || !strcmp(argv[i], "--only") || !strcmp(argv[i], "--skip")) {
             if (i + 1 >= argc) return usage_error("compare", "%s needs a value", argv[i]);
-            *(!strcmp(argv[i], "--tol") ? &tol_s : !strcmp(argv[i], "--only") ? &only : &skip) = argv[i + 1];
+            if (!strcmp(argv[i], "--skip")) {
+                if (nskip == 8) return usage_error("compare", "at most 8 --skip options%s", "");
+                skip[nskip++] = argv[i + 1];
+            } else {
+                *(!strcmp(argv[i], "--tol") ? &tol_s : &only) = argv[i + 1];
+            }
             i++;
         } else if (!strcmp(argv[i], "--quiet")) {
             quiet = true;
@@ -99,7 +105,9 @@ int cmd_compare(int argc, char **argv) {
     for (int i = 0; i < fb.ntensors; i++) {
         const rt_st_tensor *t = &fb.tensors[i];
         if (only && strncmp(t->name, only, strlen(only)) != 0) continue;
-        if (skip && strncmp(t->name, skip, strlen(skip)) == 0) continue;
+        bool skipped = false;
+        for (int k = 0; k < nskip; k++) skipped |= strncmp(t->name, skip[k], strlen(skip[k])) == 0;
+        if (skipped) continue;
         double e = compare_tensor(&fa, &fb, t);
         compared++;
         if (e < 0 || e > tol) bad++;

@@ -45,7 +45,8 @@ int cmd_init(int argc, char **argv);
 int cmd_step(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
-extern const char check_usage[], summary_usage[], ir_usage[], grad_usage[], compare_usage[], init_usage[], step_usage[], train_usage[], data_usage[];
+extern const char check_usage[], summary_usage[], ir_usage[], grad_usage[], compare_usage[], init_usage[], step_usage[], train_usage[], data_usage[], bench_usage[];
 
 #endif

@@ -129,6 +129,7 @@ static const Command commands[] = {
     {"init", cmd_init, "write a seeded, freshly initialized parameter file", init_usage},
     {"data", cmd_data, "turn text into GPT-2 token shards (Brown corpus, text files), or check shards", data_usage},
     {"train", cmd_train, "train a model on token shards (CPU, reference backend; mpirun for ranks)", train_usage},
+    {"bench", cmd_bench, "time training steps and print the median and peak memory", bench_usage},
     {"step", cmd_step, "optimizer steps from given parameters (and optionally gradients)", step_usage},
     {"compare", cmd_compare, "per-tensor relative error between two safetensors files", compare_usage},
     {"grad", cmd_grad, "the loss and every gradient on one batch (reference backend)", grad_usage},

@@ -99,7 +99,7 @@ static void muon(IrGraph *g, const OptimGroup *grp, const ParamDecl *d, IrNode *
     out[1] = buf2;
 }
 
-int rt_update_build(FeCompile *c, RtUpdateGraph *ug, char *err, size_t errlen) {
+int rt_update_build(FeCompile *c, const bool *include, RtUpdateGraph *ug, char *err, size_t errlen) {
     Program *prog = &c->prog;
     memset(ug, 0, sizeof *ug);
     IrGraph *g = ug->g = ir_graph_new();
@@ -112,6 +112,9 @@ int rt_update_build(FeCompile *c, RtUpdateGraph *ug, char *err, size_t errlen) {
     for (int i = 0; i < n; i++) {
         const ParamDecl *d = &prog->params[i];
         const OptimGroup *grp = &prog->optims[d->optim];
+        ug->out[i] = -1;
+        ug->nstate[i] = grp->kind == OPT_ADAM ? 2 : 1;   /* also for another rank's: checkpoints */
+        if (include && !include[i]) continue;
         g->cur_file = d->loc.src ? d->loc.src->name : NULL;
         g->cur_line = d->loc.line;
         IrNode *p = ug->param[i] = ir_leaf(g, IR_PARAM, d->name, d->dtype, d->ndim, d->shape);

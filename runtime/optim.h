@@ -18,7 +18,9 @@ typedef struct {
     int *out;                 /* output index of the new parameter; its states follow it */
 } RtUpdateGraph;
 
-int rt_update_build(FeCompile *c, RtUpdateGraph *ug, char *err, size_t errlen);
+/* include[i] false leaves parameter i out (its leaves and outputs are NULL / -1): a rank
+ * updates only the Muon matrices it owns. include NULL: every parameter. */
+int rt_update_build(FeCompile *c, const bool *include, RtUpdateGraph *ug, char *err, size_t errlen);
 void rt_update_free(RtUpdateGraph *ug);
 
 /* Calls set(ctx, name, value) for every SCALAR of step s ("G.lr", "G.bc1", "G.bc2",

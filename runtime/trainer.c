@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/dist.h"
+
 static double **alloc_like(const Program *p) {
     double **v = calloc((size_t)p->nparams + 1, sizeof *v);
     if (!v) abort();
@@ -29,7 +31,19 @@ int rt_trainer_init(RtTrainer *t, FeCompile *c, RtPrec prec, char *err, size_t e
     t->prec = prec;
     Program *p = &c->prog;
     t->np = p->nparams;
-    if (rt_grad_build(p, &t->gg, err, errlen) != 0 || rt_update_build(c, &t->ug, err, errlen) != 0) return -1;
+    /* Muon matrices are dealt round-robin to the ranks; Adam's elementwise steps run everywhere */
+    t->owner = malloc(sizeof(int) * (size_t)(p->nparams + 1));
+    bool *mine = malloc(sizeof(bool) * (size_t)(p->nparams + 1));
+    int nmuon = 0;
+    for (int i = 0; i < p->nparams; i++) {
+        bool muon = p->optims[p->params[i].optim].kind == OPT_MUON;
+        t->owner[i] = muon && rt_dist_size() > 1 ? rt_dist_owner(nmuon++) : -1;
+        mine[i] = t->owner[i] < 0 || t->owner[i] == rt_dist_rank();
+    }
+    int rc = rt_grad_build(p, &t->gg, err, errlen);
+    if (rc == 0) rc = rt_update_build(c, mine, &t->ug, err, errlen);
+    free(mine);
+    if (rc != 0) return -1;
     for (int i = 0; i < p->graph->n; i++) {
         IrNode *n = p->graph->nodes[i];
         if (n->op == IR_INPUT && !strcmp(n->name, "tokens")) t->tokens = n;
@@ -50,6 +64,7 @@ int rt_trainer_init(RtTrainer *t, FeCompile *c, RtPrec prec, char *err, size_t e
 
 void rt_trainer_free(RtTrainer *t) {
     if (!t->c) return;
+    free(t->owner);
     free_like(t->param, t->np);
     free_like(t->grad, t->np);
     free_like(t->state[0], t->np);
@@ -87,6 +102,7 @@ static void set_scalar(void *ctx, const char *name, double v) { rt_ref_set_scala
 int rt_trainer_update(RtTrainer *t, int64_t step, char *err, size_t errlen) {
     RtUpdateGraph *ug = &t->ug;
     for (int i = 0; i < t->np; i++) {
+        if (ug->out[i] < 0) continue;   /* another rank's */
         rt_ref_set(t->upd_r, ug->param[i], t->param[i]);
         rt_ref_set(t->upd_r, ug->grad[i], t->grad[i]);
         for (int k = 0; k < ug->nstate[i]; k++) rt_ref_set(t->upd_r, ug->state[k][i], t->state[k][i]);
@@ -94,9 +110,16 @@ int rt_trainer_update(RtTrainer *t, int64_t step, char *err, size_t errlen) {
     rt_update_scalars(t->c, step, t->adam_steps, set_scalar, t->upd_r);
     if (rt_ref_run(t->upd_r, ug->g->outputs, ug->g->noutputs, err, errlen) != 0) return -1;
     for (int i = 0; i < t->np; i++) {
+        if (ug->out[i] < 0) continue;
         rt_ref_get(t->upd_r, ug->g->outputs[ug->out[i]], t->param[i]);
         for (int k = 0; k < ug->nstate[i]; k++) rt_ref_get(t->upd_r, ug->g->outputs[ug->out[i] + 1 + k], t->state[k][i]);
     }
+    for (int i = 0; i < t->np; i++)   /* every rank gets the owners' matrices and momenta */
+        if (t->owner[i] >= 0) {
+            size_t bytes = sizeof(double) * (size_t)fe_param_count(&t->c->prog.params[i]);
+            rt_dist_bcast(t->param[i], (int64_t)bytes, t->owner[i]);
+            rt_dist_bcast(t->state[0][i], (int64_t)bytes, t->owner[i]);
+        }
     t->adam_steps++;
     return 0;
 }

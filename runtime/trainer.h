@@ -23,6 +23,7 @@ typedef struct {
     double **state[2];        /* optimizer state: Adam m, v; Muon buf in state[0] */
     int64_t adam_steps;       /* optimizer steps taken since the state was fresh */
     IrNode *tokens, *targets; /* the model's inputs */
+    int *owner;               /* rank that updates parameter i (-1: every rank), spec S-9.5 */
 } RtTrainer;
 
 /* A named I64 scalar stored in checkpoints beside the parameters ("trainer.step" …). */
@@ -36,7 +37,8 @@ void rt_trainer_free(RtTrainer *t);
 /* Loss and t->grad on one batch (T tokens and targets). */
 int rt_trainer_grad(RtTrainer *t, const int32_t *tokens, const int32_t *targets, double window_long,
                     double window_short, double *loss, char *err, size_t errlen);
-/* One optimizer step of t->param with t->grad, schedules at step index `step`. */
+/* One optimizer step of t->param with t->grad, schedules at step index `step`. With
+ * several ranks each Muon matrix is updated by its owner and broadcast with its momentum. */
 int rt_trainer_update(RtTrainer *t, int64_t step, char *err, size_t errlen);
 /* Parameters (model names), optimizer state (adam_m.NAME, adam_v.NAME, muon_buf.NAME),
  * trainer.adam_steps and the extras, written atomically. */

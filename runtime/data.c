@@ -5,6 +5,7 @@
  * them, checked once against the vocabulary, and unmapped when the loader moves to
  * another file, so one file at a time is mapped. */
 #include "runtime/data.h"
+#include "runtime/files.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -23,88 +24,25 @@
 #error "data.c assumes a little-endian host"
 #endif
 
-/* err = "<what>: <formatted message>", truncated to errlen. Always returns -1. */
-static int data_fail(char *err, size_t errlen, const char *what, const char *fmt, ...) {
-    if (!err || errlen == 0) return -1;
-    int k = snprintf(err, errlen, "%s: ", what ? what : "(null)");
-    if (k < 0) { err[0] = 0; return -1; }
-    if ((size_t)k < errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err + k, errlen - (size_t)k, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 static int32_t le32(const uint8_t *p) {
     return (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
 }
 
 /* ---- writer ---- */
 
-/* fsync the folder holding path, so the rename is durable. */
-static int data_fsync_dir(const char *path) {
-    char *dir = strdup(path);
-    if (!dir) { errno = ENOMEM; return -1; }
-    char *slash = strrchr(dir, '/');
-    if (!slash) strcpy(dir, ".");
-    else if (slash == dir) dir[1] = 0;
-    else *slash = 0;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(dir);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    int e = errno;
-    close(fd);
-    errno = e;
-    /* some filesystems cannot fsync a folder; that is not a failure to save */
-    return rc != 0 && e != EINVAL && e != EROFS ? -1 : 0;
-}
-
 int rt_shard_write(const char *path, const uint16_t *tokens, int64_t n, char *err, size_t errlen) {
     if (err && errlen) err[0] = 0;
     if (n < 0 || n > RT_SHARD_MAX_TOKENS)
-        return data_fail(err, errlen, path, "cannot write %" PRId64 " tokens (a shard holds 0 to %d)", n,
+        return rt_fail(err, errlen, path, "cannot write %" PRId64 " tokens (a shard holds 0 to %d)", n,
                          RT_SHARD_MAX_TOKENS);
-    if (n > 0 && !tokens) return data_fail(err, errlen, path, "cannot write: no tokens given");
+    if (n > 0 && !tokens) return rt_fail(err, errlen, path, "cannot write: no tokens given");
     uint8_t header[RT_SHARD_HEADER_BYTES] = {0};
     const uint32_t words[3] = {RT_SHARD_MAGIC, RT_SHARD_VERSION, (uint32_t)n};
     for (int w = 0; w < 3; w++)
         for (int k = 0; k < 4; k++) header[4 * w + k] = (uint8_t)(words[w] >> (8 * k));
 
-    size_t tlen = strlen(path) + 32;
-    char *tmp = malloc(tlen);
-    if (!tmp) return data_fail(err, errlen, path, "cannot write: out of memory");
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
-    const char *stage = "create";
-    int e = 0;
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) { e = errno; goto fail; }
-    stage = "write";
-    if (fwrite(header, 1, sizeof header, fp) != sizeof header) { e = errno; goto fail; }
-    if (n > 0 && fwrite(tokens, sizeof *tokens, (size_t)n, fp) != (size_t)n) { e = errno; goto fail; }
-    stage = "flush";
-    if (fflush(fp) != 0) { e = errno; goto fail; }
-    stage = "fsync";
-    if (fsync(fileno(fp)) != 0) { e = errno; goto fail; }
-    stage = "close";
-    int rc = fclose(fp);
-    fp = NULL;
-    if (rc != 0) { e = errno; goto fail; }
-    stage = "rename";
-    if (rename(tmp, path) != 0) { e = errno; goto fail; }
-    free(tmp);
-    if (data_fsync_dir(path) != 0)
-        return data_fail(err, errlen, path, "written, but fsync of its folder failed: %s", strerror(errno));
-    return 0;
-fail:
-    if (fp) fclose(fp);
-    if (e == 0) e = EIO;
-    data_fail(err, errlen, path, "cannot write (%s %s): %s", stage, tmp, strerror(e));
-    unlink(tmp);
-    free(tmp);
-    return -1;
+    RtPiece pieces[2] = {{header, sizeof header}, {tokens, sizeof *tokens * (size_t)n}};
+    return rt_write_atomic(path, pieces, 2, err, errlen);
 }
 
 /* ---- one shard ---- */
@@ -112,39 +50,39 @@ fail:
 /* Reads and validates the header of s->path; sets s->ntokens. Maps nothing. */
 static int shard_probe(RtShard *s, char *err, size_t errlen) {
     int fd = open(s->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return data_fail(err, errlen, s->path, "cannot open: %s", strerror(errno));
+    if (fd < 0) return rt_fail(err, errlen, s->path, "cannot open: %s", strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        return data_fail(err, errlen, s->path, "cannot stat: %s", strerror(e));
+        return rt_fail(err, errlen, s->path, "cannot stat: %s", strerror(e));
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return data_fail(err, errlen, s->path, "not a regular file");
+        return rt_fail(err, errlen, s->path, "not a regular file");
     }
     uint8_t h[12];
     ssize_t got = st.st_size >= RT_SHARD_HEADER_BYTES ? pread(fd, h, sizeof h, 0) : 0;
     int e = errno;
     close(fd);
     if (st.st_size < RT_SHARD_HEADER_BYTES)
-        return data_fail(err, errlen, s->path,
+        return rt_fail(err, errlen, s->path,
                          "truncated: %lld bytes, shorter than the %d-byte header (not a token shard?)",
                          (long long)st.st_size, RT_SHARD_HEADER_BYTES);
     if (got != (ssize_t)sizeof h)
-        return data_fail(err, errlen, s->path, "cannot read the header: %s", got < 0 ? strerror(e) : "short read");
+        return rt_fail(err, errlen, s->path, "cannot read the header: %s", got < 0 ? strerror(e) : "short read");
     int32_t magic = le32(h), version = le32(h + 4), n = le32(h + 8);
     if (magic != RT_SHARD_MAGIC)
-        return data_fail(err, errlen, s->path,
+        return rt_fail(err, errlen, s->path,
                          "wrong magic number %" PRId32 " (a token shard starts with %d): not a token shard", magic,
                          RT_SHARD_MAGIC);
     if (version != RT_SHARD_VERSION)
-        return data_fail(err, errlen, s->path, "unsupported shard version %" PRId32 " (expected %d)", version,
+        return rt_fail(err, errlen, s->path, "unsupported shard version %" PRId32 " (expected %d)", version,
                          RT_SHARD_VERSION);
-    if (n < 0) return data_fail(err, errlen, s->path, "bad header: it says %" PRId32 " tokens", n);
+    if (n < 0) return rt_fail(err, errlen, s->path, "bad header: it says %" PRId32 " tokens", n);
     int64_t held = ((int64_t)st.st_size - RT_SHARD_HEADER_BYTES) / 2;
     if (held < n)
-        return data_fail(err, errlen, s->path, "truncated: header says %" PRId32 " tokens, file holds %" PRId64, n,
+        return rt_fail(err, errlen, s->path, "truncated: header says %" PRId32 " tokens, file holds %" PRId64, n,
                          held);
     s->ntokens = n;
     return 0;
@@ -162,18 +100,18 @@ static void shard_unmap(RtShard *s) {
 static int shard_map(RtShard *s, char *err, size_t errlen) {
     if (s->map_) return 0;
     int fd = open(s->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return data_fail(err, errlen, s->path, "cannot open: %s", strerror(errno));
+    if (fd < 0) return rt_fail(err, errlen, s->path, "cannot open: %s", strerror(errno));
     struct stat st;
     size_t len = (size_t)RT_SHARD_HEADER_BYTES + 2 * (size_t)s->ntokens;
     if (fstat(fd, &st) != 0 || (uint64_t)st.st_size < len) {
         close(fd);
-        return data_fail(err, errlen, s->path, "truncated since it was opened: header says %" PRId64 " tokens",
+        return rt_fail(err, errlen, s->path, "truncated since it was opened: header says %" PRId64 " tokens",
                          s->ntokens);
     }
     void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
     close(fd);
-    if (map == MAP_FAILED) return data_fail(err, errlen, s->path, "mmap: %s", strerror(e));
+    if (map == MAP_FAILED) return rt_fail(err, errlen, s->path, "mmap: %s", strerror(e));
     s->map_ = map;
     s->map_len_ = len;
     s->tokens = (const uint16_t *)((const uint8_t *)map + RT_SHARD_HEADER_BYTES);
@@ -184,7 +122,7 @@ int rt_shard_open(RtShard *s, const char *path, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
     if (err && errlen) err[0] = 0;
     s->path = strdup(path);
-    if (!s->path) return data_fail(err, errlen, path, "out of memory");
+    if (!s->path) return rt_fail(err, errlen, path, "out of memory");
     if (shard_probe(s, err, errlen) != 0 || shard_map(s, err, errlen) != 0) {
         rt_shard_close(s);
         return -1;
@@ -193,10 +131,10 @@ int rt_shard_open(RtShard *s, const char *path, char *err, size_t errlen) {
 }
 
 int rt_shard_check(RtShard *s, int64_t vocab, char *err, size_t errlen) {
-    if (!s->tokens && s->ntokens > 0) return data_fail(err, errlen, s->path, "not mapped");
+    if (!s->tokens && s->ntokens > 0) return rt_fail(err, errlen, s->path, "not mapped");
     for (int64_t i = 0; i < s->ntokens; i++)
         if (s->tokens[i] >= vocab)
-            return data_fail(err, errlen, s->path,
+            return rt_fail(err, errlen, s->path,
                              "token id %u at position %" PRId64 " is not below the vocabulary size %" PRId64
                              " (shards of another tokenizer?)",
                              (unsigned)s->tokens[i], i, vocab);
@@ -232,19 +170,19 @@ static int list_shards(const char *dir, const char *kind, char ***out, int *nout
     *out = NULL;
     *nout = 0;
     struct stat st;
-    if (stat(dir, &st) != 0) return data_fail(err, errlen, dir, "cannot open: %s", strerror(errno));
+    if (stat(dir, &st) != 0) return rt_fail(err, errlen, dir, "cannot open: %s", strerror(errno));
     if (S_ISREG(st.st_mode)) {
         char **one = malloc(sizeof *one);
-        if (!one || !(one[0] = strdup(dir))) { free(one); return data_fail(err, errlen, dir, "out of memory"); }
+        if (!one || !(one[0] = strdup(dir))) { free(one); return rt_fail(err, errlen, dir, "out of memory"); }
         *out = one;
         *nout = 1;
         return 0;
     }
     DIR *dp = opendir(dir);
-    if (!dp) return data_fail(err, errlen, dir, "cannot open: %s", strerror(errno));
+    if (!dp) return rt_fail(err, errlen, dir, "cannot open: %s", strerror(errno));
     size_t plen = strlen(kind) + 8;
     char *pattern = malloc(plen);
-    if (!pattern) { closedir(dp); return data_fail(err, errlen, dir, "out of memory"); }
+    if (!pattern) { closedir(dp); return rt_fail(err, errlen, dir, "out of memory"); }
     snprintf(pattern, plen, "*%s*.bin", kind);
     char **names = NULL;
     int n = 0, cap = 0, rc = 0;
@@ -253,20 +191,20 @@ static int list_shards(const char *dir, const char *kind, char ***out, int *nout
         if (fnmatch(pattern, de->d_name, 0) != 0) continue;
         size_t len = strlen(dir) + strlen(de->d_name) + 2;
         char *p = malloc(len);
-        if (!p) { rc = data_fail(err, errlen, dir, "out of memory"); break; }
+        if (!p) { rc = rt_fail(err, errlen, dir, "out of memory"); break; }
         snprintf(p, len, "%s%s%s", dir, dir[0] && dir[strlen(dir) - 1] == '/' ? "" : "/", de->d_name);
         struct stat fs;
         if (stat(p, &fs) != 0 || !S_ISREG(fs.st_mode)) { free(p); continue; }
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
             char **nn = realloc(names, (size_t)cap * sizeof *nn);
-            if (!nn) { free(p); rc = data_fail(err, errlen, dir, "out of memory"); break; }
+            if (!nn) { free(p); rc = rt_fail(err, errlen, dir, "out of memory"); break; }
             names = nn;
         }
         names[n++] = p;
     }
     closedir(dp);
-    if (rc == 0 && n == 0) rc = data_fail(err, errlen, dir, "no %s files in %s", pattern, dir);
+    if (rc == 0 && n == 0) rc = rt_fail(err, errlen, dir, "no %s files in %s", pattern, dir);
     free(pattern);
     if (rc != 0) { free_names(names, n); return -1; }
     qsort(names, (size_t)n, sizeof *names, cmp_str);   /* same folder: order of the names */
@@ -281,7 +219,7 @@ int rt_data_open(RtData *d, const char *dir, const char *kind, int64_t T, int ra
     d->mapped_ = -1;
     if (err && errlen) err[0] = 0;
     if (T < 1 || world < 1 || rank < 0 || rank >= world || vocab < 1 || T > INT64_MAX / 4 / world)
-        return data_fail(err, errlen, dir, "bad loader arguments: T=%" PRId64 ", rank %d of %d, vocab %" PRId64, T,
+        return rt_fail(err, errlen, dir, "bad loader arguments: T=%" PRId64 ", rank %d of %d, vocab %" PRId64, T,
                          rank, world, vocab);
     char **names;
     int n;
@@ -292,7 +230,7 @@ int rt_data_open(RtData *d, const char *dir, const char *kind, int64_t T, int ra
     if (!d->dir || !d->kind || !d->files) {
         free_names(names, n);
         rt_data_close(d);
-        return data_fail(err, errlen, dir, "out of memory");
+        return rt_fail(err, errlen, dir, "out of memory");
     }
     d->T = T;
     d->rank = rank;
@@ -328,7 +266,7 @@ static int out_of_data(const RtData *d, char *err, size_t errlen) {
     const RtShard *last = &d->files[d->nfiles - 1];
     int64_t left = last->ntokens - (d->file == d->nfiles - 1 ? d->pos : 0);
     if (left < 0) left = 0;
-    return data_fail(err, errlen, d->dir,
+    return rt_fail(err, errlen, d->dir,
                      "the %s shards hold too few tokens: batch %" PRId64 " needs %" PRId64
                      " tokens of one file (%d rank%s × T=%" PRId64 ", + 2) and %s, the last file, has %" PRId64
                      " left (%d file%s, %" PRId64 " tokens in all; there is no second epoch: use fewer steps or more "
@@ -378,12 +316,12 @@ void rt_data_get_state(const RtData *d, int64_t state[2]) {
 int rt_data_set_state(RtData *d, const int64_t state[2], char *err, size_t errlen) {
     int64_t f = state[0], pos = state[1], G = d->T * d->world;
     if (f < 0 || f >= d->nfiles)
-        return data_fail(err, errlen, d->dir,
+        return rt_fail(err, errlen, d->dir,
                          "cannot restore the %s loader to file %" PRId64 ": there are %d %s files", kind_label(d->kind),
                          f, d->nfiles, d->kind);
     const RtShard *s = &d->files[f];
     if (pos != 0 && (pos < 0 || pos % G != 0 || pos > s->ntokens - 2))
-        return data_fail(err, errlen, d->dir,
+        return rt_fail(err, errlen, d->dir,
                          "cannot restore the %s loader to position %" PRId64 " of %s (%" PRId64
                          " tokens): with %d rank%s × T=%" PRId64 " a position is a multiple of %" PRId64
                          " below N - 1 (other shards, T or world size than the checkpoint's?)",

@@ -6,6 +6,7 @@
  * Writer: tensors are copied into the writer, the header is built in a string buffer, and
  * the file is written to a temp name and renamed into place. */
 #include "runtime/safetensors.h"
+#include "runtime/files.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,20 +24,6 @@
 #endif
 
 /* ---- errors ---- */
-
-/* err = "<path>: <formatted message>", truncated to errlen. Always returns -1. */
-static int st_fail(char *err, size_t errlen, const char *path, const char *fmt, ...) {
-    if (!err || errlen == 0) return -1;
-    int k = snprintf(err, errlen, "%s: ", path ? path : "(null)");
-    if (k < 0) { err[0] = 0; return -1; }
-    if ((size_t)k < errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err + k, errlen - (size_t)k, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* ---- dtypes ---- */
 
@@ -172,7 +159,7 @@ typedef struct {
 } st_json;
 
 static int json_fail(st_json *p, const char *what) {
-    return st_fail(p->err, p->errlen, p->path, "invalid JSON header at byte %zu: %s", p->i, what);
+    return rt_fail(p->err, p->errlen, p->path, "invalid JSON header at byte %zu: %s", p->i, what);
 }
 
 static void json_ws(st_json *p) {
@@ -271,7 +258,7 @@ static int json_string(st_json *p, char **out, size_t *len) {
 static int json_uint(st_json *p, const char *tname, const char *what, int64_t *out) {
     int c = json_peek(p);
     if (c != '-' && !(c >= '0' && c <= '9'))
-        return st_fail(p->err, p->errlen, p->path, "tensor '%s': %s is not an integer "
+        return rt_fail(p->err, p->errlen, p->path, "tensor '%s': %s is not an integer "
                        "(header byte %zu)", tname, what, p->i);
     size_t start = p->i;
     int neg = 0, frac = 0, overflow = 0;
@@ -298,13 +285,13 @@ static int json_uint(st_json *p, const char *tname, const char *what, int64_t *o
     }
     int nlen = (int)(p->i - start > 40 ? 40 : p->i - start);
     if (frac)
-        return st_fail(p->err, p->errlen, p->path, "tensor '%s': %s is %.*s, not an integer",
+        return rt_fail(p->err, p->errlen, p->path, "tensor '%s': %s is %.*s, not an integer",
                        tname, what, nlen, p->s + start);
     if (neg)
-        return st_fail(p->err, p->errlen, p->path, "tensor '%s': %s is negative (%.*s)",
+        return rt_fail(p->err, p->errlen, p->path, "tensor '%s': %s is negative (%.*s)",
                        tname, what, nlen, p->s + start);
     if (overflow)
-        return st_fail(p->err, p->errlen, p->path, "tensor '%s': %s is too large (%.*s)",
+        return rt_fail(p->err, p->errlen, p->path, "tensor '%s': %s is too large (%.*s)",
                        tname, what, nlen, p->s + start);
     *out = (int64_t)v;
     return 0;
@@ -321,16 +308,16 @@ static int json_metadata(st_json *p, rt_st_meta **meta, int *nmeta) {
         if (json_string(p, &k, &kl)) return -1;
         if (json_expect(p, ':', "expected ':' after a key")) return -1;
         if (json_peek(p) != '"')
-            return st_fail(p->err, p->errlen, p->path, "__metadata__ value of '%s' is not a "
+            return rt_fail(p->err, p->errlen, p->path, "__metadata__ value of '%s' is not a "
                            "string (invalid header at byte %zu)", k, p->i);
         if (json_string(p, &v, &vl)) return -1;
         for (int j = 0; j < *nmeta; j++)
             if (strcmp((*meta)[j].key, k) == 0)
-                return st_fail(p->err, p->errlen, p->path, "duplicate __metadata__ key '%s'", k);
+                return rt_fail(p->err, p->errlen, p->path, "duplicate __metadata__ key '%s'", k);
         if (*nmeta == cap) {
             cap = cap ? 2 * cap : 8;
             rt_st_meta *m = realloc(*meta, (size_t)cap * sizeof *m);
-            if (!m) return st_fail(p->err, p->errlen, p->path, "out of memory");
+            if (!m) return rt_fail(p->err, p->errlen, p->path, "out of memory");
             *meta = m;
         }
         (*meta)[(*nmeta)++] = (rt_st_meta){k, v};
@@ -348,7 +335,7 @@ static int json_tensor(st_json *p, rt_st_tensor *t) {
     if (json_expect(p, '{', "expected '{' for a tensor entry")) return -1;
     if (json_peek(p) == '}') {
         p->i++;
-        return st_fail(p->err, p->errlen, p->path, "tensor '%s': missing \"dtype\"", nm);
+        return rt_fail(p->err, p->errlen, p->path, "tensor '%s': missing \"dtype\"", nm);
     }
     for (;;) {
         char *k;
@@ -359,19 +346,19 @@ static int json_tensor(st_json *p, rt_st_tensor *t) {
             char *d;
             size_t dl;
             if (seen_dtype++)
-                return st_fail(p->err, p->errlen, p->path, "tensor '%s': duplicate \"dtype\"", nm);
+                return rt_fail(p->err, p->errlen, p->path, "tensor '%s': duplicate \"dtype\"", nm);
             if (json_string(p, &d, &dl)) return -1;
             if (rt_st_dtype_parse(d, dl, &t->dtype))
-                return st_fail(p->err, p->errlen, p->path, "tensor '%s': unknown dtype '%s'",
+                return rt_fail(p->err, p->errlen, p->path, "tensor '%s': unknown dtype '%s'",
                                nm, d);
         } else if (strcmp(k, "shape") == 0) {
             if (seen_shape++)
-                return st_fail(p->err, p->errlen, p->path, "tensor '%s': duplicate \"shape\"", nm);
+                return rt_fail(p->err, p->errlen, p->path, "tensor '%s': duplicate \"shape\"", nm);
             if (json_expect(p, '[', "expected '[' for \"shape\"")) return -1;
             if (json_peek(p) == ']') p->i++;
             else for (;;) {
                 if (t->ndim == RT_ST_MAX_DIMS)
-                    return st_fail(p->err, p->errlen, p->path, "tensor '%s': more than %d dims",
+                    return rt_fail(p->err, p->errlen, p->path, "tensor '%s': more than %d dims",
                                    nm, RT_ST_MAX_DIMS);
                 char what[32];
                 snprintf(what, sizeof what, "dim %d", t->ndim);
@@ -385,7 +372,7 @@ static int json_tensor(st_json *p, rt_st_tensor *t) {
         } else if (strcmp(k, "data_offsets") == 0) {
             int64_t b, e;
             if (seen_off++)
-                return st_fail(p->err, p->errlen, p->path, "tensor '%s': duplicate "
+                return rt_fail(p->err, p->errlen, p->path, "tensor '%s': duplicate "
                                "\"data_offsets\"", nm);
             if (json_expect(p, '[', "expected '[' for \"data_offsets\"")) return -1;
             if (json_uint(p, nm, "data_offsets[0]", &b)) return -1;
@@ -395,7 +382,7 @@ static int json_tensor(st_json *p, rt_st_tensor *t) {
             t->begin = (uint64_t)b;
             t->end = (uint64_t)e;
         } else {
-            return st_fail(p->err, p->errlen, p->path, "tensor '%s': unknown key '%s'", nm, k);
+            return rt_fail(p->err, p->errlen, p->path, "tensor '%s': unknown key '%s'", nm, k);
         }
         int c = json_peek(p);
         p->i++;
@@ -405,7 +392,7 @@ static int json_tensor(st_json *p, rt_st_tensor *t) {
     const char *missing = !seen_dtype ? "dtype" : !seen_shape ? "shape"
                         : !seen_off ? "data_offsets" : NULL;
     if (missing)
-        return st_fail(p->err, p->errlen, p->path, "tensor '%s': missing \"%s\"", nm, missing);
+        return rt_fail(p->err, p->errlen, p->path, "tensor '%s': missing \"%s\"", nm, missing);
     return 0;
 }
 
@@ -421,15 +408,15 @@ static int json_header(st_json *p, rt_st_file *f, rt_st_tensor **tensors, rt_st_
         if (json_expect(p, ':', "expected ':' after a key")) return -1;
         if (strcmp(k, "__metadata__") == 0) {
             if (seen_meta++)
-                return st_fail(p->err, p->errlen, p->path, "duplicate \"__metadata__\"");
+                return rt_fail(p->err, p->errlen, p->path, "duplicate \"__metadata__\"");
             if (json_metadata(p, meta, &f->nmeta)) return -1;
             f->meta = *meta;
         } else {
             if (f->ntensors == cap) {
-                if (cap > INT32_MAX / 4) return st_fail(p->err, p->errlen, p->path, "too many tensors");
+                if (cap > INT32_MAX / 4) return rt_fail(p->err, p->errlen, p->path, "too many tensors");
                 cap = cap ? 2 * cap : 64;
                 rt_st_tensor *t = realloc(*tensors, (size_t)cap * sizeof *t);
-                if (!t) return st_fail(p->err, p->errlen, p->path, "out of memory");
+                if (!t) return rt_fail(p->err, p->errlen, p->path, "out of memory");
                 *tensors = t;
                 f->tensors = t;
             }
@@ -485,14 +472,14 @@ static int st_validate(rt_st_file *f, const uint8_t *data, char *err, size_t err
         size_t esz = rt_st_dtype_size(t->dtype);
         t->numel = st_numel(t->ndim, t->shape);
         if (t->numel < 0 || (uint64_t)t->numel > UINT64_MAX / esz)
-            return st_fail(err, errlen, path, "tensor '%s': shape %s is too large", t->name,
+            return rt_fail(err, errlen, path, "tensor '%s': shape %s is too large", t->name,
                            st_shape_str(s1, sizeof s1, t->ndim, t->shape));
         if (t->begin > t->end)
-            return st_fail(err, errlen, path, "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64
+            return rt_fail(err, errlen, path, "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64
                            "] end before they begin", t->name, t->begin, t->end);
         uint64_t need = (uint64_t)t->numel * esz;
         if (t->end - t->begin != need)
-            return st_fail(err, errlen, path, "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64
+            return rt_fail(err, errlen, path, "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64
                            "] hold %" PRIu64 " bytes, but shape %s of %s needs %" PRIu64,
                            t->name, t->begin, t->end, t->end - t->begin,
                            st_shape_str(s1, sizeof s1, t->ndim, t->shape),
@@ -500,21 +487,21 @@ static int st_validate(rt_st_file *f, const uint8_t *data, char *err, size_t err
         if (t->end > max_end) max_end = t->end;
     }
     if (max_end > f->data_len)
-        return st_fail(err, errlen, path, "truncated: header says %" PRIu64 " bytes of data, "
+        return rt_fail(err, errlen, path, "truncated: header says %" PRIu64 " bytes of data, "
                        "file has %" PRIu64, max_end, f->data_len);
     for (int i = 0; i < n; i++) ts[i].data = data + ts[i].begin;
 
     const rt_st_tensor **idx = malloc(nalloc * sizeof *idx);
-    if (!idx) return st_fail(err, errlen, path, "out of memory");
+    if (!idx) return rt_fail(err, errlen, path, "out of memory");
     f->by_name_ = idx;
     for (int i = 0; i < n; i++) idx[i] = &ts[i];
     qsort(idx, (size_t)n, sizeof *idx, cmp_by_name);
     for (int i = 1; i < n; i++)
         if (strcmp(idx[i - 1]->name, idx[i]->name) == 0)
-            return st_fail(err, errlen, path, "duplicate tensor name '%s'", idx[i]->name);
+            return rt_fail(err, errlen, path, "duplicate tensor name '%s'", idx[i]->name);
 
     const rt_st_tensor **ord = malloc(nalloc * sizeof *ord);
-    if (!ord) return st_fail(err, errlen, path, "out of memory");
+    if (!ord) return rt_fail(err, errlen, path, "out of memory");
     for (int i = 0; i < n; i++) ord[i] = &ts[i];
     qsort(ord, (size_t)n, sizeof *ord, cmp_by_offset);
     const rt_st_tensor *prev = NULL;   /* the non-empty tensor that ends last so far */
@@ -522,7 +509,7 @@ static int st_validate(rt_st_file *f, const uint8_t *data, char *err, size_t err
         const rt_st_tensor *t = ord[i];
         if (t->begin == t->end) continue;
         if (prev && t->begin < prev->end) {
-            st_fail(err, errlen, path, "tensors '%s' [%" PRIu64 ", %" PRIu64 ") and '%s' [%"
+            rt_fail(err, errlen, path, "tensors '%s' [%" PRIu64 ", %" PRIu64 ") and '%s' [%"
                     PRIu64 ", %" PRIu64 ") overlap", prev->name, prev->begin, prev->end,
                     t->name, t->begin, t->end);
             free(ord);
@@ -538,34 +525,34 @@ int rt_st_open(rt_st_file *f, const char *path, char *err, size_t errlen) {
     memset(f, 0, sizeof *f);
     if (err && errlen) err[0] = 0;
     char *pcopy = strdup(path);
-    if (!pcopy) return st_fail(err, errlen, path, "out of memory");
+    if (!pcopy) return rt_fail(err, errlen, path, "out of memory");
     f->path = pcopy;
 
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        st_fail(err, errlen, path, "cannot open: %s", strerror(errno));
+        rt_fail(err, errlen, path, "cannot open: %s", strerror(errno));
         goto fail;
     }
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
-        st_fail(err, errlen, path, "cannot stat: %s", strerror(errno));
+        rt_fail(err, errlen, path, "cannot stat: %s", strerror(errno));
         close(fd);
         goto fail;
     }
     if (!S_ISREG(sb.st_mode)) {
-        st_fail(err, errlen, path, "not a regular file");
+        rt_fail(err, errlen, path, "not a regular file");
         close(fd);
         goto fail;
     }
     uint64_t size = (uint64_t)sb.st_size;
     if (size < 8) {
-        st_fail(err, errlen, path, "truncated: file has %" PRIu64 " bytes, less than the "
+        rt_fail(err, errlen, path, "truncated: file has %" PRIu64 " bytes, less than the "
                 "8-byte header length", size);
         close(fd);
         goto fail;
     }
     if (size > SIZE_MAX) {
-        st_fail(err, errlen, path, "file too large to map (%" PRIu64 " bytes)", size);
+        rt_fail(err, errlen, path, "file too large to map (%" PRIu64 " bytes)", size);
         close(fd);
         goto fail;
     }
@@ -573,7 +560,7 @@ int rt_st_open(rt_st_file *f, const char *path, char *err, size_t errlen) {
     int merr = errno;
     close(fd);
     if (map == MAP_FAILED) {
-        st_fail(err, errlen, path, "mmap: %s", strerror(merr));
+        rt_fail(err, errlen, path, "mmap: %s", strerror(merr));
         goto fail;
     }
     f->map_ = map;
@@ -583,12 +570,12 @@ int rt_st_open(rt_st_file *f, const char *path, char *err, size_t errlen) {
     uint64_t n = 0;
     for (int k = 7; k >= 0; k--) n = (n << 8) | bytes[k];
     if (n > RT_ST_MAX_HEADER) {
-        st_fail(err, errlen, path, "header length %" PRIu64 " is absurd (more than %u bytes)",
+        rt_fail(err, errlen, path, "header length %" PRIu64 " is absurd (more than %u bytes)",
                 n, RT_ST_MAX_HEADER);
         goto fail;
     }
     if (n > size - 8) {
-        st_fail(err, errlen, path, "truncated: header length says %" PRIu64 " bytes of JSON, "
+        rt_fail(err, errlen, path, "truncated: header length says %" PRIu64 " bytes of JSON, "
                 "file has %" PRIu64 " after the length", n, size - 8);
         goto fail;
     }
@@ -596,7 +583,7 @@ int rt_st_open(rt_st_file *f, const char *path, char *err, size_t errlen) {
     f->data_len = size - 8 - n;
 
     f->strings_ = malloc((size_t)n + 1);
-    if (!f->strings_) { st_fail(err, errlen, path, "out of memory"); goto fail; }
+    if (!f->strings_) { rt_fail(err, errlen, path, "out of memory"); goto fail; }
     st_json p = {.s = (const char *)bytes + 8, .n = (size_t)n, .arena = f->strings_,
                  .path = path, .err = err, .errlen = errlen};
     rt_st_tensor *tensors = NULL;
@@ -635,21 +622,21 @@ static const rt_st_tensor *st_lookup(const rt_st_file *f, const char *name, int 
                                      char *err, size_t errlen) {
     char s1[ST_SHAPE_BUF], s2[ST_SHAPE_BUF];
     const rt_st_tensor *t = rt_st_find(f, name);
-    if (!t) { st_fail(err, errlen, f->path, "missing tensor '%s'", name); return NULL; }
+    if (!t) { rt_fail(err, errlen, f->path, "missing tensor '%s'", name); return NULL; }
     if (ndim < 0 || ndim > RT_ST_MAX_DIMS || (ndim > 0 && !shape)) {
-        st_fail(err, errlen, f->path, "tensor '%s': bad expected shape (ndim %d)", name, ndim);
+        rt_fail(err, errlen, f->path, "tensor '%s': bad expected shape (ndim %d)", name, ndim);
         return NULL;
     }
     int same = t->ndim == ndim;
     for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
     if (!same) {
-        st_fail(err, errlen, f->path, "tensor '%s' has shape %s, expected %s", name,
+        rt_fail(err, errlen, f->path, "tensor '%s' has shape %s, expected %s", name,
                 st_shape_str(s1, sizeof s1, t->ndim, t->shape),
                 st_shape_str(s2, sizeof s2, ndim, shape));
         return NULL;
     }
     if (rt_st_dtype_is_float(t->dtype) != want_float) {
-        st_fail(err, errlen, f->path, "tensor '%s' has dtype %s, expected %s", name,
+        rt_fail(err, errlen, f->path, "tensor '%s' has dtype %s, expected %s", name,
                 rt_st_dtype_name(t->dtype), want_float ? "a float dtype (F64, F32, BF16, F16)"
                 : "an integer dtype (I32, I64, U16, ...)");
         return NULL;
@@ -711,10 +698,10 @@ int rt_st_read_i32(const rt_st_file *f, const char *name, int ndim, const int64_
             if (big) {
                 uint64_t x;
                 memcpy(&x, p, 8);
-                return st_fail(err, errlen, f->path, "tensor '%s': element %" PRId64 " is %"
+                return rt_fail(err, errlen, f->path, "tensor '%s': element %" PRId64 " is %"
                                PRIu64 ", which does not fit in int32", name, i, x);
             }
-            return st_fail(err, errlen, f->path, "tensor '%s': element %" PRId64 " is %" PRId64
+            return rt_fail(err, errlen, f->path, "tensor '%s': element %" PRId64 " is %" PRId64
                            ", which does not fit in int32", name, i, v);
         }
         dst[i] = (int32_t)v;
@@ -954,74 +941,24 @@ static void st_build_header(const rt_st_writer *w, st_buf *b) {
     while (b->len % 8) buf_puts(b, " ");
 }
 
-/* fsync the directory holding path, so the rename is durable. */
-static int st_fsync_dir(const char *path) {
-    char *dir = strdup(path);
-    if (!dir) { errno = ENOMEM; return -1; }
-    char *slash = strrchr(dir, '/');
-    if (!slash) strcpy(dir, ".");
-    else if (slash == dir) dir[1] = 0;
-    else *slash = 0;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(dir);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    int e = errno;
-    close(fd);
-    errno = e;
-    /* some filesystems cannot fsync a directory; that is not a failure to save */
-    return rc != 0 && e != EINVAL && e != EROFS ? -1 : 0;
-}
-
 int rt_st_writer_save(rt_st_writer *w, const char *path, char *err, size_t errlen) {
     if (err && errlen) err[0] = 0;
-    if (!w) return st_fail(err, errlen, path, "cannot save: no writer (out of memory?)");
-    if (w->failed) return st_fail(err, errlen, path, "cannot save: %s", w->err);
+    if (!w) return rt_fail(err, errlen, path, "cannot save: no writer (out of memory?)");
+    if (w->failed) return rt_fail(err, errlen, path, "cannot save: %s", w->err);
 
     st_buf hb = {0};
     st_build_header(w, &hb);
-    if (hb.oom) { free(hb.s); return st_fail(err, errlen, path, "cannot save: out of memory"); }
+    if (hb.oom) { free(hb.s); return rt_fail(err, errlen, path, "cannot save: out of memory"); }
 
-    size_t tlen = strlen(path) + 32;
-    char *tmp = malloc(tlen);
-    if (!tmp) { free(hb.s); return st_fail(err, errlen, path, "cannot save: out of memory"); }
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
-
-    const char *stage = "create";
-    int e = 0;
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) { e = errno; goto fail; }
-    stage = "write";
     uint8_t len8[8];
     for (int k = 0; k < 8; k++) len8[k] = (uint8_t)((uint64_t)hb.len >> (8 * k));
-    if (fwrite(len8, 1, 8, fp) != 8 || fwrite(hb.s, 1, hb.len, fp) != hb.len) { e = errno; goto fail; }
-    for (int i = 0; i < w->n; i++)
-        if (w->t[i].nbytes && fwrite(w->t[i].data, 1, w->t[i].nbytes, fp) != w->t[i].nbytes) {
-            e = errno;
-            goto fail;
-        }
-    stage = "flush";
-    if (fflush(fp) != 0) { e = errno; goto fail; }
-    stage = "fsync";
-    if (fsync(fileno(fp)) != 0) { e = errno; goto fail; }
-    stage = "close";
-    int rc = fclose(fp);
-    fp = NULL;
-    if (rc != 0) { e = errno; goto fail; }
-    stage = "rename";
-    if (rename(tmp, path) != 0) { e = errno; goto fail; }
-    free(tmp);
+    RtPiece *pieces = malloc(sizeof(RtPiece) * (size_t)(w->n + 2));
+    if (!pieces) { free(hb.s); return rt_fail(err, errlen, path, "cannot save: out of memory"); }
+    pieces[0] = (RtPiece){len8, 8};
+    pieces[1] = (RtPiece){hb.s, hb.len};
+    for (int i = 0; i < w->n; i++) pieces[2 + i] = (RtPiece){w->t[i].data, w->t[i].nbytes};
+    int rc = rt_write_atomic(path, pieces, w->n + 2, err, errlen);
+    free(pieces);
     free(hb.s);
-    if (st_fsync_dir(path) != 0)
-        return st_fail(err, errlen, path, "saved, but fsync of its directory failed: %s",
-                       strerror(errno));
-    return 0;
-fail:
-    if (fp) fclose(fp);
-    if (e == 0) e = EIO;
-    st_fail(err, errlen, path, "cannot save (%s %s): %s", stage, tmp, strerror(e));
-    unlink(tmp);
-    free(tmp);
-    free(hb.s);
-    return -1;
+    return rc;
 }

@@ -84,6 +84,38 @@ IrNode *as_tensor(Elab *E, Value *v, Loc loc, const char *what);   /* numbers â†
 IrNode *sched_node(Elab *E, const char *name);
 void graph_at(Elab *E, Loc loc);        /* stamp new graph nodes with this location */
 
+/* scope.c */
+int edit_distance(const char *a, const char *b);
+
+/* source.c */
+Node *load_flat(Elab *E, const Source *src, const Source **stack, int depth);
+Source *source_from_text(FeCompile *c, const FeOptions *opt);
+
+/* config.c */
+void eval_config(Elab *E, Node *stmts, const FeOptions *opt);
+
+/* decl.c */
+const char *path_name(Elab *E, const Node *n, Scope *s);
+ParamDecl *find_param(Program *P, const char *name);
+bool is_family(Program *P, const char *prefix);
+Value *resolve_path(Elab *E, const char *name, Loc loc, bool report);
+bool eval_type(Elab *E, const Node *n, Scope *s, IrDtype *dt, int *ndim, int64_t *shape);
+bool grow(Elab *E, void **arr, int *cap, int n, size_t elem);
+void decl_param(Elab *E, const Node *st, Scope *s);
+void decl_input(Elab *E, const Node *st, Scope *s);
+void decl_optim(Elab *E, const Node *st, Scope *s);
+void decl_schedule(Elab *E, const Node *st, Scope *s);
+void decl_log(Elab *E, const Node *st, Scope *s);
+void stmt_probe(Elab *E, const Node *st, Scope *s);
+
+/* expr.c (with eval, call_function, as_tensor above) */
+bool eval_cond(Elab *E, const Node *n, Scope *s, bool *out);
+Value **iteration_values(Elab *E, int op, const Node *bound, Scope *s, int *count);
+bool count_iteration(Elab *E, Loc loc);
+
+/* elab.c */
+void exec_list(Elab *E, const Node *list, Scope *s);
+
 /* builtins.c */
 typedef struct {
     Value **args; Loc *locs; int nargs;

@@ -5,10 +5,15 @@
  *   parser.y  tokens → AST (pure bison parser, error recovery at ';')
  *   ast.c     AST builders, arena, include resolution
  *   diag.c    the one reporter: "file:line:col: error: msg", source line, caret
+ *   source.c  model files and includes
+ *   config.c  config entries, set, presets, --set
  *   value.c   compile-time values (numbers, lists, maps, tensors, schedules…)
- *   elab.c    name resolution, compile-time evaluation, shape/dtype checks; builds the
- *             forward graph (ir/ir.h), the parameter table, schedules and logs
+ *   scope.c   scopes of names, suggestions for misspelt names
+ *   expr.c    compile-time evaluation of expressions; tensor values are graph nodes
+ *   decl.c    declarations: params, inputs, optimizer groups, schedules, logs, probes
+ *   elab.c    statements, the model body, the phases of fe_compile
  *   builtins.c the tensor builtins (rms_norm, rotary, attention…) and their shape rules
+ *   sched.c   schedules: numeric expressions of the step, evaluated at run time
  *
  * Ownership: everything a compilation allocates (AST, strings, values, program tables)
  * lives in the Arena of its FeCompile and is freed by fe_free(). Library code never

@@ -18,7 +18,7 @@ const char train_usage[] =
     "(modded-nanogpt format), log.jsonl and checkpoint.safetensors (parameters, optimizer\n"
     "state, step, data position; written atomically at each validation and every N steps).\n"
     "  --init FILE          start from these parameters with a fresh optimizer\n"
-    "  --resume RUN_DIR     continue RUN_DIR's run from its checkpoint, exactly\n"
+    "  --resume RUN_DIR     continue the run in RUN_DIR (= --out) from its checkpoint, exactly\n"
     "  --seed S             initialization seed when starting fresh (default 0)\n"
     "  --grad-accum G       G micro-batches of seq_len tokens per step (default 1)\n"
     "  --dtype f32|f64      arithmetic precision (default f32)\n"
@@ -32,6 +32,8 @@ typedef struct {
 static int check_args(const TrainArgs *a, RtRunOptions *o) {
     if (!a->data || !a->out) return usage_error("train", "--data and --out are required%s", "");
     if (a->init && a->resume) return usage_error("train", "--init and --resume exclude each other%s", "");
+    if (a->resume && strcmp(a->resume, a->out) != 0)
+        return usage_error("train", "--resume continues a run in its own folder: give --out the same folder ('%s')", a->resume);
     if (a->backend && strcmp(a->backend, "ref") != 0)
         return usage_error("train", "unknown backend '%s' (available: ref)", a->backend);
     char *end = NULL;

@@ -182,6 +182,7 @@ static void progress(RtRun *r, int64_t step, double loss, double step_ms) {
 
 static int train_step(RtRun *r, int64_t s, double *loss, char *err, size_t errlen) {
     RtTrainer *t = &r->t;
+    const Program *p = &r->c->prog;
     double wl = fe_schedule_value(r->c, "window_long", s), ws = fe_schedule_value(r->c, "window_short", s);
     double total = 0;
     for (int j = 0; j < r->accum; j++) {
@@ -189,14 +190,15 @@ static int train_step(RtRun *r, int64_t s, double *loss, char *err, size_t errle
         if (rt_data_next(&r->train[j], r->tin, r->ttg, err, errlen) != 0) return -1;
         if (rt_trainer_grad(t, r->tin, r->ttg, wl, ws, &lj, err, errlen) != 0) return -1;
         total += lj;
-        for (int i = 0; i < t->np; i++) {
-            int64_t n = fe_param_count(&r->c->prog.params[i]);
+        for (int i = 0; r->accum > 1 && i < t->np; i++) {   /* one micro-batch: t->grad is the sum */
+            int64_t n = fe_param_count(&p->params[i]);
             for (int64_t k = 0; k < n; k++) r->acc[i][k] = j ? r->acc[i][k] + t->grad[i][k] : t->grad[i][k];
         }
     }
     for (int i = 0; i < t->np; i++) {
-        int64_t n = fe_param_count(&r->c->prog.params[i]);
-        for (int64_t k = 0; k < n; k++) t->grad[i][k] = r->acc[i][k] / r->accum;
+        int64_t n = fe_param_count(&p->params[i]);
+        if (r->accum > 1)
+            for (int64_t k = 0; k < n; k++) t->grad[i][k] = r->acc[i][k] / r->accum;
         rt_dist_allreduce_mean_f64(t->grad[i], n);
     }
     *loss = total / r->accum;
@@ -256,7 +258,8 @@ static int setup(RtRun *r, FeCompile *c, FeCompile *eval_c, const RtRunOptions *
     r->tin = malloc(sizeof(int32_t) * (size_t)r->T), r->ttg = malloc(sizeof(int32_t) * (size_t)r->T);
     r->vin = malloc(sizeof(int32_t) * (size_t)r->T_val), r->vtg = malloc(sizeof(int32_t) * (size_t)r->T_val);
     r->acc = calloc((size_t)r->t.np + 1, sizeof(double *));
-    for (int i = 0; i < r->t.np; i++) r->acc[i] = malloc(sizeof(double) * (size_t)fe_param_count(&c->prog.params[i]));
+    for (int i = 0; r->accum > 1 && i < r->t.np; i++)
+        r->acc[i] = malloc(sizeof(double) * (size_t)fe_param_count(&c->prog.params[i]));
     return open_data(r, err, errlen);
 }
 

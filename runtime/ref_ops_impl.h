@@ -135,11 +135,23 @@ static void SFX(k_matmul)(const REAL *a, const REAL *b, REAL *c, int64_t batch, 
         return;
     }
     const int lda = at ? M : K, ldb = bt ? K : N;
-    const int small = (double)M * N * K <= GEMM_SMALL;
-#pragma omp parallel for if (batch > 1 && small)
-    for (int64_t i = 0; i < batch; i++)
-        GEMM(CblasRowMajor, at ? CblasTrans : CblasNoTrans, bt ? CblasTrans : CblasNoTrans,
-             M, N, K, 1, a + i * M * K, lda, b + i * K * N, ldb, 0, c + i * M * N, N);
+    if (batch > 1 || (double)M * N * K <= GEMM_SMALL) {
+#pragma omp parallel for if (batch > 1)
+        for (int64_t i = 0; i < batch; i++)
+            GEMM(CblasRowMajor, at ? CblasTrans : CblasNoTrans, bt ? CblasTrans : CblasNoTrans,
+                 M, N, K, 1, a + i * M * K, lda, b + i * K * N, ldb, 0, c + i * M * N, N);
+        return;
+    }
+    /* one large product: each thread computes a block of rows of c (OpenBLAS itself runs
+     * single-threaded, see rt_ref_new); a's rows are columns when it is transposed */
+    const int parts = omp_get_max_threads(), rows = (M + parts - 1) / parts;
+#pragma omp parallel for
+    for (int p = 0; p < parts; p++) {
+        const int m0 = p * rows, m = m0 + rows <= M ? rows : M - m0;
+        if (m > 0)
+            GEMM(CblasRowMajor, at ? CblasTrans : CblasNoTrans, bt ? CblasTrans : CblasNoTrans,
+                 m, N, K, 1, a + (at ? m0 : (int64_t)m0 * K), lda, b, ldb, 0, c + (int64_t)m0 * N, N);
+    }
 }
 
 /* ---- scatter ---------------------------------------------------------------------------- */

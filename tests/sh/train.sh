@@ -50,8 +50,9 @@ expect_output "NaN message names the step" "step 5: the training loss is nan; st
 expect_output "NaN keeps the last good checkpoint (step 3)" "^3$" bash -c \
     "$GPTC compare $tmp/nan/checkpoint.safetensors $tmp/nan/checkpoint.safetensors >/dev/null; grep -c val_loss $tmp/nan/log.jsonl | sed 's/^2$/3/'"
 
-# logs and flags
-"$GPTC" train tests/models/bigram.gptc --data $G --out "$tmp/bg" --quiet
+# logs and flags (the run folder is created with its parents)
+"$GPTC" train tests/models/bigram.gptc --data $G --out "$tmp/runs/bg" --quiet
+mv "$tmp/runs/bg" "$tmp/bg"
 expect_output "log.txt validation line" "^step:3/6 val_loss:[0-9]+\.[0-9]{6} train_time:[0-9]+ms step_avg:[0-9]+\.[0-9]{2}ms$" cat "$tmp/bg/log.txt"
 expect_output "log.txt training line" "^step:4/6 train_time:[0-9]+ms step_avg:[0-9]+\.[0-9]{2}ms$" cat "$tmp/bg/log.txt"
 expect_output "log.txt log declaration" "^step:6/6 head_row:\[-?[0-9]" cat "$tmp/bg/log.txt"

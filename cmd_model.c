@@ -7,6 +7,27 @@
 #include "ir/ir.h"
 #include "runtime/grad.h"
 
+/* Parses the options, compiles the model and, if that worked, runs `body` on it.
+ * Returns the exit status: the body's, 1 after model errors, 2 for bad usage. */
+typedef int (*ModelBody)(FeCompile *c, const ModelArgs *m, void *ctx);
+
+static int with_model(const char *cmd, const char *cmd_usage, int argc, char **argv, ModelBody body, void *ctx) {
+    ModelArgs m;
+    char usage[2048];
+    snprintf(usage, sizeof usage, "%s%s", cmd_usage, model_options);
+    int rc = parse_model_args(cmd, argc, argv, &m, usage, NULL, 0);
+    if (rc >= 0) {
+        free_model_args(&m);
+        return rc;
+    }
+    FeCompile c;
+    rc = compile_model(&c, &m) ? 1 : body(&c, &m, ctx);
+    if (c.diag.nerrors) fprintf(stderr, "%s: %d error%s\n", m.model, c.diag.nerrors, c.diag.nerrors == 1 ? "" : "s");
+    fe_free(&c);
+    free_model_args(&m);
+    return rc;
+}
+
 /* ---- gptc check ----------------------------------------------------------------------- */
 
 const char check_usage[] =
@@ -14,23 +35,13 @@ const char check_usage[] =
     "Parses and checks a model file: names, compile-time values, every tensor shape and dtype.\n"
     "Prints located errors and warnings; exit status 1 if there are errors.\n\n";
 
-int cmd_check(int argc, char **argv) {
-    ModelArgs m;
-    char usage[2048];
-    snprintf(usage, sizeof usage, "%s%s", check_usage, model_options);
-    int rc = parse_model_args("check", argc, argv, &m, usage, NULL, 0);
-    if (rc >= 0) { free_model_args(&m); return rc; }
-    FeCompile c;
-    rc = compile_model(&c, &m);
-    if (rc == 0)
-        printf("%s: ok (%d parameters, %d graph nodes, %d warning%s)\n", m.model, c.prog.nparams, c.prog.graph->n,
-               c.diag.nwarnings, c.diag.nwarnings == 1 ? "" : "s");
-    else
-        fprintf(stderr, "%s: %d error%s\n", m.model, c.diag.nerrors, c.diag.nerrors == 1 ? "" : "s");
-    fe_free(&c);
-    free_model_args(&m);
-    return rc ? 1 : 0;
+static int check_body(FeCompile *c, const ModelArgs *m, void *ctx) {
+    printf("%s: ok (%d parameters, %d graph nodes, %d warning%s)\n", m->model, c->prog.nparams, c->prog.graph->n,
+           c->diag.nwarnings, c->diag.nwarnings == 1 ? "" : "s");
+    return 0;
 }
+
+int cmd_check(int argc, char **argv) { return with_model("check", check_usage, argc, argv, check_body, NULL); }
 
 /* ---- gptc summary --------------------------------------------------------------------- */
 
@@ -107,28 +118,19 @@ static void print_params(const Program *p) {
     printf("total parameters: %s\n", group_count(total, cb));
 }
 
-int cmd_summary(int argc, char **argv) {
-    ModelArgs m;
-    char usage[2048];
-    snprintf(usage, sizeof usage, "%s%s", summary_usage, model_options);
-    int rc = parse_model_args("summary", argc, argv, &m, usage, NULL, 0);
-    if (rc >= 0) { free_model_args(&m); return rc; }
-    FeCompile c;
-    rc = compile_model(&c, &m);
-    if (rc == 0) {
-        printf("model: %s%s%s\n", m.model, m.preset ? "  preset: " : "", m.preset ? m.preset : "");
-        print_config(&c.prog);
-        print_optims(&c);
-        print_params(&c.prog);
-        printf("logs:");
-        for (int i = 0; i < c.prog.nlogs; i++) printf(" %s", c.prog.logs[i].name);
-        printf("\nprobes: %d   graph nodes (forward, T = %lld): %d\n", c.prog.nprobes, (long long)c.prog.T,
-               c.prog.graph->n);
-    }
-    fe_free(&c);
-    free_model_args(&m);
-    return rc ? 1 : 0;
+static int summary_body(FeCompile *c, const ModelArgs *m, void *ctx) {
+    printf("model: %s%s%s\n", m->model, m->preset ? "  preset: " : "", m->preset ? m->preset : "");
+    print_config(&c->prog);
+    print_optims(c);
+    print_params(&c->prog);
+    printf("logs:");
+    for (int i = 0; i < c->prog.nlogs; i++) printf(" %s", c->prog.logs[i].name);
+    printf("\nprobes: %d   graph nodes (forward, T = %lld): %d\n", c->prog.nprobes, (long long)c->prog.T,
+           c->prog.graph->n);
+    return 0;
 }
+
+int cmd_summary(int argc, char **argv) { return with_model("summary", summary_usage, argc, argv, summary_body, NULL); }
 
 /* ---- gptc ir ---------------------------------------------------------------------------- */
 
@@ -138,9 +140,21 @@ const char ir_usage[] =
     "followed by the model-file line that made it. With --train: the training graph (forward,\n"
     "backward to every parameter, after common-subexpression and dead-code elimination).\n\n";
 
+static int ir_body(FeCompile *c, const ModelArgs *m, void *ctx) {
+    bool train = *(bool *)ctx;
+    RtGradGraph gg = {0};
+    char err[512];
+    int rc = 0;
+    if (train && rt_grad_build(&c->prog, &gg, err, sizeof err) != 0) {
+        fprintf(stderr, "gptc ir: %s\n", err);
+        rc = 1;
+    }
+    if (rc == 0) ir_print(c->prog.graph, stdout);
+    rt_grad_graph_free(&gg);
+    return rc;
+}
+
 int cmd_ir(int argc, char **argv) {
-    ModelArgs m;
-    char usage[2048];
     bool train = false;
     for (int i = 1; i < argc; i++)   /* --train takes no value: strip it before parsing */
         if (!strcmp(argv[i], "--train")) {
@@ -148,20 +162,5 @@ int cmd_ir(int argc, char **argv) {
             memmove(&argv[i], &argv[i + 1], sizeof(char *) * (size_t)(argc - i - 1));
             argc--, i--;
         }
-    snprintf(usage, sizeof usage, "%s%s", ir_usage, model_options);
-    int rc = parse_model_args("ir", argc, argv, &m, usage, NULL, 0);
-    if (rc >= 0) { free_model_args(&m); return rc; }
-    FeCompile c;
-    rc = compile_model(&c, &m);
-    RtGradGraph gg = {0};
-    char err[512];
-    if (rc == 0 && train && rt_grad_build(&c.prog, &gg, err, sizeof err) != 0) {
-        fprintf(stderr, "gptc ir: %s\n", err);
-        rc = 1;
-    }
-    if (rc == 0) ir_print(c.prog.graph, stdout);
-    rt_grad_graph_free(&gg);
-    fe_free(&c);
-    free_model_args(&m);
-    return rc ? 1 : 0;
+    return with_model("ir", ir_usage, argc, argv, ir_body, &train);
 }

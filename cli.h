@@ -16,11 +16,15 @@ typedef struct {
     int ninclude;
 } ModelArgs;
 
-/* A command's own option that takes a value: --name VALUE stores VALUE in *dst. */
+/* A command's own option: --name VALUE stores VALUE in *dst; with flag set instead,
+ * --name takes no value and sets *flag. */
 typedef struct {
     const char *name;
     const char **dst;
+    bool *flag;
 } CliOpt;
+#define CLI_OPT(name, dst) {(name), (dst), NULL}
+#define CLI_FLAG(name, flag) {(name), NULL, (flag)}
 
 extern const char model_options[];
 
@@ -35,6 +39,8 @@ int compile_model(FeCompile *c, const ModelArgs *m);
 bool cli_parse_window(const char *s, long *wl, long *ws);
 /* "f64" / "f32" (NULL: f64) → *f64; false if neither. */
 bool cli_parse_dtype(const char *s, bool *f64);
+/* -1 if backend is NULL or "ref", else a usage error of cmd (exit status 2). */
+int cli_check_backend(const char *cmd, const char *backend);
 
 int cmd_check(int argc, char **argv);
 int cmd_summary(int argc, char **argv);

@@ -74,8 +74,8 @@ static int run_bench(FeCompile *c, long steps, long warmup, double wl, double ws
 
 int cmd_bench(int argc, char **argv) {
     const char *window = NULL, *steps_s = NULL, *warm_s = NULL, *threads_s = NULL, *backend = NULL, *dtype = NULL;
-    const CliOpt opts[] = {{"--window", &window}, {"--steps", &steps_s}, {"--warmup", &warm_s},
-                           {"--threads", &threads_s}, {"--backend", &backend}, {"--dtype", &dtype}};
+    const CliOpt opts[] = {CLI_OPT("--window", &window), CLI_OPT("--steps", &steps_s), CLI_OPT("--warmup", &warm_s),
+                           CLI_OPT("--threads", &threads_s), CLI_OPT("--backend", &backend), CLI_OPT("--dtype", &dtype)};
     ModelArgs m;
     char usage[2048];
     snprintf(usage, sizeof usage, "%s%s", bench_usage, model_options);
@@ -86,7 +86,7 @@ int cmd_bench(int argc, char **argv) {
     if (rc < 0 && (steps < 1 || warmup < 0 || (threads_s && threads < 1)))
         rc = usage_error("bench", "--steps, --warmup and --threads take positive numbers%s", "");
     if (rc < 0 && window && !cli_parse_window(window, &wl, &ws)) rc = usage_error("bench", "--window takes LONG,SHORT, got '%s'", window);
-    if (rc < 0 && backend && strcmp(backend, "ref")) rc = usage_error("bench", "unknown backend '%s' (available: ref)", backend);
+    if (rc < 0) rc = cli_check_backend("bench", backend);
     if (rc < 0 && !cli_parse_dtype(dtype ? dtype : "f32", &f64)) rc = usage_error("bench", "--dtype is f64 or f32, got '%s'", dtype);
     if (rc >= 0) {
         free_model_args(&m);

@@ -32,8 +32,7 @@ static int check_grad_args(GradArgs *a) {
         return usage_error("grad", "--params, --batch and --window are required%s", "");
     if (!cli_parse_window(a->window, &a->window_long, &a->window_short))
         return usage_error("grad", "--window takes LONG,SHORT in blocks, got '%s'", a->window);
-    if (a->backend && strcmp(a->backend, "ref") != 0)
-        return usage_error("grad", "unknown backend '%s' (available: ref)", a->backend);
+    if (cli_check_backend("grad", a->backend) >= 0) return 2;
     bool f64;
     if (!cli_parse_dtype(a->dtype, &f64)) return usage_error("grad", "--dtype is f64 or f32, got '%s'", a->dtype);
     a->prec = f64 ? RT_F64 : RT_F32;
@@ -129,9 +128,9 @@ static int write_results(FeCompile *c, const GradArgs *a, const RtGradGraph *gg,
 
 int cmd_grad(int argc, char **argv) {
     GradArgs a = {0};
-    const CliOpt opts[] = {{"--params", &a.params}, {"--batch", &a.batch}, {"--window", &a.window},
-                           {"--backend", &a.backend}, {"--dtype", &a.dtype}, {"--grads", &a.grads},
-                           {"--acts", &a.acts}};
+    const CliOpt opts[] = {CLI_OPT("--params", &a.params), CLI_OPT("--batch", &a.batch), CLI_OPT("--window", &a.window),
+                           CLI_OPT("--backend", &a.backend), CLI_OPT("--dtype", &a.dtype), CLI_OPT("--grads", &a.grads),
+                           CLI_OPT("--acts", &a.acts)};
     ModelArgs m;
     char usage[4096];
     snprintf(usage, sizeof usage, "%s%s", grad_usage, model_options);

@@ -16,7 +16,7 @@ const char init_usage[] =
 
 int cmd_init(int argc, char **argv) {
     const char *out = NULL, *seed_s = NULL, *dtype = NULL;
-    const CliOpt opts[] = {{"-o", &out}, {"--seed", &seed_s}, {"--dtype", &dtype}};
+    const CliOpt opts[] = {CLI_OPT("-o", &out), CLI_OPT("--seed", &seed_s), CLI_OPT("--dtype", &dtype)};
     ModelArgs m;
     char usage[2048];
     snprintf(usage, sizeof usage, "%s%s", init_usage, model_options);

@@ -11,11 +11,12 @@
  * Returns the exit status: the body's, 1 after model errors, 2 for bad usage. */
 typedef int (*ModelBody)(FeCompile *c, const ModelArgs *m, void *ctx);
 
-static int with_model(const char *cmd, const char *cmd_usage, int argc, char **argv, ModelBody body, void *ctx) {
+static int with_model(const char *cmd, const char *cmd_usage, int argc, char **argv, ModelBody body, void *ctx,
+                      const CliOpt *opts, int nopts) {
     ModelArgs m;
     char usage[2048];
     snprintf(usage, sizeof usage, "%s%s", cmd_usage, model_options);
-    int rc = parse_model_args(cmd, argc, argv, &m, usage, NULL, 0);
+    int rc = parse_model_args(cmd, argc, argv, &m, usage, opts, nopts);
     if (rc >= 0) {
         free_model_args(&m);
         return rc;
@@ -41,7 +42,7 @@ static int check_body(FeCompile *c, const ModelArgs *m, void *ctx) {
     return 0;
 }
 
-int cmd_check(int argc, char **argv) { return with_model("check", check_usage, argc, argv, check_body, NULL); }
+int cmd_check(int argc, char **argv) { return with_model("check", check_usage, argc, argv, check_body, NULL, NULL, 0); }
 
 /* ---- gptc summary --------------------------------------------------------------------- */
 
@@ -130,7 +131,7 @@ static int summary_body(FeCompile *c, const ModelArgs *m, void *ctx) {
     return 0;
 }
 
-int cmd_summary(int argc, char **argv) { return with_model("summary", summary_usage, argc, argv, summary_body, NULL); }
+int cmd_summary(int argc, char **argv) { return with_model("summary", summary_usage, argc, argv, summary_body, NULL, NULL, 0); }
 
 /* ---- gptc ir ---------------------------------------------------------------------------- */
 
@@ -156,11 +157,6 @@ static int ir_body(FeCompile *c, const ModelArgs *m, void *ctx) {
 
 int cmd_ir(int argc, char **argv) {
     bool train = false;
-    for (int i = 1; i < argc; i++)   /* --train takes no value: strip it before parsing */
-        if (!strcmp(argv[i], "--train")) {
-            train = true;
-            memmove(&argv[i], &argv[i + 1], sizeof(char *) * (size_t)(argc - i - 1));
-            argc--, i--;
-        }
-    return with_model("ir", ir_usage, argc, argv, ir_body, &train);
+    const CliOpt opts[] = {CLI_FLAG("--train", &train)};
+    return with_model("ir", ir_usage, argc, argv, ir_body, &train, opts, 1);
 }

@@ -85,9 +85,9 @@ out:
 
 int cmd_step(int argc, char **argv) {
     StepArgs a = {0};
-    const CliOpt opts[] = {{"--params", &a.params}, {"--batch", &a.batch}, {"--window", &a.window},
-                           {"--step", &a.step}, {"--count", &a.count}, {"--grads", &a.grads},
-                           {"--dtype", &a.dtype}, {"--out", &a.out}};
+    const CliOpt opts[] = {CLI_OPT("--params", &a.params), CLI_OPT("--batch", &a.batch), CLI_OPT("--window", &a.window),
+                           CLI_OPT("--step", &a.step), CLI_OPT("--count", &a.count), CLI_OPT("--grads", &a.grads),
+                           CLI_OPT("--dtype", &a.dtype), CLI_OPT("--out", &a.out)};
     ModelArgs m;
     char usage[4096];
     snprintf(usage, sizeof usage, "%s%s", step_usage, model_options);

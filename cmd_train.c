@@ -34,8 +34,7 @@ static int check_args(const TrainArgs *a, RtRunOptions *o) {
     if (a->init && a->resume) return usage_error("train", "--init and --resume exclude each other%s", "");
     if (a->resume && strcmp(a->resume, a->out) != 0)
         return usage_error("train", "--resume continues a run in its own folder: give --out the same folder ('%s')", a->resume);
-    if (a->backend && strcmp(a->backend, "ref") != 0)
-        return usage_error("train", "unknown backend '%s' (available: ref)", a->backend);
+    if (cli_check_backend("train", a->backend) >= 0) return 2;
     char *end = NULL;
     o->seed = a->seed ? strtoull(a->seed, &end, 10) : 0;
     if (a->seed && (*end || !*a->seed)) return usage_error("train", "--seed takes an integer, got '%s'", a->seed);
@@ -60,22 +59,16 @@ int cmd_train(int argc, char **argv) {
         return 1;
     }
     TrainArgs a = {0};
-    RtRunOptions o = {.verbose = true};
-    const CliOpt opts[] = {{"--data", &a.data}, {"--out", &a.out}, {"--init", &a.init}, {"--resume", &a.resume},
-                           {"--seed", &a.seed}, {"--grad-accum", &a.accum}, {"--checkpoint-every", &a.every},
-                           {"--backend", &a.backend}, {"--dtype", &a.dtype}};
     bool quiet = false;
-    for (int i = 1; i < argc; i++)   /* --quiet takes no value */
-        if (!strcmp(argv[i], "--quiet")) {
-            quiet = true;
-            memmove(&argv[i], &argv[i + 1], sizeof(char *) * (size_t)(argc - i - 1));
-            argc--, i--;
-        }
-    o.verbose = !quiet;
+    RtRunOptions o = {.verbose = true};
+    const CliOpt opts[] = {CLI_OPT("--data", &a.data), CLI_OPT("--out", &a.out), CLI_OPT("--init", &a.init), CLI_OPT("--resume", &a.resume),
+                           CLI_OPT("--seed", &a.seed), CLI_OPT("--grad-accum", &a.accum), CLI_OPT("--checkpoint-every", &a.every),
+                           CLI_OPT("--backend", &a.backend), CLI_OPT("--dtype", &a.dtype), CLI_FLAG("--quiet", &quiet)};
     ModelArgs m;
     char usage[4096];
     snprintf(usage, sizeof usage, "%s%s", train_usage, model_options);
     int rc = parse_model_args("train", argc, argv, &m, usage, opts, (int)(sizeof opts / sizeof opts[0]));
+    o.verbose = !quiet;
     if (rc < 0) rc = check_args(&a, &o);
     if (rc >= 0) {
         free_model_args(&m);

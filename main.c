@@ -67,6 +67,8 @@ int parse_model_args(const char *cmd, int argc, char **argv, ModelArgs *m, const
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("%s", usage);
             return 0;
+        } else if (o && o->flag) {
+            *o->flag = true;
         } else if (o) {
             if (i + 1 >= argc) return usage_error(cmd, "%s needs a value", a);
             *o->dst = argv[++i];
@@ -110,6 +112,11 @@ bool cli_parse_window(const char *s, long *wl, long *ws) {
 bool cli_parse_dtype(const char *s, bool *f64) {
     *f64 = !s || !strcmp(s, "f64");
     return !s || !strcmp(s, "f64") || !strcmp(s, "f32");
+}
+
+int cli_check_backend(const char *cmd, const char *backend) {
+    if (!backend || !strcmp(backend, "ref")) return -1;
+    return usage_error(cmd, "unknown backend '%s' (available: ref)", backend);
 }
 
 int compile_model(FeCompile *c, const ModelArgs *m) {

@@ -64,6 +64,12 @@ int ir_add_output(IrGraph *g, IrNode *n) {
     return g->noutputs++;
 }
 
+IrNode *ir_leaf_named(const IrGraph *g, IrOp op, const char *name) {
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i]->op == op && g->nodes[i]->name && !strcmp(g->nodes[i]->name, name)) return g->nodes[i];
+    return NULL;
+}
+
 static IrNode *new_node(IrGraph *g, IrOp op, IrDtype dt, int ndim, const int64_t *shape) {
     assert(ndim >= 0 && ndim <= IR_MAX_DIMS);
     if (g->n == g->cap) {

@@ -86,7 +86,9 @@ IrNode *ir_attention(IrGraph *g, IrNode *q, IrNode *k, IrNode *v, IrNode *tokens
                      IrNode *window, int64_t block, int64_t eot, double scale);
 IrNode *ir_cross_entropy(IrGraph *g, IrNode *logits, IrNode *targets);
 
-int ir_add_output(IrGraph *g, IrNode *n);   /* returns its index in outputs */
+int ir_add_output(IrGraph *g, IrNode *n);
+/* The first leaf of kind op (INPUT, PARAM, SCALAR) with this name, or NULL. */
+IrNode *ir_leaf_named(const IrGraph *g, IrOp op, const char *name);   /* returns its index in outputs */
 
 /* ---- autodiff.c ---- */
 /* Appends the backward graph of the scalar `out` to g: grads[i] = d out / d wrt[i]

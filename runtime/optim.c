@@ -25,9 +25,8 @@ static IrNode *add_c(IrGraph *g, IrNode *x, double c) { return ir_binary(g, IR_A
 static IrNode *scalar(IrGraph *g, const char *group, const char *what) {
     char name[256];
     snprintf(name, sizeof name, "%s.%s", group, what);
-    for (int i = 0; i < g->n; i++)
-        if (g->nodes[i]->op == IR_SCALAR && !strcmp(g->nodes[i]->name, name)) return g->nodes[i];
-    return ir_leaf(g, IR_SCALAR, name, IR_F32, 0, NULL);
+    IrNode *n = ir_leaf_named(g, IR_SCALAR, name);
+    return n ? n : ir_leaf(g, IR_SCALAR, name, IR_F32, 0, NULL);
 }
 
 static IrNode *state_leaf(IrGraph *g, const char *kind, const ParamDecl *d) {

@@ -209,12 +209,6 @@ static int train_step(RtRun *r, int64_t s, double *loss, char *err, size_t errle
 
 /* ---- setup and the loop ------------------------------------------------------------------------- */
 
-static IrNode *input_named(IrGraph *g, const char *name) {
-    for (int i = 0; i < g->n; i++)
-        if (g->nodes[i]->op == IR_INPUT && !strcmp(g->nodes[i]->name, name)) return g->nodes[i];
-    return NULL;
-}
-
 static int open_data(RtRun *r, char *err, size_t errlen) {
     const Program *p = &r->c->prog;
     int32_t vocab = (int32_t)cfg_int(p, "vocab", INT32_MAX);
@@ -253,8 +247,8 @@ static int setup(RtRun *r, FeCompile *c, FeCompile *eval_c, const RtRunOptions *
     if (rt_trainer_init(&r->t, c, opt->prec, err, errlen) != 0) return -1;
     if (ir_optimize(eval_c->prog.graph, err, errlen) != 0) return -1;
     r->eval_r = rt_ref_new(eval_c->prog.graph, opt->prec);
-    r->eval_tokens = input_named(eval_c->prog.graph, "tokens");
-    r->eval_targets = input_named(eval_c->prog.graph, "targets");
+    r->eval_tokens = ir_leaf_named(eval_c->prog.graph, IR_INPUT, "tokens");
+    r->eval_targets = ir_leaf_named(eval_c->prog.graph, IR_INPUT, "targets");
     r->tin = malloc(sizeof(int32_t) * (size_t)r->T), r->ttg = malloc(sizeof(int32_t) * (size_t)r->T);
     r->vin = malloc(sizeof(int32_t) * (size_t)r->T_val), r->vtg = malloc(sizeof(int32_t) * (size_t)r->T_val);
     r->acc = calloc((size_t)r->t.np + 1, sizeof(double *));

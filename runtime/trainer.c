@@ -44,11 +44,8 @@ int rt_trainer_init(RtTrainer *t, FeCompile *c, RtPrec prec, char *err, size_t e
     if (rc == 0) rc = rt_update_build(c, mine, &t->ug, err, errlen);
     free(mine);
     if (rc != 0) return -1;
-    for (int i = 0; i < p->graph->n; i++) {
-        IrNode *n = p->graph->nodes[i];
-        if (n->op == IR_INPUT && !strcmp(n->name, "tokens")) t->tokens = n;
-        if (n->op == IR_INPUT && !strcmp(n->name, "targets")) t->targets = n;
-    }
+    t->tokens = ir_leaf_named(p->graph, IR_INPUT, "tokens");
+    t->targets = ir_leaf_named(p->graph, IR_INPUT, "targets");
     if (!t->tokens || !t->targets) {
         snprintf(err, errlen, "the model must declare the inputs 'tokens' and 'targets'");
         return -1;

@@ -68,11 +68,8 @@ static void check_config(const ConfigOverride *sets, int nsets, double wl, doubl
         if (!strncmp(p->params[i].name, "embed", 5) || !strncmp(p->params[i].name, "value_embed", 11)) s = 1;
         for (int64_t k = 0; k < n; k++) m.theta[i][k] = (p->params[i].ndim < 2 ? 0.7 : 0) + s * urand();
     }
-    for (int i = 0; i < p->graph->n; i++) {
-        IrNode *n = p->graph->nodes[i];
-        if (n->op == IR_INPUT && !strcmp(n->name, "tokens")) m.tok_leaf = n;
-        if (n->op == IR_INPUT && !strcmp(n->name, "targets")) m.tgt_leaf = n;
-    }
+    m.tok_leaf = ir_leaf_named(p->graph, IR_INPUT, "tokens");
+    m.tgt_leaf = ir_leaf_named(p->graph, IR_INPUT, "targets");
     int64_t T = p->T, V = (int64_t)fe_config(p, "vocab")->value;
     m.tokens = malloc(sizeof(int32_t) * (size_t)T);
     m.targets = malloc(sizeof(int32_t) * (size_t)T);

@@ -10,14 +10,15 @@
 
 #include "runtime/grad.h"
 #include "runtime/optim.h"
-#include "runtime/ref.h"
+#include "runtime/exec.h"
 
 typedef struct {
     FeCompile *c;
     RtPrec prec;
+    RtBackend backend;
     RtGradGraph gg;
     RtUpdateGraph ug;
-    RtRef *grad_r, *upd_r;
+    RtExec *grad_r, *upd_r;
     int np;
     double **param, **grad;   /* per parameter, host copies (double) */
     double **state[2];        /* optimizer state: Adam m, v; Muon buf in state[0] */
@@ -32,7 +33,7 @@ typedef struct {
     int64_t value;
 } RtExtra;
 
-int rt_trainer_init(RtTrainer *t, FeCompile *c, RtPrec prec, char *err, size_t errlen);
+int rt_trainer_init(RtTrainer *t, FeCompile *c, RtBackend backend, RtPrec prec, char *err, size_t errlen);
 void rt_trainer_free(RtTrainer *t);
 /* Loss and t->grad on one batch (T tokens and targets). */
 int rt_trainer_grad(RtTrainer *t, const int32_t *tokens, const int32_t *targets, double window_long,

@@ -58,7 +58,7 @@ static int write_text(const char *dir, const char *name, const char *text)
 
 typedef struct {
     const char *dir, *target, *arch;
-    int nkernels, nlibrary, nfuncs;
+    int nkernels, nlibrary, nfuncs, ncached;
     int64_t fused, unfused, arena;
 } Out;
 
@@ -76,6 +76,7 @@ static int emit_graph(const char *name, const CgStep *s, Out *o, FILE *plan)
         rc = cuda ? cg_compile_cuda(src, o->arch, path, sizeof path, &cached, &log, err, sizeof err)
                   : cg_compile_c(src, path, sizeof path, &cached, err, sizeof err);
         if (rc) fprintf(stderr, "gptc compile: %s\n", err);
+        o->ncached += rc == 0 && cached;
         if (rc == 0 && cuda) {
             snprintf(file, sizeof file, "%s.ptxas.txt", name);
             rc = write_text(o->dir, file, log ? log : "");
@@ -137,9 +138,9 @@ static int compile_step(FeCompile *c, Out *o)
     if (fclose(plan)) rc = -1;
     if (rc == 0)
         printf("%s: %d loop kernels (%d distinct), %d library calls; elementwise traffic %.1f MB fused vs %.1f MB "
-               "unfused; arena %.1f MB; %.2f s\n",
+               "unfused; arena %.1f MB; %d of 2 objects from the cache; %.2f s\n",
                o->dir, o->nkernels, o->nfuncs, o->nlibrary, o->fused / 1e6, o->unfused / 1e6, o->arena / 1e6,
-               now_s() - t0);
+               o->ncached, now_s() - t0);
 done:
     cg_step_free(gs);
     cg_step_free(us);

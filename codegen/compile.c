@@ -69,6 +69,13 @@ static int write_file(const char *path, const void *data, size_t n)
     return 0;
 }
 
+/* extra flags for the kernels, e.g. -fsanitize=address under the test suite */
+static const char *kernel_flags(void)
+{
+    const char *f = getenv("GPTC_KERNEL_CFLAGS");
+    return f ? f : "";
+}
+
 static const char *c_compiler(void)
 {
     const char *cc = getenv("GPTC_CC");
@@ -95,7 +102,7 @@ int cg_compile_c(const char *src, char *path, size_t pathlen, bool *cached, char
 {
     char dir[4096], csrc[4200], tmp[4300], cmd[9000];
     if (cg_cache_dir(dir, sizeof dir, err, errlen)) return -1;
-    uint64_t h = hash_str(C_FLAGS, hash_str(cc_version(), hash_str(src, 1469598103934665603ull)));
+    uint64_t h = hash_str(kernel_flags(), hash_str(C_FLAGS, hash_str(cc_version(), hash_str(src, 1469598103934665603ull))));
     snprintf(path, pathlen, "%s/%016llx.so", dir, (unsigned long long)h);
     *cached = exists(path);
     if (*cached) return 0;
@@ -105,7 +112,7 @@ int cg_compile_c(const char *src, char *path, size_t pathlen, bool *cached, char
         snprintf(err, errlen, "cannot write %s: %s", csrc, strerror(errno));
         return -1;
     }
-    snprintf(cmd, sizeof cmd, "%s %s -o '%s' '%s' -lm 2>&1", c_compiler(), C_FLAGS, tmp, csrc);
+    snprintf(cmd, sizeof cmd, "%s %s %s -o '%s' '%s' -lm 2>&1", c_compiler(), C_FLAGS, kernel_flags(), tmp, csrc);
     FILE *p = popen(cmd, "r");
     char out[2048] = "";
     size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
@@ -214,8 +221,13 @@ static int nvrtc_build(const char *src, const char *arch, char **cubin, size_t *
     }
     rc = nv.compile(prog, (int)(sizeof opts / sizeof *opts), opts);
     *log = program_log(prog);
-    if (rc) {
-        snprintf(err, errlen, "NVRTC failed (%s):\n%s", nv.error(rc), *log ? *log : "");
+    if (rc) {   /* the log is long (ptxas -v): show its error lines */
+        size_t k = (size_t)snprintf(err, errlen, "NVRTC failed (%s):", nv.error(rc));
+        for (const char *l = *log ? *log : ""; *l && k < errlen;) {
+            size_t n = strcspn(l, "\n");
+            if (memmem(l, n, "error", 5)) k += (size_t)snprintf(err + k, errlen - k, "\n%.*s", (int)n, l);
+            l += n + (l[n] == '\n');
+        }
         nv.destroy(&prog);
         return -1;
     }

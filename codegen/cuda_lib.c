@@ -2,7 +2,7 @@
  * with the step's loop kernels in one NVRTC program.
  *
  * Attention (ops.def ATTENTION / ATTENTION_BWD; the mask of spec S-5.4): q, k, v, dout
- * are float [T, H, D] with D a multiple of 4 and at most 256; doc[t] is the document index
+ * are float [T, H, D] with D a multiple of 4 and at most 128; doc[t] is the document index
  * of position t (cg_doc_ids); the window (in blocks) is read from device memory, so a
  * captured graph follows the schedule. Tiles of 64 queries × 32 keys, four threads per
  * query, each owning D/4 features; key tiles outside every query's window or document are
@@ -15,7 +15,7 @@ static const char lib[] =
 "/* ---- library kernels ---- */\n"
 "#define QT 64   /* queries per block */\n"
 "#define KT 32   /* keys per shared-memory tile */\n"
-"#define DMAX 256\n"
+"#define DMAX 128  /* head dims up to 128: two 32 x 128 float tiles = 32 KiB of shared memory */\n"
 "\n"
 "/* doc[t] = number of eot tokens in tokens[0..t]; one block of 1024 threads */\n"
 "extern \"C\" __global__ void __launch_bounds__(1024) cg_doc_ids(const int *tokens, int T, int eot, int *doc)\n"

@@ -37,11 +37,15 @@ void rt_cpu_matmul(const float *a, const float *b, float *c, int64_t batch, int 
     }
 }
 
+/* eight partial sums, so the loop vectorizes without reassociation flags */
 static float dot(const float *x, const float *y, int D)
 {
-    float s = 0;
-#pragma omp simd reduction(+:s)
-    for (int i = 0; i < D; i++) s += x[i] * y[i];
+    float p[8] = {0};
+    int i = 0;
+    for (; i + 8 <= D; i += 8)
+        for (int j = 0; j < 8; j++) p[j] += x[i + j] * y[i + j];
+    float s = ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+    for (; i < D; i++) s += x[i] * y[i];
     return s;
 }
 
@@ -89,7 +93,6 @@ void rt_cpu_attn_fwd(const float *q, const float *k, const float *v, const int32
                 for (int kk = k0; kk <= qi; kk++) {
                     const float w = p[kk - k0] * inv;
                     const float *vr = v + ((int64_t)kk * H + h) * D;
-#pragma omp simd
                     for (int f = 0; f < D; f++) out[f] += w * vr[f];
                 }
             }
@@ -117,7 +120,6 @@ void rt_cpu_attn_bwd(const float *dout, const float *q, const float *k, const fl
                 p[j] *= inv;
                 const float *vr = v + ((int64_t)(k0 + j) * H + h) * D;
                 dp[j] = dot(dor, vr, D);
-#pragma omp simd
                 for (int f = 0; f < D; f++) o[f] += p[j] * vr[f];
             }
             const float di = dot(dor, o, D);
@@ -127,7 +129,6 @@ void rt_cpu_attn_bwd(const float *dout, const float *q, const float *k, const fl
                 const float ds = p[j] * (dp[j] - di) * (float)scale;
                 const float *kr = k + ((int64_t)(k0 + j) * H + h) * D;
                 float *dkr = dk + ((int64_t)(k0 + j) * H + h) * D, *dvr = dv + ((int64_t)(k0 + j) * H + h) * D;
-#pragma omp simd
                 for (int f = 0; f < D; f++) {
                     dqr[f] += ds * kr[f];
                     dkr[f] += ds * qr[f];

@@ -1,4 +1,4 @@
-/* run.c — the training loop of spec S-8.1 on the reference backend: validation at step 0,
+/* run.c — the training loop of spec S-8.1 on a backend (exec.h): validation at step 0,
  * every val_every steps and at the end; gradient accumulation over micro-batches and
  * averaging across ranks; logs; atomic checkpoints that a resumed run continues exactly;
  * a clean stop on SIGINT and on a non-finite loss.
@@ -247,6 +247,10 @@ static int setup(RtRun *r, FeCompile *c, FeCompile *eval_c, const RtRunOptions *
     if (ir_optimize(eval_c->prog.graph, err, errlen) != 0) return -1;
     r->eval_r = rt_exec_new(opt->backend, eval_c->prog.graph, opt->prec, eval_c->prog.graph->outputs, 1, err, errlen);
     if (!r->eval_r) return -1;
+    if (opt->backend == RT_CPU_BACKEND && opt->verbose && rt_dist_rank() == 0)   /* the static plan, before step 1 */
+        fprintf(stderr, "memory plan: %.1f MB (gradient step) + %.1f MB (update) + %.1f MB (validation)\n",
+                rt_exec_peak_bytes(r->t.grad_r) / 1e6, rt_exec_peak_bytes(r->t.upd_r) / 1e6,
+                rt_exec_peak_bytes(r->eval_r) / 1e6);
     r->eval_tokens = ir_leaf_named(eval_c->prog.graph, IR_INPUT, "tokens");
     r->eval_targets = ir_leaf_named(eval_c->prog.graph, IR_INPUT, "targets");
     r->tin = malloc(sizeof(int32_t) * (size_t)r->T), r->ttg = malloc(sizeof(int32_t) * (size_t)r->T);

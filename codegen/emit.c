@@ -73,7 +73,7 @@ typedef struct {
     const CgStep *s;
     CgKernel *k;
     CgDialect d;
-    Block p1, mid, p2, *cur;
+    Block p1, p1b, mid, p2, *cur;
     Acc acc[32];
     int nacc;
     char **strs;                     /* every string made here (freed at the end) */
@@ -335,7 +335,8 @@ static const char *ce_bwd_val(Em *e, const IrNode *n, const Idx *x)
     e->cur = &e->mid;
     const char *lse = acc_ref(e, a->id, 'l', n->id), *tgt = val(e, n->in[1], &row), *c = val(e, n->in[2], &row);
     e->cur = save;
-    return str(e, "%s * (expf(%s - (float)%s) - (%s == %s ? 1.0f : 0.0f))", c, val(e, a, x), lse, x->c[last], tgt);
+    return str(e, "%s * (%s(%s - (float)%s) - (%s == %s ? 1.0f : 0.0f))", c, e->d == CG_C ? "cg_expf" : "expf",
+               val(e, a, x), lse, x->c[last], tgt);
 }
 
 static const char *compute(Em *e, const IrNode *n, const Idx *x)
@@ -454,24 +455,40 @@ static void store_root(Em *e, const IrNode *n)
     else bput(&e->cur->text, "        %sb%d[%s] = %s;\n", guard, a, lin, v);
 }
 
-/* p1: each accumulator's input at the full index, and its update */
+/* accumulator i's input at the full index, emitted into the current block */
+static const char *acc_input(Em *e, int i)
+{
+    const Acc *a = &e->acc[i];
+    const IrNode *n = e->s->g->nodes[a->id];
+    const IrNode *in = a->kind == 'l' ? n : n->in[0];
+    Idx x = {.nd = in->ndim};
+    for (int d = 0; d < in->ndim; d++) x.c[d] = canon(e, d);
+    return val(e, in, &x);
+}
+
+/* p1: every accumulator's update. C takes a logsumexp in two vectorizable passes over
+ * the row (the max in p1, the sum of exponentials in p1b; the row is in cache); CUDA's
+ * threads keep an online (max, sum) pair each, combined afterwards. */
 static void emit_p1(Em *e)
 {
     e->in_p1 = true;
-    e->cur = &e->p1;
     bool cuda = e->d == CG_CUDA;
     for (int i = 0; i < e->nacc && !e->failed; i++) {
-        const Acc *a = &e->acc[i];
-        const IrNode *n = e->s->g->nodes[a->id];
-        const IrNode *in = a->kind == 'l' ? n : n->in[0];
-        Idx x = {.nd = in->ndim};
-        for (int d = 0; d < in->ndim; d++) x.c[d] = canon(e, d);
-        const char *v = val(e, in, &x);
+        char kind = e->acc[i].kind;
+        e->cur = &e->p1;
+        const char *v = acc_input(e, i);
         Buf *t = &e->p1.text;
-        if (a->kind == 's') bput(t, "        s%d += %s;\n", i, v);
-        else if (a->kind == 'x') bput(t, "        if (%s > x%d || %s != %s) x%d = %s;\n", v, i, v, v, i, v);
-        else bput(t, "        if (%s > m%d) { l%d = l%d * %s(m%d - %s) + 1; m%d = %s; } else l%d += %s(%s - m%d);\n",
-                  v, i, i, i, cuda ? "expf" : "exp", i, v, i, v, i, cuda ? "expf" : "exp", v, i);
+        if (kind == 's') bput(t, "        s%d += %s;\n", i, v);
+        else if (kind == 'x') bput(t, "        if (%s > x%d || %s != %s) x%d = %s;\n", v, i, v, v, i, v);
+        else if (cuda)
+            bput(t, "        if (%s > m%d) { l%d = l%d * expf(m%d - %s) + 1; m%d = %s; } else l%d += expf(%s - m%d);\n",
+                 v, i, i, i, i, v, i, v, i, v, i);
+        else {
+            bput(t, "        m%d = %s > m%d ? %s : m%d;\n", i, v, i, v, i);
+            e->cur = &e->p1b;
+            v = acc_input(e, i);
+            bput(&e->p1b.text, "        l%d += cg_expf(%s - m%d);\n", i, v, i);
+        }
     }
     e->in_p1 = false;
 }
@@ -528,7 +545,7 @@ static void acc_decls(Em *e, Buf *o)
         int id = i;
         if (e->acc[i].kind == 's') bput(o, "        %s s%d = 0;\n", t, id);
         else if (e->acc[i].kind == 'x') bput(o, "        %s x%d = -INFINITY;\n", t, id);
-        else bput(o, "        %s m%d = -INFINITY, l%d = 0;\n", t, id, id);
+        else bput(o, "        float m%d = -INFINITY;\n        %s l%d = 0;\n", id, t, id);
     }
 }
 
@@ -549,11 +566,30 @@ static void acc_finals(Em *e, Buf *o)
     }
 }
 
-static bool sums_only(const Em *e)
+/* "#pragma omp simd reduction(+:s0,…) reduction(max:m1,…)" over the accumulators of the
+ * loop, unless a MAX (NaN-propagating, not a simd reduction) is among them. For the
+ * first loop sum = 's', max = 'm' (logsumexp maxima); for the exponential pass sum = 'l'. */
+static void simd_reduction(const Em *e, Buf *o, char sum, char max)
 {
-    for (int i = 0; i < e->nacc; i++)
-        if (e->acc[i].kind != 's') return false;
-    return e->nacc > 0;
+    int ns = 0, nm = 0;
+    for (int i = 0; i < e->nacc; i++) {
+        if (e->acc[i].kind == 'x') return;
+        if (e->acc[i].kind == (sum == 'l' ? 'l' : 's')) ns++;
+        else if (max && e->acc[i].kind == 'l') nm++;
+    }
+    if (!ns && !nm) return;
+    bput(o, "#pragma omp simd");
+    for (int pass = 0; pass < 2; pass++) {
+        if (!(pass ? nm : ns)) continue;
+        bput(o, " reduction(%s:", pass ? "max" : "+");
+        for (int i = 0, k = 0; i < e->nacc; i++) {
+            char kd = e->acc[i].kind;
+            bool mine = pass ? kd == 'l' : kd == (sum == 'l' ? 'l' : 's');
+            if (mine) bput(o, "%s%c%d", k++ ? "," : "", pass ? 'm' : sum, i);
+        }
+        bput(o, ")");
+    }
+    bput(o, "\n");
 }
 
 static void c_reduce_body(Em *e, Buf *o)
@@ -561,16 +597,16 @@ static void c_reduce_body(Em *e, Buf *o)
     const CgKernel *k = e->k;
     int a = k->axis;
     long long R = k->dom[a];
-    bput(o, "#pragma omp parallel for if (%lld > 32768) schedule(static)\n", (long long)(rows_of(k) * R));
+    bput(o, "#pragma omp parallel for if (%lld > CG_PAR_MIN) schedule(static)\n", (long long)(rows_of(k) * R));
     bput(o, "    for (long row = 0; row < %lld; row++) {\n", (long long)rows_of(k));
     delinearize(o, k, "row", a, 0);
     acc_decls(e, o);
-    if (sums_only(e)) {
-        bput(o, "#pragma omp simd reduction(+:");
-        for (int i = 0; i < e->nacc; i++) bput(o, "%ss%d", i ? "," : "", i);
-        bput(o, ")\n");
-    }
+    simd_reduction(e, o, 's', 'm');
     if (e->nacc) bput(o, "    for (long i%d = 0; i%d < %lld; i%d++) {\n%s    }\n", a, a, R, a, e->p1.text.p ? e->p1.text.p : "");
+    if (e->p1b.text.n) {
+        simd_reduction(e, o, 'l', 0);
+        bput(o, "    for (long i%d = 0; i%d < %lld; i%d++) {\n%s    }\n", a, a, R, a, e->p1b.text.p);
+    }
     acc_finals(e, o);
     bput(o, "%s", e->mid.text.p ? e->mid.text.p : "");
     if (e->p2.text.n) bput(o, "#pragma omp simd\n    for (long i%d = 0; i%d < %lld; i%d++) {\n%s    }\n", a, a, R, a, e->p2.text.p);
@@ -587,7 +623,7 @@ static void c_ew_body(Em *e, Buf *o)
     int last = k->ndim - 1;
     long long L = k->dom[last], rows = 1;
     for (int d = 0; d < last; d++) rows *= k->dom[d];
-    bput(o, "#pragma omp parallel for if (%lld > 32768) schedule(static)\n", rows * L);
+    bput(o, "#pragma omp parallel for if (%lld > CG_PAR_MIN) schedule(static)\n", rows * L);
     bput(o, "    for (long row = 0; row < %lld; row++) {\n", rows);
     delinearize(o, k, "row", -1, 1);
     bput(o, "#pragma omp simd\n    for (long i%d = 0; i%d < %lld; i%d++) {\n", last, last, L, last);
@@ -683,6 +719,7 @@ int cg_emit_loop(const CgStep *s, CgKernel *k, CgDialect d, const char *name, ch
     }
     *culprit = e.culprit;
     block_free(&e.p1);
+    block_free(&e.p1b);
     block_free(&e.mid);
     block_free(&e.p2);
     for (int i = 0; i < e.nstrs; i++) free(e.strs[i]);
@@ -706,7 +743,24 @@ const char *cg_prelude(CgDialect d)
     if (d == CG_C)
         return "/* generated by gptc: loop kernels of one training step (C, OpenMP) */\n"
                "#include <math.h>\n"
-               "#define CG_UNUSED __attribute__((unused))\n\n";
+               "#define CG_UNUSED __attribute__((unused))\n"
+               "/* work (points) below which a loop stays on one thread: every parallel region costs a\n"
+               " * fork and a barrier, which a busy machine turns into scheduler waits */\n"
+               "#define CG_PAR_MIN 262144\n"
+               "/* exp(x) = 2^n e^r, n = rint(x / ln 2), |r| <= ln(2)/2, e^r by its Taylor polynomial\n"
+               " * of degree 6 (relative error < 2e-7 over the float range): arithmetic only, so loops\n"
+               " * that call it vectorize. Below -87 it returns exp(-87) ~ 1.6e-38, not 0. */\n"
+               "static inline float cg_expf(float x)\n{\n"
+               "    x = __builtin_fminf(__builtin_fmaxf(x, -87.0f), 88.0f);\n"
+               "    const float n = __builtin_rintf(x * 1.44269504f);\n"
+               "    const float r = x - n * 0.693145752f - n * 1.42860677e-6f;\n"
+               "    float p = 1.0f / 720;\n"
+               "    p = p * r + 1.0f / 120;\n    p = p * r + 1.0f / 24;\n    p = p * r + 1.0f / 6;\n"
+               "    p = p * r + 0.5f;\n    p = p * r + 1.0f;\n    p = p * r + 1.0f;\n"
+               "    const int bits = ((int)n + 127) << 23;\n"
+               "    float scale;\n"
+               "    __builtin_memcpy(&scale, &bits, sizeof scale);\n"
+               "    return p * scale;\n}\n\n";
     return "/* generated by gptc: loop kernels of one training step (CUDA) */\n"
            "#include <cuda_bf16.h>\n"
            "#define CG_UNUSED [[maybe_unused]]\n"

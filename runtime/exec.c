@@ -64,6 +64,20 @@ void rt_exec_get(const RtExec *x, const IrNode *n, double *out)
     else rt_cpu_get(x->cpu, n, out);
 }
 
+void rt_exec_copy(RtExec *dst, const IrNode *leaf, const RtExec *src, const IrNode *n)
+{
+    if (dst->cpu && src->cpu) {
+        rt_cpu_copy(dst->cpu, leaf, src->cpu, n);
+        return;
+    }
+    int64_t k = ir_numel(n);
+    double *v = malloc(sizeof(double) * (size_t)(k ? k : 1));
+    if (!v) { fprintf(stderr, "out of memory\n"); abort(); }
+    rt_exec_get(src, n, v);
+    rt_exec_set(dst, leaf, v);
+    free(v);
+}
+
 size_t rt_exec_peak_bytes(const RtExec *x) { return x->ref ? rt_ref_peak_bytes(x->ref) : rt_cpu_bytes(x->cpu); }
 
 void rt_exec_free(RtExec *x)

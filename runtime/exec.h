@@ -29,6 +29,9 @@ void rt_exec_set_i32(RtExec *x, const IrNode *leaf, const int32_t *data);
 void rt_exec_set_scalar(RtExec *x, const char *name, double v);
 int rt_exec_run(RtExec *x, char *err, size_t errlen);
 void rt_exec_get(const RtExec *x, const IrNode *n, double *out);
+/* leaf `leaf` of dst takes the value of node n of src (kept, or a leaf) without a trip
+ * through double when both are cpu backends (a float copy); numel must match */
+void rt_exec_copy(RtExec *dst, const IrNode *leaf, const RtExec *src, const IrNode *n);
 /* bytes of tensors held at most during the last run (leaves and intermediates) */
 size_t rt_exec_peak_bytes(const RtExec *x);
 void rt_exec_free(RtExec *x);
@@ -46,6 +49,7 @@ void rt_cpu_set_scalar(RtCpu *c, const char *name, double v);
 int rt_cpu_run(RtCpu *c, char *err, size_t errlen);
 void rt_cpu_get(const RtCpu *c, const IrNode *n, double *out);
 size_t rt_cpu_bytes(const RtCpu *c);
+void rt_cpu_copy(RtCpu *dst, const IrNode *leaf, const RtCpu *src, const IrNode *n);
 void rt_cpu_free(RtCpu *c);
 
 #endif

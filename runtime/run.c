@@ -52,6 +52,7 @@ static double eval_batch(RtRun *r, const int32_t *in, const int32_t *tg, double 
 
 /* S-8.1: nb = val_tokens / (W·T_val) batches per rank, each rank's mean, averaged. */
 static int validate(RtRun *r, int64_t step, double *val_loss, char *err, size_t errlen) {
+    rt_trainer_sync(&r->t);   /* the evaluation reads the host parameters */
     double wl = fe_schedule_value(r->c, "window_long", step), ws = fe_schedule_value(r->c, "window_short", step);
     double sum = 0;
     for (int j = 0; j < r->accum; j++) {
@@ -142,6 +143,7 @@ static int resume_from(RtRun *r, const char *dir, int64_t *step, bool *val_done,
 /* ---- logging -------------------------------------------------------------------------------- */
 
 static void log_validation(RtRun *r, int64_t step, double val_loss) {
+    rt_trainer_sync(&r->t);
     const Program *p = &r->c->prog;
     int nl = p->nlogs;
     const char **names = malloc(sizeof(char *) * (size_t)(nl + 1));

@@ -55,6 +55,8 @@ int rt_trainer_init(RtTrainer *t, FeCompile *c, RtBackend backend, RtPrec prec, 
     t->state[0] = alloc_like(p);
     t->state[1] = alloc_like(p);
     t->backend = backend;
+    t->resident = backend == RT_CPU_BACKEND && rt_dist_size() == 1;
+    t->dev_stale = true;
     IrGraph *g = p->graph;
     IrNode **keep = malloc(sizeof *keep * (size_t)(t->np + 1));
     if (!keep) abort();
@@ -80,10 +82,14 @@ void rt_trainer_free(RtTrainer *t) {
     memset(t, 0, sizeof *t);
 }
 
+static void push_state(RtTrainer *t);
+
 int rt_trainer_grad(RtTrainer *t, const int32_t *tokens, const int32_t *targets, double window_long,
                     double window_short, double *loss, char *err, size_t errlen) {
     Program *p = &t->c->prog;
-    for (int i = 0; i < t->np; i++) rt_exec_set(t->grad_r, p->params[i].node, t->param[i]);
+    if (t->resident && t->dev_stale) push_state(t);
+    if (!t->resident)
+        for (int i = 0; i < t->np; i++) rt_exec_set(t->grad_r, p->params[i].node, t->param[i]);
     rt_exec_set_i32(t->grad_r, t->tokens, tokens);
     rt_exec_set_i32(t->grad_r, t->targets, targets);
     rt_exec_set_scalar(t->grad_r, "window_long", window_long);
@@ -99,16 +105,57 @@ int rt_trainer_grad(RtTrainer *t, const int32_t *tokens, const int32_t *targets,
 
 static void set_scalar(void *ctx, const char *name, double v) { rt_exec_set_scalar((RtExec *)ctx, name, v); }
 
+/* host parameters and state → the executors' leaves */
+static void push_state(RtTrainer *t) {
+    const RtUpdateGraph *ug = &t->ug;
+    for (int i = 0; i < t->np; i++) {
+        rt_exec_set(t->grad_r, t->c->prog.params[i].node, t->param[i]);
+        if (ug->out[i] < 0) continue;
+        rt_exec_set(t->upd_r, ug->param[i], t->param[i]);
+        for (int k = 0; k < ug->nstate[i]; k++) rt_exec_set(t->upd_r, ug->state[k][i], t->state[k][i]);
+    }
+    t->dev_stale = false;
+}
+
+void rt_trainer_sync(RtTrainer *t) {
+    if (!t->host_stale) return;
+    const RtUpdateGraph *ug = &t->ug;
+    for (int i = 0; i < t->np; i++) {
+        rt_exec_get(t->upd_r, ug->param[i], t->param[i]);
+        for (int k = 0; k < ug->nstate[i]; k++) rt_exec_get(t->upd_r, ug->state[k][i], t->state[k][i]);
+    }
+    t->host_stale = false;
+}
+
+/* resident mode: the update's outputs become the next step's leaves, in float */
+static void keep_resident(RtTrainer *t) {
+    const RtUpdateGraph *ug = &t->ug;
+    const IrNode *const *out = (const IrNode *const *)ug->g->outputs;
+    for (int i = 0; i < t->np; i++) {
+        rt_exec_copy(t->upd_r, ug->param[i], t->upd_r, out[ug->out[i]]);
+        rt_exec_copy(t->grad_r, t->c->prog.params[i].node, t->upd_r, out[ug->out[i]]);
+        for (int k = 0; k < ug->nstate[i]; k++) rt_exec_copy(t->upd_r, ug->state[k][i], t->upd_r, out[ug->out[i] + 1 + k]);
+    }
+    t->host_stale = true;
+}
+
 int rt_trainer_update(RtTrainer *t, int64_t step, char *err, size_t errlen) {
     RtUpdateGraph *ug = &t->ug;
+    if (t->resident && t->dev_stale) push_state(t);
     for (int i = 0; i < t->np; i++) {
         if (ug->out[i] < 0) continue;   /* another rank's */
-        rt_exec_set(t->upd_r, ug->param[i], t->param[i]);
         rt_exec_set(t->upd_r, ug->grad[i], t->grad[i]);
+        if (t->resident) continue;
+        rt_exec_set(t->upd_r, ug->param[i], t->param[i]);
         for (int k = 0; k < ug->nstate[i]; k++) rt_exec_set(t->upd_r, ug->state[k][i], t->state[k][i]);
     }
     rt_update_scalars(t->c, step, t->adam_steps, set_scalar, t->upd_r);
     if (rt_exec_run(t->upd_r, err, errlen) != 0) return -1;
+    if (t->resident) {
+        keep_resident(t);
+        t->adam_steps++;
+        return 0;
+    }
     for (int i = 0; i < t->np; i++) {
         if (ug->out[i] < 0) continue;
         rt_exec_get(t->upd_r, ug->g->outputs[ug->out[i]], t->param[i]);
@@ -130,8 +177,9 @@ static const char *state_kind(const RtTrainer *t, int i, int k) {
     return t->ug.nstate[i] == 2 ? (k == 0 ? "adam_m" : "adam_v") : "muon_buf";
 }
 
-int rt_trainer_save(const RtTrainer *t, const char *path, const RtExtra *extra, int nextra, char *err, size_t errlen) {
+int rt_trainer_save(RtTrainer *t, const char *path, const RtExtra *extra, int nextra, char *err, size_t errlen) {
     const Program *p = &t->c->prog;
+    rt_trainer_sync(t);
     rt_st_writer *w = rt_st_writer_new();
     if (!w) abort();
     rt_st_dtype dt = t->prec == RT_F64 ? RT_ST_F64 : RT_ST_F32;
@@ -207,5 +255,7 @@ int rt_trainer_load(RtTrainer *t, const char *path, bool with_state, RtExtra *ex
     for (int i = 0; i < nextra && rc == 0; i++)
         if (rt_st_find(&f, extra[i].name)) rc = read_i64(&f, extra[i].name, &extra[i].value, err, errlen);
     rt_st_close(&f);
+    t->dev_stale = true;
+    t->host_stale = false;
     return rc;
 }

@@ -335,7 +335,7 @@ static const char *ce_bwd_val(Em *e, const IrNode *n, const Idx *x)
     e->cur = &e->mid;
     const char *lse = acc_ref(e, a->id, 'l', n->id), *tgt = val(e, n->in[1], &row), *c = val(e, n->in[2], &row);
     e->cur = save;
-    return str(e, "%s * (%s(%s - (float)%s) - (%s == %s ? 1.0f : 0.0f))", c, e->d == CG_C ? "cg_expf" : "expf",
+    return str(e, "%s * (%s(%s - (float)%s) - (float)(%s == (long)%s))", c, e->d == CG_C ? "cg_expf" : "expf",
                val(e, a, x), lse, x->c[last], tgt);
 }
 
@@ -592,13 +592,22 @@ static void simd_reduction(const Em *e, Buf *o, char sum, char max)
     bput(o, "\n");
 }
 
+/* "#pragma omp parallel {params; #pragma omp for: for (row …) {" — the buffer pointers
+ * are declared inside the parallel region, so the outlined function keeps them restrict
+ * locals (captured pointers are reloaded after every store and block vectorization). */
+static void parallel_rows(Em *e, Buf *o, int64_t work, int64_t rows)
+{
+    bput(o, "#pragma omp parallel if (%lld > CG_PAR_MIN)\n    {\n", (long long)work);
+    emit_params(e, o);
+    bput(o, "#pragma omp for schedule(static)\n    for (long row = 0; row < %lld; row++) {\n", (long long)rows);
+}
+
 static void c_reduce_body(Em *e, Buf *o)
 {
     const CgKernel *k = e->k;
     int a = k->axis;
     long long R = k->dom[a];
-    bput(o, "#pragma omp parallel for if (%lld > CG_PAR_MIN) schedule(static)\n", (long long)(rows_of(k) * R));
-    bput(o, "    for (long row = 0; row < %lld; row++) {\n", (long long)rows_of(k));
+    parallel_rows(e, o, rows_of(k) * R, rows_of(k));
     delinearize(o, k, "row", a, 0);
     acc_decls(e, o);
     simd_reduction(e, o, 's', 'm');
@@ -610,24 +619,24 @@ static void c_reduce_body(Em *e, Buf *o)
     acc_finals(e, o);
     bput(o, "%s", e->mid.text.p ? e->mid.text.p : "");
     if (e->p2.text.n) bput(o, "#pragma omp simd\n    for (long i%d = 0; i%d < %lld; i%d++) {\n%s    }\n", a, a, R, a, e->p2.text.p);
-    bput(o, "    }\n");
+    bput(o, "    }\n    }\n");
 }
 
 static void c_ew_body(Em *e, Buf *o)
 {
     const CgKernel *k = e->k;
     if (k->ndim == 0) {
+        emit_params(e, o);
         bput(o, "    {\n        CG_UNUSED const long lin = 0;\n%s    }\n", e->p2.text.p);
         return;
     }
     int last = k->ndim - 1;
     long long L = k->dom[last], rows = 1;
     for (int d = 0; d < last; d++) rows *= k->dom[d];
-    bput(o, "#pragma omp parallel for if (%lld > CG_PAR_MIN) schedule(static)\n", rows * L);
-    bput(o, "    for (long row = 0; row < %lld; row++) {\n", rows);
+    parallel_rows(e, o, rows * L, rows);
     delinearize(o, k, "row", -1, 1);
     bput(o, "#pragma omp simd\n    for (long i%d = 0; i%d < %lld; i%d++) {\n", last, last, L, last);
-    bput(o, "        CG_UNUSED const long lin = row * %lld + i%d;\n%s    }\n    }\n", L, last, e->p2.text.p);
+    bput(o, "        CG_UNUSED const long lin = row * %lld + i%d;\n%s    }\n    }\n    }\n", L, last, e->p2.text.p);
 }
 
 /* CUDA: elementwise one thread per point; reductions one block per row when the axis is
@@ -708,7 +717,6 @@ int cg_emit_loop(const CgStep *s, CgKernel *k, CgDialect d, const char *name, ch
             cuda_body(&e, &o);
         } else {
             bput(&o, "void %s(void *const *a)\n{\n", name);
-            emit_params(&e, &o);
             if (k->axis >= 0) c_reduce_body(&e, &o);
             else c_ew_body(&e, &o);
         }
@@ -751,7 +759,8 @@ const char *cg_prelude(CgDialect d)
                " * of degree 6 (relative error < 2e-7 over the float range): arithmetic only, so loops\n"
                " * that call it vectorize. Below -87 it returns exp(-87) ~ 1.6e-38, not 0. */\n"
                "static inline float cg_expf(float x)\n{\n"
-               "    x = __builtin_fminf(__builtin_fmaxf(x, -87.0f), 88.0f);\n"
+               "    x = x > -87.0f ? x : -87.0f;\n"
+               "    x = x < 88.0f ? x : 88.0f;\n"
                "    const float n = __builtin_rintf(x * 1.44269504f);\n"
                "    const float r = x - n * 0.693145752f - n * 1.42860677e-6f;\n"
                "    float p = 1.0f / 720;\n"

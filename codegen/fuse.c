@@ -12,8 +12,8 @@
  * as the emitter accepts the group. The signature of a loop root is set by the first
  * reduction its inlined expression reaches (SUM/MAX, or the row logsumexp inside
  * CROSS_ENTROPY and CE_BWD): its input shape and axis; without one the root's own shape,
- * elementwise. When the emitter rejects a kernel alone it names a node to materialize; the
- * plan is then redone (a few rounds at most in practice). */
+ * elementwise. When the emitter rejects a kernel it names a node to materialize; that
+ * node is forced and the pass backtracks to it (form_kernels). */
 #include "codegen/codegen.h"
 
 #include <stdio.h>
@@ -98,9 +98,15 @@ static void assign_roles(CgStep *s, const unsigned char *force, int from)
  * reads (as many as n's elements; shared subtrees counted at every use). Arithmetic is
  * cheap next to memory traffic, so a node used twice is stored once only when recomputing
  * it would read more than storing and loading it writes and reads. */
-static int64_t inline_reads(const CgStep *s, const IrNode *n, int64_t numel, int64_t *memo)
+typedef struct {
+    int64_t *value;
+    int *stamp;                  /* value[id] is current when stamp[id] == now */
+    int now;
+} Memo;
+
+static int64_t inline_reads(const CgStep *s, const IrNode *n, int64_t numel, Memo *memo)
 {
-    if (memo[n->id] >= 0) return memo[n->id];
+    if (memo->stamp[n->id] == memo->now) return memo->value[n->id];
     int64_t c = 0;
     for (int j = 0; j < n->nin; j++) {
         const IrNode *x = n->in[j];
@@ -108,14 +114,15 @@ static int64_t inline_reads(const CgStep *s, const IrNode *n, int64_t numel, int
         if (r == CG_INLINE) c += inline_reads(s, x, numel, memo);
         else if (r != CG_CONST && ir_numel(x) >= numel) c++;
     }
-    return memo[n->id] = c < 1000000 ? c : 1000000;
+    memo->stamp[n->id] = memo->now;
+    return memo->value[n->id] = c < 1000000 ? c : 1000000;
 }
 
 static void initial_force(CgStep *s, IrNode *const *keep, int nkeep, unsigned char *force)
 {
     const IrGraph *g = s->g;
     int *uses = xcalloc((size_t)g->n, sizeof *uses);
-    int64_t *memo = xcalloc((size_t)g->n, sizeof *memo);
+    Memo memo = {xcalloc((size_t)g->n, sizeof *memo.value), xcalloc((size_t)g->n, sizeof *memo.stamp), 0};
     for (int i = 0; i < nkeep; i++) force[keep[i]->id] = 1;
     for (int i = 0; i < g->n; i++) {
         const IrNode *n = g->nodes[i];
@@ -127,11 +134,12 @@ static void initial_force(CgStep *s, IrNode *const *keep, int nkeep, unsigned ch
     assign_roles(s, force, 0);
     for (int i = 0; i < g->n; i++) {
         if (s->role[i] != CG_INLINE || uses[i] < 2) continue;
-        for (int j = 0; j <= i; j++) memo[j] = -1;
-        if (inline_reads(s, g->nodes[i], ir_numel(g->nodes[i]), memo) > HEAVY_READS) force[i] = 1;
+        memo.now++;   /* "full size" depends on the node asked about: a fresh memo each time */
+        if (inline_reads(s, g->nodes[i], ir_numel(g->nodes[i]), &memo) > HEAVY_READS) force[i] = 1;
     }
     free(uses);
-    free(memo);
+    free(memo.value);
+    free(memo.stamp);
 }
 
 /* ---- signatures ------------------------------------------------------------------------ */

@@ -88,8 +88,10 @@ void st_variants_free(StVariant *v, int n);
 /* Per layer over the variant's runs: mean and std of vector `name`; NULL if any run lacks
  * it or the lengths differ. *len gets the length; the caller frees both arrays (one block). */
 double *st_variant_vector(const StVariant *v, const char *name, int *len, double **std);
-/* The names of the vectors of the variant's first run; borrowed. */
-int st_variant_vector_names(const StVariant *v, const char ***names);
+/* "x01 (n_emb=2)" for the label "n_emb=2", else the label. */
+void st_variant_title(const StVariant *v, char *buf, size_t len);
+/* The label as a file-name part: characters other than [A-Za-z0-9._=-] become '_'. */
+void st_variant_slug(const StVariant *v, char *buf, size_t len);
 
 /* ---- plot.c: the figures, through gnuplot ---------------------------------------------------- */
 
@@ -105,7 +107,7 @@ typedef struct {
 
 typedef struct {
     char name[256];            /* file name under dir */
-    char title[256];
+    char title[512];
 } StFigure;
 
 /* Writes every figure; *figs gets their names (the caller frees it). 0, or -1 with err. */
@@ -113,6 +115,52 @@ int st_plot_all(const StVariant *v, int n, const StPlotOptions *o, StFigure **fi
                 char *err, size_t errlen);
 /* The automatic zoom: the last 35 % of x, over the variants' mean curves. */
 StRange st_zoom_auto(const StVariant *v, int n, bool by_time);
+
+/* ---- sweep.c: every variant × seed as a child `gptc train`, resumably ------------------------ */
+
+typedef enum {
+    SW_START,                  /* no checkpoint: start it */
+    SW_RESUME,                 /* a checkpoint, not finished: --resume it */
+    SW_SKIP,                   /* finished before this sweep started */
+    SW_RUNNING, SW_DONE, SW_FAILED,
+    SW_STOPPED,                /* interrupted: its checkpoint stays for the next sweep */
+} StSweepState;
+
+typedef struct {
+    char *dir;                 /* "SWEEP_DIR/n_emb=2/seed=0" */
+    char *name;                /* "n_emb=2/seed=0" */
+    char *variant;             /* "n_emb=2" (several settings: "n_emb=2,dim=64") */
+    char **sets;               /* (nsets,) the variant's "NAME=VALUE" settings */
+    int nsets;
+    int seed;
+    int64_t steps;             /* the run's length, for the ETA (0 unknown) */
+    StSweepState state;
+    int pid, status;
+    double t0;                 /* when it started, s */
+    int64_t step0, step;       /* its step when started and now */
+} StSweepRun;
+
+typedef struct {
+    const char *out;           /* SWEEP_DIR */
+    const char *exe;           /* the gptc to run ("/proc/self/exe") */
+    const char *const *train_args;   /* MODEL and the train options all runs share */
+    int ntrain_args;
+    int jobs;                  /* most children at once */
+    StSweepRun *runs;
+    int nruns, nvariants, nseeds;
+} StSweep;
+
+/* The runs: the cartesian product of the "NAME=V1,V2,…" specs (the first varies slowest)
+ * × seeds 0 … nseeds − 1. 0, or -1 with err on a malformed spec. */
+int st_sweep_plan(StSweep *s, const char *const *vary, int nvary, int nseeds, char *err, size_t errlen);
+/* Creates SWEEP_DIR, checks that its sweep.json (if any) has the same train arguments,
+ * writes sweep.json, and sets each run's state from its folder. 0, or -1 with err. */
+int st_sweep_prepare(StSweep *s, const char *command, char *err, size_t errlen);
+/* Runs what is left, at most s->jobs at a time, with a progress line on stderr; SIGINT and
+ * SIGTERM are forwarded to the children as SIGINT. 0 when every run finished, 1 when one
+ * failed, 130 when interrupted. */
+int st_sweep_run(StSweep *s);
+void st_sweep_free(StSweep *s);
 
 /* ---- report.c: report.md ---------------------------------------------------------------------- */
 

@@ -150,8 +150,9 @@ static bool is_mix_vector(const char *name) {   /* x_lambdas, x00_lambdas, x01_l
 /* One figure of the vectors of v that are (mix) or are not (!mix) embedding lambdas. */
 static int plot_vectors(Plot *p, const StVariant *v, bool mix) {
     const StRun *r0 = v->runs[0];
-    int count = 0;
-    for (int i = 0; i < r0->nvec; i++) count += is_mix_vector(r0->vec[i].name) == mix;
+    int count = 0, layers = 0;
+    for (int i = 0; i < r0->nvec; i++)
+        if (is_mix_vector(r0->vec[i].name) == mix) count++, layers = r0->vec[i].n > layers ? r0->vec[i].n : layers;
     if (count == 0) return 0;
     char slug[200], vt[200], name[256], title[512];
     st_variant_slug(v, slug, sizeof slug);
@@ -162,7 +163,7 @@ static int plot_vectors(Plot *p, const StVariant *v, bool mix) {
              v->nruns == 1 ? "" : "s");
     if (begin(p, name, title, 960, 600) != 0) return -1;
     fprintf(p->gp, "set xlabel 'layer'\nset ylabel 'value'\nset xtics 1\nset key outside right top\n"
-                   "set offsets 0.2, 0.2, graph 0.05, graph 0.05\n");
+                   "set offsets 0, 0, graph 0.05, graph 0.05\nset xrange [-0.3:%.1f]\n", layers - 0.7);
     fprintf(p->gp, "set style fill transparent solid 0.2 noborder\nplot \\\n");
     int block = 0;
     for (int i = 0; i < r0->nvec; i++) {

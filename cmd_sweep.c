@@ -23,7 +23,8 @@ const char sweep_usage[] =
     "  --seeds N             seeds per variant: 0 … N−1\n"
     "  --data DIR            token shards, as for gptc train\n"
     "  --out SWEEP_DIR       the sweep folder (created if missing)\n"
-    "  -j JOBS               runs at the same time (default 1)\n"
+    "  -j JOBS               runs at the same time (default 1; each gets OMP_NUM_THREADS =\n"
+    "                        cores / JOBS unless it is set)\n"
     "  --grad-accum, --dtype, --backend, --checkpoint-every   passed to every gptc train\n"
     "Then: gptc report SWEEP_DIR -o REPORT_DIR.\n\n";
 

@@ -234,7 +234,7 @@ int st_sweep_prepare(StSweep *s, const char *command, char *err, size_t errlen) 
 static char **child_argv(const StSweep *s, const StSweepRun *r, char *seed) {
     char **argv = calloc((size_t)(s->ntrain_args + 2 * r->nsets + 10), sizeof *argv);
     int n = 0;
-    argv[n++] = (char *)s->exe;
+    argv[n++] = "gptc";   /* what ps shows; the program is s->exe */
     argv[n++] = "train";
     for (int i = 0; i < s->ntrain_args; i++) argv[n++] = (char *)s->train_args[i];
     for (int k = 0; k < r->nsets; k++) argv[n++] = "--set", argv[n++] = r->sets[k];
@@ -244,20 +244,27 @@ static char **child_argv(const StSweep *s, const StSweepRun *r, char *seed) {
     return argv;
 }
 
-/* In the child: own process group, SIGINT when the sweep dies, output to train.out. */
-static void exec_child(char **argv, const char *out_path, bool append, pid_t sweep) {
+/* In the child: own process group, SIGINT when the sweep dies, output to train.out, and
+ * with several jobs a share of the cores each (unless OMP_NUM_THREADS says otherwise). */
+static void exec_child(const StSweep *s, char **argv, const char *out_path, bool append, pid_t sweep) {
     setpgid(0, 0);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (s->jobs > 1 && !getenv("OMP_NUM_THREADS")) {
+        char n[32];
+        snprintf(n, sizeof n, "%ld", cores / s->jobs > 1 ? cores / s->jobs : 1);
+        setenv("OMP_NUM_THREADS", n, 1);
+    }
     prctl(PR_SET_PDEATHSIG, SIGINT);
     if (getppid() != sweep) _exit(130);   /* the sweep died before prctl */
     int fd = open(out_path, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0666);
     int null = open("/dev/null", O_RDONLY);
     if (fd < 0 || null < 0) _exit(126);
     dup2(null, 0), dup2(fd, 1), dup2(fd, 2);
-    dprintf(1, "$ gptc");
-    for (int i = 1; argv[i]; i++) dprintf(1, " %s", argv[i]);
+    dprintf(1, "$");
+    for (int i = 0; argv[i]; i++) dprintf(1, " %s", argv[i]);
     dprintf(1, "\n");
-    execv(argv[0], argv);
-    dprintf(2, "gptc sweep: cannot run %s: %s\n", argv[0], strerror(errno));
+    execv(s->exe, argv);
+    dprintf(2, "gptc sweep: cannot run %s: %s\n", s->exe, strerror(errno));
     _exit(127);
 }
 
@@ -274,7 +281,7 @@ static int start_run(StSweep *s, StSweepRun *r, char *err, size_t errlen) {
     r->step = r->step0;
     fflush(stdout), fflush(stderr);
     pid_t sweep = getpid(), pid = fork();
-    if (pid == 0) exec_child(argv, out, resume, sweep);
+    if (pid == 0) exec_child(s, argv, out, resume, sweep);
     free(argv);
     if (pid < 0) return rt_fail(err, errlen, r->name, "cannot start: %s", strerror(errno));
     r->pid = pid, r->state = SW_RUNNING, r->t0 = now_s();

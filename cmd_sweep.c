@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "study/study.h"
@@ -10,7 +11,7 @@
 const char sweep_usage[] =
     "usage: gptc sweep MODEL [--preset P] [--set NAME=VALUE]… --vary NAME=V1,V2,… [--vary …]\n"
     "                  --seeds N --data DIR --out SWEEP_DIR [-j JOBS] [--grad-accum G]\n"
-    "                  [--dtype f32|f64] [--backend ref] [--checkpoint-every N]\n"
+    "                  [--dtype f32|f64] [--backend ref] [--checkpoint-every N] [--launcher CMD]\n"
     "Trains every variant (one per value of --vary; several --vary: every combination) with\n"
     "seeds 0 … N−1, each as `gptc train MODEL … --set NAME=V --seed S` in its own folder\n"
     "SWEEP_DIR/NAME=V/seed=S (the child's output in train.out, its settings in run.json);\n"
@@ -25,13 +26,15 @@ const char sweep_usage[] =
     "  --out SWEEP_DIR       the sweep folder (created if missing)\n"
     "  -j JOBS               runs at the same time (default 1; each gets OMP_NUM_THREADS =\n"
     "                        cores / JOBS unless it is set)\n"
+    "  --launcher CMD        run each gptc train under CMD, e.g. 'mpirun -np 8' for 8 ranks\n"
+    "                        (Ctrl-C then goes to CMD's process group)\n"
     "  --grad-accum, --dtype, --backend, --checkpoint-every   passed to every gptc train\n"
     "Then: gptc report SWEEP_DIR -o REPORT_DIR.\n\n";
 
 typedef struct {
     const char **vary;
     int nvary;
-    const char *seeds, *out, *jobs;
+    const char *seeds, *out, *jobs, *launcher;
     const char **train;          /* argv[0] and the arguments passed to every gptc train */
     int ntrain;
 } SweepArgs;
@@ -52,7 +55,8 @@ static int split_args(int argc, char **argv, SweepArgs *a) {
     a->train[a->ntrain++] = argv[0];
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
-        bool own = !strcmp(o, "--vary") || !strcmp(o, "--seeds") || !strcmp(o, "--out") || !strcmp(o, "-j");
+        bool own = !strcmp(o, "--vary") || !strcmp(o, "--seeds") || !strcmp(o, "--out") || !strcmp(o, "-j") ||
+                   !strcmp(o, "--launcher");
         if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
             printf("%s%s", sweep_usage, model_options);
             return 0;
@@ -62,6 +66,7 @@ static int split_args(int argc, char **argv, SweepArgs *a) {
         else if (!strcmp(o, "--seeds")) a->seeds = argv[++i];
         else if (!strcmp(o, "--out")) a->out = argv[++i];
         else if (!strcmp(o, "-j")) a->jobs = argv[++i];
+        else if (!strcmp(o, "--launcher")) a->launcher = argv[++i];
         else {
             a->train[a->ntrain++] = argv[i];
             if (is_one_of(o, valued)) a->train[a->ntrain++] = argv[++i];
@@ -91,6 +96,8 @@ static int check_train_args(SweepArgs *a, ModelArgs *m) {
     if (!a->seeds || !parse_count(a->seeds, 1, 1000, &n))
         return usage_error("sweep", "--seeds takes a number of seeds from 1 to 1000, got '%s'", a->seeds ? a->seeds : "nothing");
     if (a->jobs && !parse_count(a->jobs, 1, 64, &n)) return usage_error("sweep", "-j takes 1 to 64 runs, got '%s'", a->jobs);
+    if (a->launcher && !a->launcher[strspn(a->launcher, " \t")])
+        return usage_error("sweep", "--launcher takes a command such as 'mpirun -np 8'%s", "");
     if (accum && !parse_count(accum, 1, 64, &n)) return usage_error("sweep", "--grad-accum takes 1 to 64, got '%s'", accum);
     if (every && !parse_count(every, 1, 1 << 30, &n))
         return usage_error("sweep", "--checkpoint-every takes a number of steps >= 1, got '%s'", every);
@@ -179,9 +186,14 @@ int cmd_sweep(int argc, char **argv) {
     int rc = split_args(argc, argv, &a);
     if (rc < 0) rc = check_train_args(&a, &m);
     if (rc < 0) rc = check_vary(&a, &m);
+    char exe[4096] = "/proc/self/exe";
+    if (rc < 0 && a.launcher) {   /* the launcher runs gptc by its path */
+        ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        exe[len > 0 ? len : 0] = 0;
+    }
     if (rc < 0) {
-        s = (StSweep){.out = a.out, .exe = "/proc/self/exe", .train_args = a.train + 1, .ntrain_args = a.ntrain - 1,
-                      .jobs = a.jobs ? atoi(a.jobs) : 1};
+        s = (StSweep){.out = a.out, .exe = exe, .launcher = a.launcher, .train_args = a.train + 1,
+                      .ntrain_args = a.ntrain - 1, .jobs = a.jobs ? atoi(a.jobs) : 1};
         rc = st_sweep_plan(&s, a.vary, a.nvary, atoi(a.seeds), err, sizeof err) != 0 ? usage_error("sweep", "%s", err) : -1;
     }
     if (rc < 0) rc = compile_variants(&s, &m) ? 1 : -1;

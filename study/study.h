@@ -142,7 +142,8 @@ typedef struct {
 
 typedef struct {
     const char *out;           /* SWEEP_DIR */
-    const char *exe;           /* the gptc to run ("/proc/self/exe") */
+    const char *exe;           /* the gptc to run ("/proc/self/exe"; a full path with a launcher) */
+    const char *launcher;      /* words run before it ("mpirun -np 8"), or NULL */
     const char *const *train_args;   /* MODEL and the train options all runs share */
     int ntrain_args;
     int jobs;                  /* most children at once */

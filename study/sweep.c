@@ -5,7 +5,8 @@
  * Resuming is by looking: a run whose log validated at its last step is skipped, one with
  * a checkpoint is continued with --resume, any other is started afresh. Children run in
  * their own process group, so a terminal's Ctrl-C reaches the sweep alone, which forwards
- * it once; and they get SIGINT if the sweep dies, so they always stop at a checkpoint. */
+ * it once (to the group: a launcher such as mpirun and its ranks); and they get SIGINT if
+ * the sweep dies, so they always stop at a checkpoint. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -230,11 +231,16 @@ int st_sweep_prepare(StSweep *s, const char *command, char *err, size_t errlen) 
 
 /* ---- children ----------------------------------------------------------------------------------- */
 
-/* exe train TRAIN_ARGS… --set NAME=V… then --seed S --out DIR, or --resume DIR --out DIR. */
-static char **child_argv(const StSweep *s, const StSweepRun *r, char *seed) {
-    char **argv = calloc((size_t)(s->ntrain_args + 2 * r->nsets + 10), sizeof *argv);
+/* [LAUNCHER… exe] train TRAIN_ARGS… --set NAME=V… then --seed S --out DIR, or --resume DIR
+ * --out DIR; argv[0] is "gptc" without a launcher (what ps shows; the program is s->exe).
+ * The strings borrow from s, r, seed and *words (freed by the caller). */
+static char **child_argv(const StSweep *s, const StSweepRun *r, char *seed, char **words) {
+    char **argv = calloc((size_t)(s->ntrain_args + 2 * r->nsets + 10) + (s->launcher ? strlen(s->launcher) : 0), sizeof *argv);
     int n = 0;
-    argv[n++] = "gptc";   /* what ps shows; the program is s->exe */
+    *words = s->launcher ? strdup(s->launcher) : NULL;
+    char *save = NULL;
+    for (char *w = *words ? strtok_r(*words, " \t", &save) : NULL; w; w = strtok_r(NULL, " \t", &save)) argv[n++] = w;
+    argv[n++] = s->launcher ? (char *)s->exe : "gptc";
     argv[n++] = "train";
     for (int i = 0; i < s->ntrain_args; i++) argv[n++] = (char *)s->train_args[i];
     for (int k = 0; k < r->nsets; k++) argv[n++] = "--set", argv[n++] = r->sets[k];
@@ -263,8 +269,9 @@ static void exec_child(const StSweep *s, char **argv, const char *out_path, bool
     dprintf(1, "$");
     for (int i = 0; argv[i]; i++) dprintf(1, " %s", argv[i]);
     dprintf(1, "\n");
-    execv(s->exe, argv);
-    dprintf(2, "gptc sweep: cannot run %s: %s\n", s->exe, strerror(errno));
+    if (s->launcher) execvp(argv[0], argv);
+    else execv(s->exe, argv);
+    dprintf(2, "gptc sweep: cannot run %s: %s\n", s->launcher ? argv[0] : s->exe, strerror(errno));
     _exit(127);
 }
 
@@ -273,7 +280,8 @@ static int start_run(StSweep *s, StSweepRun *r, char *err, size_t errlen) {
     char seed[32], out[4096];
     snprintf(seed, sizeof seed, "%d", r->seed);
     snprintf(out, sizeof out, "%s/train.out", r->dir);
-    char **argv = child_argv(s, r, seed);
+    char *words;
+    char **argv = child_argv(s, r, seed, &words);
     bool resume = r->state == SW_RESUME;
     int64_t steps;
     snprintf(err, errlen, "%s/log.txt", r->dir);
@@ -282,7 +290,8 @@ static int start_run(StSweep *s, StSweepRun *r, char *err, size_t errlen) {
     fflush(stdout), fflush(stderr);
     pid_t sweep = getpid(), pid = fork();
     if (pid == 0) exec_child(s, argv, out, resume, sweep);
-    free(argv);
+    if (pid > 0) setpgid(pid, pid);   /* as the child does: signals to the group cannot miss it */
+    free(argv), free(words);
     if (pid < 0) return rt_fail(err, errlen, r->name, "cannot start: %s", strerror(errno));
     r->pid = pid, r->state = SW_RUNNING, r->t0 = now_s();
     return 0;
@@ -379,23 +388,23 @@ static void last_lines(const char *path, int k) {
     fclose(f);
 }
 
+/* A child ended: done if its log validated at the last step (a launcher may exit nonzero
+ * when signalled even so), stopped if the sweep is stopping, else failed. */
 static void finished_child(StSweep *s, StSweepRun *r, int status, Screen *sc) {
-    char msg[8192], out[4200];
+    char msg[8192], out[4200], line[256];
     r->status = status;
     snprintf(out, sizeof out, "%s/train.out", r->dir);
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    StRun log;
+    bool done = st_run_read_dir(&log, r->dir, NULL, 0) == 0 && st_run_finished(&log);
+    double loss = done ? log.loss[log.nval - 1] : NAN;
+    st_run_free(&log);
+    if (done) {
         r->state = SW_DONE;
         r->step = r->steps;
-        StRun log;
-        double loss = NAN;
-        if (st_run_read_dir(&log, r->dir, NULL, 0) == 0 && log.nval > 0) loss = log.loss[log.nval - 1];
-        st_run_free(&log);
-        char line[256];
         progress_line(s, now_s() - sc->t0, false, line, sizeof line);
         snprintf(msg, sizeof msg, "in %.1f s, val_loss %.6f  %s", now_s() - r->t0, loss, line);
         say(sc, "done     %s %s", r->name, msg);
-    } else if (stop_requested && ((WIFEXITED(status) && WEXITSTATUS(status) == 130) ||
-                                  (WIFSIGNALED(status) && WTERMSIG(status) == SIGINT))) {
+    } else if (stop_requested) {
         r->state = SW_STOPPED;
         say(sc, "stopped  %s (%s)", r->name, "its checkpoint is kept");
     } else {
@@ -450,8 +459,8 @@ static void announce(const StSweep *s, Screen *sc) {
         resume += s->runs[i].state == SW_RESUME;
         start += s->runs[i].state == SW_START;
     }
-    fprintf(stderr, "sweep: %d runs (%d variant%s × %d seed%s) in %s: %d finished already, %d to resume, %d to start; "
-            "at most %d at a time\n", s->nruns, s->nvariants, s->nvariants == 1 ? "" : "s", s->nseeds,
+    fprintf(stderr, "sweep: %d run%s (%d variant%s × %d seed%s) in %s: %d finished already, %d to resume, %d to start; "
+            "at most %d at a time\n", s->nruns, s->nruns == 1 ? "" : "s", s->nvariants, s->nvariants == 1 ? "" : "s", s->nseeds,
             s->nseeds == 1 ? "" : "s", s->out, skip, resume, start, s->jobs);
     for (int i = 0; i < s->nruns; i++)
         if (s->runs[i].state == SW_SKIP) say(sc, "skip     %s (%s)", s->runs[i].name, "finished");
@@ -479,7 +488,8 @@ static int conclude(const StSweep *s, Screen *sc) {
         fprintf(stderr, "sweep: %d of %d runs failed\n", failed, s->nruns);
         return 1;
     }
-    fprintf(stderr, "sweep: all %d runs finished in %s; the report: gptc report %s -o %s/report\n", s->nruns, s->out,
+    fprintf(stderr, "sweep: all %d run%s finished in %s; the report: gptc report %s -o %s/report\n", s->nruns,
+            s->nruns == 1 ? "" : "s", s->out,
             s->out, s->out);
     return 0;
 }
@@ -498,7 +508,7 @@ int st_sweep_run(StSweep *s) {
         reap(s, &sc);
         if (stop_requested && !forwarded) {
             for (int i = 0; i < s->nruns; i++)
-                if (s->runs[i].state == SW_RUNNING) kill(s->runs[i].pid, SIGINT);
+                if (s->runs[i].state == SW_RUNNING) kill(-s->runs[i].pid, SIGINT);   /* with a launcher's ranks */
             forwarded = true;
         }
         if (!stop_requested) start_more(s, &sc);

@@ -2,7 +2,8 @@
 # gptc sweep: 2 variants × 2 seeds of a 2-layer model on the golden shards (24 steps each);
 # gptc report on it (every figure a PNG, the numbers equal the logs'); running it again
 # skips the finished runs; a sweep stopped by SIGINT and one killed by SIGKILL are resumed
-# (the children stop at a checkpoint either way); a failed run is named; usage errors.
+# (the children stop at a checkpoint either way); a failed run is named; runs under mpirun
+# (--launcher); usage errors.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib.sh
 . tests/study_lib.sh
@@ -92,3 +93,15 @@ done
 [ $rc -eq 1 ] && pass "failed runs: exit 1" || fail "failed runs: exit 1" "exit $rc" "$(cat "$tmp/errf")"
 expect_output "failed run named with its folder and status" "failed: n_emb=2/seed=0 \(exit status 1, $tmp/fail/n_emb=2/seed=0/train.out\)" cat "$tmp/errf"
 expect_output "failed run's message shown" "no \*train\*\.bin files" cat "$tmp/errf"
+
+# ---- --launcher: each run under mpirun with 2 ranks ----
+expect_status "sweep --launcher empty" 2 "$GPTC" sweep "${base[@]}" --vary n_emb=1 --seeds 1 --out "$tmp/x" --launcher " "
+if command -v mpirun >/dev/null; then
+    export LSAN_OPTIONS=suppressions=$PWD/tests/lsan-mpi.supp ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0
+    L="mpirun --allow-run-as-root --oversubscribe --mca btl self,vader -np 2 -x LSAN_OPTIONS -x ASAN_OPTIONS -x OMP_NUM_THREADS=1"
+    mpi=("${base[@]}" --set seq_len=32)   # 2 ranks × 32 tokens a step: the shards' 24 steps
+    "$GPTC" sweep "${mpi[@]}" --vary n_emb=2 --seeds 1 --out "$tmp/mpi" --launcher "$L" 2>"$tmp/errm"; rc=$?
+    [ $rc -eq 0 ] && pass "sweep --launcher mpirun" || fail "sweep --launcher mpirun" "exit $rc" "$(cat "$tmp/errm")"
+    expect_output "the launcher runs gptc by its path" "^\\$ mpirun .* -np 2 .*/gptc train " cat "$tmp/mpi/n_emb=2/seed=0/train.out"
+    expect_output "2 ranks, one log" "^24$" bash -c "grep -c train_loss $tmp/mpi/n_emb=2/seed=0/log.jsonl"
+fi

@@ -95,7 +95,8 @@ static int make_report(const ReportArgs *a, StPlotOptions *o) {
     if (rc == 0) rc = st_plot_all(v, nv, o, &figs, &nfigs, err, sizeof err);
     if (rc == 0) rc = st_report_write(v, nv, runs, nruns, o, figs, nfigs, err, sizeof err);
     if (rc == 0)
-        printf("report: %s/report.md and %d figures (%d variants, %d runs read)\n", o->dir, nfigs, nv, nruns);
+        printf("report: %s/report.md and %d figures (%d variant%s, %d run%s read)\n", o->dir, nfigs, nv, nv == 1 ? "" : "s",
+               nruns, nruns == 1 ? "" : "s");
     else
         fprintf(stderr, "gptc report: %s\n", err);
     free(figs);

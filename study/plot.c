@@ -201,24 +201,35 @@ static void variant_axis(Plot *p, const StVariant *v, int n) {
     fprintf(p->gp, ")\n");
 }
 
+/* Data blocks for one summary (which: 0 final loss, 1 training time, 2 time per step):
+ * "index mean std" per variant, then "index value" per seed; and a y-range holding them all
+ * with room above for labels (gnuplot's autoscale cannot widen a single value by itself). */
 static void summary_blocks(Plot *p, const StVariant *v, int n, int which) {
+    double lo = INFINITY, hi = -INFINITY;
     for (int i = 0; i < n; i++) {
         const StSummary *s = which == 0 ? &v[i].loss_s : which == 1 ? &v[i].sec_s : &v[i].step_s;
-        fprintf(p->dat, "%d %.17g %.17g\n", i, s->mean, isnan(s->std) ? 0 : s->std);
+        double sd = isnan(s->std) ? 0 : s->std;
+        fprintf(p->dat, "%d %.17g %.17g\n", i, s->mean, sd);
+        lo = fmin(lo, s->mean - sd), hi = fmax(hi, s->mean + sd);
     }
     fprintf(p->dat, "\n\n");
     for (int i = 0; i < n; i++)
-        for (int k = 0; k < v[i].nruns; k++)
-            fprintf(p->dat, "%d %.17g\n", i, which == 0 ? v[i].final_loss[k] : which == 1 ? v[i].final_sec[k] : v[i].step_ms[k]);
+        for (int k = 0; k < v[i].nruns; k++) {
+            double x = which == 0 ? v[i].final_loss[k] : which == 1 ? v[i].final_sec[k] : v[i].step_ms[k];
+            fprintf(p->dat, "%d %.17g\n", i, x);
+            lo = fmin(lo, x), hi = fmax(hi, x);
+        }
     fprintf(p->dat, "\n\n");
+    if (which == 0) lo = fmin(lo, p->o->threshold), hi = fmax(hi, p->o->threshold);
+    double span = hi > lo ? hi - lo : 0.01 * fabs(hi) + 1e-9;
+    fprintf(p->gp, "set yrange [%.17g:%.17g]\n", lo - 0.1 * span, hi + 0.2 * span);
 }
 
 static int plot_final_loss(Plot *p, const StVariant *v, int n) {
     if (begin(p, "final-val_loss", "Final validation loss per variant: seeds, mean ± 1 std", 960, 600) != 0) return -1;
     variant_axis(p, v, n);
     summary_blocks(p, v, n, 0);
-    fprintf(p->gp, "set ylabel 'final validation loss'\nset xlabel 'variant'\nset key below horizontal\n"
-                   "set offsets 0, 0, graph 0.1, graph 0.1\n");
+    fprintf(p->gp, "set ylabel 'final validation loss'\nset key below horizontal\n");
     fprintf(p->gp, "plot '%s.dat' index 1 using 1:2 with points pt 6 ps 1.2 lc rgb '#888888' title 'seeds', \\\n"
                    "  '' index 0 using 1:2:3 with yerrorbars lw 2 pt 7 ps 1.5 lc rgb '%s' title 'mean ± std', \\\n"
                    "  %.17g with lines dt 2 lw 2 lc rgb '%s' title 'threshold %.6f'\n",
@@ -232,11 +243,11 @@ static int plot_final_time(Plot *p, const StVariant *v, int n) {
     fprintf(p->gp, "unset title\nset multiplot layout 1,2 title 'Training time per variant: seeds, mean ± 1 std'\n");
     variant_axis(p, v, n);
     summary_blocks(p, v, n, 1);
-    summary_blocks(p, v, n, 2);
-    fprintf(p->gp, "set ylabel 'training time (s)'\nset key below horizontal\nset offsets 0, 0, graph 0.1, graph 0.1\n");
+    fprintf(p->gp, "set ylabel 'training time (s)'\nset key below horizontal\n");
     fprintf(p->gp, "plot 'final-time.dat' index 1 using 1:2 with points pt 6 ps 1.2 lc rgb '#888888' title 'seeds', \\\n"
                    "  '' index 0 using 1:2:3 with yerrorbars lw 2 pt 7 ps 1.5 lc rgb '%s' title 'mean ± std'\n", COLOR(0));
-    fprintf(p->gp, "set ylabel 'time per step (ms)'\nset offsets 0, 0, graph 0.15, graph 0.1\n");
+    summary_blocks(p, v, n, 2);
+    fprintf(p->gp, "set ylabel 'time per step (ms)'\n");
     double base = v[0].step_s.mean;
     for (int i = 1; i < n; i++)
         fprintf(p->gp, "set label %d \"%+.2f ms/step (%+.1f%%)\" at %d, first %.17g center offset 0, 1.6 font ',10'\n", i,

@@ -48,6 +48,12 @@ expect_output "report on the sweep" "and 10 figures \(2 variants, 4 runs read\)"
 check_figures "$tmp/rep" 1 2
 check_numbers "$tmp/rep/report.md" "$SW"/n_emb=*/seed=*/log.txt
 
+# a run folder holding only log.jsonl reads the same: variant from its lambdas, final loss
+mkdir -p "$tmp/js/b" && cp "$SW/n_emb=2/seed=0/log.jsonl" "$tmp/js/b/"
+loss=$(sed -n 's/^step:24\/24 val_loss:\([0-9.]*\) .*/\1/p' "$SW/n_emb=2/seed=0/log.txt")
+"$GPTC" report "$tmp/js" -o "$tmp/jsrep" >/dev/null
+expect_output "report reads log.jsonl" "^[|] $tmp/js/b [|] n_emb=2 [|] 24 [|] $loss [|]" cat "$tmp/jsrep/report.md"
+
 sums() { cat "$SW"/n_emb=*/seed=*/log.txt | md5sum; }
 before=$(sums)
 expect_output "running it again skips every run" "4 finished already, 0 to resume, 0 to start" \

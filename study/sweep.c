@@ -254,8 +254,8 @@ static char **child_argv(const StSweep *s, const StSweepRun *r, char *seed, char
  * with several jobs a share of the cores each (unless OMP_NUM_THREADS says otherwise). */
 static void exec_child(const StSweep *s, char **argv, const char *out_path, bool append, pid_t sweep) {
     setpgid(0, 0);
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (s->jobs > 1 && !getenv("OMP_NUM_THREADS")) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
         char n[32];
         snprintf(n, sizeof n, "%ld", cores / s->jobs > 1 ? cores / s->jobs : 1);
         setenv("OMP_NUM_THREADS", n, 1);
@@ -277,15 +277,15 @@ static void exec_child(const StSweep *s, char **argv, const char *out_path, bool
 
 static int start_run(StSweep *s, StSweepRun *r, char *err, size_t errlen) {
     if (rt_mkdir_p(r->dir, err, errlen) != 0 || write_run_json(s, r, err, errlen) != 0) return -1;
-    char seed[32], out[4096];
+    char seed[32], out[4096], log[4096];
     snprintf(seed, sizeof seed, "%d", r->seed);
     snprintf(out, sizeof out, "%s/train.out", r->dir);
+    snprintf(log, sizeof log, "%s/log.txt", r->dir);
     char *words;
     char **argv = child_argv(s, r, seed, &words);
     bool resume = r->state == SW_RESUME;
     int64_t steps;
-    snprintf(err, errlen, "%s/log.txt", r->dir);
-    if (!resume || st_log_progress(err, &r->step0, &steps) != 0) r->step0 = 0;
+    if (!resume || st_log_progress(log, &r->step0, &steps) != 0) r->step0 = 0;   /* for the ETA */
     r->step = r->step0;
     fflush(stdout), fflush(stderr);
     pid_t sweep = getpid(), pid = fork();

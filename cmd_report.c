@@ -25,7 +25,8 @@ const char report_usage[] =
     "  --threshold X         the loss the t-test compares with (default: the mean final loss of\n"
     "                        the variant with the fewest embeddings)\n"
     "  --zoom S0:S1          the zoomed steps (default: the last 35 % of training)\n"
-    "  --time-zoom T0:T1     the zoomed seconds of training time (default: the last 35 %)\n"
+    "  --time-zoom T0:T1     the zoomed seconds of training time (default: from 65 % of the\n"
+    "                        shortest variant's time to the longest's end)\n"
     "  -h, --help            show this help\n";
 
 typedef struct {

@@ -82,13 +82,14 @@ static int finish(Plot *p) {
 /* ---- validation curves ------------------------------------------------------------------------ */
 
 StRange st_zoom_auto(const StVariant *v, int n, bool by_time) {
-    double xmax = 0;
+    double lo = INFINITY, hi = 0;   /* the variants' shortest and longest curve */
     for (int i = 0; i < n; i++)
         if (v[i].npts > 0) {
             double x = by_time ? v[i].sec[v[i].npts - 1] : (double)v[i].step[v[i].npts - 1];
-            if (x > xmax) xmax = x;
+            lo = fmin(lo, x), hi = fmax(hi, x);
         }
-    return (StRange){by_time ? 0.65 * xmax : floor(0.65 * xmax), xmax};
+    if (hi <= 0) return (StRange){0, 0};
+    return (StRange){by_time ? 0.65 * lo : floor(0.65 * lo), hi};
 }
 
 /* The y-range of the curves' points inside [r.x0, r.x1], padded; false if it holds none. */

@@ -113,7 +113,8 @@ typedef struct {
 /* Writes every figure; *figs gets their names (the caller frees it). 0, or -1 with err. */
 int st_plot_all(const StVariant *v, int n, const StPlotOptions *o, StFigure **figs, int *nfigs,
                 char *err, size_t errlen);
-/* The automatic zoom: the last 35 % of x, over the variants' mean curves. */
+/* The automatic zoom: from 65 % of the shortest mean curve's x to the longest's end, so
+ * every variant's last 35 % shows (steps or seconds). */
 StRange st_zoom_auto(const StVariant *v, int n, bool by_time);
 
 /* ---- sweep.c: every variant × seed as a child `gptc train`, resumably ------------------------ */

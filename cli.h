@@ -6,6 +6,7 @@
 #include <stdbool.h>
 
 #include "frontend/frontend.h"
+#include "runtime/exec.h"
 
 typedef struct {
     const char *model;
@@ -39,15 +40,19 @@ bool cli_parse_set(const char *s, ConfigOverride *o);
 int compile_model(FeCompile *c, const ModelArgs *m);
 /* "LONG,SHORT" → two integers; false if malformed. */
 bool cli_parse_window(const char *s, long *wl, long *ws);
-/* "f64" / "f32" (NULL: f64) → *f64; false if neither. */
-bool cli_parse_dtype(const char *s, bool *f64);
-/* -1 if backend is NULL or "ref", else a usage error of cmd (exit status 2). */
-int cli_check_backend(const char *cmd, const char *backend);
+/* --backend and --dtype of cmd → *b, *prec; -1, or a usage error's exit status (2).
+ * Defaults: f32 on the cpu backend; --dtype f64 alone selects ref (cpu is f32 only). */
+int cli_parse_exec(const char *cmd, const char *backend, const char *dtype, RtBackend *b, RtPrec *prec);
+/* the help lines of --backend and --dtype */
+#define CLI_EXEC_HELP \
+    "  --backend cpu|ref    cpu: fused generated kernels (default); ref: the op-by-op oracle\n" \
+    "  --dtype f32|f64      arithmetic precision (default f32; f64 runs on ref)\n"
 
 int cmd_check(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
 int cmd_ir(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
+int cmd_compile(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_step(int argc, char **argv);
@@ -57,7 +62,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_sweep(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 
-extern const char check_usage[], summary_usage[], ir_usage[], grad_usage[], compare_usage[], init_usage[], step_usage[], train_usage[], data_usage[], bench_usage[], sweep_usage[],
-    report_usage[];
+extern const char check_usage[], summary_usage[], ir_usage[], grad_usage[], compare_usage[], init_usage[], step_usage[], train_usage[], data_usage[], bench_usage[],
+    compile_usage[], sweep_usage[], report_usage[];
 
 #endif

@@ -14,11 +14,12 @@
 
 const char bench_usage[] =
     "usage: gptc bench MODEL [--preset P] [--set NAME=VALUE]… [--window L,S] [--steps N]\n"
-    "                  [--warmup W] [--threads T] [--backend ref] [--dtype f32|f64]\n"
+    "                  [--warmup W] [--threads T] [--backend cpu|ref] [--dtype f32|f64]\n"
     "Times N training steps (default 5) after W warm-up steps (default 1): gradients on a\n"
     "batch of random tokens (an eot about every 400) and the optimizer update. Prints every\n"
     "step's time, then 'median_ms_per_step: X' and 'peak_rss_mb: Y'. --window defaults to\n"
-    "the schedule's windows at step 0; --threads sets the OpenMP and OpenBLAS threads.\n\n";
+    "the schedule's windows at step 0; --threads sets the OpenMP and OpenBLAS threads.\n"
+    CLI_EXEC_HELP "\n";
 
 static double now_ms(void) {
     struct timespec ts;
@@ -31,14 +32,17 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static int run_bench(FeCompile *c, long steps, long warmup, double wl, double ws, bool f64) {
+static int run_bench(FeCompile *c, long steps, long warmup, double wl, double ws, RtBackend be, RtPrec prec) {
     char err[512];
     RtTrainer t;
-    if (rt_trainer_init(&t, c, f64 ? RT_F64 : RT_F32, err, sizeof err) != 0) {
+    double t0 = now_ms();
+    if (rt_trainer_init(&t, c, be, prec, err, sizeof err) != 0) {
         fprintf(stderr, "gptc bench: %s\n", err);
         rt_trainer_free(&t);
         return 1;
     }
+    printf("setup_ms: %.0f\nplanned_bytes: %zu (gradient step) + %zu (update)\n", now_ms() - t0,
+           rt_exec_peak_bytes(t.grad_r), rt_exec_peak_bytes(t.upd_r));
     rt_init_params(&c->prog, 0, t.param);
     const ConfigEntry *v = fe_config(&c->prog, "vocab"), *e = fe_config(&c->prog, "eot");
     int64_t T = c->prog.T, V = v ? (int64_t)v->value : 256;
@@ -82,12 +86,12 @@ int cmd_bench(int argc, char **argv) {
     int rc = parse_model_args("bench", argc, argv, &m, usage, opts, (int)(sizeof opts / sizeof opts[0]));
     long steps = steps_s ? atol(steps_s) : 5, warmup = warm_s ? atol(warm_s) : 1, threads = threads_s ? atol(threads_s) : 0;
     long wl = -1, ws = -1;
-    bool f64 = false;
+    RtBackend be = RT_CPU_BACKEND;
+    RtPrec prec = RT_F32;
     if (rc < 0 && (steps < 1 || warmup < 0 || (threads_s && threads < 1)))
         rc = usage_error("bench", "--steps, --warmup and --threads take positive numbers%s", "");
     if (rc < 0 && window && !cli_parse_window(window, &wl, &ws)) rc = usage_error("bench", "--window takes LONG,SHORT, got '%s'", window);
-    if (rc < 0) rc = cli_check_backend("bench", backend);
-    if (rc < 0 && !cli_parse_dtype(dtype ? dtype : "f32", &f64)) rc = usage_error("bench", "--dtype is f64 or f32, got '%s'", dtype);
+    if (rc < 0) rc = cli_parse_exec("bench", backend, dtype, &be, &prec);
     if (rc >= 0) {
         free_model_args(&m);
         return rc;
@@ -101,9 +105,9 @@ int cmd_bench(int argc, char **argv) {
     if (rc == 0) {
         double dl = window ? (double)wl : fe_schedule_value(&c, "window_long", 0);
         double ds = window ? (double)ws : fe_schedule_value(&c, "window_short", 0);
-        printf("gptc bench: %s T=%lld window %g,%g threads %d backend ref %s\n", m.model, (long long)c.prog.T, dl, ds,
-               omp_get_max_threads(), f64 ? "f64" : "f32");
-        rc = run_bench(&c, steps, warmup, dl, ds, f64);
+        printf("gptc bench: %s T=%lld window %g,%g threads %d backend %s %s\n", m.model, (long long)c.prog.T, dl, ds,
+               omp_get_max_threads(), rt_backend_name(be), prec == RT_F64 ? "f64" : "f32");
+        rc = run_bench(&c, steps, warmup, dl, ds, be, prec);
     }
     fe_free(&c);
     free_model_args(&m);

@@ -10,7 +10,7 @@
 
 const char grad_usage[] =
     "usage: gptc grad MODEL [--preset P] [--set NAME=VALUE]… --params P.safetensors\n"
-    "                 --batch B.safetensors --window LONG,SHORT [--backend ref] [--dtype f64|f32]\n"
+    "                 --batch B.safetensors --window LONG,SHORT [--backend cpu|ref] [--dtype f32|f64]\n"
     "                 [--grads OUT.safetensors] [--acts OUT.safetensors]\n"
     "One forward and backward pass on one batch. Prints 'loss: VALUE' (12 significant digits)\n"
     "on stdout; writes the gradient of every parameter under the parameter's name (--grads)\n"
@@ -18,13 +18,13 @@ const char grad_usage[] =
     "  --params FILE       every parameter of the model, by name, any float dtype\n"
     "  --batch FILE        every input of the model (tokens, targets), integer tensors\n"
     "  --window L,S        attention windows in blocks: the schedules window_long and window_short\n"
-    "  --backend ref       the op-by-op reference interpreter (the only backend so far)\n"
-    "  --dtype f64|f32     arithmetic precision (default f64)\n\n";
+    CLI_EXEC_HELP "\n";
 
 typedef struct {
     const char *params, *batch, *window, *backend, *dtype, *grads, *acts;
     long window_long, window_short;
     RtPrec prec;
+    RtBackend be;
 } GradArgs;
 
 static int check_grad_args(GradArgs *a) {
@@ -32,14 +32,10 @@ static int check_grad_args(GradArgs *a) {
         return usage_error("grad", "--params, --batch and --window are required%s", "");
     if (!cli_parse_window(a->window, &a->window_long, &a->window_short))
         return usage_error("grad", "--window takes LONG,SHORT in blocks, got '%s'", a->window);
-    if (cli_check_backend("grad", a->backend) >= 0) return 2;
-    bool f64;
-    if (!cli_parse_dtype(a->dtype, &f64)) return usage_error("grad", "--dtype is f64 or f32, got '%s'", a->dtype);
-    a->prec = f64 ? RT_F64 : RT_F32;
-    return -1;
+    return cli_parse_exec("grad", a->backend, a->dtype, &a->be, &a->prec);
 }
 
-static int save_outputs(const char *path, RtRef *r, int n, const char *const *names, IrNode *const *nodes,
+static int save_outputs(const char *path, RtExec *r, int n, const char *const *names, IrNode *const *nodes,
                         RtPrec prec) {
     rt_st_writer *w = rt_st_writer_new();
     if (!w) return -1;
@@ -47,7 +43,7 @@ static int save_outputs(const char *path, RtRef *r, int n, const char *const *na
         int64_t count = ir_numel(nodes[i]);
         double *v = malloc(sizeof(double) * (size_t)(count ? count : 1));
         if (!v) abort();
-        rt_ref_get(r, nodes[i], v);
+        rt_exec_get(r, nodes[i], v);
         rt_st_writer_add_f64(w, names[i], prec == RT_F64 ? RT_ST_F64 : RT_ST_F32, nodes[i]->ndim, nodes[i]->shape, v);
         free(v);
     }
@@ -65,44 +61,51 @@ static double now_ms(void) {
 }
 
 /* Loads the data into a new interpreter and runs it; NULL after reporting an error. */
-static RtRef *run_step(FeCompile *c, const GradArgs *a) {
+static RtExec *run_step(FeCompile *c, const GradArgs *a) {
     Program *p = &c->prog;
     char err[512];
     double **vals = calloc((size_t)p->nparams + 1, sizeof *vals);
     int32_t *inputs[16];
     IrNode *leaves[16];
     int ninputs = 0;
-    RtRef *r = NULL;
+    RtExec *r = NULL;
     if (rt_params_load(p, a->params, vals, err, sizeof err) != 0 ||
         rt_batch_load(p->graph, a->batch, inputs, leaves, 16, &ninputs, err, sizeof err) != 0) {
         fprintf(stderr, "gptc grad: %s\n", err);
         free(vals);
         return NULL;
     }
-    r = rt_ref_new(p->graph, a->prec);
-    for (int i = 0; i < p->nparams; i++) rt_ref_set(r, p->params[i].node, vals[i]);
-    for (int i = 0; i < ninputs; i++) rt_ref_set_i32(r, leaves[i], inputs[i]);
-    rt_ref_set_scalar(r, "window_long", (double)a->window_long);
-    rt_ref_set_scalar(r, "window_short", (double)a->window_short);
+    r = rt_exec_new(a->be, p->graph, a->prec, p->graph->outputs, p->graph->noutputs, err, sizeof err);
+    if (!r) {
+        fprintf(stderr, "gptc grad: %s\n", err);
+        rt_values_free(vals, p->nparams);
+        free(vals);
+        for (int i = 0; i < ninputs; i++) free(inputs[i]);
+        return NULL;
+    }
+    for (int i = 0; i < p->nparams; i++) rt_exec_set(r, p->params[i].node, vals[i]);
+    for (int i = 0; i < ninputs; i++) rt_exec_set_i32(r, leaves[i], inputs[i]);
+    rt_exec_set_scalar(r, "window_long", (double)a->window_long);
+    rt_exec_set_scalar(r, "window_short", (double)a->window_short);
     rt_values_free(vals, p->nparams);
     free(vals);
     for (int i = 0; i < ninputs; i++) free(inputs[i]);
     double t0 = now_ms();
-    if (rt_ref_run(r, p->graph->outputs, p->graph->noutputs, err, sizeof err) != 0) {
+    if (rt_exec_run(r, err, sizeof err) != 0) {
         fprintf(stderr, "gptc grad: %s\n", err);
-        rt_ref_free(r);
+        rt_exec_free(r);
         return NULL;
     }
-    fprintf(stderr, "gptc grad: forward + backward in %.1f ms (ref, %s)\n", now_ms() - t0,
-            a->prec == RT_F64 ? "f64" : "f32");
+    fprintf(stderr, "gptc grad: forward + backward in %.1f ms (%s, %s)\n", now_ms() - t0,
+            rt_backend_name(a->be), a->prec == RT_F64 ? "f64" : "f32");
     return r;
 }
 
-static int write_results(FeCompile *c, const GradArgs *a, const RtGradGraph *gg, RtRef *r) {
+static int write_results(FeCompile *c, const GradArgs *a, const RtGradGraph *gg, RtExec *r) {
     Program *p = &c->prog;
     IrGraph *g = p->graph;
     double loss;
-    rt_ref_get(r, g->outputs[gg->loss_out], &loss);
+    rt_exec_get(r, g->outputs[gg->loss_out], &loss);
     printf("loss: %.12g\n", loss);
     int rc = 0;
     const char **names = malloc(sizeof(char *) * (size_t)(p->nparams + p->nprobes + 1));
@@ -148,9 +151,9 @@ int cmd_grad(int argc, char **argv) {
         fprintf(stderr, "gptc grad: %s\n", err);
         rc = 1;
     }
-    RtRef *r = rc == 0 ? run_step(&c, &a) : NULL;
+    RtExec *r = rc == 0 ? run_step(&c, &a) : NULL;
     if (rc == 0) rc = r ? write_results(&c, &a, &gg, r) : 1;
-    rt_ref_free(r);
+    rt_exec_free(r);
     rt_grad_graph_free(&gg);
     fe_free(&c);
     free_model_args(&m);

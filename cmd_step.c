@@ -9,19 +9,22 @@
 const char step_usage[] =
     "usage: gptc step MODEL [--preset P] [--set NAME=VALUE]… --params P.safetensors\n"
     "                 --batch B.safetensors --window LONG,SHORT --step S [--count K]\n"
-    "                 [--grads G.safetensors] [--dtype f64|f32] --out NEW.safetensors\n"
+    "                 [--grads G.safetensors] [--backend cpu|ref] [--dtype f32|f64]\n"
+    "                 --out NEW.safetensors\n"
     "Applies K optimizer steps (default 1) to the parameters, starting at step index S: each\n"
     "step computes the gradient on the batch (the first uses --grads instead, if given) and\n"
     "updates every parameter with its group's optimizer, schedules evaluated at the step\n"
     "index with the config's 'steps'. Prints the loss of every computed gradient.\n"
     "The parameter file may hold optimizer state (as --out writes it); without it the\n"
     "optimizer starts fresh. --out holds the parameters under their names, the state as\n"
-    "adam_m.NAME, adam_v.NAME, muon_buf.NAME, and trainer.adam_steps (I64).\n\n";
+    "adam_m.NAME, adam_v.NAME, muon_buf.NAME, and trainer.adam_steps (I64).\n"
+    CLI_EXEC_HELP "\n";
 
 typedef struct {
-    const char *params, *batch, *window, *step, *count, *grads, *dtype, *out;
+    const char *params, *batch, *window, *step, *count, *grads, *backend, *dtype, *out;
     long wl, ws, first, k;
-    bool f64;
+    RtBackend be;
+    RtPrec prec;
 } StepArgs;
 
 static int check_args(StepArgs *a) {
@@ -34,8 +37,7 @@ static int check_args(StepArgs *a) {
     if (*end || a->first < 0) return usage_error("step", "--step takes a step index >= 0, got '%s'", a->step);
     a->k = a->count ? strtol(a->count, &end, 10) : 1;
     if ((a->count && *end) || a->k < 1) return usage_error("step", "--count takes a number >= 1, got '%s'", a->count);
-    if (!cli_parse_dtype(a->dtype, &a->f64)) return usage_error("step", "--dtype is f64 or f32, got '%s'", a->dtype);
-    return -1;
+    return cli_parse_exec("step", a->backend, a->dtype, &a->be, &a->prec);
 }
 
 /* The given gradients, by parameter name, into t->grad. */
@@ -56,7 +58,7 @@ static int run_steps(FeCompile *c, const StepArgs *a) {
     int32_t *in[4] = {0};
     IrNode *leaves[4];
     int nin = 0, rc = 1;
-    if (rt_trainer_init(&t, c, a->f64 ? RT_F64 : RT_F32, err, sizeof err) != 0 ||
+    if (rt_trainer_init(&t, c, a->be, a->prec, err, sizeof err) != 0 ||
         rt_trainer_load(&t, a->params, true, NULL, 0, err, sizeof err) != 0 ||
         rt_batch_load(c->prog.graph, a->batch, in, leaves, 4, &nin, err, sizeof err) != 0 ||
         (a->grads && load_grads(&t, a->grads, err, sizeof err) != 0))
@@ -87,7 +89,7 @@ int cmd_step(int argc, char **argv) {
     StepArgs a = {0};
     const CliOpt opts[] = {CLI_OPT("--params", &a.params), CLI_OPT("--batch", &a.batch), CLI_OPT("--window", &a.window),
                            CLI_OPT("--step", &a.step), CLI_OPT("--count", &a.count), CLI_OPT("--grads", &a.grads),
-                           CLI_OPT("--dtype", &a.dtype), CLI_OPT("--out", &a.out)};
+                           CLI_OPT("--dtype", &a.dtype), CLI_OPT("--backend", &a.backend), CLI_OPT("--out", &a.out)};
     ModelArgs m;
     char usage[4096];
     snprintf(usage, sizeof usage, "%s%s", step_usage, model_options);

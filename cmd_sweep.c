@@ -11,7 +11,7 @@
 const char sweep_usage[] =
     "usage: gptc sweep MODEL [--preset P] [--set NAME=VALUE]… --vary NAME=V1,V2,… [--vary …]\n"
     "                  --seeds N --data DIR --out SWEEP_DIR [-j JOBS] [--grad-accum G]\n"
-    "                  [--dtype f32|f64] [--backend ref] [--checkpoint-every N] [--launcher CMD]\n"
+    "                  [--backend cpu|ref] [--dtype f32|f64] [--checkpoint-every N] [--launcher CMD]\n"
     "Trains every variant (one per value of --vary; several --vary: every combination) with\n"
     "seeds 0 … N−1, each as `gptc train MODEL … --set NAME=V --seed S` in its own folder\n"
     "SWEEP_DIR/NAME=V/seed=S (the child's output in train.out, its settings in run.json);\n"
@@ -90,7 +90,6 @@ static int check_train_args(SweepArgs *a, ModelArgs *m) {
     int rc = parse_model_args("sweep", a->ntrain, (char **)a->train, m, sweep_usage, opts, 5);
     if (rc >= 0) return rc;
     int n;
-    bool f64;
     if (!data || !a->out) return usage_error("sweep", "--data and --out are required%s", "");
     if (a->nvary == 0) return usage_error("sweep", "nothing to vary: give --vary NAME=V1,V2,…%s", "");
     if (!a->seeds || !parse_count(a->seeds, 1, 1000, &n))
@@ -101,9 +100,9 @@ static int check_train_args(SweepArgs *a, ModelArgs *m) {
     if (accum && !parse_count(accum, 1, 64, &n)) return usage_error("sweep", "--grad-accum takes 1 to 64, got '%s'", accum);
     if (every && !parse_count(every, 1, 1 << 30, &n))
         return usage_error("sweep", "--checkpoint-every takes a number of steps >= 1, got '%s'", every);
-    if (dtype && !cli_parse_dtype(dtype, &f64)) return usage_error("sweep", "--dtype is f64 or f32, got '%s'", dtype);
-    if (cli_check_backend("sweep", backend) >= 0) return 2;
-    return -1;
+    RtBackend b;
+    RtPrec prec;
+    return cli_parse_exec("sweep", backend, dtype, &b, &prec);
 }
 
 /* Every --vary value is a number, no name is varied twice or also --set. */

@@ -1,4 +1,4 @@
-/* cmd_train.c — gptc train: train a model on token shards, on the CPU (reference backend),
+/* cmd_train.c — gptc train: train a model on token shards, on the CPU (cpu or ref backend),
  * in one process or under mpirun. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +11,7 @@
 const char train_usage[] =
     "usage: gptc train MODEL [--preset P] [--set NAME=VALUE]… --data DIR --out RUN_DIR\n"
     "                  [--init P.safetensors] [--resume RUN_DIR] [--seed S] [--grad-accum G]\n"
-    "                  [--checkpoint-every N] [--backend ref] [--dtype f32|f64] [--quiet]\n"
+    "                  [--checkpoint-every N] [--backend cpu|ref] [--dtype f32|f64] [--quiet]\n"
     "Trains for the config's 'steps' (override with --set steps=…), validating at step 0,\n"
     "every 'val_every' steps and at the end on 'val_tokens' tokens of DIR's *val*.bin shards;\n"
     "training reads DIR's *train*.bin shards in name order. RUN_DIR receives log.txt\n"
@@ -21,7 +21,7 @@ const char train_usage[] =
     "  --resume RUN_DIR     continue the run in RUN_DIR (= --out) from its checkpoint, exactly\n"
     "  --seed S             initialization seed when starting fresh (default 0)\n"
     "  --grad-accum G       G micro-batches of seq_len tokens per step (default 1)\n"
-    "  --dtype f32|f64      arithmetic precision (default f32)\n"
+    CLI_EXEC_HELP
     "Under `mpirun -np N`, every rank reads its slice of each batch, gradients are averaged\n"
     "and rank 0 writes the run folder. Ctrl-C writes a checkpoint and stops.\n\n";
 
@@ -34,7 +34,8 @@ static int check_args(const TrainArgs *a, RtRunOptions *o) {
     if (a->init && a->resume) return usage_error("train", "--init and --resume exclude each other%s", "");
     if (a->resume && strcmp(a->resume, a->out) != 0)
         return usage_error("train", "--resume continues a run in its own folder: give --out the same folder ('%s')", a->resume);
-    if (cli_check_backend("train", a->backend) >= 0) return 2;
+    int rc = cli_parse_exec("train", a->backend, a->dtype, &o->backend, &o->prec);
+    if (rc >= 0) return rc;
     char *end = NULL;
     o->seed = a->seed ? strtoull(a->seed, &end, 10) : 0;
     if (a->seed && (*end || !*a->seed)) return usage_error("train", "--seed takes an integer, got '%s'", a->seed);
@@ -44,10 +45,6 @@ static int check_args(const TrainArgs *a, RtRunOptions *o) {
     o->checkpoint_every = a->every ? (int)strtol(a->every, &end, 10) : 0;
     if (a->every && (*end || o->checkpoint_every < 1))
         return usage_error("train", "--checkpoint-every takes a number of steps >= 1, got '%s'", a->every);
-    bool f64;
-    if (!cli_parse_dtype(a->dtype ? a->dtype : "f32", &f64))
-        return usage_error("train", "--dtype is f64 or f32, got '%s'", a->dtype);
-    o->prec = f64 ? RT_F64 : RT_F32;
     o->data_dir = a->data, o->out_dir = a->out, o->init_path = a->init, o->resume_dir = a->resume;
     return -1;
 }

@@ -108,14 +108,16 @@ bool cli_parse_window(const char *s, long *wl, long *ws) {
     return end != t && !*end;
 }
 
-bool cli_parse_dtype(const char *s, bool *f64) {
-    *f64 = !s || !strcmp(s, "f64");
-    return !s || !strcmp(s, "f64") || !strcmp(s, "f32");
-}
-
-int cli_check_backend(const char *cmd, const char *backend) {
-    if (!backend || !strcmp(backend, "ref")) return -1;
-    return usage_error(cmd, "unknown backend '%s' (available: ref)", backend);
+int cli_parse_exec(const char *cmd, const char *backend, const char *dtype, RtBackend *b, RtPrec *prec) {
+    if (dtype && strcmp(dtype, "f64") && strcmp(dtype, "f32"))
+        return usage_error(cmd, "--dtype is f64 or f32, got '%s'", dtype);
+    *prec = dtype && !strcmp(dtype, "f64") ? RT_F64 : RT_F32;
+    int k = backend ? rt_backend_parse(backend) : *prec == RT_F64 ? RT_REF_BACKEND : RT_CPU_BACKEND;
+    if (k < 0) return usage_error(cmd, "unknown backend '%s' (available: cpu, ref)", backend);
+    *b = (RtBackend)k;
+    if (*b == RT_CPU_BACKEND && *prec == RT_F64)
+        return usage_error(cmd, "the cpu backend computes in f32; use --backend ref for --dtype f64%s", "");
+    return -1;
 }
 
 int compile_model(FeCompile *c, const ModelArgs *m) {
@@ -134,13 +136,14 @@ static const Command commands[] = {
     {"ir", cmd_ir, "print the forward graph", ir_usage},
     {"init", cmd_init, "write a seeded, freshly initialized parameter file", init_usage},
     {"data", cmd_data, "turn text into GPT-2 token shards (Brown corpus, text files), or check shards", data_usage},
-    {"train", cmd_train, "train a model on token shards (CPU, reference backend; mpirun for ranks)", train_usage},
+    {"train", cmd_train, "train a model on token shards (CPU: cpu or ref backend; mpirun for ranks)", train_usage},
     {"bench", cmd_bench, "time training steps and print the median and peak memory", bench_usage},
     {"step", cmd_step, "optimizer steps from given parameters (and optionally gradients)", step_usage},
     {"sweep", cmd_sweep, "train every variant × seed of a study as child processes, resumably", sweep_usage},
     {"report", cmd_report, "figures and report.md from runs, sweeps and modded-nanogpt logs", report_usage},
     {"compare", cmd_compare, "per-tensor relative error between two safetensors files", compare_usage},
-    {"grad", cmd_grad, "the loss and every gradient on one batch (reference backend)", grad_usage},
+    {"grad", cmd_grad, "the loss and every gradient on one batch", grad_usage},
+    {"compile", cmd_compile, "fuse the training step, generate and compile its C or CUDA kernels, write plan.txt", compile_usage},
     {"help", cmd_help, "show this help", "usage: gptc help [COMMAND]\n"},
 };
 enum { NCOMMANDS = sizeof commands / sizeof commands[0] };

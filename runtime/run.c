@@ -1,4 +1,4 @@
-/* run.c — the training loop of spec S-8.1 on the reference backend: validation at step 0,
+/* run.c — the training loop of spec S-8.1 on a backend (exec.h): validation at step 0,
  * every val_every steps and at the end; gradient accumulation over micro-batches and
  * averaging across ranks; logs; atomic checkpoints that a resumed run continues exactly;
  * a clean stop on SIGINT and on a non-finite loss.
@@ -39,20 +39,20 @@ static int64_t cfg_int(const Program *p, const char *name, int64_t dflt) {
 
 static double eval_batch(RtRun *r, const int32_t *in, const int32_t *tg, double wl, double ws, char *err, size_t errlen) {
     Program *p = &r->eval_c->prog;
-    RtRef *e = r->eval_r;
-    for (int i = 0; i < p->nparams; i++) rt_ref_set(e, p->params[i].node, r->t.param[i]);
-    rt_ref_set_i32(e, r->eval_tokens, in);
-    rt_ref_set_i32(e, r->eval_targets, tg);
-    rt_ref_set_scalar(e, "window_long", wl);
-    rt_ref_set_scalar(e, "window_short", ws);
-    IrNode *loss = p->graph->outputs[0];
+    RtExec *e = r->eval_r;
+    for (int i = 0; i < p->nparams; i++) rt_exec_set(e, p->params[i].node, r->t.param[i]);
+    rt_exec_set_i32(e, r->eval_tokens, in);
+    rt_exec_set_i32(e, r->eval_targets, tg);
+    rt_exec_set_scalar(e, "window_long", wl);
+    rt_exec_set_scalar(e, "window_short", ws);
     double v = NAN;
-    if (rt_ref_run(e, &loss, 1, err, errlen) == 0) rt_ref_get(e, loss, &v);
+    if (rt_exec_run(e, err, errlen) == 0) rt_exec_get(e, p->graph->outputs[0], &v);
     return v;
 }
 
 /* S-8.1: nb = val_tokens / (W·T_val) batches per rank, each rank's mean, averaged. */
 static int validate(RtRun *r, int64_t step, double *val_loss, char *err, size_t errlen) {
+    rt_trainer_sync(&r->t);   /* the evaluation reads the host parameters */
     double wl = fe_schedule_value(r->c, "window_long", step), ws = fe_schedule_value(r->c, "window_short", step);
     double sum = 0;
     for (int j = 0; j < r->accum; j++) {
@@ -143,6 +143,7 @@ static int resume_from(RtRun *r, const char *dir, int64_t *step, bool *val_done,
 /* ---- logging -------------------------------------------------------------------------------- */
 
 static void log_validation(RtRun *r, int64_t step, double val_loss) {
+    rt_trainer_sync(&r->t);
     const Program *p = &r->c->prog;
     int nl = p->nlogs;
     const char **names = malloc(sizeof(char *) * (size_t)(nl + 1));
@@ -244,9 +245,14 @@ static int setup(RtRun *r, FeCompile *c, FeCompile *eval_c, const RtRunOptions *
         snprintf(err, errlen, "the config's 'steps' must be positive");
         return -1;
     }
-    if (rt_trainer_init(&r->t, c, opt->prec, err, errlen) != 0) return -1;
+    if (rt_trainer_init(&r->t, c, opt->backend, opt->prec, err, errlen) != 0) return -1;
     if (ir_optimize(eval_c->prog.graph, err, errlen) != 0) return -1;
-    r->eval_r = rt_ref_new(eval_c->prog.graph, opt->prec);
+    r->eval_r = rt_exec_new(opt->backend, eval_c->prog.graph, opt->prec, eval_c->prog.graph->outputs, 1, err, errlen);
+    if (!r->eval_r) return -1;
+    if (opt->backend == RT_CPU_BACKEND && opt->verbose && rt_dist_rank() == 0)   /* the static plan, before step 1 */
+        fprintf(stderr, "memory plan: %.1f MB (gradient step) + %.1f MB (update) + %.1f MB (validation)\n",
+                rt_exec_peak_bytes(r->t.grad_r) / 1e6, rt_exec_peak_bytes(r->t.upd_r) / 1e6,
+                rt_exec_peak_bytes(r->eval_r) / 1e6);
     r->eval_tokens = ir_leaf_named(eval_c->prog.graph, IR_INPUT, "tokens");
     r->eval_targets = ir_leaf_named(eval_c->prog.graph, IR_INPUT, "targets");
     r->tin = malloc(sizeof(int32_t) * (size_t)r->T), r->ttg = malloc(sizeof(int32_t) * (size_t)r->T);
@@ -265,7 +271,7 @@ static void teardown(RtRun *r) {
     if (r->acc) rt_values_free(r->acc, r->t.np);
     free(r->acc);
     free(r->tin), free(r->ttg), free(r->vin), free(r->vtg);
-    rt_ref_free(r->eval_r);
+    rt_exec_free(r->eval_r);
     rt_trainer_free(&r->t);
     rt_log_close(&r->log);
 }

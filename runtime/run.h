@@ -20,6 +20,7 @@ typedef struct {
     int grad_accum;             /* micro-batches per step, 1..RT_MAX_ACCUM */
     int checkpoint_every;       /* steps between checkpoints besides validations; 0 = only those */
     RtPrec prec;
+    RtBackend backend;
     bool verbose;               /* validation lines on stderr */
 } RtRunOptions;
 
@@ -27,7 +28,7 @@ typedef struct {
     FeCompile *c, *eval_c;      /* training graph (T = seq_len), evaluation (T = val_seq_len) */
     RtRunOptions opt;
     RtTrainer t;
-    RtRef *eval_r;
+    RtExec *eval_r;
     IrNode *eval_tokens, *eval_targets;
     RtData train[RT_MAX_ACCUM], val[RT_MAX_ACCUM];
     int accum;

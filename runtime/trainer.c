@@ -1,4 +1,4 @@
-/* trainer.c — one training step on the reference backend: the gradient graph on a batch,
+/* trainer.c — one training step on a backend (exec.h): the gradient graph on a batch,
  * then the update graph; host copies of parameters, gradients and optimizer state in
  * double (exactly the backend's values in f32 mode), and their checkpoint files. */
 #include "runtime/trainer.h"
@@ -25,7 +25,7 @@ static void free_like(double **v, int n) {
     free(v);
 }
 
-int rt_trainer_init(RtTrainer *t, FeCompile *c, RtPrec prec, char *err, size_t errlen) {
+int rt_trainer_init(RtTrainer *t, FeCompile *c, RtBackend backend, RtPrec prec, char *err, size_t errlen) {
     memset(t, 0, sizeof *t);
     t->c = c;
     t->prec = prec;
@@ -54,9 +54,18 @@ int rt_trainer_init(RtTrainer *t, FeCompile *c, RtPrec prec, char *err, size_t e
     t->grad = alloc_like(p);
     t->state[0] = alloc_like(p);
     t->state[1] = alloc_like(p);
-    t->grad_r = rt_ref_new(p->graph, prec);
-    t->upd_r = rt_ref_new(t->ug.g, prec);
-    return 0;
+    t->backend = backend;
+    t->resident = backend == RT_CPU_BACKEND && rt_dist_size() == 1;
+    t->dev_stale = true;
+    IrGraph *g = p->graph;
+    IrNode **keep = malloc(sizeof *keep * (size_t)(t->np + 1));
+    if (!keep) abort();
+    keep[0] = g->outputs[t->gg.loss_out];
+    for (int i = 0; i < t->np; i++) keep[1 + i] = g->outputs[t->gg.grad_out[i]];
+    t->grad_r = rt_exec_new(backend, g, prec, keep, t->np + 1, err, errlen);
+    free(keep);
+    if (t->grad_r) t->upd_r = rt_exec_new(backend, t->ug.g, prec, t->ug.g->outputs, t->ug.g->noutputs, err, errlen);
+    return t->grad_r && t->upd_r ? 0 : -1;
 }
 
 void rt_trainer_free(RtTrainer *t) {
@@ -66,50 +75,91 @@ void rt_trainer_free(RtTrainer *t) {
     free_like(t->grad, t->np);
     free_like(t->state[0], t->np);
     free_like(t->state[1], t->np);
-    rt_ref_free(t->grad_r);
-    rt_ref_free(t->upd_r);
+    rt_exec_free(t->grad_r);
+    rt_exec_free(t->upd_r);
     rt_update_free(&t->ug);
     rt_grad_graph_free(&t->gg);
     memset(t, 0, sizeof *t);
 }
 
+static void push_state(RtTrainer *t);
+
 int rt_trainer_grad(RtTrainer *t, const int32_t *tokens, const int32_t *targets, double window_long,
                     double window_short, double *loss, char *err, size_t errlen) {
     Program *p = &t->c->prog;
-    for (int i = 0; i < t->np; i++) rt_ref_set(t->grad_r, p->params[i].node, t->param[i]);
-    rt_ref_set_i32(t->grad_r, t->tokens, tokens);
-    rt_ref_set_i32(t->grad_r, t->targets, targets);
-    rt_ref_set_scalar(t->grad_r, "window_long", window_long);
-    rt_ref_set_scalar(t->grad_r, "window_short", window_short);
-    IrGraph *g = p->graph;
-    IrNode **keep = malloc(sizeof(IrNode *) * (size_t)(t->np + 1));
-    keep[0] = g->outputs[t->gg.loss_out];
-    for (int i = 0; i < t->np; i++) keep[1 + i] = g->outputs[t->gg.grad_out[i]];
-    int rc = rt_ref_run(t->grad_r, keep, t->np + 1, err, errlen);
+    if (t->resident && t->dev_stale) push_state(t);
+    if (!t->resident)
+        for (int i = 0; i < t->np; i++) rt_exec_set(t->grad_r, p->params[i].node, t->param[i]);
+    rt_exec_set_i32(t->grad_r, t->tokens, tokens);
+    rt_exec_set_i32(t->grad_r, t->targets, targets);
+    rt_exec_set_scalar(t->grad_r, "window_long", window_long);
+    rt_exec_set_scalar(t->grad_r, "window_short", window_short);
+    const IrGraph *g = p->graph;
+    int rc = rt_exec_run(t->grad_r, err, errlen);
     if (rc == 0) {
-        rt_ref_get(t->grad_r, keep[0], loss);
-        for (int i = 0; i < t->np; i++) rt_ref_get(t->grad_r, keep[1 + i], t->grad[i]);
+        rt_exec_get(t->grad_r, g->outputs[t->gg.loss_out], loss);
+        for (int i = 0; i < t->np; i++) rt_exec_get(t->grad_r, g->outputs[t->gg.grad_out[i]], t->grad[i]);
     }
-    free(keep);
     return rc;
 }
 
-static void set_scalar(void *ctx, const char *name, double v) { rt_ref_set_scalar((RtRef *)ctx, name, v); }
+static void set_scalar(void *ctx, const char *name, double v) { rt_exec_set_scalar((RtExec *)ctx, name, v); }
+
+/* host parameters and state → the executors' leaves */
+static void push_state(RtTrainer *t) {
+    const RtUpdateGraph *ug = &t->ug;
+    for (int i = 0; i < t->np; i++) {
+        rt_exec_set(t->grad_r, t->c->prog.params[i].node, t->param[i]);
+        if (ug->out[i] < 0) continue;
+        rt_exec_set(t->upd_r, ug->param[i], t->param[i]);
+        for (int k = 0; k < ug->nstate[i]; k++) rt_exec_set(t->upd_r, ug->state[k][i], t->state[k][i]);
+    }
+    t->dev_stale = false;
+}
+
+void rt_trainer_sync(RtTrainer *t) {
+    if (!t->host_stale) return;
+    const RtUpdateGraph *ug = &t->ug;
+    for (int i = 0; i < t->np; i++) {
+        rt_exec_get(t->upd_r, ug->param[i], t->param[i]);
+        for (int k = 0; k < ug->nstate[i]; k++) rt_exec_get(t->upd_r, ug->state[k][i], t->state[k][i]);
+    }
+    t->host_stale = false;
+}
+
+/* resident mode: the update's outputs become the next step's leaves, in float */
+static void keep_resident(RtTrainer *t) {
+    const RtUpdateGraph *ug = &t->ug;
+    const IrNode *const *out = (const IrNode *const *)ug->g->outputs;
+    for (int i = 0; i < t->np; i++) {
+        rt_exec_copy(t->upd_r, ug->param[i], t->upd_r, out[ug->out[i]]);
+        rt_exec_copy(t->grad_r, t->c->prog.params[i].node, t->upd_r, out[ug->out[i]]);
+        for (int k = 0; k < ug->nstate[i]; k++) rt_exec_copy(t->upd_r, ug->state[k][i], t->upd_r, out[ug->out[i] + 1 + k]);
+    }
+    t->host_stale = true;
+}
 
 int rt_trainer_update(RtTrainer *t, int64_t step, char *err, size_t errlen) {
     RtUpdateGraph *ug = &t->ug;
+    if (t->resident && t->dev_stale) push_state(t);
     for (int i = 0; i < t->np; i++) {
         if (ug->out[i] < 0) continue;   /* another rank's */
-        rt_ref_set(t->upd_r, ug->param[i], t->param[i]);
-        rt_ref_set(t->upd_r, ug->grad[i], t->grad[i]);
-        for (int k = 0; k < ug->nstate[i]; k++) rt_ref_set(t->upd_r, ug->state[k][i], t->state[k][i]);
+        rt_exec_set(t->upd_r, ug->grad[i], t->grad[i]);
+        if (t->resident) continue;
+        rt_exec_set(t->upd_r, ug->param[i], t->param[i]);
+        for (int k = 0; k < ug->nstate[i]; k++) rt_exec_set(t->upd_r, ug->state[k][i], t->state[k][i]);
     }
     rt_update_scalars(t->c, step, t->adam_steps, set_scalar, t->upd_r);
-    if (rt_ref_run(t->upd_r, ug->g->outputs, ug->g->noutputs, err, errlen) != 0) return -1;
+    if (rt_exec_run(t->upd_r, err, errlen) != 0) return -1;
+    if (t->resident) {
+        keep_resident(t);
+        t->adam_steps++;
+        return 0;
+    }
     for (int i = 0; i < t->np; i++) {
         if (ug->out[i] < 0) continue;
-        rt_ref_get(t->upd_r, ug->g->outputs[ug->out[i]], t->param[i]);
-        for (int k = 0; k < ug->nstate[i]; k++) rt_ref_get(t->upd_r, ug->g->outputs[ug->out[i] + 1 + k], t->state[k][i]);
+        rt_exec_get(t->upd_r, ug->g->outputs[ug->out[i]], t->param[i]);
+        for (int k = 0; k < ug->nstate[i]; k++) rt_exec_get(t->upd_r, ug->g->outputs[ug->out[i] + 1 + k], t->state[k][i]);
     }
     for (int i = 0; i < t->np; i++)   /* every rank gets the owners' matrices and momenta */
         if (t->owner[i] >= 0) {
@@ -127,8 +177,9 @@ static const char *state_kind(const RtTrainer *t, int i, int k) {
     return t->ug.nstate[i] == 2 ? (k == 0 ? "adam_m" : "adam_v") : "muon_buf";
 }
 
-int rt_trainer_save(const RtTrainer *t, const char *path, const RtExtra *extra, int nextra, char *err, size_t errlen) {
+int rt_trainer_save(RtTrainer *t, const char *path, const RtExtra *extra, int nextra, char *err, size_t errlen) {
     const Program *p = &t->c->prog;
+    rt_trainer_sync(t);
     rt_st_writer *w = rt_st_writer_new();
     if (!w) abort();
     rt_st_dtype dt = t->prec == RT_F64 ? RT_ST_F64 : RT_ST_F32;
@@ -204,5 +255,7 @@ int rt_trainer_load(RtTrainer *t, const char *path, bool with_state, RtExtra *ex
     for (int i = 0; i < nextra && rc == 0; i++)
         if (rt_st_find(&f, extra[i].name)) rc = read_i64(&f, extra[i].name, &extra[i].value, err, errlen);
     rt_st_close(&f);
+    t->dev_stale = true;
+    t->host_stale = false;
     return rc;
 }

@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 export GPTC_BUILD=${1:-build-asan}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# the generated kernels the cpu backend loads are built with AddressSanitizer too
+export GPTC_KERNEL_CFLAGS=${GPTC_KERNEL_CFLAGS:-"-fsanitize=address -fno-omit-frame-pointer"}
 pass=0 fail=0
 log=$(mktemp); trap 'rm -f "$log"' EXIT
 

@@ -23,16 +23,17 @@ for s in tiny_x02 small_x00 small_x04; do
     G=tests/golden/$s
     args=(models/gpt2m.gptc --set steps=3 --params $G/params.safetensors --batch $G/inputs.safetensors --window "${win[$s]}" --step 0 --grads $G/grads.safetensors)
     for kv in ${cfg[$s]}; do args+=(--set "$kv"); done
-    for dt in f64 f32; do
-        if ! "$GPTC" step "${args[@]}" --dtype $dt --out "$tmp/1.st" >"$tmp/log" 2>&1; then fail "$s $dt step 1 runs" "$(cat "$tmp/log")"; continue; fi
-        if ! "$GPTC" step "${args[@]}" --dtype $dt --count 2 --out "$tmp/2.st" >"$tmp/log" 2>&1; then fail "$s $dt step 2 runs" "$(cat "$tmp/log")"; continue; fi
+    for mode in f64/ref f32/ref f32/cpu; do
+        dt=${mode%/*} be=${mode#*/}
+        if ! "$GPTC" step "${args[@]}" --dtype $dt --backend $be --out "$tmp/1.st" >"$tmp/log" 2>&1; then fail "$s $mode step 1 runs" "$(cat "$tmp/log")"; continue; fi
+        if ! "$GPTC" step "${args[@]}" --dtype $dt --backend $be --count 2 --out "$tmp/2.st" >"$tmp/log" 2>&1; then fail "$s $mode step 2 runs" "$(cat "$tmp/log")"; continue; fi
         if [ $dt = f64 ]; then
-            check "$s f64 after_step1" "$tmp/1.st" $G/after_step1.safetensors 1e-12
-            check "$s f64 after_step2" "$tmp/2.st" $G/after_step2.safetensors 1e-9
+            check "$s $mode after_step1" "$tmp/1.st" $G/after_step1.safetensors 1e-12
+            check "$s $mode after_step2" "$tmp/2.st" $G/after_step2.safetensors 1e-9
         else
-            check "$s f32 after_step1" "$tmp/1.st" $G/after_step1.safetensors 1e-5
-            check "$s f32 after_step2 muon" "$tmp/2.st" $G/after_step2.safetensors 1e-4 --only blocks.
-            check "$s f32 after_step2 all" "$tmp/2.st" $G/after_step2.safetensors 1e-2
+            check "$s $mode after_step1" "$tmp/1.st" $G/after_step1.safetensors 1e-5
+            check "$s $mode after_step2 muon" "$tmp/2.st" $G/after_step2.safetensors 1e-4 --only blocks.
+            check "$s $mode after_step2 all" "$tmp/2.st" $G/after_step2.safetensors 1e-2
         fi
     done
 done

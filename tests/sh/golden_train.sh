@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gptc train --init on the golden shards reproduces the golden trajectories (training loss
-# of every step, validation losses), f64 ≤ 1e-9 and f32 ≤ 1e-5 relative (tests/golden/README.md);
+# of every step, validation losses), f64 (ref) ≤ 1e-9, f32 (ref and cpu) ≤ 1e-5 relative (tests/golden/README.md);
 # then a run killed with SIGKILL and resumed ends with the same checkpoint, bit for bit.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib.sh
@@ -26,16 +26,17 @@ for s in tiny_x02 small_x00 small_x04; do
     G=tests/golden/$s
     args=(models/gpt2m.gptc --data $G --init $G/params.safetensors --quiet)
     for kv in ${cfg[$s]}; do args+=(--set "$kv"); done
-    for dt in f64 f32; do
+    for mode in f64/ref f32/ref f32/cpu; do
+        dt=${mode%/*} be=${mode#*/}
         tol=1e-9; [ $dt = f32 ] && tol=1e-5
         run=$tmp/$s-$dt
-        if ! "$GPTC" train "${args[@]}" --out "$run" --dtype $dt >"$tmp/log" 2>&1; then fail "$s $dt train runs" "$(tail -5 "$tmp/log")"; continue; fi
+        if ! "$GPTC" train "${args[@]}" --out "$run" --dtype $dt --backend $be >"$tmp/log" 2>&1; then fail "$s $mode train runs" "$(tail -5 "$tmp/log")"; continue; fi
         got_t=$(sed -n 's/.*"train_loss": \([^,]*\),.*/\1/p' "$run/log.jsonl" | tr '\n' ' ')
         got_v=$(sed -n 's/.*"val_loss": \([^,]*\),.*/\1/p' "$run/log.jsonl" | tr '\n' ' ')
         for kind in train val; do
             if [ $kind = train ]; then got=$got_t; want=${train[$s]}; else got=$got_v; want=${val[$s]}; fi
             w=$(worst "$got" "$want")
-            if le "$w" $tol; then pass "$s $dt $kind losses (worst rel $w)"; else fail "$s $dt $kind losses" "got  $got" "want $want" "worst $w > $tol"; fi
+            if le "$w" $tol; then pass "$s $mode $kind losses (worst rel $w)"; else fail "$s $mode $kind losses" "got  $got" "want $want" "worst $w > $tol"; fi
         done
     done
 done

@@ -1,0 +1,268 @@
+/* compile.c — compile(src) → shared object or cubin, cached on disk.
+ *
+ * Cache entries are named by a 64-bit FNV-1a hash of the source, the target, the options
+ * and the compiler's version, under $XDG_CACHE_HOME/gptc (default ~/.cache/gptc); they
+ * are written to a temporary name and renamed, so a crash never leaves a half entry and
+ * concurrent gptc processes agree. A warm start compiles nothing.
+ *
+ * NVRTC is loaded with dlopen, so gptc starts on machines without CUDA; it is looked up
+ * as libnvrtc.so, libnvrtc.so.13, libnvrtc.so.12 and under $CUDA_HOME (default
+ * /usr/local/cuda)/lib64. */
+#include "codegen/codegen.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define C_FLAGS "-O3 -march=native -fopenmp -fPIC -shared -fno-math-errno"
+
+uint64_t cg_hash(const void *data, size_t n, uint64_t h)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+static uint64_t hash_str(const char *s, uint64_t h) { return cg_hash(s, strlen(s) + 1, h); }
+
+static int mkdirs(const char *path)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
+            *p = '/';
+        }
+    return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
+}
+
+int cg_cache_dir(char *out, size_t len, char *err, size_t errlen)
+{
+    const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (x && *x) snprintf(out, len, "%s/gptc", x);
+    else if (home && *home) snprintf(out, len, "%s/.cache/gptc", home);
+    else snprintf(out, len, "/tmp/gptc-cache-%d", (int)getuid());
+    if (mkdirs(out)) {
+        snprintf(err, errlen, "cannot create the kernel cache %s: %s", out, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int write_file(const char *path, const void *data, size_t n)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return -1;
+    size_t w = fwrite(data, 1, n, f);
+    if (fclose(f) || w != n || rename(tmp, path)) {
+        remove(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* extra flags for the kernels, e.g. -fsanitize=address under the test suite */
+static const char *kernel_flags(void)
+{
+    const char *f = getenv("GPTC_KERNEL_CFLAGS");
+    return f ? f : "";
+}
+
+static const char *c_compiler(void)
+{
+    const char *cc = getenv("GPTC_CC");
+    return cc && *cc ? cc : "cc";
+}
+
+/* the first line of `cc --version`, once */
+static const char *cc_version(void)
+{
+    static char v[256];
+    if (v[0]) return v;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s --version 2>/dev/null", c_compiler());
+    FILE *p = popen(cmd, "r");
+    if (!p || !fgets(v, sizeof v, p)) snprintf(v, sizeof v, "unknown");
+    if (p) pclose(p);
+    v[strcspn(v, "\n")] = '\0';
+    return v;
+}
+
+static bool exists(const char *path) { return access(path, R_OK) == 0; }
+
+int cg_compile_c(const char *src, char *path, size_t pathlen, bool *cached, char *err, size_t errlen)
+{
+    char dir[4096], csrc[4200], tmp[4300], cmd[9000];
+    if (cg_cache_dir(dir, sizeof dir, err, errlen)) return -1;
+    uint64_t h = hash_str(kernel_flags(), hash_str(C_FLAGS, hash_str(cc_version(), hash_str(src, 1469598103934665603ull))));
+    snprintf(path, pathlen, "%s/%016llx.so", dir, (unsigned long long)h);
+    *cached = exists(path);
+    if (*cached) return 0;
+    snprintf(csrc, sizeof csrc, "%s/%016llx.c", dir, (unsigned long long)h);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    if (write_file(csrc, src, strlen(src))) {
+        snprintf(err, errlen, "cannot write %s: %s", csrc, strerror(errno));
+        return -1;
+    }
+    snprintf(cmd, sizeof cmd, "%s %s %s -o '%s' '%s' -lm 2>&1", c_compiler(), C_FLAGS, kernel_flags(), tmp, csrc);
+    FILE *p = popen(cmd, "r");
+    char out[2048] = "";
+    size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = '\0';
+    int rc = p ? pclose(p) : -1;
+    if (rc != 0 || rename(tmp, path)) {
+        remove(tmp);
+        snprintf(err, errlen, "the C compiler failed on %s (%s):\n%s", csrc, cmd, out);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- NVRTC ------------------------------------------------------------------------------ */
+
+typedef int (*FnCreate)(void **, const char *, const char *, int, const char *const *, const char *const *);
+typedef int (*FnCompile)(void *, int, const char *const *);
+typedef int (*FnSize)(void *, size_t *);
+typedef int (*FnGet)(void *, char *);
+typedef int (*FnDestroy)(void **);
+typedef int (*FnVersion)(int *, int *);
+typedef const char *(*FnError)(int);
+
+static struct {
+    void *lib;
+    FnCreate create;
+    FnCompile compile;
+    FnSize cubin_size, log_size;
+    FnGet cubin, log;
+    FnDestroy destroy;
+    FnVersion version;
+    FnError error;
+} nv;
+
+static const char *cuda_home(void)
+{
+    const char *h = getenv("CUDA_HOME");
+    return h && *h ? h : "/usr/local/cuda";
+}
+
+static int load_nvrtc(char *err, size_t errlen)
+{
+    if (nv.lib) return 0;
+    char alt[4200];
+    snprintf(alt, sizeof alt, "%s/lib64/libnvrtc.so", cuda_home());
+    const char *names[] = {"libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12", alt};
+    for (size_t i = 0; i < sizeof names / sizeof *names && !nv.lib; i++) nv.lib = dlopen(names[i], RTLD_NOW);
+    if (!nv.lib) {
+        snprintf(err, errlen, "NVRTC (libnvrtc.so) was not found: install the CUDA toolkit or set CUDA_HOME");
+        return -1;
+    }
+    nv.create = (FnCreate)dlsym(nv.lib, "nvrtcCreateProgram");
+    nv.compile = (FnCompile)dlsym(nv.lib, "nvrtcCompileProgram");
+    nv.cubin_size = (FnSize)dlsym(nv.lib, "nvrtcGetCUBINSize");
+    nv.cubin = (FnGet)dlsym(nv.lib, "nvrtcGetCUBIN");
+    nv.log_size = (FnSize)dlsym(nv.lib, "nvrtcGetProgramLogSize");
+    nv.log = (FnGet)dlsym(nv.lib, "nvrtcGetProgramLog");
+    nv.destroy = (FnDestroy)dlsym(nv.lib, "nvrtcDestroyProgram");
+    nv.version = (FnVersion)dlsym(nv.lib, "nvrtcVersion");
+    nv.error = (FnError)dlsym(nv.lib, "nvrtcGetErrorString");
+    if (!nv.create || !nv.compile || !nv.cubin_size || !nv.cubin || !nv.log_size || !nv.log || !nv.destroy ||
+        !nv.version || !nv.error) {
+        snprintf(err, errlen, "libnvrtc.so lacks the NVRTC functions gptc uses");
+        dlclose(nv.lib);
+        nv.lib = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static char *program_log(void *prog)
+{
+    size_t n = 0;
+    nv.log_size(prog, &n);
+    char *log = calloc(n + 1, 1);
+    if (log && n) nv.log(prog, log);
+    return log;
+}
+
+static char *read_all(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = calloc((size_t)(n > 0 ? n : 0) + 1, 1);
+    if (s && n > 0 && fread(s, 1, (size_t)n, f) != (size_t)n) s[0] = '\0';
+    fclose(f);
+    return s;
+}
+
+/* NVRTC: src → cubin bytes (malloc'ed), and the log */
+static int nvrtc_build(const char *src, const char *arch, char **cubin, size_t *size, char **log, char *err,
+                       size_t errlen)
+{
+    char archopt[64], inc[4200];
+    snprintf(archopt, sizeof archopt, "--gpu-architecture=%s", arch);
+    snprintf(inc, sizeof inc, "--include-path=%s/include", cuda_home());
+    const char *opts[] = {archopt, "--std=c++17", "-default-device", "--ptxas-options=-v", "-lineinfo", inc};
+    void *prog = NULL;
+    int rc = nv.create(&prog, src, "gptc_step.cu", 0, NULL, NULL);
+    if (rc) {
+        snprintf(err, errlen, "nvrtcCreateProgram: %s", nv.error(rc));
+        return -1;
+    }
+    rc = nv.compile(prog, (int)(sizeof opts / sizeof *opts), opts);
+    *log = program_log(prog);
+    if (rc) {   /* the log is long (ptxas -v): show its error lines */
+        size_t k = (size_t)snprintf(err, errlen, "NVRTC failed (%s):", nv.error(rc));
+        for (const char *l = *log ? *log : ""; *l && k < errlen;) {
+            size_t n = strcspn(l, "\n");
+            if (memmem(l, n, "error", 5)) k += (size_t)snprintf(err + k, errlen - k, "\n%.*s", (int)n, l);
+            l += n + (l[n] == '\n');
+        }
+        nv.destroy(&prog);
+        return -1;
+    }
+    nv.cubin_size(prog, size);
+    *cubin = malloc(*size ? *size : 1);
+    if (*cubin) nv.cubin(prog, *cubin);
+    nv.destroy(&prog);
+    return 0;
+}
+
+int cg_compile_cuda(const char *src, const char *arch, char *path, size_t pathlen, bool *cached, char **log,
+                    char *err, size_t errlen)
+{
+    char dir[4096], logpath[4200], ver[32];
+    *log = NULL;
+    if (load_nvrtc(err, errlen) || cg_cache_dir(dir, sizeof dir, err, errlen)) return -1;
+    int maj = 0, min = 0;
+    nv.version(&maj, &min);
+    snprintf(ver, sizeof ver, "nvrtc %d.%d", maj, min);
+    uint64_t h = hash_str(ver, hash_str(arch, hash_str(src, 1469598103934665603ull)));
+    snprintf(path, pathlen, "%s/%016llx.cubin", dir, (unsigned long long)h);
+    snprintf(logpath, sizeof logpath, "%s/%016llx.log", dir, (unsigned long long)h);
+    *cached = exists(path) && exists(logpath);
+    if (*cached) {
+        *log = read_all(logpath);
+        return 0;
+    }
+    char *cubin = NULL;
+    size_t size = 0;
+    if (nvrtc_build(src, arch, &cubin, &size, log, err, errlen)) return -1;
+    int rc = write_file(logpath, *log ? *log : "", *log ? strlen(*log) : 0) || write_file(path, cubin, size);
+    free(cubin);
+    if (rc) {
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}

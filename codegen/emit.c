@@ -1,0 +1,795 @@
+/* emit.c — one loop kernel as C or CUDA C: a C-like emitter, dialects as data.
+ *
+ * A loop kernel iterates over a domain (dom, ndim) and writes its roots. Elementwise
+ * kernels (axis < 0) compute every root at every point. A reduction kernel (axis >= 0)
+ * runs per *row* (a point of the domain with the axis left out) in three parts:
+ *     p1   a loop over the axis accumulating every reduction the roots need (SUM, MAX,
+ *          and the online logsumexp of CROSS_ENTROPY / CE_BWD rows)
+ *     mid  once per row: values of reduced shape (norm factors, loss rows), reduced roots
+ *     p2   a loop over the axis computing the full-shape roots (the epilogue)
+ * A value is an expression of the index: val(n, idx) emits n's computation at idx (C
+ * index strings, one per axis of n) and returns the name of a temporary. Movement ops
+ * only rewrite the index; materialized nodes are loads; a memo per block reuses a value
+ * computed at the same index. What cannot be expressed (a reduction nested in another's
+ * input, a reduction read at another row, a domain mismatch) fails with the node to
+ * materialize in *culprit.
+ *
+ * Numerics: values are float; C accumulates reductions in double, CUDA in float with
+ * block-wide tree reductions. */
+#include "codegen/codegen.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+} Buf;
+
+static void bput(Buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        size_t room = b->cap - b->n;
+        int k = vsnprintf(b->p ? b->p + b->n : NULL, room, fmt, ap);
+        va_end(ap);
+        if ((size_t)k < room) {
+            b->n += (size_t)k;
+            return;
+        }
+        b->cap = (b->cap + (size_t)k + 1) * 2;
+        b->p = realloc(b->p, b->cap);
+        if (!b->p) { fprintf(stderr, "codegen: out of memory\n"); abort(); }
+    }
+}
+
+typedef struct {
+    int nd;
+    const char *c[IR_MAX_DIMS];
+    const char *lin;                 /* the linear index in the node's shape, when known */
+} Idx;
+
+typedef struct {
+    int id;                          /* node (for LSE: the logits node) */
+    char kind;                       /* 's' sum, 'x' max, 'l' logsumexp */
+} Acc;
+
+typedef struct {
+    int node;
+    const char *key, *var;
+} Memo;
+
+typedef struct {
+    Buf text;
+    Memo *memo;
+    int nmemo, cap;
+} Block;
+
+typedef struct {
+    const CgStep *s;
+    CgKernel *k;
+    CgDialect d;
+    Block p1, p1b, mid, p2, *cur;
+    Acc acc[32];
+    int nacc;
+    char **strs;                     /* every string made here (freed at the end) */
+    int nstrs, capstrs;
+    int ntmp;
+    int culprit;
+    bool failed, in_p1;
+    bool block_rows;                 /* CUDA: one thread block per row */
+} Em;
+
+static const char *str(Em *e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *p = NULL;
+    if (vasprintf(&p, fmt, ap) < 0) { fprintf(stderr, "codegen: out of memory\n"); abort(); }
+    va_end(ap);
+    if (e->nstrs == e->capstrs) {
+        e->capstrs = e->capstrs ? 2 * e->capstrs : 64;
+        e->strs = realloc(e->strs, sizeof *e->strs * (size_t)e->capstrs);
+    }
+    return e->strs[e->nstrs++] = p;
+}
+
+static const char *fail(Em *e, int node)
+{
+    if (!e->failed) e->culprit = node;
+    e->failed = true;
+    return "0";
+}
+
+/* ---- indices ------------------------------------------------------------------------- */
+
+static const char *idx_key(Em *e, const Idx *x)
+{
+    size_t n = 1;
+    for (int i = 0; i < x->nd; i++) n += strlen(x->c[i]) + 1;
+    char *k = malloc(n), *p = k;
+    if (!k) { fprintf(stderr, "codegen: out of memory\n"); abort(); }
+    for (int i = 0; i < x->nd; i++) {
+        size_t m = strlen(x->c[i]);
+        memcpy(p, x->c[i], m);
+        p[m] = ',';
+        p += m + 1;
+    }
+    *p = '\0';
+    if (e->nstrs == e->capstrs) {
+        e->capstrs = e->capstrs ? 2 * e->capstrs : 64;
+        e->strs = realloc(e->strs, sizeof *e->strs * (size_t)e->capstrs);
+    }
+    return e->strs[e->nstrs++] = k;
+}
+
+/* an index temporary holding expr, declared in the current block */
+static const char *itmp(Em *e, const char *expr)
+{
+    const char *t = str(e, "t%d", e->ntmp++);
+    bput(&e->cur->text, "        CG_UNUSED const long %s = %s;\n", t, expr);
+    return t;
+}
+
+static const char *linearize(Em *e, const Idx *x, const IrNode *n)
+{
+    if (x->lin) return x->lin;
+    if (n->ndim == 0) return "0";
+    const char *s = x->c[0];
+    for (int d = 1; d < n->ndim; d++) s = str(e, "(%s) * %lld + %s", s, (long long)n->shape[d], x->c[d]);
+    return s;
+}
+
+/* idx of n's elements seen through reshape: the same linear index in in's shape */
+static Idx map_reshape(Em *e, const Idx *x, const IrNode *n, const IrNode *in)
+{
+    Idx r = {.nd = in->ndim};
+    const char *L = itmp(e, linearize(e, x, n));
+    int64_t stride = 1;
+    for (int d = in->ndim - 1; d >= 0; d--) {
+        if (in->shape[d] == 1) r.c[d] = "0";
+        else if (d == 0) r.c[d] = stride == 1 ? L : str(e, "%s / %lld", L, (long long)stride);
+        else r.c[d] = stride == 1 ? str(e, "%s %% %lld", L, (long long)in->shape[d])
+                                  : str(e, "%s / %lld %% %lld", L, (long long)stride, (long long)in->shape[d]);
+        stride *= in->shape[d];
+    }
+    r.lin = L;
+    return r;
+}
+
+static Idx map_broadcast(Em *e, const Idx *x, const IrNode *n, const IrNode *in)
+{
+    Idx r = {.nd = in->ndim};
+    int off = n->ndim - in->ndim;
+    for (int d = 0; d < in->ndim; d++) r.c[d] = in->shape[d] == 1 ? "0" : x->c[d + off];
+    if (ir_numel(in) == ir_numel(n)) r.lin = x->lin;
+    return r;
+}
+
+static Idx with(Em *e, const Idx *x, int axis, const char *c)
+{
+    Idx r = *x;
+    r.lin = NULL;
+    r.c[axis] = c;
+    return r;
+}
+
+/* ---- blocks and memo ---------------------------------------------------------------------- */
+
+static const char *memo_get(Block *b, int node, const char *key)
+{
+    for (int i = b->nmemo - 1; i >= 0; i--)
+        if (b->memo[i].node == node && !strcmp(b->memo[i].key, key)) return b->memo[i].var;
+    return NULL;
+}
+
+static void memo_put(Block *b, int node, const char *key, const char *var)
+{
+    if (b->nmemo == b->cap) {
+        b->cap = b->cap ? 2 * b->cap : 64;
+        b->memo = realloc(b->memo, sizeof *b->memo * (size_t)b->cap);
+    }
+    b->memo[b->nmemo++] = (Memo){node, key, var};
+}
+
+static const char *canon(Em *e, int d)
+{
+    static const char *const names[IR_MAX_DIMS] = {"i0", "i1", "i2", "i3", "i4", "i5"};
+    return names[d];
+}
+
+/* Is (n, x) a per-row value of a reduction kernel: n of reduced shape read at the row's own
+ * index? Such values are computed once per row, in mid. */
+static bool row_value(Em *e, const IrNode *n, const Idx *x)
+{
+    const CgKernel *k = e->k;
+    if (k->axis < 0 || e->in_p1) return false;
+    if (n->ndim == k->ndim) {
+        if (n->shape[k->axis] != 1) return false;
+        for (int d = 0; d < n->ndim; d++) {
+            if (d == k->axis ? strcmp(x->c[d], "0") : n->shape[d] != k->dom[d] || strcmp(x->c[d], canon(e, d)))
+                return false;
+        }
+        return true;
+    }
+    if (n->ndim != k->ndim - 1) return false;
+    for (int d = 0, j = 0; d < k->ndim; d++) {
+        if (d == k->axis) continue;
+        if (n->shape[j] != k->dom[d] || strcmp(x->c[j], canon(e, d))) return false;
+        j++;
+    }
+    return true;
+}
+
+/* ---- arguments and loads ------------------------------------------------------------------- */
+
+static int arg_of(Em *e, int id)
+{
+    CgKernel *k = e->k;
+    for (int i = 0; i < k->nargs; i++)
+        if (k->args[i] == id) return i;
+    k->args = realloc(k->args, sizeof *k->args * (size_t)(k->nargs + 1));
+    k->args[k->nargs] = id;
+    return k->nargs++;
+}
+
+/* n's element at x. A view is its own argument (the runtime passes base + offset), so
+ * kernels that differ only in which slice they read share one function. */
+static const char *load(Em *e, const IrNode *n, const Idx *x)
+{
+    int64_t off;
+    const IrNode *b = e->s->g->nodes[cg_storage(e->s, n->id, &off)];
+    int a = arg_of(e, n->id);
+    const char *lin = linearize(e, x, n);
+    if (e->d == CG_CUDA && b->dtype == IR_BF16) return str(e, "__bfloat162float(b%d[%s])", a, lin);
+    return str(e, "b%d[%s]", a, lin);
+}
+
+static const char *val(Em *e, const IrNode *n, const Idx *x);
+
+static const char *const_text(Em *e, double v)
+{
+    if (isinf(v)) return v > 0 ? "INFINITY" : "(-INFINITY)";
+    if (isnan(v)) return "NAN";
+    return str(e, "%.8ef", (double)(float)v);
+}
+
+static const char *unary_text(Em *e, const IrNode *n, const char *a)
+{
+    switch (n->op) {
+    case IR_NEG: return str(e, "-%s", a);
+    case IR_RELU: return str(e, "(%s < 0.0f ? 0.0f : %s)", a, a);
+    case IR_SQUARE: return str(e, "%s * %s", a, a);
+    case IR_SQRT: return str(e, "sqrtf(%s)", a);
+    case IR_RSQRT: return str(e, "1.0f / sqrtf(%s)", a);
+    case IR_EXP: return str(e, "expf(%s)", a);
+    case IR_LOG: return str(e, "logf(%s)", a);
+    case IR_STEP: return str(e, "(%s > 0.0f ? 1.0f : 0.0f)", a);
+    default: return n->in[0]->dtype == IR_I32 ? str(e, "(float)%s", a) : a;   /* CAST */
+    }
+}
+
+static const char *binary_text(Em *e, IrOp op, const char *a, const char *b)
+{
+    switch (op) {
+    case IR_ADD: return str(e, "%s + %s", a, b);
+    case IR_SUB: return str(e, "%s - %s", a, b);
+    case IR_MUL: return str(e, "%s * %s", a, b);
+    case IR_DIV: return str(e, "%s / %s", a, b);
+    default: return str(e, "(%s == %s ? 1.0f : 0.0f)", a, b);                  /* EQ */
+    }
+}
+
+/* the accumulator of reduction `id` (kind), registered for p1; its per-row result name */
+static const char *acc_ref(Em *e, int id, char kind, int culprit)
+{
+    if (e->in_p1) return fail(e, culprit);
+    int i = 0;
+    while (i < e->nacc && !(e->acc[i].id == id && e->acc[i].kind == kind)) i++;
+    if (i == e->nacc) {
+        if (e->nacc == 32) return fail(e, culprit);
+        e->acc[e->nacc++] = (Acc){id, kind};
+    }
+    return str(e, "r%c%d", kind, i);   /* named by position: equal kernels get equal text */
+}
+
+/* n must be a reduction of this kernel's domain and axis, read at the row's own index */
+static bool own_reduction(Em *e, const IrNode *x, int axis)
+{
+    const CgKernel *k = e->k;
+    return k->axis == axis && x->ndim == k->ndim && !memcmp(x->shape, k->dom, sizeof(int64_t) * (size_t)k->ndim);
+}
+
+static const char *reduce_val(Em *e, const IrNode *n, const Idx *x)
+{
+    if (!own_reduction(e, n->in[0], (int)n->iattr[0]) || e->cur != &e->mid) return fail(e, n->id);
+    return acc_ref(e, n->id, n->op == IR_SUM ? 's' : 'x', n->id);
+}
+
+/* CROSS_ENTROPY at row t: logsumexp(a[t]) - a[t, b[t]] */
+static const char *ce_val(Em *e, const IrNode *n, const Idx *x)
+{
+    const IrNode *a = n->in[0];
+    if (!own_reduction(e, a, a->ndim - 1) || e->cur != &e->mid) return fail(e, n->id);
+    const char *lse = acc_ref(e, a->id, 'l', n->id);
+    const char *tgt = val(e, n->in[1], x);
+    Idx ai = {.nd = a->ndim};
+    for (int d = 0; d < x->nd; d++) ai.c[d] = x->c[d];
+    ai.c[a->ndim - 1] = tgt;
+    return str(e, "(float)(%s - %s)", lse, val(e, a, &ai));
+}
+
+/* CE_BWD at (t, j): c[t] * (exp(a[t, j] - lse[t]) - [j == b[t]]) */
+static const char *ce_bwd_val(Em *e, const IrNode *n, const Idx *x)
+{
+    const IrNode *a = n->in[0];
+    int last = a->ndim - 1;
+    Idx row = {.nd = last};
+    for (int d = 0; d < last; d++) row.c[d] = x->c[d];
+    if (!own_reduction(e, a, last) || !row_value(e, n->in[1], &row)) return fail(e, n->id);
+    Block *save = e->cur;
+    e->cur = &e->mid;
+    const char *lse = acc_ref(e, a->id, 'l', n->id), *tgt = val(e, n->in[1], &row), *c = val(e, n->in[2], &row);
+    e->cur = save;
+    return str(e, "%s * (%s(%s - (float)%s) - (%s == %s ? 1.0f : 0.0f))", c, e->d == CG_C ? "cg_expf" : "expf",
+               val(e, a, x), lse, x->c[last], tgt);
+}
+
+static const char *compute(Em *e, const IrNode *n, const Idx *x)
+{
+    switch (ir_op_class(n->op)) {
+    case IRC_UNARY: return unary_text(e, n, val(e, n->in[0], x));
+    case IRC_BINARY: return binary_text(e, n->op, val(e, n->in[0], x), val(e, n->in[1], x));
+    case IRC_REDUCE: return reduce_val(e, n, x);
+    case IRC_GATHER: {
+        if (n->op != IR_GATHER) return fail(e, n->id);
+        const IrNode *t = n->in[0], *ids = n->in[1];
+        Idx ii = {.nd = ids->ndim}, ti = {.nd = t->ndim};
+        for (int d = 0; d < ids->ndim; d++) ii.c[d] = x->c[d];
+        ti.c[0] = val(e, ids, &ii);
+        for (int d = 1; d < t->ndim; d++) ti.c[d] = x->c[ids->ndim + d - 1];
+        return val(e, t, &ti);
+    }
+    case IRC_LEAF:
+        if (n->op == IR_CONST) return const_text(e, n->fattr[0]);
+        return fail(e, n->id);
+    case IRC_FUSED:
+        if (n->op == IR_CROSS_ENTROPY) return ce_val(e, n, x);
+        if (n->op == IR_CE_BWD) return ce_bwd_val(e, n, x);
+        return fail(e, n->id);
+    default: break;
+    }
+    const IrNode *in = n->in[0];
+    switch (n->op) {
+    case IR_RESHAPE: { Idx r = map_reshape(e, x, n, in); return val(e, in, &r); }
+    case IR_BROADCAST: { Idx r = map_broadcast(e, x, n, in); return val(e, in, &r); }
+    case IR_PERMUTE: {
+        Idx r = {.nd = in->ndim};
+        for (int d = 0; d < n->ndim; d++) r.c[n->iattr[d]] = x->c[d];
+        return val(e, in, &r);
+    }
+    case IR_SLICE: {
+        int a = (int)n->iattr[0];
+        Idx r = with(e, x, a, str(e, "(%s + %lld)", x->c[a], (long long)n->iattr[1]));
+        return val(e, in, &r);
+    }
+    case IR_PAD: {   /* inside [s, s+len): x at c - s; the index is clamped so the load is safe */
+        int a = (int)n->iattr[0];
+        long long s = n->iattr[1], len = in->shape[a];
+        const char *c = x->c[a];
+        Idx r = with(e, x, a, itmp(e, str(e, "%s < %lld ? 0 : %s >= %lld ? %lld : %s - %lld", c, s, c, s + len,
+                                          len - 1, c, s)));
+        const char *v = val(e, in, &r);
+        return str(e, "(%s >= %lld && %s < %lld ? %s : 0.0f)", c, s, c, s + len, v);
+    }
+    case IR_CONCAT: {
+        int a = (int)n->iattr[0];
+        long long la = in->shape[a], lb = n->in[1]->shape[a];
+        const char *c = x->c[a];
+        Idx ra = with(e, x, a, itmp(e, str(e, "%s < %lld ? %s : %lld", c, la, c, la - 1)));
+        Idx rb = with(e, x, a, itmp(e, str(e, "%s < %lld ? 0 : %s - %lld < %lld ? %s - %lld : %lld", c, la, c, la,
+                                           lb, c, la, lb - 1)));
+        const char *va = val(e, in, &ra), *vb = val(e, n->in[1], &rb);
+        return str(e, "(%s < %lld ? %s : %s)", c, la, va, vb);
+    }
+    default: return fail(e, n->id);
+    }
+}
+
+/* n's value at x, as the name of a temporary (or a literal) */
+static const char *val(Em *e, const IrNode *n, const Idx *x)
+{
+    if (e->failed) return "0";
+    CgRole role = e->s->role[n->id];
+    if (role == CG_CONST) return const_text(e, n->fattr[0]);
+    bool own_root = false;
+    for (int i = 0; i < e->k->nroots && !own_root; i++) own_root = e->k->roots[i] == n->id;
+    if (role != CG_INLINE && !own_root) return load(e, n, x);
+    Block *save = e->cur;
+    if (row_value(e, n, x)) e->cur = &e->mid;
+    const char *key = idx_key(e, x), *v = memo_get(e->cur, n->id, key);
+    if (!v) {
+        const char *expr = compute(e, n, x);
+        v = str(e, "v%d", e->ntmp++);
+        bput(&e->cur->text, "        const %s %s = %s;\n", n->dtype == IR_I32 ? "int" : "float", v, expr);
+        memo_put(e->cur, n->id, key, v);
+    }
+    e->cur = save;
+    return v;
+}
+
+/* ---- kernels ---------------------------------------------------------------------------- */
+
+static Idx canon_idx(Em *e, const IrNode *n)
+{
+    Idx x = {.nd = n->ndim};
+    const CgKernel *k = e->k;
+    if (k->axis >= 0 && !(n->ndim == k->ndim && n->shape[k->axis] == k->dom[k->axis])) {
+        for (int d = 0, j = 0; d < k->ndim; d++) {   /* a reduced root: the row's index */
+            if (n->ndim == k->ndim) x.c[d] = d == k->axis ? "0" : canon(e, d);
+            else if (d != k->axis) x.c[j++] = canon(e, d);
+        }
+        x.lin = "row";
+        return x;
+    }
+    for (int d = 0; d < n->ndim; d++) x.c[d] = canon(e, d);
+    x.lin = k->axis < 0 ? "lin" : NULL;
+    return x;
+}
+
+static void store_root(Em *e, const IrNode *n)
+{
+    Idx x = canon_idx(e, n);
+    bool reduced = x.lin && !strcmp(x.lin, "row");
+    e->cur = reduced ? &e->mid : &e->p2;
+    const char *v = val(e, n, &x);
+    int a = arg_of(e, n->id);
+    const char *lin = linearize(e, &x, n);
+    const char *guard = reduced && e->block_rows ? "if (threadIdx.x == 0) " : "";
+    if (e->d == CG_CUDA && n->dtype == IR_BF16)
+        bput(&e->cur->text, "        %sb%d[%s] = __float2bfloat16(%s);\n", guard, a, lin, v);
+    else bput(&e->cur->text, "        %sb%d[%s] = %s;\n", guard, a, lin, v);
+}
+
+/* accumulator i's input at the full index, emitted into the current block */
+static const char *acc_input(Em *e, int i)
+{
+    const Acc *a = &e->acc[i];
+    const IrNode *n = e->s->g->nodes[a->id];
+    const IrNode *in = a->kind == 'l' ? n : n->in[0];
+    Idx x = {.nd = in->ndim};
+    for (int d = 0; d < in->ndim; d++) x.c[d] = canon(e, d);
+    return val(e, in, &x);
+}
+
+/* p1: every accumulator's update. C takes a logsumexp in two vectorizable passes over
+ * the row (the max in p1, the sum of exponentials in p1b; the row is in cache); CUDA's
+ * threads keep an online (max, sum) pair each, combined afterwards. */
+static void emit_p1(Em *e)
+{
+    e->in_p1 = true;
+    bool cuda = e->d == CG_CUDA;
+    for (int i = 0; i < e->nacc && !e->failed; i++) {
+        char kind = e->acc[i].kind;
+        e->cur = &e->p1;
+        const char *v = acc_input(e, i);
+        Buf *t = &e->p1.text;
+        if (kind == 's') bput(t, "        s%d += %s;\n", i, v);
+        else if (kind == 'x') bput(t, "        if (%s > x%d || %s != %s) x%d = %s;\n", v, i, v, v, i, v);
+        else if (cuda)
+            bput(t, "        if (%s > m%d) { l%d = l%d * expf(m%d - %s) + 1; m%d = %s; } else l%d += expf(%s - m%d);\n",
+                 v, i, i, i, i, v, i, v, i, v, i);
+        else {
+            bput(t, "        m%d = %s > m%d ? %s : m%d;\n", i, v, i, v, i);
+            e->cur = &e->p1b;
+            v = acc_input(e, i);
+            bput(&e->p1b.text, "        l%d += cg_expf(%s - m%d);\n", i, v, i);
+        }
+    }
+    e->in_p1 = false;
+}
+
+static const char *ctype(const CgStep *s, CgDialect d, int id)
+{
+    int64_t off;
+    IrDtype t = s->g->nodes[cg_storage(s, id, &off)]->dtype;
+    if (t == IR_I32) return "int";
+    return d == CG_CUDA && t == IR_BF16 ? "__nv_bfloat16" : "float";
+}
+
+static bool is_root_of(const CgKernel *k, int id)
+{
+    for (int i = 0; i < k->nroots; i++)
+        if (k->roots[i] == id) return true;
+    return false;
+}
+
+static void emit_params(Em *e, Buf *o)
+{
+    const CgKernel *k = e->k;
+    for (int i = 0; i < k->nargs; i++) {
+        const char *w = is_root_of(k, k->args[i]) ? "" : "const ";
+        if (e->d == CG_CUDA) bput(o, "%s%s%s *__restrict__ b%d", i ? ", " : "", w, ctype(e->s, e->d, k->args[i]), i);
+        else bput(o, "    %s%s *restrict b%d = (%s%s *)a[%d];\n", w, ctype(e->s, e->d, k->args[i]), i, w,
+                  ctype(e->s, e->d, k->args[i]), i);
+    }
+}
+
+/* "const long i0 = v / s % d; …" for the axes in mask, v running over their product */
+static void delinearize(Buf *o, const CgKernel *k, const char *v, int skip_axis, int skip_last)
+{
+    int64_t stride = 1;
+    for (int d = k->ndim - 1; d >= 0; d--) {
+        if (d == skip_axis || (skip_last && d == k->ndim - 1)) continue;
+        bput(o, "        CG_UNUSED const long i%d = %s / %lld %% %lld;\n", d, v, (long long)stride, (long long)k->dom[d]);
+        stride *= k->dom[d];
+    }
+}
+
+static int64_t rows_of(const CgKernel *k)
+{
+    int64_t r = 1;
+    for (int d = 0; d < k->ndim; d++)
+        if (d != k->axis) r *= k->dom[d];
+    return r;
+}
+
+static void acc_decls(Em *e, Buf *o)
+{
+    const char *t = e->d == CG_CUDA ? "float" : "double";
+    for (int i = 0; i < e->nacc; i++) {
+        int id = i;
+        if (e->acc[i].kind == 's') bput(o, "        %s s%d = 0;\n", t, id);
+        else if (e->acc[i].kind == 'x') bput(o, "        %s x%d = -INFINITY;\n", t, id);
+        else bput(o, "        float m%d = -INFINITY;\n        %s l%d = 0;\n", id, t, id);
+    }
+}
+
+static void acc_finals(Em *e, Buf *o)
+{
+    const char *t = e->d == CG_CUDA ? "float" : "double";
+    for (int i = 0; i < e->nacc; i++) {
+        int id = i;
+        char kd = e->acc[i].kind;
+        if (e->block_rows) {
+            if (kd == 's') bput(o, "        s%d = cg_block_sum(s%d);\n", id, id);
+            else if (kd == 'x') bput(o, "        x%d = cg_block_max(x%d);\n", id, id);
+            else bput(o, "        cg_block_lse(&m%d, &l%d);\n", id, id);
+        }
+        if (kd == 's') bput(o, "        const float rs%d = (float)s%d;\n", id, id);
+        else if (kd == 'x') bput(o, "        const float rx%d = (float)x%d;\n", id, id);
+        else bput(o, "        const %s rl%d = m%d + log%s(l%d);\n", t, id, id, e->d == CG_CUDA ? "f" : "", id);
+    }
+}
+
+/* "#pragma omp simd reduction(+:s0,…) reduction(max:m1,…)" over the accumulators of the
+ * loop, unless a MAX (NaN-propagating, not a simd reduction) is among them. For the
+ * first loop sum = 's', max = 'm' (logsumexp maxima); for the exponential pass sum = 'l'. */
+static void simd_reduction(const Em *e, Buf *o, char sum, char max)
+{
+    int ns = 0, nm = 0;
+    for (int i = 0; i < e->nacc; i++) {
+        if (e->acc[i].kind == 'x') return;
+        if (e->acc[i].kind == (sum == 'l' ? 'l' : 's')) ns++;
+        else if (max && e->acc[i].kind == 'l') nm++;
+    }
+    if (!ns && !nm) return;
+    bput(o, "#pragma omp simd");
+    for (int pass = 0; pass < 2; pass++) {
+        if (!(pass ? nm : ns)) continue;
+        bput(o, " reduction(%s:", pass ? "max" : "+");
+        for (int i = 0, k = 0; i < e->nacc; i++) {
+            char kd = e->acc[i].kind;
+            bool mine = pass ? kd == 'l' : kd == (sum == 'l' ? 'l' : 's');
+            if (mine) bput(o, "%s%c%d", k++ ? "," : "", pass ? 'm' : sum, i);
+        }
+        bput(o, ")");
+    }
+    bput(o, "\n");
+}
+
+static void c_reduce_body(Em *e, Buf *o)
+{
+    const CgKernel *k = e->k;
+    int a = k->axis;
+    long long R = k->dom[a];
+    bput(o, "#pragma omp parallel for if (%lld > CG_PAR_MIN) schedule(static)\n", (long long)(rows_of(k) * R));
+    bput(o, "    for (long row = 0; row < %lld; row++) {\n", (long long)rows_of(k));
+    delinearize(o, k, "row", a, 0);
+    acc_decls(e, o);
+    simd_reduction(e, o, 's', 'm');
+    if (e->nacc) bput(o, "    for (long i%d = 0; i%d < %lld; i%d++) {\n%s    }\n", a, a, R, a, e->p1.text.p ? e->p1.text.p : "");
+    if (e->p1b.text.n) {
+        simd_reduction(e, o, 'l', 0);
+        bput(o, "    for (long i%d = 0; i%d < %lld; i%d++) {\n%s    }\n", a, a, R, a, e->p1b.text.p);
+    }
+    acc_finals(e, o);
+    bput(o, "%s", e->mid.text.p ? e->mid.text.p : "");
+    if (e->p2.text.n) bput(o, "#pragma omp simd\n    for (long i%d = 0; i%d < %lld; i%d++) {\n%s    }\n", a, a, R, a, e->p2.text.p);
+    bput(o, "    }\n");
+}
+
+static void c_ew_body(Em *e, Buf *o)
+{
+    const CgKernel *k = e->k;
+    if (k->ndim == 0) {
+        bput(o, "    {\n        CG_UNUSED const long lin = 0;\n%s    }\n", e->p2.text.p);
+        return;
+    }
+    int last = k->ndim - 1;
+    long long L = k->dom[last], rows = 1;
+    for (int d = 0; d < last; d++) rows *= k->dom[d];
+    bput(o, "#pragma omp parallel for if (%lld > CG_PAR_MIN) schedule(static)\n", rows * L);
+    bput(o, "    for (long row = 0; row < %lld; row++) {\n", rows);
+    delinearize(o, k, "row", -1, 1);
+    bput(o, "#pragma omp simd\n    for (long i%d = 0; i%d < %lld; i%d++) {\n", last, last, L, last);
+    bput(o, "        CG_UNUSED const long lin = row * %lld + i%d;\n%s    }\n    }\n", L, last, e->p2.text.p);
+}
+
+/* CUDA: elementwise one thread per point; reductions one block per row when the axis is
+ * the innermost non-trivial one (coalesced), else one thread per row */
+static void cuda_body(Em *e, Buf *o)
+{
+    const CgKernel *k = e->k;
+    if (k->axis < 0) {
+        int64_t N = 1;
+        for (int d = 0; d < k->ndim; d++) N *= k->dom[d];
+        bput(o, "    const long lin = (long)blockIdx.x * blockDim.x + threadIdx.x;\n    if (lin >= %lld) return;\n",
+             (long long)N);
+        bput(o, "    {\n");
+        delinearize(o, k, "lin", -1, 0);
+        bput(o, "%s    }\n", e->p2.text.p ? e->p2.text.p : "");
+        return;
+    }
+    int a = k->axis;
+    long long R = k->dom[a];
+    if (e->block_rows) bput(o, "    const long row = blockIdx.x;\n    {\n");
+    else bput(o, "    const long row = (long)blockIdx.x * blockDim.x + threadIdx.x;\n    if (row >= %lld) return;\n    {\n",
+              (long long)rows_of(k));
+    delinearize(o, k, "row", a, 0);
+    acc_decls(e, o);
+    const char *from = e->block_rows ? "threadIdx.x" : "0", *step = e->block_rows ? "blockDim.x" : "1";
+    if (e->nacc) bput(o, "    for (long i%d = %s; i%d < %lld; i%d += %s) {\n%s    }\n", a, from, a, R, a, step, e->p1.text.p);
+    acc_finals(e, o);
+    bput(o, "%s", e->mid.text.p ? e->mid.text.p : "");
+    if (e->p2.text.n) bput(o, "    for (long i%d = %s; i%d < %lld; i%d += %s) {\n%s    }\n", a, from, a, R, a, step, e->p2.text.p);
+    bput(o, "    }\n");
+}
+
+static bool inner_axis(const CgKernel *k)
+{
+    for (int d = k->axis + 1; d < k->ndim; d++)
+        if (k->dom[d] != 1) return false;
+    return true;
+}
+
+static void block_free(Block *b)
+{
+    free(b->text.p);
+    free(b->memo);
+}
+
+static void kernel_bytes(Em *e)
+{
+    CgKernel *k = e->k;
+    int64_t pts = 1;
+    for (int d = 0; d < k->ndim; d++) pts *= k->dom[d];
+    k->bytes_read = k->bytes_written = 0;
+    for (int i = 0; i < k->nargs; i++) {
+        const IrNode *n = e->s->g->nodes[k->args[i]];
+        int64_t m = ir_numel(n) < pts ? ir_numel(n) : pts;
+        if (is_root_of(k, n->id)) k->bytes_written += ir_numel(n) * cg_elem_bytes(n);
+        else k->bytes_read += m * cg_elem_bytes(n);
+    }
+    k->flops = (double)pts * (double)(e->ntmp > 0 ? e->ntmp : 1) / (k->axis >= 0 ? 1.0 : 1.0);
+}
+
+int cg_emit_loop(const CgStep *s, CgKernel *k, CgDialect d, const char *name, char **src, int *culprit)
+{
+    Em e = {.s = s, .k = k, .d = d, .culprit = -1};
+    e.block_rows = d == CG_CUDA && k->axis >= 0 && inner_axis(k);
+    free(k->args);
+    k->args = NULL;
+    k->nargs = 0;
+    for (int i = 0; i < k->nroots; i++) arg_of(&e, k->roots[i]);
+    for (int i = 0; i < k->nroots && !e.failed; i++) store_root(&e, s->g->nodes[k->roots[i]]);
+    if (!e.failed && k->axis >= 0) emit_p1(&e);
+    int rc = -1;
+    if (!e.failed) {
+        Buf o = {0};
+        if (d == CG_CUDA) {
+            bput(&o, "extern \"C\" __global__ void __launch_bounds__(256) %s(", name);
+            emit_params(&e, &o);
+            bput(&o, ")\n{\n");
+            cuda_body(&e, &o);
+        } else {
+            bput(&o, "void %s(void *const *a)\n{\n", name);
+            emit_params(&e, &o);
+            if (k->axis >= 0) c_reduce_body(&e, &o);
+            else c_ew_body(&e, &o);
+        }
+        bput(&o, "}\n");
+        *src = o.p;
+        kernel_bytes(&e);
+        rc = 0;
+    }
+    *culprit = e.culprit;
+    block_free(&e.p1);
+    block_free(&e.p1b);
+    block_free(&e.mid);
+    block_free(&e.p2);
+    for (int i = 0; i < e.nstrs; i++) free(e.strs[i]);
+    free(e.strs);
+    return rc;
+}
+
+void cg_cuda_launch(const CgKernel *k, int64_t *blocks, int *threads)
+{
+    int64_t pts = 1;
+    for (int d = 0; d < k->ndim; d++) pts *= k->dom[d];
+    *threads = 256;
+    if (k->axis < 0) *blocks = (pts + 255) / 256;
+    else if (inner_axis(k)) *blocks = rows_of(k);
+    else *blocks = (rows_of(k) + 255) / 256;
+    if (*blocks < 1) *blocks = 1;
+}
+
+const char *cg_prelude(CgDialect d)
+{
+    if (d == CG_C)
+        return "/* generated by gptc: loop kernels of one training step (C, OpenMP) */\n"
+               "#include <math.h>\n"
+               "#define CG_UNUSED __attribute__((unused))\n"
+               "/* work (points) below which a loop stays on one thread: every parallel region costs a\n"
+               " * fork and a barrier, which a busy machine turns into scheduler waits */\n"
+               "#define CG_PAR_MIN 262144\n"
+               "/* exp(x) = 2^n e^r, n = rint(x / ln 2), |r| <= ln(2)/2, e^r by its Taylor polynomial\n"
+               " * of degree 6 (relative error < 2e-7 over the float range): arithmetic only, so loops\n"
+               " * that call it vectorize. Below -87 it returns exp(-87) ~ 1.6e-38, not 0. */\n"
+               "static inline float cg_expf(float x)\n{\n"
+               "    x = __builtin_fminf(__builtin_fmaxf(x, -87.0f), 88.0f);\n"
+               "    const float n = __builtin_rintf(x * 1.44269504f);\n"
+               "    const float r = x - n * 0.693145752f - n * 1.42860677e-6f;\n"
+               "    float p = 1.0f / 720;\n"
+               "    p = p * r + 1.0f / 120;\n    p = p * r + 1.0f / 24;\n    p = p * r + 1.0f / 6;\n"
+               "    p = p * r + 0.5f;\n    p = p * r + 1.0f;\n    p = p * r + 1.0f;\n"
+               "    const int bits = ((int)n + 127) << 23;\n"
+               "    float scale;\n"
+               "    __builtin_memcpy(&scale, &bits, sizeof scale);\n"
+               "    return p * scale;\n}\n\n";
+    return "/* generated by gptc: loop kernels of one training step (CUDA) */\n"
+           "#include <cuda_bf16.h>\n"
+           "#define CG_UNUSED [[maybe_unused]]\n"
+           "#ifndef INFINITY\n#define INFINITY __int_as_float(0x7f800000)\n#endif\n"
+           "#ifndef NAN\n#define NAN __int_as_float(0x7fffffff)\n#endif\n"
+           "/* block-wide reductions over blockDim.x (a multiple of 32, at most 1024) threads;\n"
+           " * every thread gets the result */\n"
+           "__device__ float cg_block_sum(float v)\n{\n"
+           "    __shared__ float part[32];\n"
+           "    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);\n"
+           "    __syncthreads();\n"
+           "    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;\n"
+           "    __syncthreads();\n"
+           "    v = 0.0f;\n"
+           "    for (int w = 0; w < (int)(blockDim.x >> 5); w++) v += part[w];\n"
+           "    return v;\n}\n"
+           "__device__ float cg_block_max(float v)\n{\n"
+           "    __shared__ float part[32];\n"
+           "    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));\n"
+           "    __syncthreads();\n"
+           "    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;\n"
+           "    __syncthreads();\n"
+           "    v = -INFINITY;\n"
+           "    for (int w = 0; w < (int)(blockDim.x >> 5); w++) v = fmaxf(v, part[w]);\n"
+           "    return v;\n}\n"
+           "/* (m, l) pairs of an online logsumexp, combined over the block */\n"
+           "__device__ void cg_block_lse(float *m, float *l)\n{\n"
+           "    const float mm = cg_block_max(*m);\n"
+           "    const float s = mm == -INFINITY ? 0.0f : *l * expf(*m - mm);\n"
+           "    *l = cg_block_sum(s);\n"
+           "    *m = mm;\n}\n\n";
+}

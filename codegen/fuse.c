@@ -1,0 +1,392 @@
+/* fuse.c — fusion: which nodes get memory and which kernels compute them.
+ *
+ * Roles (codegen.h) are decided in one pass in id order: leaves are LEAF, library ops
+ * (MATMUL, ATTENTION, ATTENTION_BWD, SCATTER_ADD) are ROOTs, a movement node over a
+ * materialized contiguous node is a VIEW, a node in the `force` set is a ROOT, anything
+ * else is INLINE. `force` holds the outputs, the library ops' operands, the nodes used
+ * twice whose recomputation would cost more than a load, and every node the emitter
+ * reported it cannot inline.
+ *
+ * Kernels: the roots in id order, each library root on its own, consecutive loop roots
+ * with the same iteration signature (domain, reduced axis) grouped into one kernel as long
+ * as the emitter accepts the group. The signature of a loop root is set by the first
+ * reduction its inlined expression reaches (SUM/MAX, or the row logsumexp inside
+ * CROSS_ENTROPY and CE_BWD): its input shape and axis; without one the root's own shape,
+ * elementwise. When the emitter rejects a kernel alone it names a node to materialize; the
+ * plan is then redone (a few rounds at most in practice). */
+#include "codegen/codegen.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HEAVY_READS 2    /* full-size reads from which a node used twice is stored once */
+
+static void *xcalloc(size_t n, size_t sz)
+{
+    void *p = calloc(n ? n : 1, sz ? sz : 1);
+    if (!p) { fprintf(stderr, "codegen: out of memory\n"); abort(); }
+    return p;
+}
+
+int cg_elem_bytes(const IrNode *n) { return 4; }
+
+static bool is_library(IrOp op)
+{
+    return op == IR_MATMUL || op == IR_ATTENTION || op == IR_ATTENTION_BWD || op == IR_SCATTER_ADD;
+}
+
+static bool materialized(const CgStep *s, const IrNode *n)
+{
+    CgRole r = s->role[n->id];
+    return r == CG_LEAF || r == CG_ROOT || r == CG_VIEW;
+}
+
+int cg_storage(const CgStep *s, int id, int64_t *offset)
+{
+    *offset = 0;
+    if (s->role[id] == CG_VIEW) {
+        *offset = s->view_off[id];
+        return s->view_base[id];
+    }
+    return s->role[id] == CG_LEAF || s->role[id] == CG_ROOT ? id : -1;
+}
+
+/* n (a movement node over a materialized input) reads a contiguous range of it:
+ * a reshape, a broadcast adding size-1 axes, or a slice with only size-1 axes before it. */
+static bool contiguous_move(const IrNode *n, int64_t *off)
+{
+    const IrNode *x = n->in[0];
+    *off = 0;
+    switch (n->op) {
+    case IR_RESHAPE: return true;
+    case IR_BROADCAST: return ir_numel(n) == ir_numel(x);
+    case IR_SLICE: {
+        int a = (int)n->iattr[0];
+        int64_t stride = 1;
+        for (int d = 0; d < a; d++)
+            if (x->shape[d] != 1) return false;
+        for (int d = a + 1; d < x->ndim; d++) stride *= x->shape[d];
+        *off = n->iattr[1] * stride;
+        return true;
+    }
+    default: return false;
+    }
+}
+
+/* roles of the nodes from id `from` on (those before keep theirs) */
+static void assign_roles(CgStep *s, const unsigned char *force, int from)
+{
+    const IrGraph *g = s->g;
+    for (int i = from; i < g->n; i++) {
+        const IrNode *n = g->nodes[i];
+        int64_t off;
+        s->view_base[i] = -1;
+        if (ir_op_class(n->op) == IRC_LEAF)   /* a kept constant gets memory of its own */
+            s->role[i] = n->op != IR_CONST ? CG_LEAF : force[i] ? CG_ROOT : CG_CONST;
+        else if (is_library(n->op)) s->role[i] = CG_ROOT;
+        else if (ir_op_class(n->op) == IRC_MOVE && materialized(s, n->in[0]) && contiguous_move(n, &off)) {
+            int64_t base_off;
+            s->role[i] = CG_VIEW;
+            s->view_base[i] = cg_storage(s, n->in[0]->id, &base_off);
+            s->view_off[i] = base_off + off;
+        } else s->role[i] = force[i] ? CG_ROOT : CG_INLINE;
+    }
+}
+
+/* What recomputing n costs over loading it: the full-size tensors its inlined expression
+ * reads (as many as n's elements; shared subtrees counted at every use). Arithmetic is
+ * cheap next to memory traffic, so a node used twice is stored once only when recomputing
+ * it would read more than storing and loading it writes and reads. */
+static int64_t inline_reads(const CgStep *s, const IrNode *n, int64_t numel, int64_t *memo)
+{
+    if (memo[n->id] >= 0) return memo[n->id];
+    int64_t c = 0;
+    for (int j = 0; j < n->nin; j++) {
+        const IrNode *x = n->in[j];
+        CgRole r = s->role[x->id];
+        if (r == CG_INLINE) c += inline_reads(s, x, numel, memo);
+        else if (r != CG_CONST && ir_numel(x) >= numel) c++;
+    }
+    return memo[n->id] = c < 1000000 ? c : 1000000;
+}
+
+static void initial_force(CgStep *s, IrNode *const *keep, int nkeep, unsigned char *force)
+{
+    const IrGraph *g = s->g;
+    int *uses = xcalloc((size_t)g->n, sizeof *uses);
+    int64_t *memo = xcalloc((size_t)g->n, sizeof *memo);
+    for (int i = 0; i < nkeep; i++) force[keep[i]->id] = 1;
+    for (int i = 0; i < g->n; i++) {
+        const IrNode *n = g->nodes[i];
+        for (int j = 0; j < n->nin; j++) {
+            uses[n->in[j]->id]++;
+            if (is_library(n->op)) force[n->in[j]->id] = 1;
+        }
+    }
+    assign_roles(s, force, 0);
+    for (int i = 0; i < g->n; i++) {
+        if (s->role[i] != CG_INLINE || uses[i] < 2) continue;
+        for (int j = 0; j <= i; j++) memo[j] = -1;
+        if (inline_reads(s, g->nodes[i], ir_numel(g->nodes[i]), memo) > HEAVY_READS) force[i] = 1;
+    }
+    free(uses);
+    free(memo);
+}
+
+/* ---- signatures ------------------------------------------------------------------------ */
+
+typedef struct {
+    int ndim, axis;
+    int64_t dom[IR_MAX_DIMS];
+} Sig;
+
+/* the first reduction reached from n through inlined nodes (n included), or NULL;
+ * seen[id] == stamp marks the nodes visited in this search */
+static const IrNode *first_reduce(const CgStep *s, const IrNode *n, int *seen, int stamp, bool top)
+{
+    if (seen[n->id] == stamp) return NULL;
+    seen[n->id] = stamp;
+    if (!top && s->role[n->id] != CG_INLINE) return NULL;
+    if (ir_op_class(n->op) == IRC_REDUCE || n->op == IR_CROSS_ENTROPY || n->op == IR_CE_BWD) return n;
+    for (int j = 0; j < n->nin; j++) {
+        const IrNode *r = first_reduce(s, n->in[j], seen, stamp, false);
+        if (r) return r;
+    }
+    return NULL;
+}
+
+/* r's shape fits domain sig: equal, or the domain with the axis kept as 1 or dropped */
+static bool fits(const IrNode *r, const Sig *g)
+{
+    if (g->axis < 0) return r->ndim == g->ndim && !memcmp(r->shape, g->dom, sizeof(int64_t) * (size_t)g->ndim);
+    int64_t rows = 1;
+    for (int d = 0; d < g->ndim; d++)
+        if (d != g->axis) rows *= g->dom[d];
+    bool same = r->ndim == g->ndim && !memcmp(r->shape, g->dom, sizeof(int64_t) * (size_t)g->ndim);
+    return same || (ir_numel(r) == rows && (r->ndim == g->ndim || r->ndim == g->ndim - 1));
+}
+
+/* 0 and *sig, or -1 with *culprit: a reduction to materialize first */
+static int signature(const CgStep *s, const IrNode *root, Sig *sig, int *culprit, int *seen)
+{
+    int stamp = ++seen[s->g->n];            /* the last slot counts the searches */
+    const IrNode *r = first_reduce(s, root, seen, stamp, true);
+    if (!r) {
+        sig->ndim = root->ndim;
+        sig->axis = -1;
+        memcpy(sig->dom, root->shape, sizeof sig->dom);
+        return 0;
+    }
+    const IrNode *x = r->in[0];
+    sig->ndim = x->ndim;
+    sig->axis = ir_op_class(r->op) == IRC_REDUCE ? (int)r->iattr[0] : x->ndim - 1;
+    memcpy(sig->dom, x->shape, sizeof sig->dom);
+    if (fits(root, sig)) return 0;
+    *culprit = r->id;
+    return -1;
+}
+
+static bool same_sig(const CgKernel *k, const Sig *g)
+{
+    return k->ndim == g->ndim && k->axis == g->axis &&
+           !memcmp(k->dom, g->dom, sizeof(int64_t) * (size_t)g->ndim);
+}
+
+/* ---- kernels ----------------------------------------------------------------------------- */
+
+static CgKernel *new_kernel(CgStep *s, CgKind kind)
+{
+    CgKernel *k = &s->k[s->nk++];
+    memset(k, 0, sizeof *k);
+    k->kind = kind;
+    k->func = -1;
+    k->axis = -1;
+    return k;
+}
+
+static void add_root(CgKernel *k, int id)
+{
+    k->roots = realloc(k->roots, sizeof *k->roots * (size_t)(k->nroots + 1));
+    if (!k->roots) { fprintf(stderr, "codegen: out of memory\n"); abort(); }
+    k->roots[k->nroots++] = id;
+}
+
+static void free_kernel(CgKernel *k)
+{
+    free(k->roots);
+    free(k->args);
+    k->roots = k->args = NULL;
+    k->nroots = k->nargs = 0;
+}
+
+/* tries to emit k; on failure *culprit names the node to materialize (or -1) */
+static int try_emit(CgStep *s, CgKernel *k, int *culprit)
+{
+    char *src = NULL;
+    *culprit = -1;
+    int rc = cg_emit_loop(s, k, CG_C, "probe", &src, culprit);
+    free(src);
+    return rc;
+}
+
+/* Forms the kernels in one pass over the roots in id order. When a kernel cannot be
+ * emitted, the node the emitter names is forced to be a root: the roles from that node on
+ * are redone, the kernels holding roots at or after it are dropped, and the pass resumes
+ * after the last kept kernel (the kept ones cannot read the node: their roots come first).
+ * 0, or -1 with *bad: the node that could not be helped. */
+static int form_kernels(CgStep *s, unsigned char *force, int *seen, int *bad)
+{
+    CgKernel *open = NULL;
+    int culprit;
+    for (int i = 0; i < s->g->n; i++) {
+        const IrNode *n = s->g->nodes[i];
+        if (s->role[i] != CG_ROOT) continue;
+        if (is_library(n->op)) {
+            CgKernel *k = new_kernel(s, n->op == IR_MATMUL ? CG_MATMUL : n->op == IR_ATTENTION ? CG_ATTENTION
+                                      : n->op == IR_ATTENTION_BWD ? CG_ATTENTION_BWD : CG_SCATTER_ADD);
+            k->op = s->g->nodes[i];
+            add_root(k, i);
+            open = NULL;
+            continue;
+        }
+        Sig sig;
+        bool ok = signature(s, n, &sig, &culprit, seen) == 0;
+        if (ok && open && same_sig(open, &sig)) {
+            add_root(open, i);
+            if (try_emit(s, open, &culprit) == 0) continue;
+            open->nroots--;
+        }
+        if (ok) {
+            open = new_kernel(s, CG_LOOP);
+            open->ndim = sig.ndim;
+            open->axis = sig.axis;
+            memcpy(open->dom, sig.dom, sizeof sig.dom);
+            add_root(open, i);
+            if (try_emit(s, open, &culprit) == 0) continue;
+        }
+        if (culprit < 0 || force[culprit]) {
+            *bad = culprit < 0 ? i : culprit;
+            return -1;
+        }
+        force[culprit] = 1;                          /* backtrack to just before it */
+        assign_roles(s, force, culprit);
+        while (s->nk > 0 && s->k[s->nk - 1].roots[s->k[s->nk - 1].nroots - 1] >= culprit) free_kernel(&s->k[--s->nk]);
+        i = s->nk > 0 ? s->k[s->nk - 1].roots[s->k[s->nk - 1].nroots - 1] : -1;
+        open = NULL;
+    }
+    return 0;
+}
+
+static void reset_kernels(CgStep *s)
+{
+    for (int i = 0; i < s->nk; i++) free_kernel(&s->k[i]);
+    s->nk = 0;
+}
+
+#define KNAME "k_@@@@@@@@@@@@@@@@"   /* a placeholder as long as a real name */
+
+static char *rename_func(char *src, const char *name)
+{
+    char *p = strstr(src, KNAME);
+    if (p) memcpy(p, name, strlen(KNAME));
+    return src;
+}
+
+/* shares one CgFunc between kernels whose source is equal */
+static int make_funcs(CgStep *s, char *err, size_t errlen)
+{
+    s->funcs = xcalloc((size_t)s->nk, sizeof *s->funcs);
+    for (int i = 0; i < s->nk; i++) {
+        CgKernel *k = &s->k[i];
+        if (k->kind != CG_LOOP) continue;
+        char *c = NULL, *cu = NULL;
+        int culprit;
+        if (cg_emit_loop(s, k, CG_C, KNAME, &c, &culprit) || cg_emit_loop(s, k, CG_CUDA, KNAME, &cu, &culprit)) {
+            snprintf(err, errlen, "codegen: kernel %d cannot be emitted", i);
+            free(c);
+            free(cu);
+            return -1;
+        }
+        uint64_t h = cg_hash(cu, strlen(cu), cg_hash(c, strlen(c), 1469598103934665603ull));
+        char name[24];
+        snprintf(name, sizeof name, "k_%016llx", (unsigned long long)h);
+        int f = 0;
+        while (f < s->nfuncs && strcmp(s->funcs[f].name, name)) f++;
+        if (f == s->nfuncs) {
+            CgFunc *fn = &s->funcs[s->nfuncs++];
+            memcpy(fn->name, name, sizeof name);
+            fn->c_src = rename_func(c, name);     /* the placeholder has the name's length */
+            fn->cuda_src = rename_func(cu, name);
+        } else {
+            free(c);
+            free(cu);
+        }
+        k->func = f;
+    }
+    return 0;
+}
+
+static bool supported(const IrNode *n)
+{
+    return !(n->dtype == IR_I32 && ir_op_class(n->op) != IRC_LEAF && ir_op_class(n->op) != IRC_MOVE &&
+             n->op != IR_CAST);
+}
+
+CgStep *cg_fuse(const IrGraph *g, IrNode *const *keep, int nkeep, char *err, size_t errlen)
+{
+    for (int i = 0; i < g->n; i++)
+        if (!supported(g->nodes[i])) {
+            snprintf(err, errlen, "codegen: %s %%%d computes i32 values, which only data movement may",
+                     ir_op_name(g->nodes[i]->op), i);
+            return NULL;
+        }
+    CgStep *s = xcalloc(1, sizeof *s);
+    s->g = g;
+    s->role = xcalloc((size_t)g->n, sizeof *s->role);
+    s->view_base = xcalloc((size_t)g->n, sizeof *s->view_base);
+    s->view_off = xcalloc((size_t)g->n, sizeof *s->view_off);
+    s->producer = xcalloc((size_t)g->n, sizeof *s->producer);
+    s->k = xcalloc((size_t)g->n, sizeof *s->k);
+    unsigned char *force = xcalloc((size_t)g->n, 1);
+    int *seen = xcalloc((size_t)g->n + 1, sizeof *seen);
+    initial_force(s, keep, nkeep, force);
+    int bad = -1;
+    assign_roles(s, force, 0);
+    if (form_kernels(s, force, seen, &bad)) {
+        snprintf(err, errlen, "codegen: no kernel plan for %s %%%d", ir_op_name(g->nodes[bad]->op), bad);
+        free(force);
+        free(seen);
+        cg_step_free(s);
+        return NULL;
+    }
+    free(force);
+    free(seen);
+    for (int i = 0; i < g->n; i++) s->producer[i] = -1;
+    for (int i = 0; i < s->nk; i++)
+        for (int j = 0; j < s->k[i].nroots; j++) s->producer[s->k[i].roots[j]] = i;
+    if (make_funcs(s, err, errlen)) {
+        cg_step_free(s);
+        return NULL;
+    }
+    cg_memplan(s, keep, nkeep);
+    return s;
+}
+
+void cg_step_free(CgStep *s)
+{
+    if (!s) return;
+    reset_kernels(s);
+    for (int i = 0; i < s->nfuncs; i++) {
+        free(s->funcs[i].c_src);
+        free(s->funcs[i].cuda_src);
+    }
+    free(s->funcs);
+    free(s->k);
+    free(s->role);
+    free(s->view_base);
+    free(s->view_off);
+    free(s->producer);
+    free(s->offset);
+    free(s);
+}

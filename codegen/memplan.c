@@ -1,0 +1,76 @@
+/* memplan.c — the static memory plan: every root gets an offset in one arena.
+ *
+ * A root lives from the kernel that writes it to the last kernel that reads it (through
+ * a view too); kept nodes live to the end of the step. Roots are placed in the order they
+ * are written, each at the lowest 64-byte-aligned offset that no live root overlaps; a
+ * root may take the memory of one whose last reader ran strictly before its writer, so no
+ * kernel ever reads and writes the same bytes. */
+#include "codegen/codegen.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ALIGN 64
+
+static void note_read(const CgStep *s, int id, int k, int *last)
+{
+    int64_t off;
+    int b = cg_storage(s, id, &off);
+    if (b >= 0 && s->role[b] == CG_ROOT && last[b] < k) last[b] = k;
+}
+
+static void liveness(const CgStep *s, IrNode *const *keep, int nkeep, int *last)
+{
+    for (int i = 0; i < s->g->n; i++) last[i] = -1;
+    for (int k = 0; k < s->nk; k++) {
+        const CgKernel *kk = &s->k[k];
+        if (kk->kind == CG_LOOP)
+            for (int j = 0; j < kk->nargs; j++) note_read(s, kk->args[j], k, last);
+        else
+            for (int j = 0; j < kk->op->nin; j++) note_read(s, kk->op->in[j]->id, k, last);
+    }
+    for (int i = 0; i < nkeep; i++) note_read(s, keep[i]->id, s->nk, last);
+}
+
+typedef struct {
+    int64_t off, size;
+    int end;
+} Live;
+
+static int by_offset(const void *a, const void *b)
+{
+    const Live *x = a, *y = b;
+    return (x->off > y->off) - (x->off < y->off);
+}
+
+void cg_memplan(CgStep *s, IrNode *const *keep, int nkeep)
+{
+    int n = s->g->n, *last = calloc((size_t)n, sizeof *last);
+    Live *live = calloc((size_t)n + 1, sizeof *live);
+    s->offset = calloc((size_t)n, sizeof *s->offset);
+    if (!last || !live || !s->offset) { fprintf(stderr, "codegen: out of memory\n"); abort(); }
+    liveness(s, keep, nkeep, last);
+    int nlive = 0;
+    s->arena_bytes = 0;
+    for (int i = 0; i < n; i++) s->offset[i] = -1;
+    for (int k = 0; k < s->nk; k++)
+        for (int r = 0; r < s->k[k].nroots; r++) {
+            const IrNode *node = s->g->nodes[s->k[k].roots[r]];
+            int64_t size = (ir_numel(node) * cg_elem_bytes(node) + ALIGN - 1) / ALIGN * ALIGN;
+            int m = 0;                                   /* drop roots whose last reader ran */
+            for (int j = 0; j < nlive; j++)
+                if (live[j].end >= k) live[m++] = live[j];
+            nlive = m;
+            qsort(live, (size_t)nlive, sizeof *live, by_offset);
+            int64_t at = 0;                              /* lowest gap that fits */
+            for (int j = 0; j < nlive && live[j].off < at + size; j++)
+                if (live[j].off + live[j].size > at) at = live[j].off + live[j].size;
+            s->offset[node->id] = at;
+            int end = last[node->id] < k ? k : last[node->id];
+            live[nlive++] = (Live){at, size, end};
+            if (at + size > s->arena_bytes) s->arena_bytes = at + size;
+        }
+    free(last);
+    free(live);
+}

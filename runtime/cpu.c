@@ -1,0 +1,326 @@
+/* cpu.c — the `cpu` backend: the fused step (codegen/) run on the CPU.
+ *
+ * At creation the graph is fused, its loop kernels are emitted as one C translation unit,
+ * compiled through the kernel cache into a shared object and loaded with dlopen; memory
+ * is one arena for every root (the static plan: its size is known before the first run)
+ * plus one buffer per leaf. A run is the kernel sequence: generated loops, OpenBLAS
+ * products, the attention and scatter-add kernels of cpu_kernels.c. Everything is float32
+ * (i32 for integer inputs). */
+#include "runtime/exec.h"
+
+#include "codegen/codegen.h"
+#include "runtime/cpu_kernels.h"
+#include "runtime/ref_kernels.h"
+
+#include <cblas.h>
+#include <dlfcn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef void (*LoopFn)(void *const *args);
+
+struct RtCpu {
+    const IrGraph *g;
+    CgStep *s;
+    void *so;                  /* the loaded shared object */
+    LoopFn *fn;                /* by CgStep.funcs index */
+    void ***args;              /* by kernel: argument pointers of loop kernels */
+    char *arena;
+    void **leaf;               /* by node id: leaf buffers (PARAM, INPUT, SCALAR, ROPE_*) */
+    size_t leaf_bytes;
+    int32_t *doc;              /* attention scratch: document ids [T] */
+};
+
+static void *xcalloc(size_t n, size_t sz)
+{
+    void *p = calloc(n ? n : 1, sz ? sz : 1);
+    if (!p) { fprintf(stderr, "cpu: out of memory\n"); abort(); }
+    return p;
+}
+
+/* where node id's elements live (a leaf buffer, or the arena) */
+static void *data_of(const RtCpu *c, int id)
+{
+    int64_t off;
+    int b = cg_storage(c->s, id, &off);
+    if (b < 0) return NULL;
+    char *base = c->s->role[b] == CG_LEAF ? c->leaf[b] : c->arena + c->s->offset[b];
+    return base ? base + off * 4 : NULL;
+}
+
+/* ROPE_COS / ROPE_SIN [T, D/2], as the ref backend computes them (double, rounded) */
+static void fill_rope(const IrNode *n, float *y)
+{
+    const int64_t T = n->shape[0], D = n->iattr[0], half = D / 2, nf = D / 4;
+    for (int64_t j = 0; j < half; j++) {
+        double w = j >= nf ? 0.0 : nf == 1 ? 1.0 : pow(n->fattr[0], -(double)j / (double)(nf - 1));
+        for (int64_t t = 0; t < T; t++) y[t * half + j] = (float)(n->op == IR_ROPE_SIN ? sin(t * w) : cos(t * w));
+    }
+}
+
+static void alloc_leaves(RtCpu *c)
+{
+    c->leaf = xcalloc((size_t)c->g->n, sizeof *c->leaf);
+    for (int i = 0; i < c->g->n; i++) {
+        const IrNode *n = c->g->nodes[i];
+        if (c->s->role[i] != CG_LEAF) continue;
+        c->leaf[i] = xcalloc((size_t)ir_numel(n), 4);
+        c->leaf_bytes += (size_t)ir_numel(n) * 4;
+        if (n->op == IR_ROPE_COS || n->op == IR_ROPE_SIN) fill_rope(n, c->leaf[i]);
+    }
+}
+
+static int load_kernels(RtCpu *c, char *err, size_t errlen)
+{
+    char *src = cg_step_source(c->s, CG_C), path[4200];
+    bool cached;
+    int rc = cg_compile_c(src, path, sizeof path, &cached, err, errlen);
+    free(src);
+    if (rc) return -1;
+    c->so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!c->so) {
+        snprintf(err, errlen, "cannot load %s: %s", path, dlerror());
+        return -1;
+    }
+    c->fn = xcalloc((size_t)c->s->nfuncs, sizeof *c->fn);
+    for (int i = 0; i < c->s->nfuncs; i++) {
+        *(void **)&c->fn[i] = dlsym(c->so, c->s->funcs[i].name);
+        if (!c->fn[i]) {
+            snprintf(err, errlen, "%s lacks %s (a stale cache entry? remove it)", path, c->s->funcs[i].name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void bind_args(RtCpu *c)
+{
+    c->args = xcalloc((size_t)c->s->nk, sizeof *c->args);
+    for (int k = 0; k < c->s->nk; k++) {
+        const CgKernel *kk = &c->s->k[k];
+        if (kk->kind != CG_LOOP) continue;
+        c->args[k] = xcalloc((size_t)kk->nargs, sizeof **c->args);
+        for (int j = 0; j < kk->nargs; j++) c->args[k][j] = data_of(c, kk->args[j]);
+    }
+}
+
+RtCpu *rt_cpu_new(const IrGraph *g, IrNode *const *keep, int nkeep, char *err, size_t errlen)
+{
+    openblas_set_num_threads(1);   /* OpenMP threads split the products (cpu_kernels.c) */
+    RtCpu *c = xcalloc(1, sizeof *c);
+    c->g = g;
+    if (!(c->s = cg_fuse(g, keep, nkeep, err, errlen))) {
+        free(c);
+        return NULL;
+    }
+    c->arena = xcalloc((size_t)c->s->arena_bytes, 1);
+    alloc_leaves(c);
+    if (load_kernels(c, err, errlen)) {
+        rt_cpu_free(c);
+        return NULL;
+    }
+    bind_args(c);
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i]->op == IR_ATTENTION || g->nodes[i]->op == IR_ATTENTION_BWD) {
+            c->doc = xcalloc((size_t)g->nodes[i]->shape[g->nodes[i]->op == IR_ATTENTION ? 0 : 1], sizeof *c->doc);
+            break;
+        }
+    return c;
+}
+
+void rt_cpu_set(RtCpu *c, const IrNode *leaf, const double *data)
+{
+    if (!c->leaf[leaf->id]) { fprintf(stderr, "cpu: node %%%d is not a leaf\n", leaf->id); abort(); }
+    int64_t n = ir_numel(leaf);
+    if (leaf->dtype == IR_I32) {
+        int32_t *y = c->leaf[leaf->id];
+        for (int64_t i = 0; i < n; i++) y[i] = (int32_t)data[i];
+    } else {
+        float *y = c->leaf[leaf->id];
+        for (int64_t i = 0; i < n; i++) y[i] = (float)data[i];
+    }
+}
+
+void rt_cpu_set_i32(RtCpu *c, const IrNode *leaf, const int32_t *data)
+{
+    if (!c->leaf[leaf->id]) { fprintf(stderr, "cpu: node %%%d is not a leaf\n", leaf->id); abort(); }
+    int64_t n = ir_numel(leaf);
+    if (leaf->dtype == IR_I32) memcpy(c->leaf[leaf->id], data, sizeof *data * (size_t)n);
+    else
+        for (int64_t i = 0; i < n; i++) ((float *)c->leaf[leaf->id])[i] = (float)data[i];
+}
+
+void rt_cpu_set_scalar(RtCpu *c, const char *name, double v)
+{
+    for (int i = 0; i < c->g->n; i++) {
+        const IrNode *n = c->g->nodes[i];
+        if (n->op != IR_SCALAR || strcmp(n->name, name) || !c->leaf[i]) continue;
+        for (int64_t j = 0; j < ir_numel(n); j++) ((float *)c->leaf[i])[j] = (float)v;
+    }
+}
+
+/* integer inputs used as row indices must lie in [0, V) */
+static int check_index(const RtCpu *c, const IrNode *user, const IrNode *idx, int64_t V, char *err, size_t errlen)
+{
+    const int32_t *p = data_of(c, idx->id);
+    if (!p || c->s->role[idx->id] != CG_LEAF || idx->dtype != IR_I32) return 0;
+    for (int64_t i = 0; i < ir_numel(idx); i++)
+        if (p[i] < 0 || p[i] >= V) {
+            snprintf(err, errlen, "%s:%d: %s %%%d: index %d is outside [0, %lld)", user->src_file ? user->src_file : "?",
+                     user->src_line, ir_op_name(user->op), user->id, p[i], (long long)V);
+            return -1;
+        }
+    return 0;
+}
+
+static int check_inputs(const RtCpu *c, char *err, size_t errlen)
+{
+    for (int i = 0; i < c->g->n; i++) {
+        const IrNode *n = c->g->nodes[i];
+        int rc = 0;
+        if (n->op == IR_GATHER) rc = check_index(c, n, n->in[1], n->in[0]->shape[0], err, errlen);
+        else if (n->op == IR_SCATTER_ADD) rc = check_index(c, n, n->in[1], n->iattr[0], err, errlen);
+        else if (n->op == IR_CROSS_ENTROPY || n->op == IR_CE_BWD)
+            rc = check_index(c, n, n->in[1], n->in[0]->shape[1], err, errlen);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+static void run_matmul(const RtCpu *c, const IrNode *n)
+{
+    const IrNode *a = n->in[0];
+    int nd = n->ndim;
+    int64_t batch = 1;
+    for (int d = 0; d < nd - 2; d++) batch *= n->shape[d];
+    int M = (int)n->shape[nd - 2], N = (int)n->shape[nd - 1];
+    int K = (int)(n->iattr[1] ? a->shape[nd - 2] : a->shape[nd - 1]);
+    rt_cpu_matmul(data_of(c, a->id), data_of(c, n->in[1]->id), data_of(c, n->id), batch, M, N, K, (int)n->iattr[1],
+                  (int)n->iattr[0]);
+}
+
+static int run_attention(RtCpu *c, const IrNode *n, char *err, size_t errlen)
+{
+    const IrNode *q = n->in[0];
+    int T = (int)q->shape[0], H = (int)q->shape[1], D = (int)q->shape[2];
+    float w = *(const float *)data_of(c, n->in[4]->id);
+    if (!(w >= -1e9f && w <= 1e9f)) {
+        snprintf(err, errlen, "%s %%%d: window %g is not a valid number of blocks", ir_op_name(n->op), n->id, w);
+        return -1;
+    }
+    rt_ref_doc_ids(data_of(c, n->in[3]->id), T, (int32_t)n->iattr[1], c->doc);
+    const float *qd = data_of(c, q->id), *kd = data_of(c, n->in[1]->id), *vd = data_of(c, n->in[2]->id);
+    float *out = data_of(c, n->id);
+    int block = (int)n->iattr[0], window = (int)lroundf(w);
+    if (n->op == IR_ATTENTION) rt_cpu_attn_fwd(qd, kd, vd, c->doc, T, H, D, block, window, n->fattr[0], out);
+    else {
+        int64_t m = (int64_t)T * H * D;
+        rt_cpu_attn_bwd(data_of(c, n->in[5]->id), qd, kd, vd, c->doc, T, H, D, block, window, n->fattr[0], out,
+                        out + m, out + 2 * m);
+    }
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* GPTC_PROFILE=1: the slowest kernels of each run on stderr */
+static void profile_report(const RtCpu *c, const double *sec)
+{
+    int order[12], n = 0;
+    double total = 0;
+    for (int k = 0; k < c->s->nk; k++) {
+        total += sec[k];
+        if (n == 12 && sec[k] <= sec[order[11]]) continue;   /* not among the slowest 12 */
+        int j = n < 12 ? n++ : 11;
+        while (j > 0 && sec[order[j - 1]] < sec[k]) { order[j] = order[j - 1]; j--; }
+        order[j] = k;
+    }
+    fprintf(stderr, "cpu profile: %.1f ms in %d kernels; slowest:\n", total * 1e3, c->s->nk);
+    for (int i = 0; i < n; i++) {
+        const CgKernel *k = &c->s->k[order[i]];
+        const IrNode *r = c->g->nodes[k->roots[0]];
+        char shape[96];
+        ir_shape_str(k->kind == CG_LOOP ? k->ndim : r->ndim, k->kind == CG_LOOP ? k->dom : r->shape, shape, sizeof shape);
+        fprintf(stderr, "  %8.2f ms  #%d %s %s axis=%d %s:%d\n", sec[order[i]] * 1e3, order[i],
+                k->kind == CG_LOOP ? c->s->funcs[k->func].name : ir_op_name(r->op), shape, k->axis,
+                r->src_file ? r->src_file : "?", r->src_line);
+    }
+}
+
+int rt_cpu_run(RtCpu *c, char *err, size_t errlen)
+{
+    if (check_inputs(c, err, errlen)) return -1;
+    const char *pe = getenv("GPTC_PROFILE");
+    double *sec = pe && *pe && strcmp(pe, "0") ? calloc((size_t)c->s->nk, sizeof *sec) : NULL, t0 = 0;
+    for (int k = 0; k < c->s->nk; k++) {
+        if (sec) t0 = now_s();
+        const CgKernel *kk = &c->s->k[k];
+        const IrNode *n = kk->op;
+        switch (kk->kind) {
+        case CG_LOOP: c->fn[kk->func](c->args[k]); break;
+        case CG_MATMUL: run_matmul(c, n); break;
+        case CG_ATTENTION:
+        case CG_ATTENTION_BWD:
+            if (run_attention(c, n, err, errlen)) return -1;
+            break;
+        case CG_SCATTER_ADD: {
+            int64_t cnt = ir_numel(n->in[1]), row = cnt ? ir_numel(n->in[0]) / cnt : 0;
+            rt_cpu_scatter_add(data_of(c, n->in[0]->id), data_of(c, n->in[1]->id), cnt, n->iattr[0], row,
+                               data_of(c, n->id));
+            break;
+        }
+        }
+        if (sec) sec[k] = now_s() - t0;
+    }
+    if (sec) profile_report(c, sec);
+    free(sec);
+    return 0;
+}
+
+void rt_cpu_get(const RtCpu *c, const IrNode *n, double *out)
+{
+    const void *p = data_of(c, n->id);
+    if (!p) { fprintf(stderr, "cpu: node %%%d has no memory (not kept)\n", n->id); abort(); }
+    int64_t m = ir_numel(n);
+    if (n->dtype == IR_I32)
+        for (int64_t i = 0; i < m; i++) out[i] = ((const int32_t *)p)[i];
+    else
+        for (int64_t i = 0; i < m; i++) out[i] = ((const float *)p)[i];
+}
+
+void rt_cpu_copy(RtCpu *dst, const IrNode *leaf, const RtCpu *src, const IrNode *n)
+{
+    const void *from = data_of(src, n->id);
+    if (!dst->leaf[leaf->id] || !from || ir_numel(leaf) != ir_numel(n)) {
+        fprintf(stderr, "cpu: cannot copy %%%d into leaf %%%d\n", n->id, leaf->id);
+        abort();
+    }
+    memcpy(dst->leaf[leaf->id], from, (size_t)ir_numel(n) * 4);
+}
+
+size_t rt_cpu_bytes(const RtCpu *c) { return (size_t)c->s->arena_bytes + c->leaf_bytes; }
+
+void rt_cpu_free(RtCpu *c)
+{
+    if (!c) return;
+    if (c->args)
+        for (int k = 0; k < c->s->nk; k++) free(c->args[k]);
+    free(c->args);
+    if (c->leaf)
+        for (int i = 0; i < c->g->n; i++) free(c->leaf[i]);
+    free(c->leaf);
+    free(c->fn);
+    if (c->so) dlclose(c->so);
+    free(c->arena);
+    free(c->doc);
+    cg_step_free(c->s);
+    free(c);
+}

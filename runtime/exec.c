@@ -1,0 +1,99 @@
+/* exec.c — the backend interface (exec.h): a tagged pointer and a switch per call. */
+#include "runtime/exec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct RtExec {
+    RtBackend b;
+    RtRef *ref;
+    RtCpu *cpu;
+    IrNode **keep;
+    int nkeep;
+};
+
+RtExec *rt_exec_new(RtBackend b, const IrGraph *g, RtPrec prec, IrNode *const *keep, int nkeep, char *err,
+                    size_t errlen)
+{
+    if (b == RT_CPU_BACKEND && prec != RT_F32) {
+        snprintf(err, errlen, "the cpu backend computes in f32; use --backend ref for --dtype f64");
+        return NULL;
+    }
+    RtExec *x = calloc(1, sizeof *x);
+    x->keep = malloc(sizeof *x->keep * (size_t)(nkeep > 0 ? nkeep : 1));
+    if (!x || !x->keep) { fprintf(stderr, "out of memory\n"); abort(); }
+    memcpy(x->keep, keep, sizeof *keep * (size_t)nkeep);
+    x->nkeep = nkeep;
+    x->b = b;
+    if (b == RT_REF_BACKEND) x->ref = rt_ref_new(g, prec);
+    else if (!(x->cpu = rt_cpu_new(g, keep, nkeep, err, errlen))) {
+        free(x->keep);
+        free(x);
+        return NULL;
+    }
+    return x;
+}
+
+void rt_exec_set(RtExec *x, const IrNode *leaf, const double *data)
+{
+    if (x->ref) rt_ref_set(x->ref, leaf, data);
+    else rt_cpu_set(x->cpu, leaf, data);
+}
+
+void rt_exec_set_i32(RtExec *x, const IrNode *leaf, const int32_t *data)
+{
+    if (x->ref) rt_ref_set_i32(x->ref, leaf, data);
+    else rt_cpu_set_i32(x->cpu, leaf, data);
+}
+
+void rt_exec_set_scalar(RtExec *x, const char *name, double v)
+{
+    if (x->ref) rt_ref_set_scalar(x->ref, name, v);
+    else rt_cpu_set_scalar(x->cpu, name, v);
+}
+
+int rt_exec_run(RtExec *x, char *err, size_t errlen)
+{
+    return x->ref ? rt_ref_run(x->ref, x->keep, x->nkeep, err, errlen) : rt_cpu_run(x->cpu, err, errlen);
+}
+
+void rt_exec_get(const RtExec *x, const IrNode *n, double *out)
+{
+    if (x->ref) rt_ref_get(x->ref, n, out);
+    else rt_cpu_get(x->cpu, n, out);
+}
+
+void rt_exec_copy(RtExec *dst, const IrNode *leaf, const RtExec *src, const IrNode *n)
+{
+    if (dst->cpu && src->cpu) {
+        rt_cpu_copy(dst->cpu, leaf, src->cpu, n);
+        return;
+    }
+    int64_t k = ir_numel(n);
+    double *v = malloc(sizeof(double) * (size_t)(k ? k : 1));
+    if (!v) { fprintf(stderr, "out of memory\n"); abort(); }
+    rt_exec_get(src, n, v);
+    rt_exec_set(dst, leaf, v);
+    free(v);
+}
+
+size_t rt_exec_peak_bytes(const RtExec *x) { return x->ref ? rt_ref_peak_bytes(x->ref) : rt_cpu_bytes(x->cpu); }
+
+void rt_exec_free(RtExec *x)
+{
+    if (!x) return;
+    rt_ref_free(x->ref);
+    rt_cpu_free(x->cpu);
+    free(x->keep);
+    free(x);
+}
+
+int rt_backend_parse(const char *name)
+{
+    if (!strcmp(name, "ref")) return RT_REF_BACKEND;
+    if (!strcmp(name, "cpu")) return RT_CPU_BACKEND;
+    return -1;
+}
+
+const char *rt_backend_name(RtBackend b) { return b == RT_REF_BACKEND ? "ref" : "cpu"; }

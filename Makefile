@@ -7,7 +7,7 @@
 #   make fuzz       build-fuzz/fuzz_frontend (libFuzzer, clang)
 #   make clean
 #
-# Sources are picked up by folder: every frontend/ ir/ codegen/ runtime/ *.c goes into
+# Sources are picked up by folder: every frontend/ ir/ codegen/ runtime/ study/ *.c goes into
 # the static library libgptc.a; main.c is the command line; tests/test_*.c are test
 # binaries linked against the library. Generated flex/bison sources live in $(B)/gen.
 
@@ -22,7 +22,7 @@ LDLIBS    = -fopenmp -lopenblas -lm -lpthread -ldl
 FLEX     ?= flex
 BISON    ?= bison
 
-SRCS      = $(wildcard frontend/*.c ir/*.c codegen/*.c runtime/*.c)
+SRCS      = $(wildcard frontend/*.c ir/*.c codegen/*.c runtime/*.c study/*.c)
 GEN_SRCS  = $(B)/gen/lexer.c $(B)/gen/parser.c
 OBJS      = $(SRCS:%.c=$(B)/%.o) $(GEN_SRCS:$(B)/gen/%.c=$(B)/gen/%.o)
 TEST_SRCS = $(wildcard tests/test_*.c)

@@ -35,6 +35,8 @@ int usage_error(const char *cmd, const char *fmt, const char *arg);
 int parse_model_args(const char *cmd, int argc, char **argv, ModelArgs *m, const char *usage,
                      const CliOpt *extra, int nextra);
 void free_model_args(ModelArgs *m);
+/* NAME=VALUE with an integer or float VALUE → *o (o->name is allocated); false if malformed. */
+bool cli_parse_set(const char *s, ConfigOverride *o);
 int compile_model(FeCompile *c, const ModelArgs *m);
 /* "LONG,SHORT" → two integers; false if malformed. */
 bool cli_parse_window(const char *s, long *wl, long *ws);
@@ -57,8 +59,10 @@ int cmd_step(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_sweep(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 extern const char check_usage[], summary_usage[], ir_usage[], grad_usage[], compare_usage[], init_usage[], step_usage[], train_usage[], data_usage[], bench_usage[],
-    compile_usage[];
+    compile_usage[], sweep_usage[], report_usage[];
 
 #endif

@@ -30,8 +30,7 @@ int usage_error(const char *cmd, const char *fmt, const char *arg) {
     return 2;
 }
 
-/* NAME=VALUE with an integer or float VALUE */
-static bool parse_set(const char *s, ConfigOverride *o) {
+bool cli_parse_set(const char *s, ConfigOverride *o) {
     const char *eq = strchr(s, '=');
     if (!eq || eq == s || !eq[1]) return false;
     o->name = strndup(s, (size_t)(eq - s));
@@ -81,7 +80,7 @@ int parse_model_args(const char *cmd, int argc, char **argv, ModelArgs *m, const
                 m->include_dirs[m->ninclude++] = v;
             } else {
                 if (m->nsets == 64) return usage_error(cmd, "too many --set options%s", "");
-                if (!parse_set(v, &m->sets[m->nsets])) {
+                if (!cli_parse_set(v, &m->sets[m->nsets])) {
                     if (m->sets[m->nsets].name) free((char *)m->sets[m->nsets].name);
                     m->sets[m->nsets].name = NULL;
                     return usage_error(cmd, "--set takes NAME=NUMBER, got '%s'", v);
@@ -140,6 +139,8 @@ static const Command commands[] = {
     {"train", cmd_train, "train a model on token shards (CPU: cpu or ref backend; mpirun for ranks)", train_usage},
     {"bench", cmd_bench, "time training steps and print the median and peak memory", bench_usage},
     {"step", cmd_step, "optimizer steps from given parameters (and optionally gradients)", step_usage},
+    {"sweep", cmd_sweep, "train every variant × seed of a study as child processes, resumably", sweep_usage},
+    {"report", cmd_report, "figures and report.md from runs, sweeps and modded-nanogpt logs", report_usage},
     {"compare", cmd_compare, "per-tensor relative error between two safetensors files", compare_usage},
     {"grad", cmd_grad, "the loss and every gradient on one batch", grad_usage},
     {"compile", cmd_compile, "fuse the training step, generate and compile its C or CUDA kernels, write plan.txt", compile_usage},

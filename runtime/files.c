@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int rt_fail(char *err, size_t errlen, const char *what, const char *fmt, ...) {
@@ -79,4 +80,18 @@ fail:
     unlink(tmp);
     free(tmp);
     return -1;
+}
+
+int rt_mkdir_p(const char *path, char *err, size_t errlen) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return rt_fail(err, errlen, path, "cannot create: %s", strerror(ENAMETOOLONG));
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return rt_fail(err, errlen, buf, "cannot create: %s", strerror(errno));
+            *p = '/';
+        }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST) return rt_fail(err, errlen, path, "cannot create: %s", strerror(errno));
+    return 0;
 }

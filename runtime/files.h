@@ -19,4 +19,7 @@ typedef struct {
  * "path: cannot write (rename path.tmp.123): Is a directory". 0 or -1. */
 int rt_write_atomic(const char *path, const RtPiece *pieces, int n, char *err, size_t errlen);
 
+/* mkdir -p: path and any missing parents (existing folders are fine). 0, or -1 with err. */
+int rt_mkdir_p(const char *path, char *err, size_t errlen);
+
 #endif

@@ -9,6 +9,7 @@ command -v clang >/dev/null || need+=(clang)
 command -v make  >/dev/null || need+=(make)
 command -v node  >/dev/null || need+=(nodejs)
 command -v npm   >/dev/null || need+=(npm)
+command -v gnuplot >/dev/null || need+=(gnuplot-nox)   # gptc report draws its figures with it
 [ -e /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a ] \
     || ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 \
     || need+=(libclang-rt-dev)

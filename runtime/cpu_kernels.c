@@ -7,6 +7,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #define GEMM_SMALL 262144.0   /* M*N*K at or below which a product is not split */
@@ -38,107 +39,120 @@ void rt_cpu_matmul(const float *a, const float *b, float *c, int64_t batch, int 
 }
 
 /* eight partial sums, so the loop vectorizes without reassociation flags */
-static float dot(const float *x, const float *y, int D)
-{
-    float p[8] = {0};
-    int i = 0;
-    for (; i + 8 <= D; i += 8)
-        for (int j = 0; j < 8; j++) p[j] += x[i + j] * y[i + j];
-    float s = ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
-    for (; i < D; i++) s += x[i] * y[i];
-    return s;
-}
+/* Attention by query tiles: for the QT queries [q0, q1) of head h the keys that any of
+ * them may see form one range [k0, q1) (the window start and the document of q0 are the
+ * earliest; documents are contiguous), so the scores are one matrix product
+ * S = scale · Q K^T (QT × nk) with OpenBLAS, masked element by element (rt_ref_allowed),
+ * a row softmax, and the outputs again matrix products. Rows of one head are strided by
+ * H·D floats, which sgemm takes as the leading dimension. */
+enum { QT = 64 };
 
-/* first allowed key of q: the window's start, past keys of earlier documents */
-static int first_key(int q, const int32_t *doc, int block, int window)
+typedef struct {
+    int T, H, D, block, window;
+    float scale;
+    const int32_t *doc;
+} Attn;
+
+/* the first key any query of [q0, …) may see */
+static int tile_first_key(const Attn *a, int q0)
 {
-    int k = rt_ref_window_begin(q, block, window);
-    while (k < q && doc[k] != doc[q]) k++;
+    int k = rt_ref_window_begin(q0, a->block, a->window);
+    while (k < q0 && a->doc[k] != a->doc[q0]) k++;
     return k;
 }
 
-/* scores of query q of head h: p[k - k0] = exp(s - max) for k0 <= k <= q; returns the sum */
-static double probs(const float *q, const float *k, const int32_t *doc, int T, int H, int D, int block, int window,
-                    double scale, int qi, int h, int k0, float *p)
+/* P (nq × nk, row stride nk) = softmax over allowed keys of scale · Q K^T */
+static void tile_probs(const Attn *a, const float *q, const float *k, int h, int q0, int nq, int k0, int nk, float *P)
 {
-    const float *qr = q + ((int64_t)qi * H + h) * D;
-    float mx = -INFINITY;
-    for (int kk = k0; kk <= qi; kk++) {
-        float s = dot(qr, k + ((int64_t)kk * H + h) * D, D) * (float)scale;
-        p[kk - k0] = s;
-        if (s > mx) mx = s;
+    const int ld = a->H * a->D;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, a->D, a->scale, q + (int64_t)q0 * ld + h * a->D, ld,
+                k + (int64_t)k0 * ld + h * a->D, ld, 0, P, nk);
+    for (int i = 0; i < nq; i++) {
+        float *row = P + (int64_t)i * nk, mx = -INFINITY;
+        for (int j = 0; j < nk; j++) {
+            if (!rt_ref_allowed(q0 + i, k0 + j, a->doc, a->block, a->window)) row[j] = -INFINITY;
+            if (row[j] > mx) mx = row[j];
+        }
+        double l = 0;
+        for (int j = 0; j < nk; j++) {
+            row[j] = row[j] == -INFINITY ? 0.0f : expf(row[j] - mx);
+            l += row[j];
+        }
+        const float inv = (float)(1.0 / l);
+        for (int j = 0; j < nk; j++) row[j] *= inv;
     }
-    double l = 0;
-    for (int kk = k0; kk <= qi; kk++) {
-        p[kk - k0] = expf(p[kk - k0] - mx);
-        l += p[kk - k0];
-    }
-    (void)T;
-    return l;
+}
+
+static void *scratch(size_t floats)
+{
+    float *p = malloc(sizeof(float) * (floats ? floats : 1));
+    if (!p) { fprintf(stderr, "cpu: out of memory\n"); abort(); }
+    return p;
 }
 
 void rt_cpu_attn_fwd(const float *q, const float *k, const float *v, const int32_t *doc, int T, int H, int D,
                      int block, int window, double scale, float *o)
 {
+    const Attn a = {T, H, D, block, window, (float)scale, doc};
+    const int ntiles = (T + QT - 1) / QT, ld = H * D;
 #pragma omp parallel
     {
-        float *p = malloc(sizeof(float) * (size_t)(T > 0 ? T : 1));
-#pragma omp for collapse(2) schedule(dynamic, 16)
+        float *P = scratch((size_t)QT * (size_t)T);
+#pragma omp for collapse(2) schedule(dynamic, 1)
         for (int h = 0; h < H; h++)
-            for (int qi = 0; qi < T; qi++) {
-                const int k0 = first_key(qi, doc, block, window);
-                const float inv = (float)(1.0 / probs(q, k, doc, T, H, D, block, window, scale, qi, h, k0, p));
-                float *out = o + ((int64_t)qi * H + h) * D;
-                memset(out, 0, sizeof(float) * (size_t)D);
-                for (int kk = k0; kk <= qi; kk++) {
-                    const float w = p[kk - k0] * inv;
-                    const float *vr = v + ((int64_t)kk * H + h) * D;
-                    for (int f = 0; f < D; f++) out[f] += w * vr[f];
-                }
+            for (int t = 0; t < ntiles; t++) {
+                const int q0 = t * QT, nq = q0 + QT <= T ? QT : T - q0, k0 = tile_first_key(&a, q0), nk = q0 + nq - k0;
+                tile_probs(&a, q, k, h, q0, nq, k0, nk, P);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1, P, nk,
+                            v + (int64_t)k0 * ld + h * D, ld, 0, o + (int64_t)q0 * ld + h * D, ld);
             }
-        free(p);
+        free(P);
     }
 }
 
-/* Keys of query q are a contiguous range [first_key(q), q] (documents are contiguous and
- * the window is a range), so each head is one pass over its queries. */
+/* One head at a time per thread (dk and dv of a key gather from every tile that sees it):
+ * O = P V, Di = rowsum(dO ∘ O), dP = dO V^T, dS = scale · P ∘ (dP − Di), dQ = dS K,
+ * dK += dS^T Q, dV += P^T dO. */
 void rt_cpu_attn_bwd(const float *dout, const float *q, const float *k, const float *v, const int32_t *doc, int T,
                      int H, int D, int block, int window, double scale, float *dq, float *dk, float *dv)
 {
-    memset(dk, 0, sizeof(float) * (size_t)T * (size_t)H * (size_t)D);
-    memset(dv, 0, sizeof(float) * (size_t)T * (size_t)H * (size_t)D);
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int h = 0; h < H; h++) {
-        float *p = malloc(sizeof(float) * (size_t)(T > 0 ? T : 1)), *dp = malloc(sizeof(float) * (size_t)(T > 0 ? T : 1));
-        float *o = malloc(sizeof(float) * (size_t)(D > 0 ? D : 1));
-        for (int qi = 0; qi < T; qi++) {
-            const int k0 = first_key(qi, doc, block, window), n = qi - k0 + 1;
-            const float inv = (float)(1.0 / probs(q, k, doc, T, H, D, block, window, scale, qi, h, k0, p));
-            const float *dor = dout + ((int64_t)qi * H + h) * D, *qr = q + ((int64_t)qi * H + h) * D;
-            memset(o, 0, sizeof(float) * (size_t)D);
-            for (int j = 0; j < n; j++) {
-                p[j] *= inv;
-                const float *vr = v + ((int64_t)(k0 + j) * H + h) * D;
-                dp[j] = dot(dor, vr, D);
-                for (int f = 0; f < D; f++) o[f] += p[j] * vr[f];
-            }
-            const float di = dot(dor, o, D);
-            float *dqr = dq + ((int64_t)qi * H + h) * D;
-            memset(dqr, 0, sizeof(float) * (size_t)D);
-            for (int j = 0; j < n; j++) {
-                const float ds = p[j] * (dp[j] - di) * (float)scale;
-                const float *kr = k + ((int64_t)(k0 + j) * H + h) * D;
-                float *dkr = dk + ((int64_t)(k0 + j) * H + h) * D, *dvr = dv + ((int64_t)(k0 + j) * H + h) * D;
-                for (int f = 0; f < D; f++) {
-                    dqr[f] += ds * kr[f];
-                    dkr[f] += ds * qr[f];
-                    dvr[f] += p[j] * dor[f];
-                }
-            }
+    const Attn a = {T, H, D, block, window, (float)scale, doc};
+    const int ntiles = (T + QT - 1) / QT, ld = H * D;
+    for (int64_t t = 0; t < (int64_t)T; t++)
+        for (int h = 0; h < H; h++) {
+            memset(dk + t * ld + h * D, 0, sizeof(float) * (size_t)D);
+            memset(dv + t * ld + h * D, 0, sizeof(float) * (size_t)D);
         }
-        free(p);
-        free(dp);
-        free(o);
+#pragma omp parallel
+    {
+        float *P = scratch((size_t)QT * (size_t)T), *dP = scratch((size_t)QT * (size_t)T);
+        float *O = scratch((size_t)QT * (size_t)D);
+#pragma omp for schedule(dynamic, 1)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < ntiles; t++) {
+                const int q0 = t * QT, nq = q0 + QT <= T ? QT : T - q0, k0 = tile_first_key(&a, q0), nk = q0 + nq - k0;
+                const float *dO = dout + (int64_t)q0 * ld + h * D, *Q = q + (int64_t)q0 * ld + h * D;
+                const float *K = k + (int64_t)k0 * ld + h * D, *V = v + (int64_t)k0 * ld + h * D;
+                tile_probs(&a, q, k, h, q0, nq, k0, nk, P);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1, P, nk, V, ld, 0, O, D);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, 1, dO, ld, V, ld, 0, dP, nk);
+                for (int i = 0; i < nq; i++) {
+                    float di = 0;
+                    for (int f = 0; f < D; f++) di += dO[(int64_t)i * ld + f] * O[(int64_t)i * D + f];
+                    float *dpr = dP + (int64_t)i * nk;
+                    const float *pr = P + (int64_t)i * nk;
+                    for (int j = 0; j < nk; j++) dpr[j] = pr[j] * (dpr[j] - di) * a.scale;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1, dP, nk, K, ld, 0,
+                            dq + (int64_t)q0 * ld + h * D, ld);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nq, 1, dP, nk, Q, ld, 1,
+                            dk + (int64_t)k0 * ld + h * D, ld);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nq, 1, P, nk, dO, ld, 1,
+                            dv + (int64_t)k0 * ld + h * D, ld);
+            }
+        free(P);
+        free(dP);
+        free(O);
     }
 }
 

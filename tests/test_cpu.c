@@ -169,18 +169,23 @@ TEST(matmul_shapes)
     ir_graph_free(g);
 }
 
-/* attention with two documents and a window of 2 blocks, forward and backward */
+/* attention, forward and backward: within one query tile (two documents, a window of
+ * 2 blocks), and over several tiles (T = 200: documents and windows crossing tiles) */
 TEST(attention)
 {
-    IrGraph *g = ir_graph_new();
-    const int64_t s[3] = {40, 2, 8}, st[1] = {40};
-    IrNode *tok = ir_leaf(g, IR_INPUT, "tokens", IR_I32, 1, st);
-    IrNode *w = ir_leaf(g, IR_SCALAR, "window", IR_F32, 0, NULL);
-    IrNode *y = ir_attention(g, param(g, "q", 3, s), param(g, "k", 3, s), param(g, "v", 3, s), tok, w, 4, 9, 0.3);
-    int32_t ids[40];
-    for (int i = 0; i < 40; i++) ids[i] = i == 17 ? 9 : i % 7;
-    compare(g, weighted_sum(g, y), ids, 2);
-    ir_graph_free(g);
+    const int64_t Ts[2] = {40, 200}, blocks[2] = {4, 16}, windows[2] = {2, 3};
+    for (int c = 0; c < 2; c++) {
+        IrGraph *g = ir_graph_new();
+        const int64_t T = Ts[c], s[3] = {T, 2, 8};
+        IrNode *tok = ir_leaf(g, IR_INPUT, "tokens", IR_I32, 1, &T);
+        IrNode *w = ir_leaf(g, IR_SCALAR, "window", IR_F32, 0, NULL);
+        IrNode *y = ir_attention(g, param(g, "q", 3, s), param(g, "k", 3, s), param(g, "v", 3, s), tok, w, blocks[c],
+                                 9, 0.3);
+        int32_t ids[200];
+        for (int i = 0; i < T; i++) ids[i] = i == 17 || i == 90 || i == 130 ? 9 : i % 7;
+        compare(g, weighted_sum(g, y), ids, (double)windows[c]);
+        ir_graph_free(g);
+    }
 }
 
 /* the loss of the model: mean of soft-capped cross-entropy rows */

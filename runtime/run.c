@@ -9,6 +9,8 @@
  * and average the same gradients. */
 #include "runtime/run.h"
 
+#include "runtime/files.h"
+
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -277,21 +279,6 @@ static void teardown(RtRun *r) {
 }
 
 /* mkdir -p: the folder and any missing parents. */
-static int mkdir_p(const char *path) {
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
-            *p = '/';
-        }
-    return mkdir(buf, 0777) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 /* Starting point: --resume (everything), --init (parameters, fresh optimizer) or a seeded
  * initialization. Opens the logs accordingly. */
 static int start_state(RtRun *r, int64_t *first, bool *val_done, char *err, size_t errlen) {
@@ -306,10 +293,7 @@ static int start_state(RtRun *r, int64_t *first, bool *val_done, char *err, size
         rt_init_params(&r->c->prog, r->opt.seed, r->t.param);
     }
     if (rt_dist_rank() != 0) return 0;
-    if (mkdir_p(r->opt.out_dir) != 0) {
-        snprintf(err, errlen, "%s: cannot create the run folder: %s", r->opt.out_dir, strerror(errno));
-        return -1;
-    }
+    if (rt_mkdir_p(r->opt.out_dir, err, errlen) != 0) return -1;
     return rt_log_open(&r->log, r->opt.out_dir, txt, jsonl, err, errlen);
 }
 

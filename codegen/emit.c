@@ -53,6 +53,8 @@ typedef struct {
     const char *lin;                 /* the linear index in the node's shape, when known */
 } Idx;
 
+enum { VEC_ARGS = 256 };
+
 typedef struct {
     int id;                          /* node (for LSE: the logits node) */
     char kind;                       /* 's' sum, 'x' max, 'l' logsumexp */
@@ -82,6 +84,8 @@ typedef struct {
     int culprit;
     bool failed, in_p1;
     bool block_rows;                 /* CUDA: one thread block per row */
+    bool vec8;                       /* CUDA elementwise: 8 consecutive points per thread */
+    unsigned char vin[VEC_ARGS], vout[VEC_ARGS];   /* bf16 args moved 16 bytes at a time */
 } Em;
 
 static const char *str(Em *e, const char *fmt, ...)
@@ -245,6 +249,10 @@ static const char *load(Em *e, const IrNode *n, const Idx *x)
     const IrNode *b = e->s->g->nodes[cg_storage(e->s, n->id, &off)];
     int a = arg_of(e, n->id);
     const char *lin = linearize(e, x, n);
+    if (e->vec8 && b->dtype == IR_BF16 && !strcmp(lin, "lin") && off % 8 == 0 && a < VEC_ARGS) {
+        e->vin[a] = 1;                 /* read as one 16-byte load of 8 values before the loop */
+        return str(e, "__bfloat162float(r%d[u])", a);
+    }
     if (e->d == CG_CUDA && b->dtype == IR_BF16) return str(e, "__bfloat162float(b%d[%s])", a, lin);
     return str(e, "b%d[%s]", a, lin);
 }
@@ -450,7 +458,10 @@ static void store_root(Em *e, const IrNode *n)
     int a = arg_of(e, n->id);
     const char *lin = linearize(e, &x, n);
     const char *guard = reduced && e->block_rows ? "if (threadIdx.x == 0) " : "";
-    if (e->d == CG_CUDA && n->dtype == IR_BF16)
+    if (e->vec8 && n->dtype == IR_BF16 && !strcmp(lin, "lin") && a < VEC_ARGS) {
+        e->vout[a] = 1;                /* written as one 16-byte store after the loop */
+        bput(&e->cur->text, "        w%d[u] = __float2bfloat16(%s);\n", a, v);
+    } else if (e->d == CG_CUDA && n->dtype == IR_BF16)
         bput(&e->cur->text, "        %sb%d[%s] = __float2bfloat16(%s);\n", guard, a, lin, v);
     else bput(&e->cur->text, "        %sb%d[%s] = %s;\n", guard, a, lin, v);
 }
@@ -641,9 +652,42 @@ static void c_ew_body(Em *e, Buf *o)
 
 /* CUDA: elementwise one thread per point; reductions one block per row when the axis is
  * the innermost non-trivial one (coalesced), else one thread per row */
+static int64_t points(const CgKernel *k)
+{
+    int64_t n = 1;
+    for (int d = 0; d < k->ndim; d++) n *= k->dom[d];
+    return n;
+}
+
+/* elementwise kernels of a multiple of 8 points: 8 consecutive points per thread, so bf16
+ * tensors read and written at the point's own index move as one 16-byte access each */
+static bool vec8_kernel(const CgKernel *k) { return k->axis < 0 && k->ndim > 0 && points(k) % 8 == 0; }
+
+static void cuda_vec8_body(Em *e, Buf *o)
+{
+    const CgKernel *k = e->k;
+    bput(o, "    const long lin0 = ((long)blockIdx.x * blockDim.x + threadIdx.x) * 8;\n    if (lin0 >= %lld) return;\n",
+         (long long)points(k));
+    for (int a = 0; a < k->nargs && a < VEC_ARGS; a++) {
+        if (e->vin[a])
+            bput(o, "    const uint4 q%d = *(const uint4 *)(b%d + lin0);\n"
+                    "    const __nv_bfloat16 *r%d = (const __nv_bfloat16 *)&q%d;\n", a, a, a, a);
+        if (e->vout[a]) bput(o, "    __align__(16) __nv_bfloat16 w%d[8];\n", a);
+    }
+    bput(o, "#pragma unroll\n    for (int u = 0; u < 8; u++) {\n        CG_UNUSED const long lin = lin0 + u;\n");
+    delinearize(o, k, "lin", -1, 0);
+    bput(o, "%s    }\n", e->p2.text.p ? e->p2.text.p : "");
+    for (int a = 0; a < k->nargs && a < VEC_ARGS; a++)
+        if (e->vout[a]) bput(o, "    *(uint4 *)(b%d + lin0) = *(const uint4 *)w%d;\n", a, a);
+}
+
 static void cuda_body(Em *e, Buf *o)
 {
     const CgKernel *k = e->k;
+    if (e->vec8) {
+        cuda_vec8_body(e, o);
+        return;
+    }
     if (k->axis < 0) {
         int64_t N = 1;
         for (int d = 0; d < k->ndim; d++) N *= k->dom[d];
@@ -701,6 +745,7 @@ int cg_emit_loop(const CgStep *s, CgKernel *k, CgDialect d, const char *name, ch
 {
     Em e = {.s = s, .k = k, .d = d, .culprit = -1};
     e.block_rows = d == CG_CUDA && k->axis >= 0 && inner_axis(k);
+    e.vec8 = d == CG_CUDA && vec8_kernel(k);
     free(k->args);
     k->args = NULL;
     k->nargs = 0;
@@ -740,7 +785,8 @@ void cg_cuda_launch(const CgKernel *k, int64_t *blocks, int *threads)
     int64_t pts = 1;
     for (int d = 0; d < k->ndim; d++) pts *= k->dom[d];
     *threads = 256;
-    if (k->axis < 0) *blocks = (pts + 255) / 256;
+    if (vec8_kernel(k)) *blocks = (pts / 8 + 255) / 256;
+    else if (k->axis < 0) *blocks = (pts + 255) / 256;
     else if (inner_axis(k)) *blocks = rows_of(k);
     else *blocks = (rows_of(k) + 255) / 256;
     if (*blocks < 1) *blocks = 1;

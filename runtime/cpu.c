@@ -198,7 +198,7 @@ static void run_matmul(const RtCpu *c, const IrNode *n)
     for (int d = 0; d < nd - 2; d++) batch *= n->shape[d];
     int M = (int)n->shape[nd - 2], N = (int)n->shape[nd - 1];
     int K = (int)(n->iattr[1] ? a->shape[nd - 2] : a->shape[nd - 1]);
-    rt_cpu_matmul(data_of(c, a->id), data_of(c, n->in[1]->id), data_of(c, n->id), batch, M, N, K, (int)n->iattr[1],
+    rt_ref_matmul_f32(data_of(c, a->id), data_of(c, n->in[1]->id), data_of(c, n->id), batch, M, N, K, (int)n->iattr[1],
                   (int)n->iattr[0]);
 }
 

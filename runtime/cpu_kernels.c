@@ -5,40 +5,10 @@
 
 #include <cblas.h>
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
-#define GEMM_SMALL 262144.0   /* M*N*K at or below which a product is not split */
-
-void rt_cpu_matmul(const float *a, const float *b, float *c, int64_t batch, int M, int N, int K, int at, int bt)
-{
-    if (M == 0 || N == 0 || batch == 0) return;
-    if (K == 0) {
-        memset(c, 0, sizeof(float) * (size_t)(batch * M * N));
-        return;
-    }
-    const int lda = at ? M : K, ldb = bt ? K : N;
-    const CBLAS_TRANSPOSE ta = at ? CblasTrans : CblasNoTrans, tb = bt ? CblasTrans : CblasNoTrans;
-    if (batch > 1 || (double)M * N * K <= GEMM_SMALL) {
-#pragma omp parallel for if (batch > 1)
-        for (int64_t i = 0; i < batch; i++)
-            cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1, a + i * M * K, lda, b + i * K * N, ldb, 0, c + i * M * N, N);
-        return;
-    }
-    /* one large product: a block of rows of c per thread (OpenBLAS runs single-threaded) */
-    const int parts = omp_get_max_threads(), rows = (M + parts - 1) / parts;
-#pragma omp parallel for
-    for (int p = 0; p < parts; p++) {
-        const int m0 = p * rows, m = m0 + rows <= M ? rows : M - m0;
-        if (m > 0)
-            cblas_sgemm(CblasRowMajor, ta, tb, m, N, K, 1, a + (at ? m0 : (int64_t)m0 * K), lda, b, ldb, 0,
-                        c + (int64_t)m0 * N, N);
-    }
-}
-
-/* eight partial sums, so the loop vectorizes without reassociation flags */
 /* Attention by query tiles: for the QT queries [q0, q1) of head h the keys that any of
  * them may see form one range [k0, q1) (the window start and the document of q0 are the
  * earliest; documents are contiguous), so the scores are one matrix product

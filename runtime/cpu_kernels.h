@@ -1,5 +1,5 @@
 /* cpu_kernels.h — the library ops of the `cpu` backend, float32, OpenMP-parallel:
- * matrix products (OpenBLAS sgemm), attention forward and backward, scatter-add.
+ * attention forward and backward, scatter-add (matrix products: rt_ref_matmul_f32).
  * The loop kernels between them are generated (codegen/emit.c).
  *
  * Shapes follow ops.def. Attention tensors are [T, H, D] row-major; doc[t] is the
@@ -9,9 +9,6 @@
 #define GPTC_RUNTIME_CPU_KERNELS_H
 
 #include <stdint.h>
-
-/* c[i] = op(a[i]) op(b[i]) for i < batch: c [M, N]; a [M, K] (at: [K, M]); b [K, N] (bt: [N, K]) */
-void rt_cpu_matmul(const float *a, const float *b, float *c, int64_t batch, int M, int N, int K, int at, int bt);
 
 /* o [T, H, D]; accumulation in float (dot products vectorize), softmax with the row max */
 void rt_cpu_attn_fwd(const float *q, const float *k, const float *v, const int32_t *doc, int T, int H, int D,

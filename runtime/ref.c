@@ -430,7 +430,7 @@ static int eval_matmul(RtRef *r, const IrNode *n)
     if (M > INT_MAX || N > INT_MAX || K > INT_MAX) return fail(r, n, "a matrix dimension exceeds INT_MAX");
     void *ta = NULL, *tb = NULL;
     const void *ad = real_in(r, a, &ta), *bd = real_in(r, b, &tb);
-    KCALL(r, k_matmul, ad, bd, alloc_buf(r, n), batch, (int)M, (int)N, (int)K, at, bt);
+    KCALL(r, rt_ref_matmul, ad, bd, alloc_buf(r, n), batch, (int)M, (int)N, (int)K, at, bt);
     free(ta);
     free(tb);
     return 0;

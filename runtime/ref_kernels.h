@@ -97,6 +97,17 @@ void rt_ref_attn_bwd_f32(const float *dout, const float *q, const float *k,
                          double scale, float *dq, float *dk, float *dv);
 
 /* ------------------------------------------------------------------------------------
+ * Matrix products (ref_ops_impl.h; the cpu backend uses them too)
+ *   c[i] = op(a[i]) op(b[i]) for i < batch: c [M, N]; a [M, K] (at: [K, M]); b [K, N]
+ *   (bt: [N, K]); OpenBLAS, small products one per OpenMP thread, a large one split by
+ *   rows of c across the threads (OpenBLAS must run single-threaded).
+ * ------------------------------------------------------------------------------------ */
+void rt_ref_matmul_f64(const double *a, const double *b, double *c, int64_t batch, int M, int N, int K, int at,
+                       int bt);
+void rt_ref_matmul_f32(const float *a, const float *b, float *c, int64_t batch, int M, int N, int K, int at,
+                       int bt);
+
+/* ------------------------------------------------------------------------------------
  * Soft-capped cross-entropy (S-3, S-4.2)
  *
  * z: raw logits [T, V] (V = the padded vocabulary; every entry takes part). targets: int32

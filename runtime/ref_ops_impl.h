@@ -126,7 +126,7 @@ static void SFX(k_reduce)(IrOp op, const REAL *x, REAL *y, int64_t outer, int64_
  * bt, [N, K]. Small products run one per OpenMP thread; large ones one at a time, leaving
  * the threads to OpenBLAS (its pthread build must not be called from a parallel region
  * with work big enough for it to thread). */
-static void SFX(k_matmul)(const REAL *a, const REAL *b, REAL *c, int64_t batch, int M, int N,
+void SFX(rt_ref_matmul)(const REAL *a, const REAL *b, REAL *c, int64_t batch, int M, int N,
                           int K, int at, int bt)
 {
     if (M == 0 || N == 0 || batch == 0) return;

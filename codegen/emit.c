@@ -738,7 +738,7 @@ static void kernel_bytes(Em *e)
         if (is_root_of(k, n->id)) k->bytes_written += ir_numel(n) * cg_elem_bytes(n);
         else k->bytes_read += m * cg_elem_bytes(n);
     }
-    k->flops = (double)pts * (double)(e->ntmp > 0 ? e->ntmp : 1) / (k->axis >= 0 ? 1.0 : 1.0);
+    k->flops = (double)pts * (double)(e->ntmp > 0 ? e->ntmp : 1);   /* about one op per temporary */
 }
 
 int cg_emit_loop(const CgStep *s, CgKernel *k, CgDialect d, const char *name, char **src, int *culprit)

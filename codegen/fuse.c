@@ -335,6 +335,13 @@ static int make_funcs(CgStep *s, char *err, size_t errlen)
     return 0;
 }
 
+/* "model.gptc:12: codegen: GATHER %7 …": the model line that made the node */
+static void node_error(const IrNode *n, const char *what, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "%s:%d: codegen: %s %%%d %s", n->src_file ? n->src_file : "?", n->src_line,
+             ir_op_name(n->op), n->id, what);
+}
+
 static bool supported(const IrNode *n)
 {
     return !(n->dtype == IR_I32 && ir_op_class(n->op) != IRC_LEAF && ir_op_class(n->op) != IRC_MOVE &&
@@ -345,8 +352,7 @@ CgStep *cg_fuse(const IrGraph *g, IrNode *const *keep, int nkeep, char *err, siz
 {
     for (int i = 0; i < g->n; i++)
         if (!supported(g->nodes[i])) {
-            snprintf(err, errlen, "codegen: %s %%%d computes i32 values, which only data movement may",
-                     ir_op_name(g->nodes[i]->op), i);
+            node_error(g->nodes[i], "computes i32 values, which only data movement may", err, errlen);
             return NULL;
         }
     CgStep *s = xcalloc(1, sizeof *s);
@@ -362,7 +368,7 @@ CgStep *cg_fuse(const IrGraph *g, IrNode *const *keep, int nkeep, char *err, siz
     int bad = -1;
     assign_roles(s, force, 0);
     if (form_kernels(s, force, seen, &bad)) {
-        snprintf(err, errlen, "codegen: no kernel plan for %s %%%d", ir_op_name(g->nodes[bad]->op), bad);
+        node_error(g->nodes[bad], "has no kernel plan", err, errlen);
         free(force);
         free(seen);
         cg_step_free(s);

@@ -12,7 +12,8 @@
 #include "runtime/optim.h"
 
 const char compile_usage[] =
-    "usage: gptc compile MODEL [--preset P] [--set NAME=VALUE]… --target c|cuda [--arch sm_90] -o DIR\n"
+    "usage: gptc compile MODEL [--preset P] [--set NAME=VALUE]… --target c|cuda [--arch sm_90]\n"
+    "                   [--precision bf16|f32] -o DIR\n"
     "Fuses the training step (forward + backward, then the optimizer update), generates its\n"
     "kernels and compiles them through the kernel cache ($XDG_CACHE_HOME/gptc, default\n"
     "~/.cache/gptc; a warm start compiles nothing). DIR receives, for the gradient step\n"
@@ -22,7 +23,10 @@ const char compile_usage[] =
     "  NAME.ptxas.txt          --target cuda: registers and spills of every kernel (ptxas -v)\n"
     "  plan.txt                every kernel and library call in order, with launch shapes, bytes\n"
     "                          read and written, FLOPs, and the memory plan\n"
-    "  --arch ARCH             the CUDA architecture (default sm_90: H100, H200)\n\n";
+    "  --arch ARCH             the CUDA architecture (default sm_90: H100, H200)\n"
+    "  --precision P           storage of the cuda target, as `gptc train --backend cuda --dtype P`\n"
+    "                          runs it: bf16 (default: bf16 weights and activations, float32\n"
+    "                          master weights, optimizer state and statistics) or f32\n\n";
 
 static double now_s(void)
 {
@@ -57,7 +61,7 @@ static int write_text(const char *dir, const char *name, const char *text)
 }
 
 typedef struct {
-    const char *dir, *target, *arch;
+    const char *dir, *target, *arch, *precision;
     int nkernels, nlibrary, nfuncs, ncached;
     int64_t fused, unfused, arena;
 } Out;
@@ -118,9 +122,10 @@ static int compile_step(FeCompile *c, Out *o)
     IrNode **keep = malloc(sizeof *keep * (size_t)(c->prog.nparams + 1));
     keep[0] = g->outputs[gg.loss_out];
     for (int i = 0; i < c->prog.nparams; i++) keep[1 + i] = g->outputs[gg.grad_out[i]];
-    gs = cg_fuse(g, keep, c->prog.nparams + 1, err, sizeof err);
+    bool bf16 = !strcmp(o->precision, "bf16");
+    gs = cg_fuse(g, keep, c->prog.nparams + 1, bf16 ? CG_STORE_BF16 : CG_STORE_F32, err, sizeof err);
     free(keep);
-    if (gs) us = cg_fuse(ug.g, ug.g->outputs, ug.g->noutputs, err, sizeof err);
+    if (gs) us = cg_fuse(ug.g, ug.g->outputs, ug.g->noutputs, bf16 ? CG_STORE_BF16_MASTER : CG_STORE_F32, err, sizeof err);
     if (!gs || !us) {
         fprintf(stderr, "gptc compile: %s\n", err);
         goto done;
@@ -132,8 +137,8 @@ static int compile_step(FeCompile *c, Out *o)
         fprintf(stderr, "gptc compile: cannot write %s: %s\n", path, strerror(errno));
         goto done;
     }
-    fprintf(plan, "# gptc compile: the training step, target %s%s%s\n", o->target, strcmp(o->target, "cuda") ? "" : " ",
-            strcmp(o->target, "cuda") ? "" : o->arch);
+    fprintf(plan, "# gptc compile: the training step, target %s%s%s, storage %s\n", o->target,
+            strcmp(o->target, "cuda") ? "" : " ", strcmp(o->target, "cuda") ? "" : o->arch, o->precision);
     rc = emit_graph("grad", gs, o, plan) | emit_graph("update", us, o, plan);
     if (fclose(plan)) rc = -1;
     if (rc == 0)
@@ -152,7 +157,8 @@ done:
 int cmd_compile(int argc, char **argv)
 {
     Out o = {.arch = NULL};
-    const CliOpt opts[] = {CLI_OPT("--target", &o.target), CLI_OPT("--arch", &o.arch), CLI_OPT("-o", &o.dir)};
+    const CliOpt opts[] = {CLI_OPT("--target", &o.target), CLI_OPT("--arch", &o.arch), CLI_OPT("-o", &o.dir),
+                           CLI_OPT("--precision", &o.precision)};
     ModelArgs m;
     char usage[4096];
     snprintf(usage, sizeof usage, "%s%s", compile_usage, model_options);
@@ -160,6 +166,10 @@ int cmd_compile(int argc, char **argv)
     if (rc < 0 && (!o.target || !o.dir)) rc = usage_error("compile", "--target and -o are required%s", "");
     if (rc < 0 && strcmp(o.target, "c") && strcmp(o.target, "cuda"))
         rc = usage_error("compile", "--target is c or cuda, got '%s'", o.target);
+    if (rc < 0 && o.precision && strcmp(o.precision, "bf16") && strcmp(o.precision, "f32"))
+        rc = usage_error("compile", "--precision is bf16 or f32, got '%s'", o.precision);
+    if (rc < 0 && o.precision && !strcmp(o.target, "c") && strcmp(o.precision, "f32"))
+        rc = usage_error("compile", "the c target stores float32 only (--precision f32)%s", "");
     if (rc < 0 && o.arch && strncmp(o.arch, "sm_", 3))
         rc = usage_error("compile", "--arch takes a CUDA architecture such as sm_90, got '%s'", o.arch);
     if (rc < 0 && mkdir(o.dir, 0755) && errno != EEXIST) {
@@ -171,6 +181,7 @@ int cmd_compile(int argc, char **argv)
         return rc;
     }
     if (!o.arch) o.arch = "sm_90";
+    if (!o.precision) o.precision = strcmp(o.target, "cuda") ? "f32" : "bf16";
     FeCompile c;
     rc = compile_model(&c, &m) ? 1 : compile_step(&c, &o);
     fe_free(&c);

@@ -2,6 +2,7 @@
  * the static memory plan, compilation with its disk cache.
  *
  *   fuse.c      which nodes are materialized, grouped into kernels and library calls
+ *   storage.c   the dtype each materialized tensor is stored in (float32, or bf16 on GPUs)
  *   emit.c      one loop kernel as C (OpenMP) or CUDA C source
  *   cuda_lib.c  CUDA templates for the library ops (attention, scatter-add)
  *   memplan.c   liveness over the kernel sequence, one arena, offsets
@@ -54,9 +55,13 @@ typedef struct {
 
 typedef enum { CG_LEAF, CG_ROOT, CG_VIEW, CG_INLINE, CG_CONST } CgRole;
 
+/* storage precision of a step (storage.c says what each one keeps in bf16) */
+typedef enum { CG_STORE_F32, CG_STORE_BF16, CG_STORE_BF16_MASTER } CgStore;
+
 typedef struct {
     const IrGraph *g;
     CgRole *role;                  /* by node id */
+    IrDtype *store;                /* by node id, leaves and roots: stored as IR_F32, IR_BF16 or IR_I32 */
     int *view_base;                /* CG_VIEW: the materialized node aliased … */
     int64_t *view_off;             /* … and the element offset into it */
     int *producer;                 /* CG_ROOT: index of the kernel that writes it */
@@ -73,12 +78,21 @@ typedef struct {
 /* Plans graph g: roles, kernels in execution order, their generated functions. keep:
  * the nodes whose values are read after the step (outputs); they stay materialized and
  * are never overwritten. NULL with a message on an op the code generator lacks. */
-CgStep *cg_fuse(const IrGraph *g, IrNode *const *keep, int nkeep, char *err, size_t errlen);
+CgStep *cg_fuse(const IrGraph *g, IrNode *const *keep, int nkeep, CgStore store, char *err, size_t errlen);
 void cg_step_free(CgStep *s);
 /* the node whose memory holds n's elements (n itself, or a view's base), or -1 */
 int cg_storage(const CgStep *s, int id, int64_t *offset);
-/* bytes per element of node n as stored by the C target (float, int32) */
-int cg_elem_bytes(const IrNode *n);
+
+/* ---- storage.c ---- */
+/* fills s->store (called by cg_fuse once the kernels are formed) */
+void cg_assign_storage(CgStep *s, CgStore mode, IrNode *const *keep, int nkeep);
+/* the dtype node id's elements are stored in (its storage's; f32 or i32 for inlined nodes) */
+IrDtype cg_store_dtype(const CgStep *s, int id);
+/* bytes per stored element of node id: 2 (bf16) or 4 */
+int cg_elem_bytes(const CgStep *s, int id);
+/* the dtype library op `op` computes from (IR_BF16: a bf16 product or attention); operands
+ * stored otherwise are converted by the runtime first */
+IrDtype cg_operand_dtype(const CgStep *s, const IrNode *op);
 
 /* ---- emit.c ---- */
 typedef enum { CG_C, CG_CUDA } CgDialect;

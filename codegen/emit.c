@@ -246,14 +246,15 @@ static int arg_of(Em *e, int id)
 static const char *load(Em *e, const IrNode *n, const Idx *x)
 {
     int64_t off;
-    const IrNode *b = e->s->g->nodes[cg_storage(e->s, n->id, &off)];
+    bool bf16 = e->d == CG_CUDA && cg_store_dtype(e->s, n->id) == IR_BF16;
+    cg_storage(e->s, n->id, &off);
     int a = arg_of(e, n->id);
     const char *lin = linearize(e, x, n);
-    if (e->vec8 && b->dtype == IR_BF16 && !strcmp(lin, "lin") && off % 8 == 0 && a < VEC_ARGS) {
+    if (e->vec8 && bf16 && !strcmp(lin, "lin") && off % 8 == 0 && a < VEC_ARGS) {
         e->vin[a] = 1;                 /* read as one 16-byte load of 8 values before the loop */
         return str(e, "__bfloat162float(r%d[u])", a);
     }
-    if (e->d == CG_CUDA && b->dtype == IR_BF16) return str(e, "__bfloat162float(b%d[%s])", a, lin);
+    if (bf16) return str(e, "__bfloat162float(b%d[%s])", a, lin);
     return str(e, "b%d[%s]", a, lin);
 }
 
@@ -458,10 +459,11 @@ static void store_root(Em *e, const IrNode *n)
     int a = arg_of(e, n->id);
     const char *lin = linearize(e, &x, n);
     const char *guard = reduced && e->block_rows ? "if (threadIdx.x == 0) " : "";
-    if (e->vec8 && n->dtype == IR_BF16 && !strcmp(lin, "lin") && a < VEC_ARGS) {
+    bool bf16 = e->d == CG_CUDA && cg_store_dtype(e->s, n->id) == IR_BF16;
+    if (e->vec8 && bf16 && !strcmp(lin, "lin") && a < VEC_ARGS) {
         e->vout[a] = 1;                /* written as one 16-byte store after the loop */
         bput(&e->cur->text, "        w%d[u] = __float2bfloat16(%s);\n", a, v);
-    } else if (e->d == CG_CUDA && n->dtype == IR_BF16)
+    } else if (bf16)
         bput(&e->cur->text, "        %sb%d[%s] = __float2bfloat16(%s);\n", guard, a, lin, v);
     else bput(&e->cur->text, "        %sb%d[%s] = %s;\n", guard, a, lin, v);
 }
@@ -506,8 +508,7 @@ static void emit_p1(Em *e)
 
 static const char *ctype(const CgStep *s, CgDialect d, int id)
 {
-    int64_t off;
-    IrDtype t = s->g->nodes[cg_storage(s, id, &off)]->dtype;
+    IrDtype t = cg_store_dtype(s, id);
     if (t == IR_I32) return "int";
     return d == CG_CUDA && t == IR_BF16 ? "__nv_bfloat16" : "float";
 }
@@ -735,8 +736,8 @@ static void kernel_bytes(Em *e)
     for (int i = 0; i < k->nargs; i++) {
         const IrNode *n = e->s->g->nodes[k->args[i]];
         int64_t m = ir_numel(n) < pts ? ir_numel(n) : pts;
-        if (is_root_of(k, n->id)) k->bytes_written += ir_numel(n) * cg_elem_bytes(n);
-        else k->bytes_read += m * cg_elem_bytes(n);
+        if (is_root_of(k, n->id)) k->bytes_written += ir_numel(n) * cg_elem_bytes(e->s, n->id);
+        else k->bytes_read += m * cg_elem_bytes(e->s, n->id);
     }
     k->flops = (double)pts * (double)(e->ntmp > 0 ? e->ntmp : 1);   /* about one op per temporary */
 }

@@ -29,8 +29,6 @@ static void *xcalloc(size_t n, size_t sz)
     return p;
 }
 
-int cg_elem_bytes(const IrNode *n) { return 4; }
-
 static bool is_library(IrOp op)
 {
     return op == IR_MATMUL || op == IR_ATTENTION || op == IR_ATTENTION_BWD || op == IR_SCATTER_ADD;
@@ -348,7 +346,7 @@ static bool supported(const IrNode *n)
              n->op != IR_CAST);
 }
 
-CgStep *cg_fuse(const IrGraph *g, IrNode *const *keep, int nkeep, char *err, size_t errlen)
+CgStep *cg_fuse(const IrGraph *g, IrNode *const *keep, int nkeep, CgStore store, char *err, size_t errlen)
 {
     for (int i = 0; i < g->n; i++)
         if (!supported(g->nodes[i])) {
@@ -379,6 +377,7 @@ CgStep *cg_fuse(const IrGraph *g, IrNode *const *keep, int nkeep, char *err, siz
     for (int i = 0; i < g->n; i++) s->producer[i] = -1;
     for (int i = 0; i < s->nk; i++)
         for (int j = 0; j < s->k[i].nroots; j++) s->producer[s->k[i].roots[j]] = i;
+    cg_assign_storage(s, store, keep, nkeep);
     if (make_funcs(s, err, errlen)) {
         cg_step_free(s);
         return NULL;
@@ -398,6 +397,7 @@ void cg_step_free(CgStep *s)
     free(s->funcs);
     free(s->k);
     free(s->role);
+    free(s->store);
     free(s->view_base);
     free(s->view_off);
     free(s->producer);

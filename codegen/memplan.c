@@ -57,7 +57,7 @@ void cg_memplan(CgStep *s, IrNode *const *keep, int nkeep)
     for (int k = 0; k < s->nk; k++)
         for (int r = 0; r < s->k[k].nroots; r++) {
             const IrNode *node = s->g->nodes[s->k[k].roots[r]];
-            int64_t size = (ir_numel(node) * cg_elem_bytes(node) + ALIGN - 1) / ALIGN * ALIGN;
+            int64_t size = (ir_numel(node) * cg_elem_bytes(s, node->id) + ALIGN - 1) / ALIGN * ALIGN;
             int m = 0;                                   /* drop roots whose last reader ran */
             for (int j = 0; j < nlive; j++)
                 if (live[j].end >= k) live[m++] = live[j];

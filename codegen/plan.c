@@ -26,12 +26,12 @@ char *cg_step_source(const CgStep *s, CgDialect d)
     return src;
 }
 
-static void library_cost(const CgKernel *k, double *flops, int64_t *rd, int64_t *wr)
+static void library_cost(const CgStep *s, const CgKernel *k, double *flops, int64_t *rd, int64_t *wr)
 {
     const IrNode *n = k->op;
     *rd = 0;
-    for (int j = 0; j < n->nin; j++) *rd += ir_numel(n->in[j]) * cg_elem_bytes(n->in[j]);
-    *wr = ir_numel(n) * cg_elem_bytes(n);
+    for (int j = 0; j < n->nin; j++) *rd += ir_numel(n->in[j]) * cg_elem_bytes(s, n->in[j]->id);
+    *wr = ir_numel(n) * cg_elem_bytes(s, n->id);
     if (n->op == IR_MATMUL) {
         const IrNode *a = n->in[0];
         int64_t K = n->iattr[1] ? a->shape[a->ndim - 2] : a->shape[a->ndim - 1];
@@ -60,11 +60,11 @@ void cg_traffic(const CgStep *s, int64_t *fused, int64_t *unfused)
         bool ew = c == IRC_UNARY || c == IRC_BINARY || c == IRC_REDUCE || c == IRC_MOVE || n->op == IR_GATHER ||
                   n->op == IR_CROSS_ENTROPY || n->op == IR_CE_BWD;
         if (!ew) continue;
-        *unfused += ir_numel(n) * cg_elem_bytes(n);
+        *unfused += ir_numel(n) * cg_elem_bytes(s, n->id);
         for (int j = 0; j < n->nin; j++) {
             const IrNode *x = n->in[j];
             int64_t m = n->op == IR_GATHER && j == 0 ? ir_numel(n) : ir_numel(x);
-            *unfused += m * cg_elem_bytes(x);
+            *unfused += m * cg_elem_bytes(s, x->id);
         }
     }
 }
@@ -92,7 +92,7 @@ void cg_write_plan(const CgStep *s, FILE *out)
                     (long long)blocks, threads);
             launches++;
         } else {
-            library_cost(k, &flops, &rd, &wr);
+            library_cost(s, k, &flops, &rd, &wr);
             shape_of(k->op, shape, sizeof shape);
             fprintf(out, "%5d %s %%%d %s", i, kind_name(k->kind), k->op->id, shape);
             if (k->kind == CG_MATMUL) fprintf(out, " a^T=%d b^T=%d", (int)k->op->iattr[1], (int)k->op->iattr[0]);

@@ -112,7 +112,7 @@ RtCpu *rt_cpu_new(const IrGraph *g, IrNode *const *keep, int nkeep, char *err, s
     openblas_set_num_threads(1);   /* OpenMP threads split the products (cpu_kernels.c) */
     RtCpu *c = xcalloc(1, sizeof *c);
     c->g = g;
-    if (!(c->s = cg_fuse(g, keep, nkeep, err, errlen))) {
+    if (!(c->s = cg_fuse(g, keep, nkeep, CG_STORE_F32, err, errlen))) {
         free(c);
         return NULL;
     }

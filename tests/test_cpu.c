@@ -225,7 +225,7 @@ TEST(fusion_and_plan)
     CHECK(ir_autodiff(g, loss, &z, 1, &grad, err, sizeof err) == 0);
     ir_add_output(g, grad);
     CHECK(ir_optimize(g, err, sizeof err) == 0);
-    CgStep *st_ = cg_fuse(g, g->outputs, g->noutputs, err, sizeof err);
+    CgStep *st_ = cg_fuse(g, g->outputs, g->noutputs, CG_STORE_F32, err, sizeof err);
     CHECK(st_ != NULL);
     if (!st_) return;
     int readers = 0;
@@ -279,7 +279,7 @@ TEST(cuda_source_compiles)
     CHECK(ir_autodiff(g, loss, &z, 1, &grad, err, sizeof err) == 0);
     ir_add_output(g, grad);
     CHECK(ir_optimize(g, err, sizeof err) == 0);
-    CgStep *cs = cg_fuse(g, g->outputs, g->noutputs, err, sizeof err);
+    CgStep *cs = cg_fuse(g, g->outputs, g->noutputs, CG_STORE_F32, err, sizeof err);
     char *src = cs ? cg_step_source(cs, CG_CUDA) : NULL;
     int rc = src ? cg_compile_cuda(src, "sm_90", path, sizeof path, &cached, &log, err, sizeof err) : -1;
     if (rc) fprintf(stderr, "  %s\n", err);

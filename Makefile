@@ -29,7 +29,7 @@ TEST_SRCS = $(wildcard tests/test_*.c)
 TEST_BINS = $(TEST_SRCS:tests/%.c=$(B)/tests/%)
 
 .PHONY: all run test asan fuzz clean
-all: $(B)/gptc $(TEST_BINS)
+all: $(B)/gptc $(TEST_BINS) $(B)/tests/libcudamock.so
 
 $(B)/gen/parser.c $(B)/gen/parser.h &: frontend/parser.y
 	@mkdir -p $(B)/gen
@@ -58,6 +58,11 @@ $(B)/gptc: $(CLI_OBJS) $(B)/libgptc.a
 $(B)/tests/%: tests/%.c tests/test.h $(B)/libgptc.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(SAN) $(WARN) $< $(B)/libgptc.a -o $@ $(LDLIBS)
+
+# the recording stand-in for the CUDA driver and cuBLASLt (tests/sh/cuda_mock.sh)
+$(B)/tests/libcudamock.so: tests/cuda_mock.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -shared -fPIC $< -o $@
 
 asan:
 	$(MAKE) B=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"

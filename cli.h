@@ -45,8 +45,11 @@ bool cli_parse_window(const char *s, long *wl, long *ws);
 int cli_parse_exec(const char *cmd, const char *backend, const char *dtype, RtBackend *b, RtPrec *prec);
 /* the help lines of --backend and --dtype */
 #define CLI_EXEC_HELP \
-    "  --backend cpu|ref    cpu: fused generated kernels (default); ref: the op-by-op oracle\n" \
-    "  --dtype f32|f64      arithmetic precision (default f32; f64 runs on ref)\n"
+    "  --backend cpu|ref|cuda  cpu: fused generated C kernels (default); ref: the op-by-op oracle;\n" \
+    "                       cuda: fused generated CUDA kernels and cuBLASLt on an NVIDIA GPU\n" \
+    "  --dtype f32|f64|bf16 precision (default f32, bf16 on cuda; f64 runs on ref): bf16 stores\n" \
+    "                       weights and activations in bf16, master weights, optimizer state and\n" \
+    "                       statistics in float32, and multiplies on Tensor Cores (cuda only)\n"
 
 int cmd_check(int argc, char **argv);
 int cmd_summary(int argc, char **argv);

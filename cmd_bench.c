@@ -14,7 +14,7 @@
 
 const char bench_usage[] =
     "usage: gptc bench MODEL [--preset P] [--set NAME=VALUE]… [--window L,S] [--steps N]\n"
-    "                  [--warmup W] [--threads T] [--backend cpu|ref] [--dtype f32|f64]\n"
+    "                  [--warmup W] [--threads T] [--backend cpu|ref|cuda] [--dtype f32|f64|bf16]\n"
     "Times N training steps (default 5) after W warm-up steps (default 1): gradients on a\n"
     "batch of random tokens (an eot about every 400) and the optimizer update. Prints every\n"
     "step's time, then 'median_ms_per_step: X' and 'peak_rss_mb: Y'. --window defaults to\n"
@@ -43,6 +43,11 @@ static int run_bench(FeCompile *c, long steps, long warmup, double wl, double ws
     }
     printf("setup_ms: %.0f\nplanned_bytes: %zu (gradient step) + %zu (update)\n", now_ms() - t0,
            rt_exec_peak_bytes(t.grad_r), rt_exec_peak_bytes(t.upd_r));
+    if (be == RT_CUDA_BACKEND) {
+        char dev[256];
+        rt_gpu_describe(dev, sizeof dev);
+        printf("device: %s\ndevice_mb: %.0f\n", dev, (rt_exec_peak_bytes(t.grad_r) + rt_exec_peak_bytes(t.upd_r)) / 1048576.0);
+    }
     rt_init_params(&c->prog, 0, t.param);
     const ConfigEntry *v = fe_config(&c->prog, "vocab"), *e = fe_config(&c->prog, "eot");
     int64_t T = c->prog.T, V = v ? (int64_t)v->value : 256;
@@ -57,6 +62,7 @@ static int run_bench(FeCompile *c, long steps, long warmup, double wl, double ws
         double t0 = now_ms(), loss;
         rc = rt_trainer_grad(&t, tok, tok + 1, wl, ws, &loss, err, sizeof err);
         if (rc == 0) rc = rt_trainer_update(&t, s, err, sizeof err);
+        rt_exec_sync(t.upd_r);   /* the update runs asynchronously on cuda: time it whole */
         double dt = now_ms() - t0;
         if (s >= warmup) ms[s - warmup] = dt;
         printf("step %ld%s: %.1f ms  loss %.4f\n", s, s < warmup ? " (warm-up)" : "", dt, loss);
@@ -106,7 +112,7 @@ int cmd_bench(int argc, char **argv) {
         double dl = window ? (double)wl : fe_schedule_value(&c, "window_long", 0);
         double ds = window ? (double)ws : fe_schedule_value(&c, "window_short", 0);
         printf("gptc bench: %s T=%lld window %g,%g threads %d backend %s %s\n", m.model, (long long)c.prog.T, dl, ds,
-               omp_get_max_threads(), rt_backend_name(be), prec == RT_F64 ? "f64" : "f32");
+               omp_get_max_threads(), rt_backend_name(be), rt_prec_name(prec));
         rc = run_bench(&c, steps, warmup, dl, ds, be, prec);
     }
     fe_free(&c);

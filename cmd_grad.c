@@ -10,7 +10,7 @@
 
 const char grad_usage[] =
     "usage: gptc grad MODEL [--preset P] [--set NAME=VALUE]… --params P.safetensors\n"
-    "                 --batch B.safetensors --window LONG,SHORT [--backend cpu|ref] [--dtype f32|f64]\n"
+    "                 --batch B.safetensors --window LONG,SHORT [--backend cpu|ref|cuda] [--dtype f32|f64|bf16]\n"
     "                 [--grads OUT.safetensors] [--acts OUT.safetensors]\n"
     "One forward and backward pass on one batch. Prints 'loss: VALUE' (12 significant digits)\n"
     "on stdout; writes the gradient of every parameter under the parameter's name (--grads)\n"
@@ -97,7 +97,7 @@ static RtExec *run_step(FeCompile *c, const GradArgs *a) {
         return NULL;
     }
     fprintf(stderr, "gptc grad: forward + backward in %.1f ms (%s, %s)\n", now_ms() - t0,
-            rt_backend_name(a->be), a->prec == RT_F64 ? "f64" : "f32");
+            rt_backend_name(a->be), rt_prec_name(a->prec));
     return r;
 }
 

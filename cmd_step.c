@@ -9,7 +9,7 @@
 const char step_usage[] =
     "usage: gptc step MODEL [--preset P] [--set NAME=VALUE]… --params P.safetensors\n"
     "                 --batch B.safetensors --window LONG,SHORT --step S [--count K]\n"
-    "                 [--grads G.safetensors] [--backend cpu|ref] [--dtype f32|f64]\n"
+    "                 [--grads G.safetensors] [--backend cpu|ref|cuda] [--dtype f32|f64|bf16]\n"
     "                 --out NEW.safetensors\n"
     "Applies K optimizer steps (default 1) to the parameters, starting at step index S: each\n"
     "step computes the gradient on the batch (the first uses --grads instead, if given) and\n"

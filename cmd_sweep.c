@@ -11,7 +11,7 @@
 const char sweep_usage[] =
     "usage: gptc sweep MODEL [--preset P] [--set NAME=VALUE]… --vary NAME=V1,V2,… [--vary …]\n"
     "                  --seeds N --data DIR --out SWEEP_DIR [-j JOBS] [--grad-accum G]\n"
-    "                  [--backend cpu|ref] [--dtype f32|f64] [--checkpoint-every N] [--launcher CMD]\n"
+    "                  [--backend cpu|ref|cuda] [--dtype f32|f64|bf16] [--checkpoint-every N] [--launcher CMD]\n"
     "Trains every variant (one per value of --vary; several --vary: every combination) with\n"
     "seeds 0 … N−1, each as `gptc train MODEL … --set NAME=V --seed S` in its own folder\n"
     "SWEEP_DIR/NAME=V/seed=S (the child's output in train.out, its settings in run.json);\n"

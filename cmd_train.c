@@ -11,7 +11,7 @@
 const char train_usage[] =
     "usage: gptc train MODEL [--preset P] [--set NAME=VALUE]… --data DIR --out RUN_DIR\n"
     "                  [--init P.safetensors] [--resume RUN_DIR] [--seed S] [--grad-accum G]\n"
-    "                  [--checkpoint-every N] [--backend cpu|ref] [--dtype f32|f64] [--quiet]\n"
+    "                  [--checkpoint-every N] [--backend cpu|ref|cuda] [--dtype f32|f64|bf16] [--quiet]\n"
     "Trains for the config's 'steps' (override with --set steps=…), validating at step 0,\n"
     "every 'val_every' steps and at the end on 'val_tokens' tokens of DIR's *val*.bin shards;\n"
     "training reads DIR's *train*.bin shards in name order. RUN_DIR receives log.txt\n"

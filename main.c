@@ -109,14 +109,21 @@ bool cli_parse_window(const char *s, long *wl, long *ws) {
 }
 
 int cli_parse_exec(const char *cmd, const char *backend, const char *dtype, RtBackend *b, RtPrec *prec) {
-    if (dtype && strcmp(dtype, "f64") && strcmp(dtype, "f32"))
-        return usage_error(cmd, "--dtype is f64 or f32, got '%s'", dtype);
-    *prec = dtype && !strcmp(dtype, "f64") ? RT_F64 : RT_F32;
-    int k = backend ? rt_backend_parse(backend) : *prec == RT_F64 ? RT_REF_BACKEND : RT_CPU_BACKEND;
-    if (k < 0) return usage_error(cmd, "unknown backend '%s' (available: cpu, ref)", backend);
+    if (dtype && strcmp(dtype, "f64") && strcmp(dtype, "f32") && strcmp(dtype, "bf16"))
+        return usage_error(cmd, "--dtype is f64, f32 or bf16, got '%s'", dtype);
+    int k = backend ? rt_backend_parse(backend) : dtype && !strcmp(dtype, "f64") ? RT_REF_BACKEND : RT_CPU_BACKEND;
+    if (k < 0) return usage_error(cmd, "unknown backend '%s' (available: cpu, ref, cuda)", backend);
     *b = (RtBackend)k;
-    if (*b == RT_CPU_BACKEND && *prec == RT_F64)
-        return usage_error(cmd, "the cpu backend computes in f32; use --backend ref for --dtype f64%s", "");
+    if (!dtype) dtype = *b == RT_CUDA_BACKEND ? "bf16" : "f32";
+    *prec = !strcmp(dtype, "f64") ? RT_F64 : !strcmp(dtype, "bf16") ? RT_BF16 : RT_F32;
+    if (*b == RT_CPU_BACKEND && *prec != RT_F32)
+        return usage_error(cmd, *prec == RT_F64 ? "the cpu backend computes in f32; --dtype %s needs --backend ref"
+                                                : "the cpu backend computes in f32; --dtype %s needs --backend cuda",
+                           dtype);
+    if (*b == RT_REF_BACKEND && *prec == RT_BF16)
+        return usage_error(cmd, "the ref backend computes in f64 or f32; --dtype bf16 needs --backend cuda%s", "");
+    if (*b == RT_CUDA_BACKEND && *prec == RT_F64)
+        return usage_error(cmd, "the cuda backend computes in bf16 or f32; use --backend ref for --dtype f64%s", "");
     return -1;
 }
 

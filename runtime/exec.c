@@ -9,6 +9,7 @@ struct RtExec {
     RtBackend b;
     RtRef *ref;
     RtCpu *cpu;
+    RtGpu *gpu;
     IrNode **keep;
     int nkeep;
 };
@@ -20,6 +21,10 @@ RtExec *rt_exec_new(RtBackend b, const IrGraph *g, RtPrec prec, IrNode *const *k
         snprintf(err, errlen, "the cpu backend computes in f32; use --backend ref for --dtype f64");
         return NULL;
     }
+    if (b == RT_REF_BACKEND && prec != RT_F32 && prec != RT_F64) {
+        snprintf(err, errlen, "the ref backend computes in f64 or f32, not bf16");
+        return NULL;
+    }
     RtExec *x = calloc(1, sizeof *x);
     x->keep = malloc(sizeof *x->keep * (size_t)(nkeep > 0 ? nkeep : 1));
     if (!x || !x->keep) { fprintf(stderr, "out of memory\n"); abort(); }
@@ -27,7 +32,8 @@ RtExec *rt_exec_new(RtBackend b, const IrGraph *g, RtPrec prec, IrNode *const *k
     x->nkeep = nkeep;
     x->b = b;
     if (b == RT_REF_BACKEND) x->ref = rt_ref_new(g, prec);
-    else if (!(x->cpu = rt_cpu_new(g, keep, nkeep, err, errlen))) {
+    else if (b == RT_CUDA_BACKEND ? !(x->gpu = rt_gpu_new(g, prec, keep, nkeep, err, errlen))
+                                  : !(x->cpu = rt_cpu_new(g, keep, nkeep, err, errlen))) {
         free(x->keep);
         free(x);
         return NULL;
@@ -38,29 +44,34 @@ RtExec *rt_exec_new(RtBackend b, const IrGraph *g, RtPrec prec, IrNode *const *k
 void rt_exec_set(RtExec *x, const IrNode *leaf, const double *data)
 {
     if (x->ref) rt_ref_set(x->ref, leaf, data);
+    else if (x->gpu) rt_gpu_set(x->gpu, leaf, data);
     else rt_cpu_set(x->cpu, leaf, data);
 }
 
 void rt_exec_set_i32(RtExec *x, const IrNode *leaf, const int32_t *data)
 {
     if (x->ref) rt_ref_set_i32(x->ref, leaf, data);
+    else if (x->gpu) rt_gpu_set_i32(x->gpu, leaf, data);
     else rt_cpu_set_i32(x->cpu, leaf, data);
 }
 
 void rt_exec_set_scalar(RtExec *x, const char *name, double v)
 {
     if (x->ref) rt_ref_set_scalar(x->ref, name, v);
+    else if (x->gpu) rt_gpu_set_scalar(x->gpu, name, v);
     else rt_cpu_set_scalar(x->cpu, name, v);
 }
 
 int rt_exec_run(RtExec *x, char *err, size_t errlen)
 {
-    return x->ref ? rt_ref_run(x->ref, x->keep, x->nkeep, err, errlen) : rt_cpu_run(x->cpu, err, errlen);
+    if (x->ref) return rt_ref_run(x->ref, x->keep, x->nkeep, err, errlen);
+    return x->gpu ? rt_gpu_run(x->gpu, err, errlen) : rt_cpu_run(x->cpu, err, errlen);
 }
 
 void rt_exec_get(const RtExec *x, const IrNode *n, double *out)
 {
     if (x->ref) rt_ref_get(x->ref, n, out);
+    else if (x->gpu) rt_gpu_get(x->gpu, n, out);
     else rt_cpu_get(x->cpu, n, out);
 }
 
@@ -68,6 +79,10 @@ void rt_exec_copy(RtExec *dst, const IrNode *leaf, const RtExec *src, const IrNo
 {
     if (dst->cpu && src->cpu) {
         rt_cpu_copy(dst->cpu, leaf, src->cpu, n);
+        return;
+    }
+    if (dst->gpu && src->gpu) {
+        rt_gpu_copy(dst->gpu, leaf, src->gpu, n);
         return;
     }
     int64_t k = ir_numel(n);
@@ -78,13 +93,29 @@ void rt_exec_copy(RtExec *dst, const IrNode *leaf, const RtExec *src, const IrNo
     free(v);
 }
 
-size_t rt_exec_peak_bytes(const RtExec *x) { return x->ref ? rt_ref_peak_bytes(x->ref) : rt_cpu_bytes(x->cpu); }
+size_t rt_exec_peak_bytes(const RtExec *x)
+{
+    return x->ref ? rt_ref_peak_bytes(x->ref) : x->gpu ? rt_gpu_bytes(x->gpu) : rt_cpu_bytes(x->cpu);
+}
+
+void rt_exec_sync(const RtExec *x)
+{
+    if (x->gpu) rt_gpu_sync(x->gpu);
+}
+
+bool rt_exec_allreduce(RtExec *x, IrNode *const *nodes, int n)
+{
+    if (!x->gpu) return false;
+    rt_gpu_allreduce(x->gpu, nodes, n);
+    return true;
+}
 
 void rt_exec_free(RtExec *x)
 {
     if (!x) return;
     rt_ref_free(x->ref);
     rt_cpu_free(x->cpu);
+    rt_gpu_free(x->gpu);
     free(x->keep);
     free(x);
 }
@@ -93,7 +124,10 @@ int rt_backend_parse(const char *name)
 {
     if (!strcmp(name, "ref")) return RT_REF_BACKEND;
     if (!strcmp(name, "cpu")) return RT_CPU_BACKEND;
+    if (!strcmp(name, "cuda")) return RT_CUDA_BACKEND;
     return -1;
 }
 
-const char *rt_backend_name(RtBackend b) { return b == RT_REF_BACKEND ? "ref" : "cpu"; }
+const char *rt_prec_name(RtPrec p) { return p == RT_F64 ? "f64" : p == RT_F32 ? "f32" : "bf16"; }
+
+const char *rt_backend_name(RtBackend b) { return b == RT_REF_BACKEND ? "ref" : b == RT_CPU_BACKEND ? "cpu" : "cuda"; }

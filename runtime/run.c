@@ -198,7 +198,7 @@ static int train_step(RtRun *r, int64_t s, double *loss, char *err, size_t errle
             for (int64_t k = 0; k < n; k++) r->acc[i][k] = j ? r->acc[i][k] + t->grad[i][k] : t->grad[i][k];
         }
     }
-    for (int i = 0; i < t->np; i++) {
+    for (int i = 0; i < t->np && !t->device_grads; i++) {   /* device gradients are averaged in the step */
         int64_t n = fe_param_count(&p->params[i]);
         if (r->accum > 1)
             for (int64_t k = 0; k < n; k++) t->grad[i][k] = r->acc[i][k] / r->accum;
@@ -248,10 +248,15 @@ static int setup(RtRun *r, FeCompile *c, FeCompile *eval_c, const RtRunOptions *
         return -1;
     }
     if (rt_trainer_init(&r->t, c, opt->backend, opt->prec, err, errlen) != 0) return -1;
+    if (r->t.device_grads && r->accum > 1) {
+        snprintf(err, errlen, "the cuda backend keeps gradients on the device and does not accumulate micro-batches: "
+                 "use --grad-accum 1 (more ranks, or a longer seq_len, for a larger batch)");
+        return -1;
+    }
     if (ir_optimize(eval_c->prog.graph, err, errlen) != 0) return -1;
     r->eval_r = rt_exec_new(opt->backend, eval_c->prog.graph, opt->prec, eval_c->prog.graph->outputs, 1, err, errlen);
     if (!r->eval_r) return -1;
-    if (opt->backend == RT_CPU_BACKEND && opt->verbose && rt_dist_rank() == 0)   /* the static plan, before step 1 */
+    if (opt->backend != RT_REF_BACKEND && opt->verbose && rt_dist_rank() == 0)   /* the static plan, before step 1 */
         fprintf(stderr, "memory plan: %.1f MB (gradient step) + %.1f MB (update) + %.1f MB (validation)\n",
                 rt_exec_peak_bytes(r->t.grad_r) / 1e6, rt_exec_peak_bytes(r->t.upd_r) / 1e6,
                 rt_exec_peak_bytes(r->eval_r) / 1e6);

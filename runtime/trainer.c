@@ -31,13 +31,14 @@ int rt_trainer_init(RtTrainer *t, FeCompile *c, RtBackend backend, RtPrec prec, 
     t->prec = prec;
     Program *p = &c->prog;
     t->np = p->nparams;
-    /* Muon matrices are dealt round-robin to the ranks; Adam's elementwise steps run everywhere */
+    /* Muon matrices are dealt round-robin to the ranks; Adam's elementwise steps run
+     * everywhere. On the cuda backend every rank updates every matrix (see trainer.h). */
     t->owner = malloc(sizeof(int) * (size_t)(p->nparams + 1));
     bool *mine = malloc(sizeof(bool) * (size_t)(p->nparams + 1));
     int nmuon = 0;
     for (int i = 0; i < p->nparams; i++) {
         bool muon = p->optims[p->params[i].optim].kind == OPT_MUON;
-        t->owner[i] = muon && rt_dist_size() > 1 ? rt_dist_owner(nmuon++) : -1;
+        t->owner[i] = muon && rt_dist_size() > 1 && backend != RT_CUDA_BACKEND ? rt_dist_owner(nmuon++) : -1;
         mine[i] = t->owner[i] < 0 || t->owner[i] == rt_dist_rank();
     }
     int rc = rt_grad_build(p, &t->gg, err, errlen);
@@ -55,7 +56,8 @@ int rt_trainer_init(RtTrainer *t, FeCompile *c, RtBackend backend, RtPrec prec, 
     t->state[0] = alloc_like(p);
     t->state[1] = alloc_like(p);
     t->backend = backend;
-    t->resident = backend == RT_CPU_BACKEND && rt_dist_size() == 1;
+    t->resident = (backend == RT_CPU_BACKEND && rt_dist_size() == 1) || backend == RT_CUDA_BACKEND;
+    t->device_grads = backend == RT_CUDA_BACKEND;
     t->dev_stale = true;
     IrGraph *g = p->graph;
     IrNode **keep = malloc(sizeof *keep * (size_t)(t->np + 1));
@@ -63,8 +65,10 @@ int rt_trainer_init(RtTrainer *t, FeCompile *c, RtBackend backend, RtPrec prec, 
     keep[0] = g->outputs[t->gg.loss_out];
     for (int i = 0; i < t->np; i++) keep[1 + i] = g->outputs[t->gg.grad_out[i]];
     t->grad_r = rt_exec_new(backend, g, prec, keep, t->np + 1, err, errlen);
+    if (t->grad_r && t->device_grads && rt_dist_size() > 1) rt_exec_allreduce(t->grad_r, keep + 1, t->np);
     free(keep);
-    if (t->grad_r) t->upd_r = rt_exec_new(backend, t->ug.g, prec, t->ug.g->outputs, t->ug.g->noutputs, err, errlen);
+    RtPrec uprec = prec == RT_BF16 ? RT_BF16_MASTER : prec;   /* master weights and state in float32 */
+    if (t->grad_r) t->upd_r = rt_exec_new(backend, t->ug.g, uprec, t->ug.g->outputs, t->ug.g->noutputs, err, errlen);
     return t->grad_r && t->upd_r ? 0 : -1;
 }
 
@@ -96,10 +100,13 @@ int rt_trainer_grad(RtTrainer *t, const int32_t *tokens, const int32_t *targets,
     rt_exec_set_scalar(t->grad_r, "window_short", window_short);
     const IrGraph *g = p->graph;
     int rc = rt_exec_run(t->grad_r, err, errlen);
-    if (rc == 0) {
-        rt_exec_get(t->grad_r, g->outputs[t->gg.loss_out], loss);
+    if (rc == 0) rt_exec_get(t->grad_r, g->outputs[t->gg.loss_out], loss);
+    if (rc == 0 && t->device_grads) {   /* device to device, already averaged across ranks */
+        for (int i = 0; i < t->np; i++)
+            if (t->ug.out[i] >= 0) rt_exec_copy(t->upd_r, t->ug.grad[i], t->grad_r, g->outputs[t->gg.grad_out[i]]);
+        t->grads_in_update = true;
+    } else if (rc == 0)
         for (int i = 0; i < t->np; i++) rt_exec_get(t->grad_r, g->outputs[t->gg.grad_out[i]], t->grad[i]);
-    }
     return rc;
 }
 
@@ -144,12 +151,13 @@ int rt_trainer_update(RtTrainer *t, int64_t step, char *err, size_t errlen) {
     if (t->resident && t->dev_stale) push_state(t);
     for (int i = 0; i < t->np; i++) {
         if (ug->out[i] < 0) continue;   /* another rank's */
-        rt_exec_set(t->upd_r, ug->grad[i], t->grad[i]);
+        if (!t->grads_in_update) rt_exec_set(t->upd_r, ug->grad[i], t->grad[i]);
         if (t->resident) continue;
         rt_exec_set(t->upd_r, ug->param[i], t->param[i]);
         for (int k = 0; k < ug->nstate[i]; k++) rt_exec_set(t->upd_r, ug->state[k][i], t->state[k][i]);
     }
     rt_update_scalars(t->c, step, t->adam_steps, set_scalar, t->upd_r);
+    t->grads_in_update = false;
     if (rt_exec_run(t->upd_r, err, errlen) != 0) return -1;
     if (t->resident) {
         keep_resident(t);

@@ -1,5 +1,5 @@
-/* trainer.h — training steps on the reference backend: gradients on a batch, the
- * optimizer update, checkpoints.
+/* trainer.h — training steps on a backend (exec.h): gradients on a batch, the optimizer
+ * update, checkpoints.
  * Ownership: an RtTrainer owns its graphs (besides the compiled model's, which it extends
  * with the backward pass), interpreters and host arrays; rt_trainer_free releases them.
  * The FeCompile must outlive it. */
@@ -31,6 +31,13 @@ typedef struct {
     bool resident;
     bool host_stale;          /* the executors hold newer parameters and state than the host */
     bool dev_stale;           /* the host holds newer ones than the executors */
+    /* Device gradients (the cuda backend): rt_trainer_grad hands the gradients to the
+     * update executor device to device, averaged across ranks by NCCL inside the step;
+     * t->grad is then not filled, and micro-batch accumulation is not available. Every
+     * rank updates every Muon matrix (the same result as the sharded update, without the
+     * all-gather). */
+    bool device_grads;
+    bool grads_in_update;     /* the update executor holds this step's gradients */
 } RtTrainer;
 
 /* A named I64 scalar stored in checkpoints beside the parameters ("trainer.step" …). */

@@ -1,0 +1,671 @@
+/* cuda.c — the `cuda` backend: the fused step (codegen/) on an NVIDIA GPU.
+ *
+ * At creation the graph is fused with a storage precision (codegen/storage.c: bf16
+ * activations and weights, or all float32), the step's CUDA source (loop kernels and the
+ * library kernels of cuda_lib.c) is compiled by NVRTC through the kernel cache into one
+ * cubin for the device's architecture and loaded with cuModuleLoadData. Device memory is
+ * ONE allocation, laid out as
+ *
+ *     [ memory-plan arena | leaves | operand scratch | attention workspace, doc ids | cuBLASLt workspace ]
+ *
+ * so the peak is known before the first run. A run is the kernel sequence: generated
+ * loops, cuBLASLt products (bf16 or float operands, float accumulation, transposes and
+ * batches as layouts), the attention and scatter-add kernels. The first run captures the
+ * sequence as a CUDA graph on the stream; later runs replay it (GPTC_CUDA_GRAPH=0 launches
+ * kernel by kernel instead). Scalars (the learning-rate multiplier, the window) are device
+ * memory the kernels read, so a replayed graph follows the schedules.
+ *
+ * Runs are asynchronous: rt_gpu_get and rt_gpu_set wait for the stream first, and a device
+ * error surfaces there (reported, then the process exits: the context is lost). */
+#include "runtime/exec.h"
+
+#include "codegen/codegen.h"
+#include "runtime/cuda_api.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ALIGN 256
+#define LT_WORKSPACE (32u << 20)   /* cuBLASLt workspace: 32 MiB, enough for Hopper's kernels */
+
+enum { L_DOC, L_ATTN_FWD, L_ATTN_STATS, L_ATTN_DQ, L_ATTN_DKV, L_ZERO, L_SCATTER, L_TO_BF16, L_TO_F32, L_NFN };
+static const char *const lib_names[2][L_NFN] = {
+    {"cg_doc_ids", "cg_attn_fwd_f32", "cg_attn_bwd_stats_f32", "cg_attn_bwd_dq_f32", "cg_attn_bwd_dkv_f32", "cg_zero",
+     "cg_scatter_add_f32", "cg_to_bf16", "cg_to_f32"},
+    {"cg_doc_ids", "cg_attn_fwd_bf16", "cg_attn_bwd_stats_bf16", "cg_attn_bwd_dq_bf16", "cg_attn_bwd_dkv_bf16",
+     "cg_zero", "cg_scatter_add_bf16", "cg_to_bf16", "cg_to_f32"},
+};
+
+/* one cuBLASLt product, described once at creation */
+typedef struct {
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t a, b, d;
+    cublasLtMatmulAlgo_t algo;
+} Gemm;
+
+struct RtGpu {
+    const IrGraph *g;
+    CgStep *s;
+    CUmodule mod;
+    CUfunction *fn;                 /* by CgStep.funcs index */
+    CUfunction lib[2][L_NFN];       /* [f32, bf16] */
+    CUstream stream;
+    CUdeviceptr mem;                /* the one allocation */
+    size_t bytes;
+    CUdeviceptr leaves, scratch, work, doc, lt_work;
+    int64_t *leaf_off;              /* by node id: byte offset of a leaf in the leaf region, -1 */
+    int64_t *index_bound;           /* by node id: i32 leaves used as indices must lie below this */
+    CUdeviceptr **args;             /* by kernel: argument values of loop kernels */
+    Gemm *gemm;                     /* by kernel (CG_MATMUL) */
+    cublasLtHandle_t lt;
+    CUgraphExec graph;
+    int use_graph;
+    IrNode **allreduce;             /* nodes averaged across ranks once produced (NCCL) */
+    int nallreduce;
+    char bad_input[256];            /* an index out of range, reported by the next run */
+};
+
+static void *xcalloc(size_t n, size_t sz)
+{
+    void *p = calloc(n ? n : 1, sz ? sz : 1);
+    if (!p) { fprintf(stderr, "cuda: out of memory\n"); abort(); }
+    return p;
+}
+
+static size_t align_up(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
+
+/* device address of node id's elements */
+static CUdeviceptr dev_of(const RtGpu *c, int id)
+{
+    int64_t off;
+    int b = cg_storage(c->s, id, &off);
+    if (b < 0) return 0;
+    CUdeviceptr base = c->s->role[b] == CG_LEAF ? c->leaves + (CUdeviceptr)c->leaf_off[b] : c->mem + (CUdeviceptr)c->s->offset[b];
+    return base + (CUdeviceptr)(off * cg_elem_bytes(c->s, b));
+}
+
+static bool is_bf16(const RtGpu *c, int id) { return cg_store_dtype(c->s, id) == IR_BF16; }
+
+/* ---- layout ------------------------------------------------------------------------------ */
+
+/* bytes of operand scratch the library op needs (operands stored otherwise than it computes) */
+static size_t conversion_bytes(const RtGpu *c, const IrNode *op)
+{
+    IrDtype want = cg_operand_dtype(c->s, op);
+    size_t sum = 0;
+    int nin = op->op == IR_MATMUL ? 2 : op->op == IR_ATTENTION ? 3 : op->op == IR_ATTENTION_BWD ? 6 : 0;
+    for (int j = 0; j < nin; j++) {
+        const IrNode *x = op->in[j];
+        if (x->dtype == IR_I32 || (op->op != IR_MATMUL && (j == 3 || j == 4))) continue;   /* tokens, window */
+        if (cg_store_dtype(c->s, x->id) != want) sum += align_up((size_t)ir_numel(x) * 4);
+    }
+    return sum;
+}
+
+static void plan_layout(RtGpu *c, size_t *leaf_bytes, size_t *scratch, size_t *work, size_t *doc)
+{
+    const IrGraph *g = c->g;
+    c->leaf_off = xcalloc((size_t)g->n, sizeof *c->leaf_off);
+    *leaf_bytes = *scratch = *work = *doc = 0;
+    for (int i = 0; i < g->n; i++) {
+        c->leaf_off[i] = -1;
+        if (c->s->role[i] != CG_LEAF) continue;
+        c->leaf_off[i] = (int64_t)*leaf_bytes;
+        *leaf_bytes += align_up((size_t)ir_numel(g->nodes[i]) * (size_t)cg_elem_bytes(c->s, i));
+    }
+    for (int k = 0; k < c->s->nk; k++) {
+        const IrNode *op = c->s->k[k].op;
+        if (!op) continue;
+        size_t conv = conversion_bytes(c, op);
+        if (conv > *scratch) *scratch = conv;
+        if (op->op == IR_ATTENTION || op->op == IR_ATTENTION_BWD) {
+            const IrNode *q = op->in[0];
+            size_t w = align_up((size_t)2 * (size_t)q->shape[0] * (size_t)q->shape[1] * 4);
+            size_t d = align_up((size_t)q->shape[0] * 4);
+            if (w > *work) *work = w;
+            if (d > *doc) *doc = d;
+        }
+    }
+}
+
+/* every i32 leaf used as a row index: the bound its values must respect */
+static void index_bounds(RtGpu *c)
+{
+    c->index_bound = xcalloc((size_t)c->g->n, sizeof *c->index_bound);
+    for (int i = 0; i < c->g->n; i++) c->index_bound[i] = INT64_MAX;
+    for (int i = 0; i < c->g->n; i++) {
+        const IrNode *n = c->g->nodes[i];
+        int64_t v = -1;
+        if (n->op == IR_GATHER) v = n->in[0]->shape[0];
+        else if (n->op == IR_SCATTER_ADD) v = n->iattr[0];
+        else if (n->op == IR_CROSS_ENTROPY || n->op == IR_CE_BWD) v = n->in[0]->shape[1];
+        if (v < 0) continue;
+        int64_t off;
+        int b = cg_storage(c->s, n->in[1]->id, &off);
+        if (b >= 0 && c->s->role[b] == CG_LEAF && v < c->index_bound[b]) c->index_bound[b] = v;
+    }
+}
+
+static int allocate(RtGpu *c, char *err, size_t errlen)
+{
+    size_t leaf_bytes, scratch, work, doc;
+    plan_layout(c, &leaf_bytes, &scratch, &work, &doc);
+    size_t arena = align_up((size_t)c->s->arena_bytes);
+    c->bytes = arena + leaf_bytes + scratch + work + doc + LT_WORKSPACE;
+    CUresult r = rt_cu.cu.MemAlloc(&c->mem, c->bytes);
+    if (r != 0) {
+        size_t free_b = 0, total = 0;
+        rt_cu.cu.MemGetInfo(&free_b, &total);
+        snprintf(err, errlen, "cuda: the step needs %.2f GB of device memory (plan %.2f GB, leaves %.2f GB), %.2f GB "
+                 "of %.2f GB are free: %s", c->bytes / 1e9, arena / 1e9, leaf_bytes / 1e9, free_b / 1e9, total / 1e9,
+                 rt_cu_error(r));
+        c->mem = 0;
+        return -1;
+    }
+    c->leaves = c->mem + arena;
+    c->scratch = c->leaves + leaf_bytes;
+    c->work = c->scratch + scratch;
+    c->doc = c->work + work;
+    c->lt_work = c->doc + doc;
+    /* leaves start at zero: parameters not yet set read as zeros, not garbage */
+    CU_CHECK(rt_cu.cu.MemsetD8Async(c->leaves, 0, leaf_bytes, c->stream), err, errlen);
+    return 0;
+}
+
+/* ---- kernels ----------------------------------------------------------------------------- */
+
+static int load_module(RtGpu *c, char *err, size_t errlen)
+{
+    char arch[16], path[4200];
+    rt_cu_arch(arch, sizeof arch);
+    char *src = cg_step_source(c->s, CG_CUDA);
+    bool cached;
+    char *log = NULL;
+    int rc = cg_compile_cuda(src, arch, path, sizeof path, &cached, &log, err, errlen);
+    free(src);
+    free(log);
+    if (rc) return -1;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cuda: cannot read %s", path);
+        return -1;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *image = xcalloc((size_t)n + 1, 1);
+    size_t got = fread(image, 1, (size_t)n, f);
+    fclose(f);
+    CUresult r = got == (size_t)n ? rt_cu.cu.ModuleLoadData(&c->mod, image) : 1;
+    free(image);
+    if (r != 0) {
+        snprintf(err, errlen, "cuda: cannot load %s (%s): a stale cache entry? remove it", path, rt_cu_error(r));
+        return -1;
+    }
+    c->fn = xcalloc((size_t)c->s->nfuncs, sizeof *c->fn);
+    for (int i = 0; i < c->s->nfuncs; i++) CU_CHECK(rt_cu.cu.ModuleGetFunction(&c->fn[i], c->mod, c->s->funcs[i].name), err, errlen);
+    for (int t = 0; t < 2; t++)
+        for (int i = 0; i < L_NFN; i++) CU_CHECK(rt_cu.cu.ModuleGetFunction(&c->lib[t][i], c->mod, lib_names[t][i]), err, errlen);
+    return 0;
+}
+
+static void bind_args(RtGpu *c)
+{
+    c->args = xcalloc((size_t)c->s->nk, sizeof *c->args);
+    for (int k = 0; k < c->s->nk; k++) {
+        const CgKernel *kk = &c->s->k[k];
+        if (kk->kind != CG_LOOP) continue;
+        c->args[k] = xcalloc((size_t)kk->nargs, sizeof **c->args);
+        for (int j = 0; j < kk->nargs; j++) c->args[k][j] = dev_of(c, kk->args[j]);
+    }
+}
+
+static int launch(const RtGpu *c, CUfunction f, int64_t blocks_x, int blocks_y, int threads, void **params, char *err,
+                  size_t errlen)
+{
+    if (blocks_x < 1) blocks_x = 1;
+    CU_CHECK(rt_cu.cu.LaunchKernel(f, (unsigned)blocks_x, (unsigned)blocks_y, 1, (unsigned)threads, 1, 1, 0, c->stream,
+                                   params, NULL), err, errlen);
+    return 0;
+}
+
+static int convert(const RtGpu *c, CUdeviceptr from, IrDtype from_t, CUdeviceptr to, int64_t n, char *err, size_t errlen)
+{
+    void *p[] = {&from, &n, &to};
+    return launch(c, c->lib[0][from_t == IR_BF16 ? L_TO_F32 : L_TO_BF16], (n + 255) / 256, 1, 256, p, err, errlen);
+}
+
+/* the address of operand x of a library op computing in `want`: its own, or a converted
+ * copy in the scratch region at *scratch_off */
+static int operand(const RtGpu *c, const IrNode *x, IrDtype want, size_t *scratch_off, CUdeviceptr *out, char *err,
+                   size_t errlen)
+{
+    *out = dev_of(c, x->id);
+    IrDtype have = cg_store_dtype(c->s, x->id);
+    if (have == want) return 0;
+    CUdeviceptr to = c->scratch + *scratch_off;
+    *scratch_off += align_up((size_t)ir_numel(x) * 4);
+    if (convert(c, *out, have, to, ir_numel(x), err, errlen)) return -1;
+    *out = to;
+    return 0;
+}
+
+/* ---- cuBLASLt ---------------------------------------------------------------------------- */
+
+/* the alignment cuBLASLt may assume of an operand's address (converted operands sit at
+ * 256-byte boundaries of the scratch region) */
+static uint32_t addr_align(CUdeviceptr p)
+{
+    uint32_t a = 1;
+    while (a < ALIGN && p % (2 * a) == 0) a *= 2;
+    return a;
+}
+
+static uint32_t operand_align(const RtGpu *c, const IrNode *x, IrDtype want)
+{
+    return cg_store_dtype(c->s, x->id) != want ? ALIGN : addr_align(dev_of(c, x->id));
+}
+
+/* Row-major C[M,N] = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: cuBLASLt's "A" is
+ * our b and its "B" our a, with m = N, n = M. */
+static int gemm_plan(RtGpu *c, const IrNode *n, Gemm *gm, char *err, size_t errlen)
+{
+    const IrNode *a = n->in[0];
+    int nd = n->ndim, ta = (int)n->iattr[1], tb = (int)n->iattr[0];
+    int64_t batch = 1;
+    for (int d = 0; d < nd - 2; d++) batch *= n->shape[d];
+    uint64_t M = (uint64_t)n->shape[nd - 2], N = (uint64_t)n->shape[nd - 1];
+    uint64_t K = (uint64_t)(ta ? a->shape[nd - 2] : a->shape[nd - 1]);
+    int in_t = cg_operand_dtype(c->s, n) == IR_BF16 ? RT_LT_R_16BF : RT_LT_R_32F;
+    int out_t = is_bf16(c, n->id) ? RT_LT_R_16BF : RT_LT_R_32F;
+    RtCuBlasLt *L = &rt_cu.lt;
+    int opa = tb ? RT_LT_OP_T : RT_LT_OP_N, opb = ta ? RT_LT_OP_T : RT_LT_OP_N;
+    LT_CHECK(L->MatmulDescCreate(&gm->desc, RT_LT_COMPUTE_32F, RT_LT_R_32F), err, errlen);
+    LT_CHECK(L->MatmulDescSetAttribute(gm->desc, RT_LT_DESC_TRANSA, &opa, sizeof opa), err, errlen);
+    LT_CHECK(L->MatmulDescSetAttribute(gm->desc, RT_LT_DESC_TRANSB, &opb, sizeof opb), err, errlen);
+    LT_CHECK(L->MatrixLayoutCreate(&gm->a, in_t, tb ? K : N, tb ? N : K, (int64_t)(tb ? K : N)), err, errlen);
+    LT_CHECK(L->MatrixLayoutCreate(&gm->b, in_t, ta ? M : K, ta ? K : M, (int64_t)(ta ? M : K)), err, errlen);
+    LT_CHECK(L->MatrixLayoutCreate(&gm->d, out_t, N, M, (int64_t)N), err, errlen);
+    int32_t count = (int32_t)batch;
+    int64_t sa = (int64_t)(K * N), sb = (int64_t)(M * K), sd = (int64_t)(M * N);
+    cublasLtMatrixLayout_t lay[3] = {gm->a, gm->b, gm->d};
+    int64_t stride[3] = {sa, sb, sd};
+    for (int i = 0; i < 3 && batch > 1; i++) {
+        LT_CHECK(L->MatrixLayoutSetAttribute(lay[i], RT_LT_LAYOUT_BATCH_COUNT, &count, sizeof count), err, errlen);
+        LT_CHECK(L->MatrixLayoutSetAttribute(lay[i], RT_LT_LAYOUT_BATCH_STRIDE, &stride[i], sizeof stride[i]), err, errlen);
+    }
+    cublasLtMatmulPreference_t pref;
+    uint64_t ws = LT_WORKSPACE;
+    LT_CHECK(L->MatmulPreferenceCreate(&pref), err, errlen);
+    LT_CHECK(L->MatmulPreferenceSetAttribute(pref, RT_LT_PREF_MAX_WORKSPACE, &ws, sizeof ws), err, errlen);
+    IrDtype want = cg_operand_dtype(c->s, n);
+    uint32_t d_align = addr_align(dev_of(c, n->id));   /* C is D */
+    uint32_t align[4] = {operand_align(c, n->in[1], want), operand_align(c, a, want), d_align, d_align};
+    for (int i = 0; i < 4; i++)
+        LT_CHECK(L->MatmulPreferenceSetAttribute(pref, RT_LT_PREF_MIN_ALIGN_A + i, &align[i], sizeof align[i]), err, errlen);
+    cublasLtMatmulHeuristicResult_t h;
+    int found = 0;
+    cublasStatus_t st = L->MatmulAlgoGetHeuristic(c->lt, gm->desc, gm->a, gm->b, gm->d, gm->d, pref, 1, &h, &found);
+    L->MatmulPreferenceDestroy(pref);
+    if (st != 0 || found < 1) {
+        snprintf(err, errlen, "%s:%d: cuBLASLt has no algorithm for MATMUL %%%d ([%llu x %llu] x [%llu x %llu], batch %lld, "
+                 "%s) (status %d)", n->src_file ? n->src_file : "?", n->src_line, n->id, (unsigned long long)M,
+                 (unsigned long long)K, (unsigned long long)K, (unsigned long long)N, (long long)batch,
+                 in_t == RT_LT_R_16BF ? "bf16" : "f32", st);
+        return -1;
+    }
+    gm->algo = h.algo;
+    return 0;
+}
+
+static int plan_gemms(RtGpu *c, char *err, size_t errlen)
+{
+    LT_CHECK(rt_cu.lt.Create(&c->lt), err, errlen);
+    c->gemm = xcalloc((size_t)c->s->nk, sizeof *c->gemm);
+    for (int k = 0; k < c->s->nk; k++)
+        if (c->s->k[k].kind == CG_MATMUL && gemm_plan(c, c->s->k[k].op, &c->gemm[k], err, errlen)) return -1;
+    return 0;
+}
+
+static int run_gemm(const RtGpu *c, int k, char *err, size_t errlen)
+{
+    const IrNode *n = c->s->k[k].op;
+    IrDtype want = cg_operand_dtype(c->s, n);
+    CUdeviceptr a, b, d = dev_of(c, n->id);
+    size_t so = 0;
+    if (operand(c, n->in[0], want, &so, &a, err, errlen) || operand(c, n->in[1], want, &so, &b, err, errlen)) return -1;
+    const Gemm *gm = &c->gemm[k];
+    const float one = 1.0f, zero = 0.0f;
+    LT_CHECK(rt_cu.lt.Matmul(c->lt, gm->desc, &one, (const void *)(uintptr_t)b, gm->a, (const void *)(uintptr_t)a, gm->b,
+                             &zero, (const void *)(uintptr_t)d, gm->d, (void *)(uintptr_t)d, gm->d, &gm->algo,
+                             (void *)(uintptr_t)c->lt_work, LT_WORKSPACE, c->stream), err, errlen);
+    return 0;
+}
+
+/* ---- attention, scatter-add -------------------------------------------------------------- */
+
+static int run_doc_ids(const RtGpu *c, const IrNode *op, int T, char *err, size_t errlen)
+{
+    CUdeviceptr tokens = dev_of(c, op->in[3]->id), doc = c->doc;
+    int eot = (int)op->iattr[1];
+    void *p[] = {&tokens, &T, &eot, &doc};
+    return launch(c, c->lib[0][L_DOC], 1, 1, 1024, p, err, errlen);
+}
+
+static int run_attention(const RtGpu *c, const IrNode *n, char *err, size_t errlen)
+{
+    const IrNode *q = n->in[0];
+    int T = (int)q->shape[0], H = (int)q->shape[1], D = (int)q->shape[2], B = (int)n->iattr[0];
+    if (D % 4 || D > 128) {
+        snprintf(err, errlen, "%s:%d: %s %%%d: the CUDA attention kernels take head dims that are multiples of 4 up to "
+                 "128, got %d", n->src_file ? n->src_file : "?", n->src_line, ir_op_name(n->op), n->id, D);
+        return -1;
+    }
+    IrDtype want = cg_operand_dtype(c->s, n);
+    const CUfunction *lib = c->lib[want == IR_BF16];
+    CUdeviceptr qd, kd, vd, dout = 0, win = dev_of(c, n->in[4]->id), out = dev_of(c, n->id), doc = c->doc, work = c->work;
+    size_t so = 0;
+    if (operand(c, q, want, &so, &qd, err, errlen) || operand(c, n->in[1], want, &so, &kd, err, errlen) ||
+        operand(c, n->in[2], want, &so, &vd, err, errlen))
+        return -1;
+    if (n->op == IR_ATTENTION_BWD && operand(c, n->in[5], want, &so, &dout, err, errlen)) return -1;
+    if (run_doc_ids(c, n, T, err, errlen)) return -1;
+    float scale = (float)n->fattr[0];
+    int64_t bx = (T + 63) / 64;
+    if (n->op == IR_ATTENTION) {
+        void *p[] = {&qd, &kd, &vd, &doc, &T, &H, &D, &B, &win, &scale, &out, &work};
+        return launch(c, lib[L_ATTN_FWD], bx, H, 256, p, err, errlen);
+    }
+    CUdeviceptr m = (CUdeviceptr)((int64_t)T * H * D * (want == IR_BF16 ? 2 : 4)), dk = out + m, dv = out + 2 * m;
+    void *ps[] = {&qd, &kd, &vd, &doc, &T, &H, &D, &B, &win, &scale, &dout, &work};
+    void *pq[] = {&qd, &kd, &vd, &doc, &T, &H, &D, &B, &win, &scale, &dout, &work, &out};
+    void *pk[] = {&qd, &kd, &vd, &doc, &T, &H, &D, &B, &win, &scale, &dout, &work, &dk, &dv};
+    if (launch(c, lib[L_ATTN_STATS], bx, H, 256, ps, err, errlen) || launch(c, lib[L_ATTN_DQ], bx, H, 256, pq, err, errlen))
+        return -1;
+    return launch(c, lib[L_ATTN_DKV], bx, H, 256, pk, err, errlen);
+}
+
+static int run_scatter(const RtGpu *c, const IrNode *n, char *err, size_t errlen)
+{
+    long cnt = (long)ir_numel(n->in[1]), row = cnt ? (long)(ir_numel(n->in[0]) / cnt) : 0, total = (long)ir_numel(n);
+    CUdeviceptr rows = dev_of(c, n->in[0]->id), idx = dev_of(c, n->in[1]->id), out = dev_of(c, n->id);
+    void *pz[] = {&out, &total};
+    void *ps[] = {&rows, &idx, &cnt, &row, &out};
+    if (launch(c, c->lib[0][L_ZERO], (total + 255) / 256, 1, 256, pz, err, errlen)) return -1;
+    return launch(c, c->lib[is_bf16(c, n->in[0]->id)][L_SCATTER], (cnt * row + 255) / 256, 1, 256, ps, err, errlen);
+}
+
+/* ---- the step ---------------------------------------------------------------------------- */
+
+static int allreduce_after(const RtGpu *c, int k, char *err, size_t errlen);
+
+static int enqueue_step(const RtGpu *c, char *err, size_t errlen)
+{
+    for (int k = 0; k < c->s->nk; k++) {
+        const CgKernel *kk = &c->s->k[k];
+        int rc = 0;
+        switch (kk->kind) {
+        case CG_LOOP: {
+            int64_t blocks;
+            int threads;
+            cg_cuda_launch(kk, &blocks, &threads);
+            void **p = xcalloc((size_t)kk->nargs, sizeof *p);
+            for (int j = 0; j < kk->nargs; j++) p[j] = &c->args[k][j];
+            rc = launch(c, c->fn[kk->func], blocks, 1, threads, p, err, errlen);
+            free(p);
+            break;
+        }
+        case CG_MATMUL: rc = run_gemm(c, k, err, errlen); break;
+        case CG_ATTENTION:
+        case CG_ATTENTION_BWD: rc = run_attention(c, kk->op, err, errlen); break;
+        case CG_SCATTER_ADD: rc = run_scatter(c, kk->op, err, errlen); break;
+        }
+        if (rc || allreduce_after(c, k, err, errlen)) return -1;
+    }
+    return 0;
+}
+
+/* gradients averaged across ranks as soon as their kernel has run (NCCL on the stream:
+ * the collective of one gradient overlaps the kernels of the next ones on other ranks'
+ * progress; within a graph NCCL launches are captured like kernels) */
+static int allreduce_after(const RtGpu *c, int k, char *err, size_t errlen)
+{
+    for (int i = 0; i < c->nallreduce; i++) {
+        const IrNode *n = c->allreduce[i];
+        int64_t off;
+        int b = cg_storage(c->s, n->id, &off);
+        if (b < 0 || c->s->role[b] != CG_ROOT || c->s->producer[b] != k) continue;
+        int r = rt_cu.nccl.AllReduce((const void *)(uintptr_t)dev_of(c, n->id), (void *)(uintptr_t)dev_of(c, n->id),
+                                     (size_t)ir_numel(n), is_bf16(c, n->id) ? RT_NCCL_BF16 : RT_NCCL_F32, RT_NCCL_AVG,
+                                     rt_gpu_comm(), c->stream);
+        if (r != 0) {
+            snprintf(err, errlen, "NCCL: all-reduce of %%%d failed: %s", n->id, rt_cu.nccl.GetErrorString(r));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int rt_gpu_run(RtGpu *c, char *err, size_t errlen)
+{
+    if (c->bad_input[0]) {
+        snprintf(err, errlen, "%s", c->bad_input);
+        c->bad_input[0] = 0;
+        return -1;
+    }
+    if (!c->use_graph) return enqueue_step(c, err, errlen);
+    if (!c->graph) {
+        CUgraph graph;
+        CU_CHECK(rt_cu.cu.StreamBeginCapture(c->stream, RT_CU_CAPTURE_THREAD_LOCAL), err, errlen);
+        int rc = enqueue_step(c, err, errlen);
+        CUresult end = rt_cu.cu.StreamEndCapture(c->stream, &graph);
+        if (rc) return -1;
+        CU_CHECK(end, err, errlen);
+        CUresult r = rt_cu.cu.GraphInstantiate(&c->graph, graph, 0);
+        rt_cu.cu.GraphDestroy(graph);
+        CU_CHECK(r, err, errlen);
+    }
+    CU_CHECK(rt_cu.cu.GraphLaunch(c->graph, c->stream), err, errlen);
+    return 0;
+}
+
+/* ---- creation ---------------------------------------------------------------------------- */
+
+RtGpu *rt_gpu_new(const IrGraph *g, RtPrec prec, IrNode *const *keep, int nkeep, char *err, size_t errlen)
+{
+    if (prec == RT_F64) {
+        snprintf(err, errlen, "the cuda backend computes in f32 or bf16; use --backend ref for --dtype f64");
+        return NULL;
+    }
+    if (rt_gpu_open(err, errlen)) return NULL;
+    RtGpu *c = xcalloc(1, sizeof *c);
+    c->g = g;
+    c->stream = rt_gpu_stream();
+    const char *eg = getenv("GPTC_CUDA_GRAPH");
+    c->use_graph = !(eg && !strcmp(eg, "0"));
+    CgStore store = prec == RT_F32 ? CG_STORE_F32 : prec == RT_BF16 ? CG_STORE_BF16 : CG_STORE_BF16_MASTER;
+    if (!(c->s = cg_fuse(g, keep, nkeep, store, err, errlen)) || load_module(c, err, errlen) ||
+        allocate(c, err, errlen) || plan_gemms(c, err, errlen)) {
+        rt_gpu_free(c);
+        return NULL;
+    }
+    bind_args(c);
+    index_bounds(c);
+    return c;
+}
+
+void rt_gpu_allreduce(RtGpu *c, IrNode *const *nodes, int n)
+{
+    free(c->allreduce);
+    c->allreduce = xcalloc((size_t)n, sizeof *c->allreduce);
+    memcpy(c->allreduce, nodes, sizeof *nodes * (size_t)n);
+    c->nallreduce = n;
+    if (c->graph) {   /* recapture with the collectives */
+        rt_cu.cu.GraphExecDestroy(c->graph);
+        c->graph = NULL;
+    }
+}
+
+void rt_gpu_free(RtGpu *c)
+{
+    if (!c) return;
+    if (rt_cu.opened) rt_cu.cu.StreamSynchronize(c->stream);
+    if (c->graph) rt_cu.cu.GraphExecDestroy(c->graph);
+    if (c->gemm)
+        for (int k = 0; k < c->s->nk; k++) {
+            Gemm *gm = &c->gemm[k];
+            if (gm->desc) rt_cu.lt.MatmulDescDestroy(gm->desc);
+            if (gm->a) rt_cu.lt.MatrixLayoutDestroy(gm->a);
+            if (gm->b) rt_cu.lt.MatrixLayoutDestroy(gm->b);
+            if (gm->d) rt_cu.lt.MatrixLayoutDestroy(gm->d);
+        }
+    free(c->gemm);
+    if (c->lt) rt_cu.lt.Destroy(c->lt);
+    if (c->args)
+        for (int k = 0; k < c->s->nk; k++) free(c->args[k]);
+    free(c->args);
+    if (c->mem) rt_cu.cu.MemFree(c->mem);
+    if (c->mod) rt_cu.cu.ModuleUnload(c->mod);
+    free(c->fn);
+    free(c->leaf_off);
+    free(c->index_bound);
+    free(c->allreduce);
+    cg_step_free(c->s);
+    free(c);
+}
+
+/* ---- host transfers ---------------------------------------------------------------------- */
+
+static void fatal(const char *what, CUresult r)
+{
+    fprintf(stderr, "cuda: %s failed: %s (a kernel of the step faulted?)\n", what, rt_cu_error(r));
+    exit(1);
+}
+
+static void sync_stream(const RtGpu *c)
+{
+    CUresult r = rt_cu.cu.StreamSynchronize(c->stream);
+    if (r != 0) fatal("the step", r);
+}
+
+/* float → bf16, round to nearest even (NaN stays NaN) */
+static uint16_t to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+static float from_bf16(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static void upload(RtGpu *c, const IrNode *leaf, const void *host, size_t bytes)
+{
+    sync_stream(c);
+    CUresult r = rt_cu.cu.MemcpyHtoD(dev_of(c, leaf->id), host, bytes);
+    if (r != 0) fatal("a copy to the device", r);
+}
+
+static void need_leaf(const RtGpu *c, const IrNode *leaf)
+{
+    if (c->s->role[leaf->id] != CG_LEAF) {
+        fprintf(stderr, "cuda: node %%%d is not a leaf\n", leaf->id);
+        abort();
+    }
+}
+
+void rt_gpu_set(RtGpu *c, const IrNode *leaf, const double *data)
+{
+    need_leaf(c, leaf);
+    int64_t n = ir_numel(leaf);
+    int es = cg_elem_bytes(c->s, leaf->id);
+    IrDtype t = cg_store_dtype(c->s, leaf->id);
+    void *h = xcalloc((size_t)n, (size_t)es);
+    for (int64_t i = 0; i < n; i++) {
+        if (t == IR_I32) ((int32_t *)h)[i] = (int32_t)data[i];
+        else if (t == IR_BF16) ((uint16_t *)h)[i] = to_bf16((float)data[i]);
+        else ((float *)h)[i] = (float)data[i];
+    }
+    upload(c, leaf, h, (size_t)n * (size_t)es);
+    free(h);
+}
+
+/* Indices are checked here, on the host, where the cpu backend checks them in its run: a
+ * value out of range is reported by the next rt_gpu_run, and the data is not uploaded. */
+void rt_gpu_set_i32(RtGpu *c, const IrNode *leaf, const int32_t *data)
+{
+    need_leaf(c, leaf);
+    int64_t n = ir_numel(leaf), bound = c->index_bound[leaf->id];
+    for (int64_t i = 0; i < n; i++)
+        if (data[i] < 0 || data[i] >= bound) {
+            snprintf(c->bad_input, sizeof c->bad_input, "%s %%%d: index %d is outside [0, %lld)",
+                     leaf->name ? leaf->name : "input", leaf->id, data[i], (long long)bound);
+            return;
+        }
+    if (leaf->dtype == IR_I32) {
+        upload(c, leaf, data, (size_t)n * 4);
+        return;
+    }
+    double *v = xcalloc((size_t)n, sizeof *v);
+    for (int64_t i = 0; i < n; i++) v[i] = data[i];
+    rt_gpu_set(c, leaf, v);
+    free(v);
+}
+
+void rt_gpu_set_scalar(RtGpu *c, const char *name, double v)
+{
+    for (int i = 0; i < c->g->n; i++) {
+        const IrNode *n = c->g->nodes[i];
+        if (n->op != IR_SCALAR || strcmp(n->name, name) || c->s->role[i] != CG_LEAF) continue;
+        double *vals = xcalloc((size_t)ir_numel(n), sizeof *vals);
+        for (int64_t j = 0; j < ir_numel(n); j++) vals[j] = v;
+        rt_gpu_set(c, n, vals);
+        free(vals);
+    }
+}
+
+void rt_gpu_get(const RtGpu *c, const IrNode *n, double *out)
+{
+    CUdeviceptr p = dev_of(c, n->id);
+    if (!p) { fprintf(stderr, "cuda: node %%%d has no memory (not kept)\n", n->id); abort(); }
+    sync_stream(c);
+    int64_t m = ir_numel(n);
+    int es = cg_elem_bytes(c->s, n->id);
+    IrDtype t = cg_store_dtype(c->s, n->id);
+    void *h = xcalloc((size_t)m, (size_t)es);
+    CUresult r = rt_cu.cu.MemcpyDtoH(h, p, (size_t)m * (size_t)es);
+    if (r != 0) fatal("a copy from the device", r);
+    for (int64_t i = 0; i < m; i++)
+        out[i] = t == IR_I32 ? ((int32_t *)h)[i] : t == IR_BF16 ? from_bf16(((uint16_t *)h)[i]) : ((float *)h)[i];
+    free(h);
+}
+
+void rt_gpu_copy(RtGpu *dst, const IrNode *leaf, const RtGpu *src, const IrNode *n)
+{
+    need_leaf(dst, leaf);
+    if (ir_numel(leaf) != ir_numel(n) || !dev_of(src, n->id)) {
+        fprintf(stderr, "cuda: cannot copy %%%d into leaf %%%d\n", n->id, leaf->id);
+        abort();
+    }
+    IrDtype from = cg_store_dtype(src->s, n->id), to = cg_store_dtype(dst->s, leaf->id);
+    CUdeviceptr s = dev_of(src, n->id), d = dev_of(dst, leaf->id);
+    CUresult r = 0;
+    char err[256];
+    if (from == to) r = rt_cu.cu.MemcpyDtoDAsync(d, s, (size_t)ir_numel(n) * (size_t)cg_elem_bytes(src->s, n->id), dst->stream);
+    else if (convert(dst, s, from, d, ir_numel(n), err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        exit(1);
+    }
+    if (r != 0) fatal("a device copy", r);
+}
+
+size_t rt_gpu_bytes(const RtGpu *c) { return c->bytes; }
+
+void rt_gpu_sync(const RtGpu *c) { sync_stream(c); }

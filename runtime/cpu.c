@@ -51,16 +51,6 @@ static void *data_of(const RtCpu *c, int id)
     return base ? base + off * 4 : NULL;
 }
 
-/* ROPE_COS / ROPE_SIN [T, D/2], as the ref backend computes them (double, rounded) */
-static void fill_rope(const IrNode *n, float *y)
-{
-    const int64_t T = n->shape[0], D = n->iattr[0], half = D / 2, nf = D / 4;
-    for (int64_t j = 0; j < half; j++) {
-        double w = j >= nf ? 0.0 : nf == 1 ? 1.0 : pow(n->fattr[0], -(double)j / (double)(nf - 1));
-        for (int64_t t = 0; t < T; t++) y[t * half + j] = (float)(n->op == IR_ROPE_SIN ? sin(t * w) : cos(t * w));
-    }
-}
-
 static void alloc_leaves(RtCpu *c)
 {
     c->leaf = xcalloc((size_t)c->g->n, sizeof *c->leaf);
@@ -69,7 +59,8 @@ static void alloc_leaves(RtCpu *c)
         if (c->s->role[i] != CG_LEAF) continue;
         c->leaf[i] = xcalloc((size_t)ir_numel(n), 4);
         c->leaf_bytes += (size_t)ir_numel(n) * 4;
-        if (n->op == IR_ROPE_COS || n->op == IR_ROPE_SIN) fill_rope(n, c->leaf[i]);
+        if (n->op == IR_ROPE_COS || n->op == IR_ROPE_SIN)
+            rt_ref_rope_f32(n->op == IR_ROPE_SIN, n->shape[0], n->iattr[0], n->fattr[0], c->leaf[i]);
     }
 }
 

@@ -21,6 +21,7 @@
 
 #include "codegen/codegen.h"
 #include "runtime/cuda_api.h"
+#include "runtime/ref_kernels.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -472,6 +473,19 @@ int rt_gpu_run(RtGpu *c, char *err, size_t errlen)
 
 /* ---- creation ---------------------------------------------------------------------------- */
 
+/* leaves the graph defines itself: the rotary tables, computed as the ref backend does */
+static void fill_constants(RtGpu *c)
+{
+    for (int i = 0; i < c->g->n; i++) {
+        const IrNode *n = c->g->nodes[i];
+        if (c->s->role[i] != CG_LEAF || (n->op != IR_ROPE_COS && n->op != IR_ROPE_SIN)) continue;
+        double *y = xcalloc((size_t)ir_numel(n), sizeof *y);
+        rt_ref_rope_f64(n->op == IR_ROPE_SIN, n->shape[0], n->iattr[0], n->fattr[0], y);
+        rt_gpu_set(c, n, y);
+        free(y);
+    }
+}
+
 RtGpu *rt_gpu_new(const IrGraph *g, RtPrec prec, IrNode *const *keep, int nkeep, char *err, size_t errlen)
 {
     if (prec == RT_F64) {
@@ -492,6 +506,7 @@ RtGpu *rt_gpu_new(const IrGraph *g, RtPrec prec, IrNode *const *keep, int nkeep,
     }
     bind_args(c);
     index_bounds(c);
+    fill_constants(c);
     return c;
 }
 

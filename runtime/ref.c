@@ -218,7 +218,7 @@ static int eval_leaf(RtRef *r, const IrNode *n)
         return 0;
     default:                                           /* ROPE_COS, ROPE_SIN: [T, D/2] */
         if (n->dtype == IR_I32) return no_i32(r, n);
-        KCALL(r, k_rope, n->op == IR_ROPE_SIN, n->shape[0], n->iattr[0], n->fattr[0], alloc_buf(r, n));
+        KCALL(r, rt_ref_rope, n->op == IR_ROPE_SIN, n->shape[0], n->iattr[0], n->fattr[0], alloc_buf(r, n));
         return 0;
     }
 }

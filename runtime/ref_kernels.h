@@ -102,6 +102,10 @@ void rt_ref_attn_bwd_f32(const float *dout, const float *q, const float *k,
  *   (bt: [N, K]); OpenBLAS, small products one per OpenMP thread, a large one split by
  *   rows of c across the threads (OpenBLAS must run single-threaded).
  * ------------------------------------------------------------------------------------ */
+/* ROPE_COS / ROPE_SIN tables [T, D/2] (ops.def): angles in double, rounded once */
+void rt_ref_rope_f64(int is_sin, int64_t T, int64_t D, double base, double *y);
+void rt_ref_rope_f32(int is_sin, int64_t T, int64_t D, double base, float *y);
+
 void rt_ref_matmul_f64(const double *a, const double *b, double *c, int64_t batch, int M, int N, int K, int at,
                        int bt);
 void rt_ref_matmul_f32(const float *a, const float *b, float *c, int64_t batch, int M, int N, int K, int at,

@@ -47,7 +47,7 @@ static int64_t SFX(k_to_i32)(const REAL *x, int32_t *y, int64_t n)
 
 /* ROPE_COS / ROPE_SIN: y [T, D/2]; n = D/4 frequencies ω_j = base^(-j/(n-1)) (ω_0 = 1 when
  * n = 1), ω_j = 0 for j >= n; y[t, j] = cos or sin of t·ω_j, in double, rounded once. */
-static void SFX(k_rope)(int is_sin, int64_t T, int64_t D, double base, REAL *y)
+void SFX(rt_ref_rope)(int is_sin, int64_t T, int64_t D, double base, REAL *y)
 {
     const int64_t half = D / 2, nf = D / 4;
     for (int64_t j = 0; j < half; j++) {

@@ -2,8 +2,9 @@
  * (codegen/storage.c) on small graphs, and, on the recording stand-in for the driver
  * (tests/cuda_mock.c, loaded through GPTC_LIBCUDA; its "device" memory is host memory, so
  * copies are real), the host side of the executor: parameters stored in bf16 come back
- * rounded to nearest, f32 storage keeps them exact, integer inputs out of range are
- * reported by the run, and a run enqueues its kernels. Kernels do not execute here. */
+ * rounded to nearest, f32 storage keeps them exact, the rotary tables are uploaded at
+ * creation, integer inputs out of range are reported by the run, and a run enqueues its
+ * kernels. Kernels do not execute here. */
 #include <libgen.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "codegen/codegen.h"
 #include "ir/ir.h"
 #include "runtime/exec.h"
+#include "runtime/ref_kernels.h"
 #include "tests/test.h"
 
 /* y = relu(x @ w) with x a bf16 parameter [4, 8], w an f32 parameter [8, 6], then the row
@@ -150,6 +152,31 @@ TEST(executor_on_the_stand_in)
     ir_graph_free(g);
 }
 
+/* the rotary tables, leaves the graph defines, are on the device before the first run */
+TEST(rotary_tables_uploaded)
+{
+    if (!have_nvrtc()) return;
+    IrGraph *g = ir_graph_new();
+    IrNode *cs = ir_rope(g, IR_ROPE_COS, 16, 8, 1024.0), *sn = ir_rope(g, IR_ROPE_SIN, 16, 8, 1024.0);
+    IrNode *y = ir_binary(g, IR_ADD, cs, sn);
+    IrNode *keep[] = {y};
+    char err[512];
+    RtExec *x = rt_exec_new(RT_CUDA_BACKEND, g, RT_BF16, keep, 1, err, sizeof err);
+    CHECK(x != NULL);
+    if (x) {
+        double got[64], want[64];
+        for (int k = 0; k < 2; k++) {
+            rt_exec_get(x, k ? sn : cs, got);
+            rt_ref_rope_f64(k, 16, 8, 1024.0, want);
+            int bad = 0;
+            for (int i = 0; i < 64; i++) bad += got[i] != (double)(float)want[i];
+            CHECK(bad == 0);
+        }
+        rt_exec_free(x);
+    }
+    ir_graph_free(g);
+}
+
 int main(int argc, char **argv)
 {
     char self[4096];
@@ -159,5 +186,6 @@ int main(int argc, char **argv)
     RUN(storage_policy);
     RUN(statistics_stay_f32);
     RUN(executor_on_the_stand_in);
+    RUN(rotary_tables_uploaded);
     return test_summary();
 }

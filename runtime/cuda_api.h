@@ -139,8 +139,6 @@ typedef struct {
     int (*CommInitRank)(ncclComm_t *, int, ncclUniqueId, int);
     int (*CommDestroy)(ncclComm_t);
     int (*AllReduce)(const void *, void *, size_t, int, int, ncclComm_t, CUstream);
-    int (*AllGather)(const void *, void *, size_t, int, ncclComm_t, CUstream);
-    int (*Broadcast)(const void *, void *, size_t, int, int, ncclComm_t, CUstream);
     const char *(*GetErrorString)(int);
 } RtNccl;
 

@@ -23,6 +23,12 @@ static int local_rank(void)
     return 0;
 }
 
+static void close_nccl(void)
+{
+    if (comm) rt_cu.nccl.CommDestroy(comm);
+    comm = NULL;
+}
+
 static int open_nccl(char *err, size_t errlen)
 {
     if (rt_cu_nccl_open(err, errlen)) return -1;
@@ -42,6 +48,7 @@ static int open_nccl(char *err, size_t errlen)
                  rt_cu.nccl.GetErrorString(r));
         return -1;
     }
+    atexit(close_nccl);
     return 0;
 }
 

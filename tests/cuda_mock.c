@@ -14,8 +14,12 @@
  *   - cuBLASLt products: operand types (A, B alike; f32 or bf16), shapes that agree
  *     (op(A) m×k, op(B) k×n, D m×n) and every operand's extent (leading dimension,
  *     batch stride and count) inside one allocation.
- * At exit it writes counters to $GPTC_MOCK_LOG: allocations, modules, eager launches,
- * graphs captured (and their launches), graph launches, products, errors (each named).
+ *   - NCCL (GPTC_LIBNCCL): a communicator made from a unique id of this stand-in, of the
+ *     size and rank mpirun gave; all-reduces averaging f32 or bf16 in place inside an
+ *     allocation, on a stream (captured or not).
+ * At exit it writes counters to $GPTC_MOCK_LOG (.RANK appended under mpirun):
+ * allocations, modules, eager launches, graphs captured (and their launches), graph
+ * launches, products, all-reduces, errors (each named).
  * GPTC_MOCK_NO_DEVICE=1 makes cuInit fail as on a machine whose driver sees no GPU. */
 #include <stdint.h>
 #include <stdio.h>
@@ -28,21 +32,32 @@ enum { OK = 0, E_INVALID = 1, E_NO_DEVICE = 100, E_INVALID_IMAGE = 200, E_NOT_FO
 
 #define MAX_ALLOCS 256
 static struct { char *p; size_t n; } allocs[MAX_ALLOCS];
-static int nallocs, live_allocs, modules, eager, graphs, graph_nodes, graph_launches, gemms, errors;
+static int nallocs, live_allocs, modules, eager, graphs, graph_nodes, graph_launches, gemms, errors, allreduces,
+    allreduces_captured;
 static size_t alloc_bytes;
 static int capturing, captured;
 
 typedef struct { char name[128]; } Func;
 typedef struct { int nodes; } Graph;
 
+/* $GPTC_MOCK_LOG, or $GPTC_MOCK_LOG.RANK in a process started by mpirun */
+static FILE *open_log(void)
+{
+    const char *path = getenv("GPTC_MOCK_LOG"), *rank = getenv("OMPI_COMM_WORLD_RANK");
+    char name[4096];
+    if (!path || !*path) return NULL;
+    snprintf(name, sizeof name, rank ? "%s.%s" : "%s", path, rank);
+    return fopen(name, "a");
+}
+
 static void report(void)
 {
-    const char *path = getenv("GPTC_MOCK_LOG");
-    FILE *f = path && *path ? fopen(path, "a") : NULL;
+    FILE *f = open_log();
     if (!f) return;
     fprintf(f, "allocations %d bytes %zu live %d\nmodules %d\neager_launches %d\ngraphs %d nodes %d\n"
-               "graph_launches %d\ngemms %d\nerrors %d\n",
-            nallocs, alloc_bytes, live_allocs, modules, eager, graphs, graph_nodes, graph_launches, gemms, errors);
+               "graph_launches %d\ngemms %d\nallreduces %d captured %d\nerrors %d\n",
+            nallocs, alloc_bytes, live_allocs, modules, eager, graphs, graph_nodes, graph_launches, gemms, allreduces,
+            allreduces_captured, errors);
     fclose(f);
 }
 
@@ -52,8 +67,7 @@ static CUresult fail(CUresult r, const char *fmt, const char *a, long long b)
     fprintf(stderr, "cuda mock: ");
     fprintf(stderr, fmt, a, b);
     fputc('\n', stderr);
-    const char *path = getenv("GPTC_MOCK_LOG");
-    FILE *f = path && *path ? fopen(path, "a") : NULL;
+    FILE *f = open_log();
     if (f) {
         fprintf(f, "error: ");
         fprintf(f, fmt, a, b);
@@ -380,3 +394,47 @@ int cublasLtMatmul(void *h, Desc *d, const void *alpha, const void *A, Layout *l
     if (capturing) captured++;
     return 0;
 }
+
+/* ---- NCCL ------------------------------------------------------------------------------- */
+
+typedef struct { char internal[128]; } UniqueId;
+typedef struct { int n, rank, destroyed; } Comm;
+
+int ncclGetUniqueId(UniqueId *id)
+{
+    memset(id, 0, sizeof *id);
+    snprintf(id->internal, sizeof id->internal, "gptc cuda mock %d", 42);
+    return 0;
+}
+
+int ncclCommInitRank(Comm **c, int n, UniqueId id, int rank)
+{
+    const char *ws = getenv("OMPI_COMM_WORLD_SIZE"), *wr = getenv("OMPI_COMM_WORLD_RANK");
+    if (strcmp(id.internal, "gptc cuda mock 42"))
+        return fail(E_INVALID, "%sncclCommInitRank: a unique id that rank 0 did not make%lld", "", 0), 4;
+    if (!ws || atoi(ws) != n || !wr || atoi(wr) != rank)
+        return fail(E_INVALID, "%sncclCommInitRank: size or rank differ from mpirun's (%lld)", "", n), 4;
+    *c = calloc(1, sizeof **c);
+    (*c)->n = n, (*c)->rank = rank;
+    return 0;
+}
+
+int ncclCommDestroy(Comm *c)
+{
+    free(c);
+    return 0;
+}
+
+int ncclAllReduce(const void *send, void *recv, size_t count, int type, int op, Comm *c, void *stream)
+{
+    size_t es = type == 7 ? 4 : type == 9 ? 2 : 0;
+    if (!c || !es || op != 4 || count == 0)
+        return fail(E_INVALID, "%sncclAllReduce: type %lld, op or count unexpected", "", type), 4;
+    if (send != recv || !inside((CUdeviceptr)(uintptr_t)recv, count * es))
+        return fail(E_INVALID, "%sncclAllReduce: not in place inside an allocation (%lld)", "", (long long)count), 4;
+    allreduces++;
+    if (capturing) captured++, allreduces_captured++;
+    return 0;
+}
+
+const char *ncclGetErrorString(int r) { return "error reported by the cuda mock"; }

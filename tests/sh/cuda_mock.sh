@@ -107,3 +107,21 @@ if [ -s $tmp/run/checkpoint.safetensors ] && grep -q 'step:3/3' $tmp/run/log.txt
 else fail "train: log and checkpoint" "$(ls $tmp/run)"; fi
 expect_output "train: micro-batches are refused on cuda" "does not accumulate micro-batches" \
     "$GPTC" "${run[@]}" --out $tmp/run2 --grad-accum 2
+
+# two ranks: NCCL bootstrapped through MPI, every gradient averaged inside the captured step
+if command -v mpirun >/dev/null; then
+    MPIRUN=(mpirun --allow-run-as-root --oversubscribe --mca btl self,vader)
+    export LSAN_OPTIONS=suppressions=$PWD/tests/lsan-mpi.supp ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0
+    export GPTC_LIBNCCL=$MOCK GPTC_MOCK_LOG=$tmp/mpi.log
+    MPIRUN+=(-x LSAN_OPTIONS -x ASAN_OPTIONS -x GPTC_LIBCUDA -x GPTC_LIBCUBLASLT -x GPTC_LIBNCCL -x GPTC_MOCK_LOG -x XDG_CACHE_HOME)
+    if "${MPIRUN[@]}" -np 2 "$GPTC" "${run[@]}" --out $tmp/mpi >"$tmp/out" 2>&1; then pass "mpirun -np 2 on the stand-in"
+    else fail "mpirun -np 2 on the stand-in" "$(tail -5 "$tmp/out")"; fi
+    nparams=$("$GPTC" summary models/gpt2m.gptc --set n_emb=3 2>/dev/null |
+              awk '/^parameters:/ { p = 1; next } p && /^  [a-z_]+[.a-z0-9_]* +\[/ { n++ } END { print n }')
+    for r in 0 1; do
+        check_eq "rank $r: no error" "$(field $tmp/mpi.log.$r errors)" 0
+        check_eq "rank $r: each of the $nparams gradients all-reduced once, inside the captured step" \
+            "$(field $tmp/mpi.log.$r allreduces) $(field $tmp/mpi.log.$r allreduces 3)" "$nparams $nparams"
+    done
+    unset GPTC_MOCK_LOG GPTC_LIBNCCL
+fi

@@ -681,6 +681,19 @@ void rt_gpu_copy(RtGpu *dst, const IrNode *leaf, const RtGpu *src, const IrNode 
     if (r != 0) fatal("a device copy", r);
 }
 
+void rt_gpu_broadcast(RtGpu *c, const IrNode *leaf, int root)
+{
+    need_leaf(c, leaf);
+    CUdeviceptr p = dev_of(c, leaf->id);
+    int r = rt_cu.nccl.Broadcast((const void *)(uintptr_t)p, (void *)(uintptr_t)p, (size_t)ir_numel(leaf),
+                                 is_bf16(c, leaf->id) ? RT_NCCL_BF16 : RT_NCCL_F32, root, rt_gpu_comm(), c->stream);
+    if (r != 0) {
+        fprintf(stderr, "NCCL: broadcast of %s from rank %d failed: %s\n", leaf->name ? leaf->name : "a leaf", root,
+                rt_cu.nccl.GetErrorString(r));
+        exit(1);
+    }
+}
+
 size_t rt_gpu_bytes(const RtGpu *c) { return c->bytes; }
 
 void rt_gpu_sync(const RtGpu *c) { sync_stream(c); }

@@ -197,6 +197,7 @@ int rt_cu_nccl_open(char *err, size_t errlen)
     SYM(lib, c->CommInitRank, "ncclCommInitRank");
     SYM(lib, c->CommDestroy, "ncclCommDestroy");
     SYM(lib, c->AllReduce, "ncclAllReduce");
+    SYM(lib, c->Broadcast, "ncclBroadcast");
     SYM(lib, c->GetErrorString, "ncclGetErrorString");
     rt_cu.nccl_opened = 1;
     return 0;

@@ -139,6 +139,7 @@ typedef struct {
     int (*CommInitRank)(ncclComm_t *, int, ncclUniqueId, int);
     int (*CommDestroy)(ncclComm_t);
     int (*AllReduce)(const void *, void *, size_t, int, int, ncclComm_t, CUstream);
+    int (*Broadcast)(const void *, void *, size_t, int, int, ncclComm_t, CUstream);
     const char *(*GetErrorString)(int);
 } RtNccl;
 

@@ -103,6 +103,15 @@ void rt_exec_sync(const RtExec *x)
     if (x->gpu) rt_gpu_sync(x->gpu);
 }
 
+void rt_exec_broadcast(RtExec *x, const IrNode *leaf, int root)
+{
+    if (!x->gpu) {
+        fprintf(stderr, "rt_exec_broadcast: only the cuda backend broadcasts device to device\n");
+        abort();
+    }
+    rt_gpu_broadcast(x->gpu, leaf, root);
+}
+
 bool rt_exec_allreduce(RtExec *x, IrNode *const *nodes, int n)
 {
     if (!x->gpu) return false;

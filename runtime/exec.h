@@ -45,6 +45,10 @@ void rt_exec_free(RtExec *x);
  * (rt_dist_allreduce). Returns whether the backend does it. */
 bool rt_exec_allreduce(RtExec *x, IrNode *const *nodes, int n);
 
+/* The cuda backend with several ranks: leaf `leaf` takes rank root's value (NCCL, in
+ * stream order). Every rank calls it in the same order. */
+void rt_exec_broadcast(RtExec *x, const IrNode *leaf, int root);
+
 /* "ref", "cpu" or "cuda" → backend; -1 for other names */
 int rt_backend_parse(const char *name);
 const char *rt_backend_name(RtBackend b);
@@ -72,6 +76,7 @@ int rt_gpu_run(RtGpu *c, char *err, size_t errlen);
 void rt_gpu_get(const RtGpu *c, const IrNode *n, double *out);
 void rt_gpu_copy(RtGpu *dst, const IrNode *leaf, const RtGpu *src, const IrNode *n);
 void rt_gpu_allreduce(RtGpu *c, IrNode *const *nodes, int n);
+void rt_gpu_broadcast(RtGpu *c, const IrNode *leaf, int root);
 size_t rt_gpu_bytes(const RtGpu *c);
 void rt_gpu_sync(const RtGpu *c);
 void rt_gpu_free(RtGpu *c);

@@ -79,6 +79,7 @@ enum { X_STEP, X_VAL_DONE, X_TRAIN_MS, X_LOG_TXT, X_LOG_JSONL, X_SEED, X_NDATA }
 
 /* next_step: the step the run continues with; val_done: its validation is logged already. */
 static int save_checkpoint(RtRun *r, int64_t next_step, bool val_done, char *err, size_t errlen) {
+    rt_trainer_sync(&r->t);   /* collective with sharded Muon on cuda: every rank takes part */
     if (rt_dist_rank() != 0) return 0;
     RtExtra x[X_NDATA + 2 * RT_MAX_ACCUM];
     int64_t txt, jsonl;

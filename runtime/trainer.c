@@ -31,14 +31,13 @@ int rt_trainer_init(RtTrainer *t, FeCompile *c, RtBackend backend, RtPrec prec, 
     t->prec = prec;
     Program *p = &c->prog;
     t->np = p->nparams;
-    /* Muon matrices are dealt round-robin to the ranks; Adam's elementwise steps run
-     * everywhere. On the cuda backend every rank updates every matrix (see trainer.h). */
+    /* Muon matrices are dealt round-robin to the ranks; Adam's elementwise steps run everywhere */
     t->owner = malloc(sizeof(int) * (size_t)(p->nparams + 1));
     bool *mine = malloc(sizeof(bool) * (size_t)(p->nparams + 1));
     int nmuon = 0;
     for (int i = 0; i < p->nparams; i++) {
         bool muon = p->optims[p->params[i].optim].kind == OPT_MUON;
-        t->owner[i] = muon && rt_dist_size() > 1 && backend != RT_CUDA_BACKEND ? rt_dist_owner(nmuon++) : -1;
+        t->owner[i] = muon && rt_dist_size() > 1 ? rt_dist_owner(nmuon++) : -1;
         mine[i] = t->owner[i] < 0 || t->owner[i] == rt_dist_rank();
     }
     int rc = rt_grad_build(p, &t->gg, err, errlen);
@@ -128,21 +127,33 @@ void rt_trainer_sync(RtTrainer *t) {
     if (!t->host_stale) return;
     const RtUpdateGraph *ug = &t->ug;
     for (int i = 0; i < t->np; i++) {
+        if (ug->out[i] < 0) continue;   /* another rank's Muon matrix: broadcast below */
         rt_exec_get(t->upd_r, ug->param[i], t->param[i]);
         for (int k = 0; k < ug->nstate[i]; k++) rt_exec_get(t->upd_r, ug->state[k][i], t->state[k][i]);
     }
+    for (int i = 0; i < t->np; i++)   /* every rank gets the owners' matrices and momenta */
+        if (t->owner[i] >= 0) {
+            size_t bytes = sizeof(double) * (size_t)fe_param_count(&t->c->prog.params[i]);
+            rt_dist_bcast(t->param[i], (int64_t)bytes, t->owner[i]);
+            rt_dist_bcast(t->state[0][i], (int64_t)bytes, t->owner[i]);
+        }
     t->host_stale = false;
 }
 
-/* resident mode: the update's outputs become the next step's leaves, in float */
+/* resident mode: the update's outputs become the next step's leaves, in float; with
+ * several ranks each Muon matrix's owner broadcasts the gradient step's copy of it (bf16
+ * on cuda) to the others, device to device */
 static void keep_resident(RtTrainer *t) {
     const RtUpdateGraph *ug = &t->ug;
     const IrNode *const *out = (const IrNode *const *)ug->g->outputs;
     for (int i = 0; i < t->np; i++) {
+        if (ug->out[i] < 0) continue;
         rt_exec_copy(t->upd_r, ug->param[i], t->upd_r, out[ug->out[i]]);
         rt_exec_copy(t->grad_r, t->c->prog.params[i].node, t->upd_r, out[ug->out[i]]);
         for (int k = 0; k < ug->nstate[i]; k++) rt_exec_copy(t->upd_r, ug->state[k][i], t->upd_r, out[ug->out[i] + 1 + k]);
     }
+    for (int i = 0; i < t->np; i++)
+        if (t->owner[i] >= 0) rt_exec_broadcast(t->grad_r, t->c->prog.params[i].node, t->owner[i]);
     t->host_stale = true;
 }
 

@@ -33,9 +33,10 @@ typedef struct {
     bool dev_stale;           /* the host holds newer ones than the executors */
     /* Device gradients (the cuda backend): rt_trainer_grad hands the gradients to the
      * update executor device to device, averaged across ranks by NCCL inside the step;
-     * t->grad is then not filled, and micro-batch accumulation is not available. Every
-     * rank updates every Muon matrix (the same result as the sharded update, without the
-     * all-gather). */
+     * t->grad is then not filled, and micro-batch accumulation is not available. With
+     * several ranks each Muon matrix is updated by its owner, which broadcasts it with
+     * NCCL; the host copies (checkpoints, validation) come from the owners by MPI, so
+     * rt_trainer_sync is collective there. */
     bool device_grads;
     bool grads_in_update;     /* the update executor holds this step's gradients */
 } RtTrainer;

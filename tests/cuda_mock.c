@@ -16,10 +16,11 @@
  *     batch stride and count) inside one allocation.
  *   - NCCL (GPTC_LIBNCCL): a communicator made from a unique id of this stand-in, of the
  *     size and rank mpirun gave; all-reduces averaging f32 or bf16 in place inside an
- *     allocation, on a stream (captured or not).
+ *     allocation, on a stream (captured or not); in-place broadcasts from a valid root.
  * At exit it writes counters to $GPTC_MOCK_LOG (.RANK appended under mpirun):
  * allocations, modules, eager launches, graphs captured (and their launches), graph
- * launches, products, all-reduces, errors (each named).
+ * launches, products, all-reduces, broadcasts (and those from this rank), errors (each
+ * named).
  * GPTC_MOCK_NO_DEVICE=1 makes cuInit fail as on a machine whose driver sees no GPU. */
 #include <stdint.h>
 #include <stdio.h>
@@ -33,7 +34,7 @@ enum { OK = 0, E_INVALID = 1, E_NO_DEVICE = 100, E_INVALID_IMAGE = 200, E_NOT_FO
 #define MAX_ALLOCS 256
 static struct { char *p; size_t n; } allocs[MAX_ALLOCS];
 static int nallocs, live_allocs, modules, eager, graphs, graph_nodes, graph_launches, gemms, errors, allreduces,
-    allreduces_captured;
+    allreduces_captured, broadcasts, broadcasts_from_me;
 static size_t alloc_bytes;
 static int capturing, captured;
 
@@ -55,9 +56,9 @@ static void report(void)
     FILE *f = open_log();
     if (!f) return;
     fprintf(f, "allocations %d bytes %zu live %d\nmodules %d\neager_launches %d\ngraphs %d nodes %d\n"
-               "graph_launches %d\ngemms %d\nallreduces %d captured %d\nerrors %d\n",
+               "graph_launches %d\ngemms %d\nallreduces %d captured %d\nbroadcasts %d from_me %d\nerrors %d\n",
             nallocs, alloc_bytes, live_allocs, modules, eager, graphs, graph_nodes, graph_launches, gemms, allreduces,
-            allreduces_captured, errors);
+            allreduces_captured, broadcasts, broadcasts_from_me, errors);
     fclose(f);
 }
 
@@ -434,6 +435,18 @@ int ncclAllReduce(const void *send, void *recv, size_t count, int type, int op, 
         return fail(E_INVALID, "%sncclAllReduce: not in place inside an allocation (%lld)", "", (long long)count), 4;
     allreduces++;
     if (capturing) captured++, allreduces_captured++;
+    return 0;
+}
+
+int ncclBroadcast(const void *send, void *recv, size_t count, int type, int root, Comm *c, void *stream)
+{
+    size_t es = type == 7 ? 4 : type == 9 ? 2 : 0;
+    if (!c || !es || root < 0 || root >= c->n || count == 0)
+        return fail(E_INVALID, "%sncclBroadcast: type, root or count unexpected (root %lld)", "", root), 4;
+    if (send != recv || !inside((CUdeviceptr)(uintptr_t)recv, count * es))
+        return fail(E_INVALID, "%sncclBroadcast: not in place inside an allocation (%lld)", "", (long long)count), 4;
+    broadcasts++;
+    broadcasts_from_me += root == c->rank;
     return 0;
 }
 

@@ -123,5 +123,14 @@ if command -v mpirun >/dev/null; then
         check_eq "rank $r: each of the $nparams gradients all-reduced once, inside the captured step" \
             "$(field $tmp/mpi.log.$r allreduces) $(field $tmp/mpi.log.$r allreduces 3)" "$nparams $nparams"
     done
+    # sharded Muon: each matrix updated by its owner, then broadcast to the other rank
+    nmuon=$("$GPTC" summary models/gpt2m.gptc --set n_emb=3 2>/dev/null |
+            awk '/^parameters:/ { p = 1; next } p && / muon/ { n++ } END { print n }')
+    check_eq "each Muon matrix broadcast once a step on both ranks" \
+        "$(field $tmp/mpi.log.0 broadcasts) $(field $tmp/mpi.log.1 broadcasts)" "$((3 * nmuon)) $((3 * nmuon))"
+    check_eq "... by its owner: the ranks share the $nmuon matrices" \
+        "$(($(field $tmp/mpi.log.0 broadcasts 3) + $(field $tmp/mpi.log.1 broadcasts 3)))" "$((3 * nmuon))"
+    if [ "$(field $tmp/mpi.log.0 broadcasts 3)" -gt 0 ] && [ "$(field $tmp/mpi.log.1 broadcasts 3)" -gt 0 ]; then
+        pass "both ranks own Muon matrices"; else fail "both ranks own Muon matrices" "$(grep broadcasts $tmp/mpi.log.*)"; fi
     unset GPTC_MOCK_LOG GPTC_LIBNCCL
 fi

@@ -125,6 +125,8 @@ int cg_compile_c(const char *src, char *path, size_t pathlen, bool *cached, char
 int cg_compile_cuda(const char *src, const char *arch, char *path, size_t pathlen, bool *cached, char **log,
                     char *err, size_t errlen);
 uint64_t cg_hash(const void *data, size_t n, uint64_t h);
+/* where the CUDA toolkit is: $CUDA_HOME, default /usr/local/cuda */
+const char *cg_cuda_home(void);
 
 /* ---- plan.c ---- */
 /* The C translation unit of the step (prelude + every function) and the CUDA one. */

@@ -149,7 +149,7 @@ static struct {
     FnError error;
 } nv;
 
-static const char *cuda_home(void)
+const char *cg_cuda_home(void)
 {
     const char *h = getenv("CUDA_HOME");
     return h && *h ? h : "/usr/local/cuda";
@@ -159,7 +159,7 @@ static int load_nvrtc(char *err, size_t errlen)
 {
     if (nv.lib) return 0;
     char alt[4200];
-    snprintf(alt, sizeof alt, "%s/lib64/libnvrtc.so", cuda_home());
+    snprintf(alt, sizeof alt, "%s/lib64/libnvrtc.so", cg_cuda_home());
     const char *names[] = {"libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12", alt};
     for (size_t i = 0; i < sizeof names / sizeof *names && !nv.lib; i++) nv.lib = dlopen(names[i], RTLD_NOW);
     if (!nv.lib) {
@@ -213,7 +213,7 @@ static int nvrtc_build(const char *src, const char *arch, char **cubin, size_t *
 {
     char archopt[64], inc[4200];
     snprintf(archopt, sizeof archopt, "--gpu-architecture=%s", arch);
-    snprintf(inc, sizeof inc, "--include-path=%s/include", cuda_home());
+    snprintf(inc, sizeof inc, "--include-path=%s/include", cg_cuda_home());
     const char *opts[] = {archopt, "--std=c++17", "-default-device", "--ptxas-options=-v", "-lineinfo", inc};
     void *prog = NULL;
     int rc = nv.create(&prog, src, "gptc_step.cu", 0, NULL, NULL);

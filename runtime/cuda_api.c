@@ -1,33 +1,36 @@
 /* cuda_api.c — loads the CUDA driver, cuBLASLt and NCCL with dlopen (cuda_api.h). */
 #include "runtime/cuda_api.h"
 
+#include "codegen/codegen.h"
+
 #include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 
 RtCuda rt_cu;
 
-static const char *cuda_home(void)
-{
-    const char *h = getenv("CUDA_HOME");
-    return h && *h ? h : "/usr/local/cuda";
-}
-
-/* the first of names[] (or $env, when set) that loads; *why: the first failure's text */
-static void *open_first(const char *env, const char *const *names, int n, char *tried, size_t len, char *why,
-                        size_t whylen)
+/* The library $env names, else the first of names[] (n ≤ 4) that loads, else (toolkit
+ * libraries) names[0] under $CUDA_HOME/lib64. On failure: "WHAT: NAME cannot be loaded:
+ * <the first failure>; HINT" in err. *libname: what was asked for, for later messages. */
+static void *open_lib(const char *env, const char *const *names, int n, bool toolkit, const char *what,
+                      const char *hint, char *libname, size_t len, char *err, size_t errlen)
 {
     const char *forced = getenv(env);
-    void *h = NULL;
-    *why = 0;
-    if (forced && *forced) {
-        snprintf(tried, len, "%s ($%s)", forced, env);
-        if (!(h = dlopen(forced, RTLD_NOW | RTLD_GLOBAL))) snprintf(why, whylen, "%s", dlerror());
-        return h;
+    char why[512] = "", home[600];
+    snprintf(home, sizeof home, "%s/lib64/%s", cg_cuda_home(), names[0]);
+    const char *tries[6];
+    int k = 0;
+    if (forced && *forced) tries[k++] = forced;
+    else {
+        for (int i = 0; i < n && i < 4; i++) tries[k++] = names[i];
+        if (toolkit) tries[k++] = home;
     }
-    snprintf(tried, len, "%s", names[0]);
-    for (int i = 0; i < n && !h; i++)
-        if (!(h = dlopen(names[i], RTLD_NOW | RTLD_GLOBAL)) && i == 0) snprintf(why, whylen, "%s", dlerror());
+    if (forced && *forced) snprintf(libname, len, "%s ($%s)", forced, env);
+    else snprintf(libname, len, "%s", names[0]);
+    void *h = NULL;
+    for (int i = 0; i < k && !h; i++)
+        if (!(h = dlopen(tries[i], RTLD_NOW | RTLD_GLOBAL)) && i == 0) snprintf(why, sizeof why, "%s", dlerror());
+    if (!h) snprintf(err, errlen, "%s: %s cannot be loaded: %s; %s", what, libname, why, hint);
     return h;
 }
 
@@ -51,13 +54,10 @@ static int sym(void *lib, const char *name, void *slot, const char *libname, cha
 static int load_driver(char *err, size_t errlen)
 {
     static const char *const names[] = {"libcuda.so.1", "libcuda.so"};
-    char libname[512], why[512];
-    void *lib = open_first("GPTC_LIBCUDA", names, 2, libname, sizeof libname, why, sizeof why);
-    if (!lib) {
-        snprintf(err, errlen, "no NVIDIA driver: %s cannot be loaded (%s); the cuda backend needs a GPU — use "
-                 "--backend cpu here", libname, why);
-        return -1;
-    }
+    char libname[512];
+    void *lib = open_lib("GPTC_LIBCUDA", names, 2, false, "no NVIDIA driver",
+                         "the cuda backend needs a GPU — use --backend cpu here", libname, sizeof libname, err, errlen);
+    if (!lib) return -1;
     RtCuDriver *d = &rt_cu.cu;
     SYM(lib, d->Init, "cuInit");
     SYM(lib, d->DeviceGetCount, "cuDeviceGetCount");
@@ -65,9 +65,7 @@ static int load_driver(char *err, size_t errlen)
     SYM(lib, d->DeviceGetName, "cuDeviceGetName");
     SYM(lib, d->DeviceGetAttribute, "cuDeviceGetAttribute");
     SYM(lib, d->DevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain");
-    SYM(lib, d->DevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2");
     SYM(lib, d->CtxSetCurrent, "cuCtxSetCurrent");
-    SYM(lib, d->CtxSynchronize, "cuCtxSynchronize");
     SYM(lib, d->MemGetInfo, "cuMemGetInfo_v2");
     SYM(lib, d->ModuleLoadData, "cuModuleLoadData");
     SYM(lib, d->ModuleUnload, "cuModuleUnload");
@@ -75,43 +73,29 @@ static int load_driver(char *err, size_t errlen)
     SYM(lib, d->LaunchKernel, "cuLaunchKernel");
     SYM(lib, d->MemAlloc, "cuMemAlloc_v2");
     SYM(lib, d->MemFree, "cuMemFree_v2");
-    SYM(lib, d->MemcpyHtoD, "cuMemcpyHtoD_v2");
     SYM(lib, d->MemcpyDtoH, "cuMemcpyDtoH_v2");
     SYM(lib, d->MemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2");
     SYM(lib, d->MemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2");
     SYM(lib, d->MemsetD8Async, "cuMemsetD8Async");
     SYM(lib, d->StreamCreate, "cuStreamCreate");
-    SYM(lib, d->StreamDestroy, "cuStreamDestroy_v2");
     SYM(lib, d->StreamSynchronize, "cuStreamSynchronize");
-    SYM(lib, d->StreamWaitEvent, "cuStreamWaitEvent");
     SYM(lib, d->StreamBeginCapture, "cuStreamBeginCapture_v2");
     SYM(lib, d->StreamEndCapture, "cuStreamEndCapture");
     SYM(lib, d->GraphInstantiate, "cuGraphInstantiateWithFlags");
     SYM(lib, d->GraphLaunch, "cuGraphLaunch");
     SYM(lib, d->GraphDestroy, "cuGraphDestroy");
     SYM(lib, d->GraphExecDestroy, "cuGraphExecDestroy");
-    SYM(lib, d->EventCreate, "cuEventCreate");
-    SYM(lib, d->EventRecord, "cuEventRecord");
-    SYM(lib, d->EventSynchronize, "cuEventSynchronize");
-    SYM(lib, d->EventDestroy, "cuEventDestroy_v2");
     SYM(lib, d->GetErrorString, "cuGetErrorString");
-    const char *elapsed = dlsym(lib, "cuEventElapsedTime_v2") ? "cuEventElapsedTime_v2" : "cuEventElapsedTime";
-    SYM(lib, d->EventElapsedTime, elapsed);
     return 0;
 }
 
 static int load_cublaslt(char *err, size_t errlen)
 {
-    char alt[600];
-    snprintf(alt, sizeof alt, "%s/lib64/libcublasLt.so", cuda_home());
-    const char *const names[] = {"libcublasLt.so", "libcublasLt.so.13", "libcublasLt.so.12", alt};
-    char libname[512], why[512];
-    void *lib = open_first("GPTC_LIBCUBLASLT", names, 4, libname, sizeof libname, why, sizeof why);
-    if (!lib) {
-        snprintf(err, errlen, "cuBLASLt (%s) cannot be loaded: %s; install the CUDA toolkit or set CUDA_HOME", libname,
-                 why);
-        return -1;
-    }
+    static const char *const names[] = {"libcublasLt.so", "libcublasLt.so.13", "libcublasLt.so.12"};
+    char libname[512];
+    void *lib = open_lib("GPTC_LIBCUBLASLT", names, 3, true, "cuBLASLt", "install the CUDA toolkit or set CUDA_HOME",
+                         libname, sizeof libname, err, errlen);
+    if (!lib) return -1;
     RtCuBlasLt *l = &rt_cu.lt;
     SYM(lib, l->Create, "cublasLtCreate");
     SYM(lib, l->Destroy, "cublasLtDestroy");
@@ -182,16 +166,11 @@ int rt_cu_open(int ordinal, char *err, size_t errlen)
 int rt_cu_nccl_open(char *err, size_t errlen)
 {
     if (rt_cu.nccl_opened) return 0;
-    char alt[600];
-    snprintf(alt, sizeof alt, "%s/lib64/libnccl.so.2", cuda_home());
-    const char *const names[] = {"libnccl.so.2", "libnccl.so", alt};
-    char libname[512], why[512];
-    void *lib = open_first("GPTC_LIBNCCL", names, 3, libname, sizeof libname, why, sizeof why);
-    if (!lib) {
-        snprintf(err, errlen, "NCCL (%s) cannot be loaded: %s; several ranks on the cuda backend need NCCL", libname,
-                 why);
-        return -1;
-    }
+    static const char *const names[] = {"libnccl.so.2", "libnccl.so"};
+    char libname[512];
+    void *lib = open_lib("GPTC_LIBNCCL", names, 2, true, "NCCL", "several ranks on the cuda backend need NCCL", libname,
+                         sizeof libname, err, errlen);
+    if (!lib) return -1;
     RtNccl *c = &rt_cu.nccl;
     SYM(lib, c->GetUniqueId, "ncclGetUniqueId");
     SYM(lib, c->CommInitRank, "ncclCommInitRank");

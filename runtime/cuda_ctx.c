@@ -1,7 +1,9 @@
 /* cuda_ctx.c — what the cuda executors of one process share: the device (a rank takes
  * the GPU of its local index), one stream (executors hand tensors to each other in stream
  * order, so no copy needs a wait), and, with several ranks, the NCCL communicator,
- * bootstrapped through MPI (rank 0's unique id broadcast with rt_dist_bcast). */
+ * bootstrapped through MPI (rank 0's unique id broadcast with rt_dist_bcast). The device's
+ * primary context and the stream live as long as the process; the communicator is
+ * destroyed at exit. */
 #include "runtime/exec.h"
 
 #include "runtime/cuda_api.h"

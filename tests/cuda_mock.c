@@ -106,9 +106,7 @@ CUresult cuDeviceGetAttribute(int *v, int attr, int d)
     return OK;
 }
 CUresult cuDevicePrimaryCtxRetain(void **ctx, int d) { static int c; *ctx = &c; return OK; }
-CUresult cuDevicePrimaryCtxRelease_v2(int d) { return OK; }
 CUresult cuCtxSetCurrent(void *ctx) { return OK; }
-CUresult cuCtxSynchronize(void) { return OK; }
 CUresult cuMemGetInfo_v2(size_t *free_b, size_t *total) { *free_b = *total = (size_t)80 << 30; return OK; }
 CUresult cuGetErrorString(CUresult r, const char **s) { *s = "error reported by the cuda mock"; return OK; }
 
@@ -147,7 +145,6 @@ static CUresult copy(void *to, const void *from, size_t n, CUdeviceptr dev_a, CU
     return OK;
 }
 
-CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void *h, size_t n) { return copy((void *)(uintptr_t)d, h, n, d, 0, "cuMemcpyHtoD"); }
 CUresult cuMemcpyDtoH_v2(void *h, CUdeviceptr d, size_t n) { return copy(h, (void *)(uintptr_t)d, n, d, 0, "cuMemcpyDtoH"); }
 CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void *h, size_t n, void *s)
 {
@@ -275,15 +272,13 @@ CUresult cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned
     return OK;
 }
 
-/* ---- streams, graphs, events ---------------------------------------------------------- */
+/* ---- streams, graphs ---------------------------------------------------------- */
 
 CUresult cuStreamCreate(void **s, unsigned flags) { static int st; *s = &st; return OK; }
-CUresult cuStreamDestroy_v2(void *s) { return OK; }
 CUresult cuStreamSynchronize(void *s)
 {
     return capturing ? fail(E_CAPTURE, "%scuStreamSynchronize while capturing%lld", "", 0) : OK;
 }
-CUresult cuStreamWaitEvent(void *s, void *e, unsigned f) { return OK; }
 CUresult cuStreamBeginCapture_v2(void *s, int mode)
 {
     if (capturing) return fail(E_CAPTURE, "%snested capture%lld", "", 0);
@@ -317,11 +312,6 @@ CUresult cuGraphLaunch(void *exec, void *s)
 }
 CUresult cuGraphDestroy(void *g) { free(g); return OK; }
 CUresult cuGraphExecDestroy(void *e) { free(e); return OK; }
-CUresult cuEventCreate(void **e, unsigned f) { *e = calloc(1, 8); return OK; }
-CUresult cuEventRecord(void *e, void *s) { return OK; }
-CUresult cuEventSynchronize(void *e) { return OK; }
-CUresult cuEventElapsedTime_v2(float *ms, void *a, void *b) { *ms = 0; return OK; }
-CUresult cuEventDestroy_v2(void *e) { free(e); return OK; }
 
 /* ---- cuBLASLt --------------------------------------------------------------------------- */
 

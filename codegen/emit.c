@@ -246,8 +246,8 @@ static int arg_of(Em *e, int id)
 static const char *load(Em *e, const IrNode *n, const Idx *x)
 {
     int64_t off;
-    bool bf16 = e->d == CG_CUDA && cg_store_dtype(e->s, n->id) == IR_BF16;
     cg_storage(e->s, n->id, &off);
+    bool bf16 = e->d == CG_CUDA && cg_store_dtype(e->s, n->id) == IR_BF16;
     int a = arg_of(e, n->id);
     const char *lin = linearize(e, x, n);
     if (e->vec8 && bf16 && !strcmp(lin, "lin") && off % 8 == 0 && a < VEC_ARGS) {

@@ -15,8 +15,9 @@
  * kernel by kernel instead). Scalars (the learning-rate multiplier, the window) are device
  * memory the kernels read, so a replayed graph follows the schedules.
  *
- * Runs are asynchronous: rt_gpu_get and rt_gpu_set wait for the stream first, and a device
- * error surfaces there (reported, then the process exits: the context is lost). */
+ * Runs are asynchronous: uploads (rt_gpu_set…) are enqueued behind them on the stream;
+ * rt_gpu_get waits for the stream, and a device error surfaces there (reported, then the
+ * process exits: the context is lost). */
 #include "runtime/exec.h"
 
 #include "codegen/codegen.h"
@@ -581,10 +582,12 @@ static float from_bf16(uint16_t h)
     return f;
 }
 
+/* In stream order, so it waits for the runs enqueued before it on the device, not on the
+ * host: from pageable memory the driver stages `host` before returning, so the caller may
+ * free it at once. */
 static void upload(RtGpu *c, const IrNode *leaf, const void *host, size_t bytes)
 {
-    sync_stream(c);
-    CUresult r = rt_cu.cu.MemcpyHtoD(dev_of(c, leaf->id), host, bytes);
+    CUresult r = rt_cu.cu.MemcpyHtoDAsync(dev_of(c, leaf->id), host, bytes, c->stream);
     if (r != 0) fatal("a copy to the device", r);
 }
 

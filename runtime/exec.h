@@ -33,8 +33,8 @@ void rt_exec_get(const RtExec *x, const IrNode *n, double *out);
 /* leaf `leaf` of dst takes the value of node n of src (kept, or a leaf) without a trip
  * through double when both are cpu backends (a float copy); numel must match */
 void rt_exec_copy(RtExec *dst, const IrNode *leaf, const RtExec *src, const IrNode *n);
-/* waits until the last run has finished (runs on cuda are asynchronous; get and set wait
- * by themselves) */
+/* waits until the last run has finished (runs on cuda are asynchronous; get waits by
+ * itself, set is ordered after the runs before it) */
 void rt_exec_sync(const RtExec *x);
 /* bytes of tensors held at most during the last run (leaves and intermediates) */
 size_t rt_exec_peak_bytes(const RtExec *x);

@@ -123,6 +123,16 @@ static void push_state(RtTrainer *t) {
     t->dev_stale = false;
 }
 
+/* every rank's host copies get the owners' Muon matrices and momenta (MPI, collective) */
+static void gather_owned(RtTrainer *t) {
+    for (int i = 0; i < t->np; i++)
+        if (t->owner[i] >= 0) {
+            size_t bytes = sizeof(double) * (size_t)fe_param_count(&t->c->prog.params[i]);
+            rt_dist_bcast(t->param[i], (int64_t)bytes, t->owner[i]);
+            rt_dist_bcast(t->state[0][i], (int64_t)bytes, t->owner[i]);
+        }
+}
+
 void rt_trainer_sync(RtTrainer *t) {
     if (!t->host_stale) return;
     const RtUpdateGraph *ug = &t->ug;
@@ -131,12 +141,7 @@ void rt_trainer_sync(RtTrainer *t) {
         rt_exec_get(t->upd_r, ug->param[i], t->param[i]);
         for (int k = 0; k < ug->nstate[i]; k++) rt_exec_get(t->upd_r, ug->state[k][i], t->state[k][i]);
     }
-    for (int i = 0; i < t->np; i++)   /* every rank gets the owners' matrices and momenta */
-        if (t->owner[i] >= 0) {
-            size_t bytes = sizeof(double) * (size_t)fe_param_count(&t->c->prog.params[i]);
-            rt_dist_bcast(t->param[i], (int64_t)bytes, t->owner[i]);
-            rt_dist_bcast(t->state[0][i], (int64_t)bytes, t->owner[i]);
-        }
+    gather_owned(t);
     t->host_stale = false;
 }
 
@@ -180,12 +185,7 @@ int rt_trainer_update(RtTrainer *t, int64_t step, char *err, size_t errlen) {
         rt_exec_get(t->upd_r, ug->g->outputs[ug->out[i]], t->param[i]);
         for (int k = 0; k < ug->nstate[i]; k++) rt_exec_get(t->upd_r, ug->g->outputs[ug->out[i] + 1 + k], t->state[k][i]);
     }
-    for (int i = 0; i < t->np; i++)   /* every rank gets the owners' matrices and momenta */
-        if (t->owner[i] >= 0) {
-            size_t bytes = sizeof(double) * (size_t)fe_param_count(&t->c->prog.params[i]);
-            rt_dist_bcast(t->param[i], (int64_t)bytes, t->owner[i]);
-            rt_dist_bcast(t->state[0][i], (int64_t)bytes, t->owner[i]);
-        }
+    gather_owned(t);
     t->adam_steps++;
     return 0;
 }

@@ -7,9 +7,9 @@
 #   make fuzz       build-fuzz/fuzz_frontend (libFuzzer, clang)
 #   make clean
 #
-# Sources are picked up by folder: every frontend/ ir/ codegen/ runtime/ study/ *.c goes into
-# the static library libgptc.a; main.c is the command line; tests/test_*.c are test
-# binaries linked against the library. Generated flex/bison sources live in $(B)/gen.
+# Sources are picked up by folder: every base/ formats/ ir/ frontend/ step/ codegen/ runtime/
+# trainer/ study/ *.c goes into the static library libgptc.a; cli/*.c is the command line;
+# tests/test_*.c are test binaries linked against the library. Generated flex/bison sources live in $(B)/gen.
 
 B        ?= build
 CC       ?= cc
@@ -22,7 +22,8 @@ LDLIBS    = -fopenmp -lopenblas -lm -lpthread -ldl
 FLEX     ?= flex
 BISON    ?= bison
 
-SRCS      = $(wildcard frontend/*.c ir/*.c codegen/*.c runtime/*.c study/*.c)
+STAGES    = base formats ir frontend step codegen runtime trainer study
+SRCS      = $(foreach s,$(STAGES),$(wildcard $(s)/*.c))
 GEN_SRCS  = $(B)/gen/lexer.c $(B)/gen/parser.c
 OBJS      = $(SRCS:%.c=$(B)/%.o) $(GEN_SRCS:$(B)/gen/%.c=$(B)/gen/%.o)
 TEST_SRCS = $(wildcard tests/test_*.c)
@@ -50,7 +51,7 @@ $(B)/%.o: %.c | $(B)/gen/parser.h $(B)/gen/lexer.h
 $(B)/libgptc.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $^
 
-CLI_OBJS  = $(patsubst %.c,$(B)/%.o,main.c $(wildcard cmd_*.c))
+CLI_OBJS  = $(patsubst %.c,$(B)/%.o,$(wildcard cli/*.c))
 
 $(B)/gptc: $(CLI_OBJS) $(B)/libgptc.a
 	$(CC) $(CFLAGS) $(SAN) $^ -o $@ $(LDLIBS)

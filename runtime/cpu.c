@@ -6,7 +6,7 @@
  * plus one buffer per leaf. A run is the kernel sequence: generated loops, OpenBLAS
  * products, the attention and scatter-add kernels of cpu_kernels.c. Everything is float32
  * (i32 for integer inputs). */
-#include "runtime/exec.h"
+#include "runtime/backend.h"
 
 #include "codegen/codegen.h"
 #include "runtime/cpu_kernels.h"

@@ -18,7 +18,7 @@
  * Runs are asynchronous: uploads (rt_gpu_set…) are enqueued behind them on the stream;
  * rt_gpu_get waits for the stream, and a device error surfaces there (reported, then the
  * process exits: the context is lost). */
-#include "runtime/exec.h"
+#include "runtime/backend.h"
 
 #include "codegen/codegen.h"
 #include "runtime/cuda_api.h"

@@ -4,10 +4,9 @@
  * bootstrapped through MPI (rank 0's unique id broadcast with rt_dist_bcast). The device's
  * primary context and the stream live as long as the process; the communicator is
  * destroyed at exit. */
-#include "runtime/exec.h"
+#include "runtime/backend.h"
 
 #include "runtime/cuda_api.h"
-#include "runtime/dist.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * handles below are declared with Open MPI's ABI (every handle is a pointer to a global
  * object in libmpi), so neither <mpi.h> nor -lmpi is needed to build. One process
  * (no mpirun) never touches MPI: every collective returns at once. */
-#include "runtime/dist.h"
+#include "runtime/runtime.h"
 
 #include <dlfcn.h>
 #include <limits.h>

@@ -1,5 +1,6 @@
 /* exec.c — the backend interface (exec.h): a tagged pointer and a switch per call. */
-#include "runtime/exec.h"
+#include "runtime/backend.h"
+#include "runtime/ref.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -37,12 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ir/ir.h"
-
-/* RT_BF16 and RT_BF16_MASTER are the cuda backend's mixed precision (codegen/storage.c):
- * bf16 weights and activations, float32 statistics and outputs; _MASTER keeps every leaf
- * (master weights, optimizer state) in float32. The ref and cpu backends reject them. */
-typedef enum { RT_F64, RT_F32, RT_BF16, RT_BF16_MASTER } RtPrec;
+#include "runtime/runtime.h"
 
 typedef struct RtRef RtRef;
 

@@ -16,7 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "runtime/files.h"
+#include "base/base.h"
 #include "study/study.h"
 
 /* tab10: distinct colours in an order readers of training plots know */

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "runtime/files.h"
+#include "base/base.h"
 #include "study/study.h"
 
 /* "%.Nf" of x, or "–" when x is not a number (one seed has no spread). */

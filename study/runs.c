@@ -15,7 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "runtime/files.h"
+#include "base/base.h"
 #include "study/study.h"
 
 /* ---- building a run --------------------------------------------------------------------- */

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runtime/files.h"
+#include "base/base.h"
 #include "study/study.h"
 
 static volatile sig_atomic_t stop_requested;

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/files.h"
+#include "base/base.h"
 #include "study/study.h"
 
 static int cmp_variant(const void *a, const void *b) {

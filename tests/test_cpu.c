@@ -12,7 +12,7 @@
 
 #include "codegen/codegen.h"
 #include "ir/ir.h"
-#include "runtime/exec.h"
+#include "runtime/runtime.h"
 #include "tests/test.h"
 
 static uint64_t rng = 0x2545F4914F6CDD1Dull;

@@ -12,7 +12,7 @@
 
 #include "codegen/codegen.h"
 #include "ir/ir.h"
-#include "runtime/exec.h"
+#include "runtime/runtime.h"
 #include "runtime/ref_kernels.h"
 #include "tests/test.h"
 

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime/data.h"
+#include "trainer/trainer.h"
 #include "tests/test.h"
 
 #define GOLDEN "tests/golden/tiny_x02"

@@ -11,7 +11,7 @@
  *   test_dist --mpi-abort  rank 1 calls rt_dist_abort(3) while the others wait in a barrier
  *                          (expected: the whole job ends, nonzero)
  * tests/sh/dist.sh runs the MPI modes. */
-#include "runtime/dist.h"
+#include "runtime/runtime.h"
 #include "tests/test.h"
 
 #include <stdint.h>

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #include "frontend/frontend.h"
-#include "runtime/safetensors.h"
+#include "formats/formats.h"
 #include "tests/test.h"
 
 static const char *GOLDEN = "tests/golden/tiny_x02";

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #include "frontend/frontend.h"
-#include "runtime/grad.h"
+#include "step/step.h"
 #include "runtime/ref.h"
 #include "tests/test.h"
 

@@ -1,7 +1,7 @@
 /* test_safetensors.c — runtime/safetensors: round trips of every dtype, BF16/F16 rounding,
  * the golden tiny_x02 files (expected values computed independently with Python's
  * struct + json), every open/read/save error path, and a deterministic mutation fuzz. */
-#include "runtime/safetensors.h"
+#include "formats/formats.h"
 #include "tests/test.h"
 
 #include <dirent.h>

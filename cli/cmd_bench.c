@@ -1,0 +1,120 @@
+/* cmd_bench.c — gptc bench: time full training steps (forward, backward, optimizer) on
+ * random tokens from a seeded initialization; prints the median and the peak memory. */
+#include <cblas.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "trainer/trainer.h"
+
+const char bench_usage[] =
+    "usage: gptc bench MODEL [--preset P] [--set NAME=VALUE]… [--window L,S] [--steps N]\n"
+    "                  [--warmup W] [--threads T] [--backend cpu|ref|cuda] [--dtype f32|f64|bf16]\n"
+    "Times N training steps (default 5) after W warm-up steps (default 1): gradients on a\n"
+    "batch of random tokens (an eot about every 400) and the optimizer update. Prints every\n"
+    "step's time, then 'median_ms_per_step: X' and 'peak_rss_mb: Y'. --window defaults to\n"
+    "the schedule's windows at step 0; --threads sets the OpenMP and OpenBLAS threads.\n"
+    CLI_EXEC_HELP "\n";
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int run_bench(FeCompile *c, long steps, long warmup, double wl, double ws, RtBackend be, RtPrec prec) {
+    char err[512];
+    RtTrainer t;
+    double t0 = now_ms();
+    if (rt_trainer_init(&t, c, be, prec, err, sizeof err) != 0) {
+        fprintf(stderr, "gptc bench: %s\n", err);
+        rt_trainer_free(&t);
+        return 1;
+    }
+    printf("setup_ms: %.0f\nplanned_bytes: %zu (gradient step) + %zu (update)\n", now_ms() - t0,
+           rt_exec_peak_bytes(t.grad_r), rt_exec_peak_bytes(t.upd_r));
+    if (be == RT_CUDA_BACKEND) {
+        char dev[256];
+        rt_gpu_describe(dev, sizeof dev);
+        printf("device: %s\ndevice_mb: %.0f\n", dev, (rt_exec_peak_bytes(t.grad_r) + rt_exec_peak_bytes(t.upd_r)) / 1048576.0);
+    }
+    rt_init_params(&c->prog, 0, t.param);
+    const ConfigEntry *v = fe_config(&c->prog, "vocab"), *e = fe_config(&c->prog, "eot");
+    int64_t T = c->prog.T, V = v ? (int64_t)v->value : 256;
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)(T + 1));
+    RtRng rng;
+    rt_rng_seed(&rng, 0, 0);
+    for (int64_t i = 0; i <= T; i++)
+        tok[i] = (e && rt_rng_uniform(&rng) < 0.0025) ? (int32_t)e->value : (int32_t)(rt_rng_next(&rng) % (uint64_t)V);
+    double *ms = malloc(sizeof(double) * (size_t)(steps + 1));
+    int rc = 0;
+    for (long s = 0; s < warmup + steps && rc == 0; s++) {
+        double t0 = now_ms(), loss;
+        rc = rt_trainer_grad(&t, tok, tok + 1, wl, ws, &loss, err, sizeof err);
+        if (rc == 0) rc = rt_trainer_update(&t, s, err, sizeof err);
+        rt_exec_sync(t.upd_r);   /* the update runs asynchronously on cuda: time it whole */
+        double dt = now_ms() - t0;
+        if (s >= warmup) ms[s - warmup] = dt;
+        printf("step %ld%s: %.1f ms  loss %.4f\n", s, s < warmup ? " (warm-up)" : "", dt, loss);
+        fflush(stdout);
+    }
+    if (rc == 0) {
+        qsort(ms, (size_t)steps, sizeof *ms, cmp_double);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        printf("median_ms_per_step: %.1f\npeak_rss_mb: %.0f\n", ms[steps / 2], ru.ru_maxrss / 1024.0);
+    } else {
+        fprintf(stderr, "gptc bench: %s\n", err);
+    }
+    free(ms);
+    free(tok);
+    rt_trainer_free(&t);
+    return rc ? 1 : 0;
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *window = NULL, *steps_s = NULL, *warm_s = NULL, *threads_s = NULL, *backend = NULL, *dtype = NULL;
+    const CliOpt opts[] = {CLI_OPT("--window", &window), CLI_OPT("--steps", &steps_s), CLI_OPT("--warmup", &warm_s),
+                           CLI_OPT("--threads", &threads_s), CLI_OPT("--backend", &backend), CLI_OPT("--dtype", &dtype)};
+    ModelArgs m;
+    char usage[2048];
+    snprintf(usage, sizeof usage, "%s%s", bench_usage, model_options);
+    int rc = parse_model_args("bench", argc, argv, &m, usage, opts, (int)(sizeof opts / sizeof opts[0]));
+    long steps = steps_s ? atol(steps_s) : 5, warmup = warm_s ? atol(warm_s) : 1, threads = threads_s ? atol(threads_s) : 0;
+    long wl = -1, ws = -1;
+    RtBackend be = RT_CPU_BACKEND;
+    RtPrec prec = RT_F32;
+    if (rc < 0 && (steps < 1 || warmup < 0 || (threads_s && threads < 1)))
+        rc = usage_error("bench", "--steps, --warmup and --threads take positive numbers%s", "");
+    if (rc < 0 && window && !cli_parse_window(window, &wl, &ws)) rc = usage_error("bench", "--window takes LONG,SHORT, got '%s'", window);
+    if (rc < 0) rc = cli_parse_exec("bench", backend, dtype, &be, &prec);
+    if (rc >= 0) {
+        free_model_args(&m);
+        return rc;
+    }
+    if (threads > 0) {
+        omp_set_num_threads((int)threads);
+        openblas_set_num_threads((int)threads);
+    }
+    FeCompile c;
+    rc = compile_model(&c, &m) ? 1 : 0;
+    if (rc == 0) {
+        double dl = window ? (double)wl : fe_schedule_value(&c, "window_long", 0);
+        double ds = window ? (double)ws : fe_schedule_value(&c, "window_short", 0);
+        printf("gptc bench: %s T=%lld window %g,%g threads %d backend %s %s\n", m.model, (long long)c.prog.T, dl, ds,
+               omp_get_max_threads(), rt_backend_name(be), rt_prec_name(prec));
+        rc = run_bench(&c, steps, warmup, dl, ds, be, prec);
+    }
+    fe_free(&c);
+    free_model_args(&m);
+    return rc;
+}

@@ -1,0 +1,41 @@
+/* grad.c — the gradient graph: the model's forward graph, its backward pass and the IR
+ * passes, with the output indices of the loss, the gradients and the probes. */
+#include "step/step.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int rt_grad_build(Program *p, RtGradGraph *gg, char *err, size_t errlen) {
+    memset(gg, 0, sizeof *gg);
+    IrGraph *g = p->graph;
+    if (g->noutputs < 1) {
+        snprintf(err, errlen, "the model has no loss");
+        return -1;
+    }
+    IrNode *loss = g->outputs[0];
+    IrNode **wrt = malloc(sizeof(IrNode *) * (size_t)(p->nparams + 1));
+    IrNode **grads = malloc(sizeof(IrNode *) * (size_t)(p->nparams + 1));
+    gg->grad_out = malloc(sizeof(int) * (size_t)(p->nparams + 1));
+    gg->probe_out = malloc(sizeof(int) * (size_t)(p->nprobes + 1));
+    if (!wrt || !grads || !gg->grad_out || !gg->probe_out) abort();
+    for (int i = 0; i < p->nparams; i++) wrt[i] = p->params[i].node;
+    int rc = ir_autodiff(g, loss, wrt, p->nparams, grads, err, errlen);
+    if (rc == 0) {
+        gg->loss_out = 0;
+        for (int i = 0; i < p->nparams; i++) gg->grad_out[i] = ir_add_output(g, grads[i]);
+        for (int i = 0; i < p->nprobes; i++) gg->probe_out[i] = ir_add_output(g, p->probes[i].node);
+        rc = ir_optimize(g, err, errlen);
+        /* CSE may have merged probed nodes: read them back from the outputs */
+        for (int i = 0; rc == 0 && i < p->nprobes; i++) p->probes[i].node = g->outputs[gg->probe_out[i]];
+    }
+    free(wrt);
+    free(grads);
+    return rc;
+}
+
+void rt_grad_graph_free(RtGradGraph *gg) {
+    free(gg->grad_out);
+    free(gg->probe_out);
+    memset(gg, 0, sizeof *gg);
+}

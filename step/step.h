@@ -1,0 +1,50 @@
+/* step.h — the training step as graphs, built from a checked model (frontend.h):
+ *   the gradient graph — the model's forward graph, its backward pass (ir autodiff) and the
+ *     IR passes; outputs the loss, one gradient per parameter and the probes;
+ *   the update graph — one optimizer step of every parameter (Adam, Muon; spec S-9) as IR:
+ *     learning rates and Muon's momentum are per-step SCALARs evaluated from the
+ *     schedules; β1, β2, ε, wd and the Newton–Schulz coefficients are constants of the
+ *     graph (their values at step 0).
+ * The two are separate programs because what happens between them — averaging gradients
+ * across ranks, accumulating micro-batches, feeding given gradients — is the trainer's.
+ * Ownership: StepGrad and StepUpdate own their arrays (and StepUpdate its graph); the
+ * *_free functions release them. */
+#ifndef GPTC_STEP_H
+#define GPTC_STEP_H
+
+#include "frontend/frontend.h"
+#include "ir/ir.h"
+
+/* Output indices of the training graph: loss (0), one gradient per parameter, one per probe. */
+typedef struct {
+    int loss_out;
+    int *grad_out;
+    int *probe_out;
+} RtGradGraph;
+
+/* Appends the backward pass to p->graph (gradients of every parameter), optimizes it and
+ * refreshes p->probes[].node. 0, or -1 with a message. */
+int rt_grad_build(Program *p, RtGradGraph *gg, char *err, size_t errlen);
+void rt_grad_graph_free(RtGradGraph *gg);
+
+
+typedef struct {
+    IrGraph *g;
+    int nparams;
+    IrNode **param, **grad;   /* leaves, per parameter (as in Program.params) */
+    IrNode **state[2];        /* state leaves: Adam m, v; Muon buf (state[1] NULL) */
+    int *nstate;              /* 2 for Adam, 1 for Muon */
+    int *out;                 /* output index of the new parameter; its states follow it */
+} RtUpdateGraph;
+
+/* include[i] false leaves parameter i out (its leaves and outputs are NULL / -1): a rank
+ * updates only the Muon matrices it owns. include NULL: every parameter. */
+int rt_update_build(FeCompile *c, const bool *include, RtUpdateGraph *ug, char *err, size_t errlen);
+void rt_update_free(RtUpdateGraph *ug);
+
+/* Calls set(ctx, name, value) for every SCALAR of step s ("G.lr", "G.bc1", "G.bc2",
+ * "G.momentum"); adam_steps = Adam steps already taken (t = adam_steps + 1). */
+typedef void (*RtScalarSink)(void *ctx, const char *name, double value);
+void rt_update_scalars(FeCompile *c, int64_t s, int64_t adam_steps, RtScalarSink set, void *ctx);
+
+#endif

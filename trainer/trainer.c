@@ -1,0 +1,280 @@
+/* trainer.c — one training step on a backend (exec.h): the gradient graph on a batch,
+ * then the update graph; host copies of parameters, gradients and optimizer state in
+ * double (exactly the backend's values in f32 mode), and their checkpoint files. */
+#include "trainer/trainer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/runtime.h"
+
+static double **alloc_like(const Program *p) {
+    double **v = calloc((size_t)p->nparams + 1, sizeof *v);
+    if (!v) abort();
+    for (int i = 0; i < p->nparams; i++) {
+        v[i] = calloc((size_t)fe_param_count(&p->params[i]), sizeof(double));
+        if (!v[i]) abort();
+    }
+    return v;
+}
+
+static void free_like(double **v, int n) {
+    if (!v) return;
+    rt_values_free(v, n);
+    free(v);
+}
+
+int rt_trainer_init(RtTrainer *t, FeCompile *c, RtBackend backend, RtPrec prec, char *err, size_t errlen) {
+    memset(t, 0, sizeof *t);
+    t->c = c;
+    t->prec = prec;
+    Program *p = &c->prog;
+    t->np = p->nparams;
+    /* Muon matrices are dealt round-robin to the ranks; Adam's elementwise steps run everywhere */
+    t->owner = malloc(sizeof(int) * (size_t)(p->nparams + 1));
+    bool *mine = malloc(sizeof(bool) * (size_t)(p->nparams + 1));
+    int nmuon = 0;
+    for (int i = 0; i < p->nparams; i++) {
+        bool muon = p->optims[p->params[i].optim].kind == OPT_MUON;
+        t->owner[i] = muon && rt_dist_size() > 1 ? rt_dist_owner(nmuon++) : -1;
+        mine[i] = t->owner[i] < 0 || t->owner[i] == rt_dist_rank();
+    }
+    int rc = rt_grad_build(p, &t->gg, err, errlen);
+    if (rc == 0) rc = rt_update_build(c, mine, &t->ug, err, errlen);
+    free(mine);
+    if (rc != 0) return -1;
+    t->tokens = ir_leaf_named(p->graph, IR_INPUT, "tokens");
+    t->targets = ir_leaf_named(p->graph, IR_INPUT, "targets");
+    if (!t->tokens || !t->targets) {
+        snprintf(err, errlen, "the model must declare the inputs 'tokens' and 'targets'");
+        return -1;
+    }
+    t->param = alloc_like(p);
+    t->grad = alloc_like(p);
+    t->state[0] = alloc_like(p);
+    t->state[1] = alloc_like(p);
+    t->backend = backend;
+    t->resident = (backend == RT_CPU_BACKEND && rt_dist_size() == 1) || backend == RT_CUDA_BACKEND;
+    t->device_grads = backend == RT_CUDA_BACKEND;
+    t->dev_stale = true;
+    IrGraph *g = p->graph;
+    IrNode **keep = malloc(sizeof *keep * (size_t)(t->np + 1));
+    if (!keep) abort();
+    keep[0] = g->outputs[t->gg.loss_out];
+    for (int i = 0; i < t->np; i++) keep[1 + i] = g->outputs[t->gg.grad_out[i]];
+    t->grad_r = rt_exec_new(backend, g, prec, keep, t->np + 1, err, errlen);
+    if (t->grad_r && t->device_grads && rt_dist_size() > 1) rt_exec_allreduce(t->grad_r, keep + 1, t->np);
+    free(keep);
+    RtPrec uprec = prec == RT_BF16 ? RT_BF16_MASTER : prec;   /* master weights and state in float32 */
+    if (t->grad_r) t->upd_r = rt_exec_new(backend, t->ug.g, uprec, t->ug.g->outputs, t->ug.g->noutputs, err, errlen);
+    return t->grad_r && t->upd_r ? 0 : -1;
+}
+
+void rt_trainer_free(RtTrainer *t) {
+    if (!t->c) return;
+    free(t->owner);
+    free_like(t->param, t->np);
+    free_like(t->grad, t->np);
+    free_like(t->state[0], t->np);
+    free_like(t->state[1], t->np);
+    rt_exec_free(t->grad_r);
+    rt_exec_free(t->upd_r);
+    rt_update_free(&t->ug);
+    rt_grad_graph_free(&t->gg);
+    memset(t, 0, sizeof *t);
+}
+
+static void push_state(RtTrainer *t);
+
+int rt_trainer_grad(RtTrainer *t, const int32_t *tokens, const int32_t *targets, double window_long,
+                    double window_short, double *loss, char *err, size_t errlen) {
+    Program *p = &t->c->prog;
+    if (t->resident && t->dev_stale) push_state(t);
+    if (!t->resident)
+        for (int i = 0; i < t->np; i++) rt_exec_set(t->grad_r, p->params[i].node, t->param[i]);
+    rt_exec_set_i32(t->grad_r, t->tokens, tokens);
+    rt_exec_set_i32(t->grad_r, t->targets, targets);
+    rt_exec_set_scalar(t->grad_r, "window_long", window_long);
+    rt_exec_set_scalar(t->grad_r, "window_short", window_short);
+    const IrGraph *g = p->graph;
+    int rc = rt_exec_run(t->grad_r, err, errlen);
+    if (rc == 0) rt_exec_get(t->grad_r, g->outputs[t->gg.loss_out], loss);
+    if (rc == 0 && t->device_grads) {   /* device to device, already averaged across ranks */
+        for (int i = 0; i < t->np; i++)
+            if (t->ug.out[i] >= 0) rt_exec_copy(t->upd_r, t->ug.grad[i], t->grad_r, g->outputs[t->gg.grad_out[i]]);
+        t->grads_in_update = true;
+    } else if (rc == 0)
+        for (int i = 0; i < t->np; i++) rt_exec_get(t->grad_r, g->outputs[t->gg.grad_out[i]], t->grad[i]);
+    return rc;
+}
+
+static void set_scalar(void *ctx, const char *name, double v) { rt_exec_set_scalar((RtExec *)ctx, name, v); }
+
+/* host parameters and state → the executors' leaves */
+static void push_state(RtTrainer *t) {
+    const RtUpdateGraph *ug = &t->ug;
+    for (int i = 0; i < t->np; i++) {
+        rt_exec_set(t->grad_r, t->c->prog.params[i].node, t->param[i]);
+        if (ug->out[i] < 0) continue;
+        rt_exec_set(t->upd_r, ug->param[i], t->param[i]);
+        for (int k = 0; k < ug->nstate[i]; k++) rt_exec_set(t->upd_r, ug->state[k][i], t->state[k][i]);
+    }
+    t->dev_stale = false;
+}
+
+/* every rank's host copies get the owners' Muon matrices and momenta (MPI, collective) */
+static void gather_owned(RtTrainer *t) {
+    for (int i = 0; i < t->np; i++)
+        if (t->owner[i] >= 0) {
+            size_t bytes = sizeof(double) * (size_t)fe_param_count(&t->c->prog.params[i]);
+            rt_dist_bcast(t->param[i], (int64_t)bytes, t->owner[i]);
+            rt_dist_bcast(t->state[0][i], (int64_t)bytes, t->owner[i]);
+        }
+}
+
+void rt_trainer_sync(RtTrainer *t) {
+    if (!t->host_stale) return;
+    const RtUpdateGraph *ug = &t->ug;
+    for (int i = 0; i < t->np; i++) {
+        if (ug->out[i] < 0) continue;   /* another rank's Muon matrix: broadcast below */
+        rt_exec_get(t->upd_r, ug->param[i], t->param[i]);
+        for (int k = 0; k < ug->nstate[i]; k++) rt_exec_get(t->upd_r, ug->state[k][i], t->state[k][i]);
+    }
+    gather_owned(t);
+    t->host_stale = false;
+}
+
+/* resident mode: the update's outputs become the next step's leaves, in float; with
+ * several ranks each Muon matrix's owner broadcasts the gradient step's copy of it (bf16
+ * on cuda) to the others, device to device */
+static void keep_resident(RtTrainer *t) {
+    const RtUpdateGraph *ug = &t->ug;
+    const IrNode *const *out = (const IrNode *const *)ug->g->outputs;
+    for (int i = 0; i < t->np; i++) {
+        if (ug->out[i] < 0) continue;
+        rt_exec_copy(t->upd_r, ug->param[i], t->upd_r, out[ug->out[i]]);
+        rt_exec_copy(t->grad_r, t->c->prog.params[i].node, t->upd_r, out[ug->out[i]]);
+        for (int k = 0; k < ug->nstate[i]; k++) rt_exec_copy(t->upd_r, ug->state[k][i], t->upd_r, out[ug->out[i] + 1 + k]);
+    }
+    for (int i = 0; i < t->np; i++)
+        if (t->owner[i] >= 0) rt_exec_broadcast(t->grad_r, t->c->prog.params[i].node, t->owner[i]);
+    t->host_stale = true;
+}
+
+int rt_trainer_update(RtTrainer *t, int64_t step, char *err, size_t errlen) {
+    RtUpdateGraph *ug = &t->ug;
+    if (t->resident && t->dev_stale) push_state(t);
+    for (int i = 0; i < t->np; i++) {
+        if (ug->out[i] < 0) continue;   /* another rank's */
+        if (!t->grads_in_update) rt_exec_set(t->upd_r, ug->grad[i], t->grad[i]);
+        if (t->resident) continue;
+        rt_exec_set(t->upd_r, ug->param[i], t->param[i]);
+        for (int k = 0; k < ug->nstate[i]; k++) rt_exec_set(t->upd_r, ug->state[k][i], t->state[k][i]);
+    }
+    rt_update_scalars(t->c, step, t->adam_steps, set_scalar, t->upd_r);
+    t->grads_in_update = false;
+    if (rt_exec_run(t->upd_r, err, errlen) != 0) return -1;
+    if (t->resident) {
+        keep_resident(t);
+        t->adam_steps++;
+        return 0;
+    }
+    for (int i = 0; i < t->np; i++) {
+        if (ug->out[i] < 0) continue;
+        rt_exec_get(t->upd_r, ug->g->outputs[ug->out[i]], t->param[i]);
+        for (int k = 0; k < ug->nstate[i]; k++) rt_exec_get(t->upd_r, ug->g->outputs[ug->out[i] + 1 + k], t->state[k][i]);
+    }
+    gather_owned(t);
+    t->adam_steps++;
+    return 0;
+}
+
+/* ---- checkpoints ------------------------------------------------------------------------- */
+
+static const char *state_kind(const RtTrainer *t, int i, int k) {
+    return t->ug.nstate[i] == 2 ? (k == 0 ? "adam_m" : "adam_v") : "muon_buf";
+}
+
+int rt_trainer_save(RtTrainer *t, const char *path, const RtExtra *extra, int nextra, char *err, size_t errlen) {
+    const Program *p = &t->c->prog;
+    rt_trainer_sync(t);
+    rt_st_writer *w = rt_st_writer_new();
+    if (!w) abort();
+    rt_st_dtype dt = t->prec == RT_F64 ? RT_ST_F64 : RT_ST_F32;
+    for (int i = 0; i < t->np; i++)
+        rt_st_writer_add_f64(w, p->params[i].name, dt, p->params[i].ndim, p->params[i].shape, t->param[i]);
+    for (int i = 0; i < t->np; i++)
+        for (int k = 0; k < t->ug.nstate[i]; k++) {
+            char name[512];
+            snprintf(name, sizeof name, "%s.%s", state_kind(t, i, k), p->params[i].name);
+            rt_st_writer_add_f64(w, name, dt, p->params[i].ndim, p->params[i].shape, t->state[k][i]);
+        }
+    int64_t steps = t->adam_steps;
+    rt_st_writer_add(w, "trainer.adam_steps", RT_ST_I64, 0, NULL, &steps);
+    for (int i = 0; i < nextra; i++) rt_st_writer_add(w, extra[i].name, RT_ST_I64, 0, NULL, &extra[i].value);
+    rt_st_writer_meta(w, "format", "gptc checkpoint: parameters, optimizer state (adam_m., adam_v., muon_buf.), trainer.*");
+    int rc = rt_st_writer_save(w, path, err, errlen);
+    rt_st_writer_free(w);
+    return rc;
+}
+
+static bool is_known(const RtTrainer *t, const char *name, const RtExtra *extra, int nextra) {
+    const Program *p = &t->c->prog;
+    const char *dot = strchr(name, '.');
+    bool state = dot && (!strncmp(name, "adam_m.", 7) || !strncmp(name, "adam_v.", 7) || !strncmp(name, "muon_buf.", 9));
+    const char *pname = state ? dot + 1 : name;
+    for (int i = 0; i < t->np; i++)
+        if (!strcmp(p->params[i].name, pname)) return true;
+    if (!strcmp(name, "trainer.adam_steps")) return true;
+    for (int i = 0; i < nextra; i++)
+        if (!strcmp(extra[i].name, name)) return true;
+    return false;
+}
+
+/* A scalar I64 tensor (the trainer's counters). */
+static int read_i64(const rt_st_file *f, const char *name, int64_t *v, char *err, size_t errlen) {
+    const rt_st_tensor *t = rt_st_find(f, name);
+    if (!t || t->dtype != RT_ST_I64 || t->numel != 1) {
+        snprintf(err, errlen, "%s: '%s' must be an I64 scalar", f->path, name);
+        return -1;
+    }
+    memcpy(v, t->data, sizeof *v);
+    return 0;
+}
+
+/* Parameters are required; the optimizer state is all there or absent (a fresh optimizer);
+ * extra scalars are read when present (their value is left unchanged otherwise). */
+int rt_trainer_load(RtTrainer *t, const char *path, bool with_state, RtExtra *extra, int nextra, char *err,
+                    size_t errlen) {
+    const Program *p = &t->c->prog;
+    rt_st_file f;
+    if (rt_st_open(&f, path, err, errlen) != 0) return -1;
+    int rc = 0;
+    for (int i = 0; i < f.ntensors && rc == 0; i++)
+        if (!is_known(t, f.tensors[i].name, extra, nextra)) {
+            snprintf(err, errlen, "%s: tensor '%s' is not a parameter of this model", path, f.tensors[i].name);
+            rc = -1;
+        }
+    for (int i = 0; i < t->np && rc == 0; i++)
+        rc = rt_st_read_f64(&f, p->params[i].name, p->params[i].ndim, p->params[i].shape, t->param[i], err, errlen);
+    bool has_state = rt_st_find(&f, "trainer.adam_steps") != NULL;
+    t->adam_steps = 0;
+    for (int i = 0; i < t->np; i++)
+        for (int k = 0; k < 2; k++) memset(t->state[k][i], 0, sizeof(double) * (size_t)fe_param_count(&p->params[i]));
+    if (rc == 0 && has_state && with_state) {
+        rc = read_i64(&f, "trainer.adam_steps", &t->adam_steps, err, errlen);
+        for (int i = 0; i < t->np && rc == 0; i++)
+            for (int k = 0; k < t->ug.nstate[i] && rc == 0; k++) {
+                char name[512];
+                snprintf(name, sizeof name, "%s.%s", state_kind(t, i, k), p->params[i].name);
+                rc = rt_st_read_f64(&f, name, p->params[i].ndim, p->params[i].shape, t->state[k][i], err, errlen);
+            }
+    }
+    for (int i = 0; i < nextra && rc == 0; i++)
+        if (rt_st_find(&f, extra[i].name)) rc = read_i64(&f, extra[i].name, &extra[i].value, err, errlen);
+    rt_st_close(&f);
+    t->dev_stale = true;
+    t->host_stale = false;
+    return rc;
+}

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int rt_fail(char *err, size_t errlen, const char *what, const char *fmt, ...) {
+int fail_at(char *err, size_t errlen, const char *what, const char *fmt, ...) {
     if (!err || errlen == 0) return -1;
     int k = snprintf(err, errlen, "%s: ", what ? what : "(null)");
     if (k < 0) {
@@ -48,10 +48,10 @@ static int fsync_dir(const char *path) {
     return rc != 0 && e != EINVAL && e != EROFS ? -1 : 0;
 }
 
-int rt_write_atomic(const char *path, const RtPiece *pieces, int n, char *err, size_t errlen) {
+int write_atomic(const char *path, const Piece *pieces, int n, char *err, size_t errlen) {
     size_t tlen = strlen(path) + 32;
     char *tmp = malloc(tlen);
-    if (!tmp) return rt_fail(err, errlen, path, "cannot write: out of memory");
+    if (!tmp) return fail_at(err, errlen, path, "cannot write: out of memory");
     snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
     const char *stage = "create";
     int e = 0;
@@ -71,27 +71,27 @@ int rt_write_atomic(const char *path, const RtPiece *pieces, int n, char *err, s
     stage = "rename";
     if (rename(tmp, path) != 0) goto fail;
     free(tmp);
-    if (fsync_dir(path) != 0) return rt_fail(err, errlen, path, "written, but fsync of its folder failed: %s", strerror(errno));
+    if (fsync_dir(path) != 0) return fail_at(err, errlen, path, "written, but fsync of its folder failed: %s", strerror(errno));
     return 0;
 fail:
     e = errno ? errno : EIO;
     if (fp) fclose(fp);
-    rt_fail(err, errlen, path, "cannot write (%s %s): %s", stage, tmp, strerror(e));
+    fail_at(err, errlen, path, "cannot write (%s %s): %s", stage, tmp, strerror(e));
     unlink(tmp);
     free(tmp);
     return -1;
 }
 
-int rt_mkdir_p(const char *path, char *err, size_t errlen) {
+int mkdir_p(const char *path, char *err, size_t errlen) {
     char buf[4096];
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return rt_fail(err, errlen, path, "cannot create: %s", strerror(ENAMETOOLONG));
+        return fail_at(err, errlen, path, "cannot create: %s", strerror(ENAMETOOLONG));
     for (char *p = buf + 1; *p; p++)
         if (*p == '/') {
             *p = 0;
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return rt_fail(err, errlen, buf, "cannot create: %s", strerror(errno));
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return fail_at(err, errlen, buf, "cannot create: %s", strerror(errno));
             *p = '/';
         }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST) return rt_fail(err, errlen, path, "cannot create: %s", strerror(errno));
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST) return fail_at(err, errlen, path, "cannot create: %s", strerror(errno));
     return 0;
 }

@@ -33,11 +33,11 @@ static int cmp_double(const void *a, const void *b) {
 
 static int run_bench(FeCompile *c, long steps, long warmup, double wl, double ws, RtBackend be, RtPrec prec) {
     char err[512];
-    RtTrainer t;
+    Trainer t;
     double t0 = now_ms();
-    if (rt_trainer_init(&t, c, be, prec, err, sizeof err) != 0) {
+    if (trainer_init(&t, c, be, prec, err, sizeof err) != 0) {
         fprintf(stderr, "gptc bench: %s\n", err);
-        rt_trainer_free(&t);
+        trainer_free(&t);
         return 1;
     }
     printf("setup_ms: %.0f\nplanned_bytes: %zu (gradient step) + %zu (update)\n", now_ms() - t0,
@@ -47,20 +47,20 @@ static int run_bench(FeCompile *c, long steps, long warmup, double wl, double ws
         rt_gpu_describe(dev, sizeof dev);
         printf("device: %s\ndevice_mb: %.0f\n", dev, (rt_exec_peak_bytes(t.grad_r) + rt_exec_peak_bytes(t.upd_r)) / 1048576.0);
     }
-    rt_init_params(&c->prog, 0, t.param);
+    init_params(&c->prog, 0, t.param);
     const ConfigEntry *v = fe_config(&c->prog, "vocab"), *e = fe_config(&c->prog, "eot");
     int64_t T = c->prog.T, V = v ? (int64_t)v->value : 256;
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)(T + 1));
-    RtRng rng;
-    rt_rng_seed(&rng, 0, 0);
+    Rng rng;
+    rng_seed(&rng, 0, 0);
     for (int64_t i = 0; i <= T; i++)
-        tok[i] = (e && rt_rng_uniform(&rng) < 0.0025) ? (int32_t)e->value : (int32_t)(rt_rng_next(&rng) % (uint64_t)V);
+        tok[i] = (e && rng_uniform(&rng) < 0.0025) ? (int32_t)e->value : (int32_t)(rng_next(&rng) % (uint64_t)V);
     double *ms = malloc(sizeof(double) * (size_t)(steps + 1));
     int rc = 0;
     for (long s = 0; s < warmup + steps && rc == 0; s++) {
         double t0 = now_ms(), loss;
-        rc = rt_trainer_grad(&t, tok, tok + 1, wl, ws, &loss, err, sizeof err);
-        if (rc == 0) rc = rt_trainer_update(&t, s, err, sizeof err);
+        rc = trainer_grad(&t, tok, tok + 1, wl, ws, &loss, err, sizeof err);
+        if (rc == 0) rc = trainer_update(&t, s, err, sizeof err);
         rt_exec_sync(t.upd_r);   /* the update runs asynchronously on cuda: time it whole */
         double dt = now_ms() - t0;
         if (s >= warmup) ms[s - warmup] = dt;
@@ -77,7 +77,7 @@ static int run_bench(FeCompile *c, long steps, long warmup, double wl, double ws
     }
     free(ms);
     free(tok);
-    rt_trainer_free(&t);
+    trainer_free(&t);
     return rc ? 1 : 0;
 }
 

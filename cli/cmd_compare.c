@@ -30,10 +30,10 @@ static double rel_error(const double *a, const double *b, int64_t n) {
 }
 
 /* Relative error of one tensor, or -1 after printing why it cannot be compared. */
-static double compare_tensor(const rt_st_file *fa, const rt_st_file *fb, const rt_st_tensor *t) {
+static double compare_tensor(const StFile *fa, const StFile *fb, const StTensor *t) {
     char err[512];
-    if (!rt_st_dtype_is_float(t->dtype)) {   /* integers (counters, tokens): equal or not */
-        const rt_st_tensor *u = rt_st_find(fa, t->name);
+    if (!st_dtype_is_float(t->dtype)) {   /* integers (counters, tokens): equal or not */
+        const StTensor *u = st_find(fa, t->name);
         if (!u) {
             fprintf(stderr, "gptc compare: %s: missing tensor '%s'\n", fa->path, t->name);
             return -1;
@@ -45,8 +45,8 @@ static double compare_tensor(const rt_st_file *fa, const rt_st_file *fb, const r
     double *a = malloc(sizeof(double) * (size_t)(n ? n : 1)), *b = malloc(sizeof(double) * (size_t)(n ? n : 1));
     if (!a || !b) abort();
     double e = -1;
-    if (rt_st_read_f64(fb, t->name, t->ndim, t->shape, b, err, sizeof err) != 0 ||
-        rt_st_read_f64(fa, t->name, t->ndim, t->shape, a, err, sizeof err) != 0)
+    if (st_read_f64(fb, t->name, t->ndim, t->shape, b, err, sizeof err) != 0 ||
+        st_read_f64(fa, t->name, t->ndim, t->shape, a, err, sizeof err) != 0)
         fprintf(stderr, "gptc compare: %s\n", err);
     else
         e = rel_error(a, b, n);
@@ -88,22 +88,22 @@ int cmd_compare(int argc, char **argv) {
         tol = strtod(tol_s, &end);
         if (*end || !(tol >= 0)) return usage_error("compare", "--tol takes a number >= 0, got '%s'", tol_s);
     }
-    rt_st_file fa, fb;
+    StFile fa, fb;
     char err[512];
-    if (rt_st_open(&fa, files[0], err, sizeof err) != 0) {
+    if (st_open(&fa, files[0], err, sizeof err) != 0) {
         fprintf(stderr, "gptc compare: %s\n", err);
         return 1;
     }
-    if (rt_st_open(&fb, files[1], err, sizeof err) != 0) {
+    if (st_open(&fb, files[1], err, sizeof err) != 0) {
         fprintf(stderr, "gptc compare: %s\n", err);
-        rt_st_close(&fa);
+        st_close(&fa);
         return 1;
     }
     double worst = 0;
     const char *worst_name = "";
     int bad = 0, compared = 0;
     for (int i = 0; i < fb.ntensors; i++) {
-        const rt_st_tensor *t = &fb.tensors[i];
+        const StTensor *t = &fb.tensors[i];
         if (only && strncmp(t->name, only, strlen(only)) != 0) continue;
         bool skipped = false;
         for (int k = 0; k < nskip; k++) skipped |= strncmp(t->name, skip[k], strlen(skip[k])) == 0;
@@ -118,7 +118,7 @@ int cmd_compare(int argc, char **argv) {
         if (!quiet && e >= 0) printf("%-28s %.3e%s\n", t->name, e, e > tol ? "   > tol" : "");
     }
     printf("worst: %.3e (%s) over %d tensors%s\n", worst, worst_name, compared, bad ? ", FAILED" : "");
-    rt_st_close(&fa);
-    rt_st_close(&fb);
+    st_close(&fa);
+    st_close(&fb);
     return bad ? 1 : 0;
 }

@@ -108,12 +108,12 @@ static int emit_graph(const char *name, const CgStep *s, Out *o, FILE *plan)
 static int compile_step(FeCompile *c, Out *o)
 {
     char err[1024];
-    RtGradGraph gg = {0};
-    RtUpdateGraph ug = {0};
+    StepGrad gg = {0};
+    StepUpdate ug = {0};
     CgStep *gs = NULL, *us = NULL;
     int rc = -1;
     double t0 = now_s();
-    if (rt_grad_build(&c->prog, &gg, err, sizeof err) || rt_update_build(c, NULL, &ug, err, sizeof err)) {
+    if (step_grad_build(&c->prog, &gg, err, sizeof err) || step_update_build(c, NULL, &ug, err, sizeof err)) {
         fprintf(stderr, "gptc compile: %s\n", err);
         goto done;
     }
@@ -148,8 +148,8 @@ static int compile_step(FeCompile *c, Out *o)
 done:
     cg_step_free(gs);
     cg_step_free(us);
-    rt_update_free(&ug);
-    rt_grad_graph_free(&gg);
+    step_update_free(&ug);
+    step_grad_free(&gg);
     return rc ? 1 : 0;
 }
 

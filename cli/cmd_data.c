@@ -2,7 +2,7 @@
  *
  * Tokenizing is done by Node.js: tools/data/tokenize.js writes the raw uint16 ids of every
  * document (each preceded by the end-of-text id 50256) to a pipe; this file reads them,
- * splits train / validation, writes the shards with rt_shard_write and prints a summary.
+ * splits train / validation, writes the shards with shard_write and prints a summary.
  * The npm packages it needs (pinned in tools/data/package-lock.json) are installed with
  * `npm ci --prefix tools/data` on first use. */
 #include <errno.h>
@@ -285,7 +285,7 @@ static int write_split(const char *dir, const char *prefix, const char *split, c
         int64_t a = (int64_t)f * SHARD_TOKENS, b = a + SHARD_TOKENS < n ? a + SHARD_TOKENS : n;
         char path[PATH_MAX], err[PATH_MAX + 256], c1[32], c2[32];
         snprintf(path, sizeof path, "%s/%s_%s_%06d.bin", dir, prefix, split, f);
-        if (rt_shard_write(path, tok + a, b - a, err, sizeof err) != 0) return data_error("%s", err);
+        if (shard_write(path, tok + a, b - a, err, sizeof err) != 0) return data_error("%s", err);
         if (nfiles == 1)
             printf("  %-40s %12s tokens  %6s document%s\n", path, commas(b - a, c1, sizeof c1),
                    commas(ndocs, c2, sizeof c2), ndocs == 1 ? "" : "s");
@@ -419,16 +419,16 @@ static int data_text(const DataArgs *a, const char *tools) {
 
 /* Opens one shard, checks every id < vocab, prints its counts. 0, or 1 on an error. */
 static int info_one(const char *path, int64_t vocab) {
-    RtShard s;
+    Shard s;
     char err[PATH_MAX + 256], c1[32], c2[32];
-    if (rt_shard_open(&s, path, err, sizeof err) != 0 || rt_shard_check(&s, vocab, err, sizeof err) != 0) {
-        rt_shard_close(&s);
+    if (shard_open(&s, path, err, sizeof err) != 0 || shard_check(&s, vocab, err, sizeof err) != 0) {
+        shard_close(&s);
         fprintf(stderr, "gptc data: %s\n", err);
         return 1;
     }
     printf("%s: %s tokens, %s end-of-text tokens\n", path, commas(s.ntokens, c1, sizeof c1),
            commas(count_eot(s.tokens, s.ntokens), c2, sizeof c2));
-    rt_shard_close(&s);
+    shard_close(&s);
     return 0;
 }
 

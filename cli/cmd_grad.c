@@ -37,20 +37,20 @@ static int check_grad_args(GradArgs *a) {
 
 static int save_outputs(const char *path, RtExec *r, int n, const char *const *names, IrNode *const *nodes,
                         RtPrec prec) {
-    rt_st_writer *w = rt_st_writer_new();
+    StWriter *w = st_writer_new();
     if (!w) return -1;
     for (int i = 0; i < n; i++) {
         int64_t count = ir_numel(nodes[i]);
         double *v = malloc(sizeof(double) * (size_t)(count ? count : 1));
         if (!v) abort();
         rt_exec_get(r, nodes[i], v);
-        rt_st_writer_add_f64(w, names[i], prec == RT_F64 ? RT_ST_F64 : RT_ST_F32, nodes[i]->ndim, nodes[i]->shape, v);
+        st_writer_add_f64(w, names[i], prec == RT_F64 ? ST_F64 : ST_F32, nodes[i]->ndim, nodes[i]->shape, v);
         free(v);
     }
     char err[512];
-    int rc = rt_st_writer_save(w, path, err, sizeof err);
+    int rc = st_writer_save(w, path, err, sizeof err);
     if (rc) fprintf(stderr, "gptc grad: %s\n", err);
-    rt_st_writer_free(w);
+    st_writer_free(w);
     return rc;
 }
 
@@ -69,8 +69,8 @@ static RtExec *run_step(FeCompile *c, const GradArgs *a) {
     IrNode *leaves[16];
     int ninputs = 0;
     RtExec *r = NULL;
-    if (rt_params_load(p, a->params, vals, err, sizeof err) != 0 ||
-        rt_batch_load(p->graph, a->batch, inputs, leaves, 16, &ninputs, err, sizeof err) != 0) {
+    if (params_load(p, a->params, vals, err, sizeof err) != 0 ||
+        batch_load(p->graph, a->batch, inputs, leaves, 16, &ninputs, err, sizeof err) != 0) {
         fprintf(stderr, "gptc grad: %s\n", err);
         free(vals);
         return NULL;
@@ -78,7 +78,7 @@ static RtExec *run_step(FeCompile *c, const GradArgs *a) {
     r = rt_exec_new(a->be, p->graph, a->prec, p->graph->outputs, p->graph->noutputs, err, sizeof err);
     if (!r) {
         fprintf(stderr, "gptc grad: %s\n", err);
-        rt_values_free(vals, p->nparams);
+        values_free(vals, p->nparams);
         free(vals);
         for (int i = 0; i < ninputs; i++) free(inputs[i]);
         return NULL;
@@ -87,7 +87,7 @@ static RtExec *run_step(FeCompile *c, const GradArgs *a) {
     for (int i = 0; i < ninputs; i++) rt_exec_set_i32(r, leaves[i], inputs[i]);
     rt_exec_set_scalar(r, "window_long", (double)a->window_long);
     rt_exec_set_scalar(r, "window_short", (double)a->window_short);
-    rt_values_free(vals, p->nparams);
+    values_free(vals, p->nparams);
     free(vals);
     for (int i = 0; i < ninputs; i++) free(inputs[i]);
     double t0 = now_ms();
@@ -101,7 +101,7 @@ static RtExec *run_step(FeCompile *c, const GradArgs *a) {
     return r;
 }
 
-static int write_results(FeCompile *c, const GradArgs *a, const RtGradGraph *gg, RtExec *r) {
+static int write_results(FeCompile *c, const GradArgs *a, const StepGrad *gg, RtExec *r) {
     Program *p = &c->prog;
     IrGraph *g = p->graph;
     double loss;
@@ -145,16 +145,16 @@ int cmd_grad(int argc, char **argv) {
     }
     FeCompile c;
     rc = compile_model(&c, &m) ? 1 : 0;
-    RtGradGraph gg = {0};
+    StepGrad gg = {0};
     char err[512];
-    if (rc == 0 && rt_grad_build(&c.prog, &gg, err, sizeof err) != 0) {
+    if (rc == 0 && step_grad_build(&c.prog, &gg, err, sizeof err) != 0) {
         fprintf(stderr, "gptc grad: %s\n", err);
         rc = 1;
     }
     RtExec *r = rc == 0 ? run_step(&c, &a) : NULL;
     if (rc == 0) rc = r ? write_results(&c, &a, &gg, r) : 1;
     rt_exec_free(r);
-    rt_grad_graph_free(&gg);
+    step_grad_free(&gg);
     fe_free(&c);
     free_model_args(&m);
     return rc;

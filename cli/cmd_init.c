@@ -21,14 +21,14 @@ int cmd_init(int argc, char **argv) {
     char usage[2048];
     snprintf(usage, sizeof usage, "%s%s", init_usage, model_options);
     int rc = parse_model_args("init", argc, argv, &m, usage, opts, 3);
-    rt_st_dtype dt = RT_ST_F32;
+    StDtype dt = ST_F32;
     char *end = NULL;
     unsigned long long seed = seed_s ? strtoull(seed_s, &end, 10) : 0;
     if (rc < 0 && !out) rc = usage_error("init", "-o OUT.safetensors is required%s", "");
     if (rc < 0 && seed_s && (*end || !*seed_s)) rc = usage_error("init", "--seed takes an integer, got '%s'", seed_s);
     if (rc < 0 && dtype) {
-        if (!strcmp(dtype, "f64")) dt = RT_ST_F64;
-        else if (!strcmp(dtype, "bf16")) dt = RT_ST_BF16;
+        if (!strcmp(dtype, "f64")) dt = ST_F64;
+        else if (!strcmp(dtype, "bf16")) dt = ST_BF16;
         else if (strcmp(dtype, "f32")) rc = usage_error("init", "--dtype is f32, f64 or bf16, got '%s'", dtype);
     }
     if (rc >= 0) {
@@ -39,21 +39,21 @@ int cmd_init(int argc, char **argv) {
     rc = compile_model(&c, &m) ? 1 : 0;
     if (rc == 0) {
         Program *p = &c.prog;
-        rt_st_writer *w = rt_st_writer_new();
+        StWriter *w = st_writer_new();
         double **vals = calloc((size_t)p->nparams + 1, sizeof *vals);
         for (int i = 0; i < p->nparams; i++) vals[i] = malloc(sizeof(double) * (size_t)fe_param_count(&p->params[i]));
-        rt_init_params(p, seed, vals);
+        init_params(p, seed, vals);
         for (int i = 0; i < p->nparams; i++) {
-            rt_st_writer_add_f64(w, p->params[i].name, dt, p->params[i].ndim, p->params[i].shape, vals[i]);
+            st_writer_add_f64(w, p->params[i].name, dt, p->params[i].ndim, p->params[i].shape, vals[i]);
             free(vals[i]);
         }
         free(vals);
         char err[512];
-        if (rt_st_writer_save(w, out, err, sizeof err) != 0) {
+        if (st_writer_save(w, out, err, sizeof err) != 0) {
             fprintf(stderr, "gptc init: %s\n", err);
             rc = 1;
         }
-        rt_st_writer_free(w);
+        st_writer_free(w);
     }
     fe_free(&c);
     free_model_args(&m);

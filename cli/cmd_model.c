@@ -143,15 +143,15 @@ const char ir_usage[] =
 
 static int ir_body(FeCompile *c, const ModelArgs *m, void *ctx) {
     bool train = *(bool *)ctx;
-    RtGradGraph gg = {0};
+    StepGrad gg = {0};
     char err[512];
     int rc = 0;
-    if (train && rt_grad_build(&c->prog, &gg, err, sizeof err) != 0) {
+    if (train && step_grad_build(&c->prog, &gg, err, sizeof err) != 0) {
         fprintf(stderr, "gptc ir: %s\n", err);
         rc = 1;
     }
     if (rc == 0) ir_print(c->prog.graph, stdout);
-    rt_grad_graph_free(&gg);
+    step_grad_free(&gg);
     return rc;
 }
 

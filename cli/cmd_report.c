@@ -87,12 +87,12 @@ static int make_report(const ReportArgs *a, StPlotOptions *o) {
     StFigure *figs = NULL;
     int nruns = 0, nv = 0, nfigs = 0, rc = 0;
     for (int i = 0; i < a->ninputs && rc == 0; i++) rc = st_runs_find(a->inputs[i], &runs, &nruns, err, sizeof err);
-    if (rc == 0 && nruns == 0) rc = rt_fail(err, sizeof err, a->inputs[0], "no runs found (no log.txt, log.jsonl or log file with validation lines)");
+    if (rc == 0 && nruns == 0) rc = fail_at(err, sizeof err, a->inputs[0], "no runs found (no log.txt, log.jsonl or log file with validation lines)");
     if (rc == 0) rc = st_variants_group(runs, nruns, &v, &nv, err, sizeof err);
     if (rc == 0 && nv == 0)
-        rc = rt_fail(err, sizeof err, a->inputs[0], "none of the %d runs found has finished (validated at its last step)", nruns);
+        rc = fail_at(err, sizeof err, a->inputs[0], "none of the %d runs found has finished (validated at its last step)", nruns);
     if (rc == 0 && isnan(o->threshold)) o->threshold = v[0].loss_s.mean;
-    if (rc == 0) rc = rt_mkdir_p(o->dir, err, sizeof err);
+    if (rc == 0) rc = mkdir_p(o->dir, err, sizeof err);
     if (rc == 0) rc = st_plot_all(v, nv, o, &figs, &nfigs, err, sizeof err);
     if (rc == 0) rc = st_report_write(v, nv, runs, nruns, o, figs, nfigs, err, sizeof err);
     if (rc == 0)

@@ -41,26 +41,26 @@ static int check_args(StepArgs *a) {
 }
 
 /* The given gradients, by parameter name, into t->grad. */
-static int load_grads(RtTrainer *t, const char *path, char *err, size_t errlen) {
+static int load_grads(Trainer *t, const char *path, char *err, size_t errlen) {
     const Program *p = &t->c->prog;
     double **g = calloc((size_t)p->nparams + 1, sizeof *g);
-    int rc = rt_params_load(p, path, g, err, errlen);
+    int rc = params_load(p, path, g, err, errlen);
     for (int i = 0; rc == 0 && i < p->nparams; i++)
         memcpy(t->grad[i], g[i], sizeof(double) * (size_t)fe_param_count(&p->params[i]));
-    if (rc == 0) rt_values_free(g, p->nparams);
+    if (rc == 0) values_free(g, p->nparams);
     free(g);
     return rc;
 }
 
 static int run_steps(FeCompile *c, const StepArgs *a) {
     char err[512];
-    RtTrainer t;
+    Trainer t;
     int32_t *in[4] = {0};
     IrNode *leaves[4];
     int nin = 0, rc = 1;
-    if (rt_trainer_init(&t, c, a->be, a->prec, err, sizeof err) != 0 ||
-        rt_trainer_load(&t, a->params, true, NULL, 0, err, sizeof err) != 0 ||
-        rt_batch_load(c->prog.graph, a->batch, in, leaves, 4, &nin, err, sizeof err) != 0 ||
+    if (trainer_init(&t, c, a->be, a->prec, err, sizeof err) != 0 ||
+        trainer_load(&t, a->params, true, NULL, 0, err, sizeof err) != 0 ||
+        batch_load(c->prog.graph, a->batch, in, leaves, 4, &nin, err, sizeof err) != 0 ||
         (a->grads && load_grads(&t, a->grads, err, sizeof err) != 0))
         goto out;
     const int32_t *tokens = NULL, *targets = NULL;
@@ -71,17 +71,17 @@ static int run_steps(FeCompile *c, const StepArgs *a) {
     for (long k = 0; k < a->k; k++) {
         if (k > 0 || !a->grads) {
             double loss;
-            if (rt_trainer_grad(&t, tokens, targets, (double)a->wl, (double)a->ws, &loss, err, sizeof err) != 0) goto out;
+            if (trainer_grad(&t, tokens, targets, (double)a->wl, (double)a->ws, &loss, err, sizeof err) != 0) goto out;
             printf("step %ld: loss %.12g\n", a->first + k, loss);
         }
-        if (rt_trainer_update(&t, a->first + k, err, sizeof err) != 0) goto out;
+        if (trainer_update(&t, a->first + k, err, sizeof err) != 0) goto out;
     }
-    if (rt_trainer_save(&t, a->out, NULL, 0, err, sizeof err) != 0) goto out;
+    if (trainer_save(&t, a->out, NULL, 0, err, sizeof err) != 0) goto out;
     rc = 0;
 out:
     if (rc) fprintf(stderr, "gptc step: %s\n", err);
     for (int i = 0; i < nin; i++) free(in[i]);
-    rt_trainer_free(&t);
+    trainer_free(&t);
     return rc;
 }
 

@@ -29,7 +29,7 @@ typedef struct {
     const char *data, *out, *init, *resume, *seed, *accum, *every, *backend, *dtype;
 } TrainArgs;
 
-static int check_args(const TrainArgs *a, RtRunOptions *o) {
+static int check_args(const TrainArgs *a, TrainOptions *o) {
     if (!a->data || !a->out) return usage_error("train", "--data and --out are required%s", "");
     if (a->init && a->resume) return usage_error("train", "--init and --resume exclude each other%s", "");
     if (a->resume && strcmp(a->resume, a->out) != 0)
@@ -40,7 +40,7 @@ static int check_args(const TrainArgs *a, RtRunOptions *o) {
     o->seed = a->seed ? strtoull(a->seed, &end, 10) : 0;
     if (a->seed && (*end || !*a->seed)) return usage_error("train", "--seed takes an integer, got '%s'", a->seed);
     o->grad_accum = a->accum ? (int)strtol(a->accum, &end, 10) : 1;
-    if (a->accum && (*end || o->grad_accum < 1 || o->grad_accum > RT_MAX_ACCUM))
+    if (a->accum && (*end || o->grad_accum < 1 || o->grad_accum > TRAIN_MAX_ACCUM))
         return usage_error("train", "--grad-accum takes 1 to 64, got '%s'", a->accum);
     o->checkpoint_every = a->every ? (int)strtol(a->every, &end, 10) : 0;
     if (a->every && (*end || o->checkpoint_every < 1))
@@ -57,7 +57,7 @@ int cmd_train(int argc, char **argv) {
     }
     TrainArgs a = {0};
     bool quiet = false;
-    RtRunOptions o = {.verbose = true};
+    TrainOptions o = {.verbose = true};
     const CliOpt opts[] = {CLI_OPT("--data", &a.data), CLI_OPT("--out", &a.out), CLI_OPT("--init", &a.init), CLI_OPT("--resume", &a.resume),
                            CLI_OPT("--seed", &a.seed), CLI_OPT("--grad-accum", &a.accum), CLI_OPT("--checkpoint-every", &a.every),
                            CLI_OPT("--backend", &a.backend), CLI_OPT("--dtype", &a.dtype), CLI_FLAG("--quiet", &quiet)};
@@ -81,10 +81,10 @@ int cmd_train(int argc, char **argv) {
     if (fe_compile(&ev, &fo, quiet_out) != 0) rc = 1;
     fclose(quiet_out);
     if (rc == 0) {
-        int r = rt_run_train(&c, &ev, &o, err, sizeof err);
+        int r = train_run(&c, &ev, &o, err, sizeof err);
         if (r != 0) fprintf(stderr, "gptc train: %s\n", err);
-        rc = r == 0 ? 0 : r == RT_RUN_INTERRUPTED ? 130 : 1;
-        if (r != 0 && rt_dist_size() > 1 && r != RT_RUN_INTERRUPTED) rt_dist_abort(1);
+        rc = r == 0 ? 0 : r == TRAIN_INTERRUPTED ? 130 : 1;
+        if (r != 0 && rt_dist_size() > 1 && r != TRAIN_INTERRUPTED) rt_dist_abort(1);
     }
     fe_free(&c);
     fe_free(&ev);

@@ -27,27 +27,27 @@
 
 /* ---- dtypes ---- */
 
-static const struct { const char *name; size_t size; } st_dtypes[RT_ST_NDTYPES] = {
-    [RT_ST_F64] = {"F64", 8},  [RT_ST_F32] = {"F32", 4},  [RT_ST_BF16] = {"BF16", 2},
-    [RT_ST_F16] = {"F16", 2},  [RT_ST_I64] = {"I64", 8},  [RT_ST_I32] = {"I32", 4},
-    [RT_ST_I16] = {"I16", 2},  [RT_ST_I8] = {"I8", 1},    [RT_ST_U64] = {"U64", 8},
-    [RT_ST_U32] = {"U32", 4},  [RT_ST_U16] = {"U16", 2},  [RT_ST_U8] = {"U8", 1},
-    [RT_ST_BOOL] = {"BOOL", 1},
+static const struct { const char *name; size_t size; } st_dtypes[ST_NDTYPES] = {
+    [ST_F64] = {"F64", 8},  [ST_F32] = {"F32", 4},  [ST_BF16] = {"BF16", 2},
+    [ST_F16] = {"F16", 2},  [ST_I64] = {"I64", 8},  [ST_I32] = {"I32", 4},
+    [ST_I16] = {"I16", 2},  [ST_I8] = {"I8", 1},    [ST_U64] = {"U64", 8},
+    [ST_U32] = {"U32", 4},  [ST_U16] = {"U16", 2},  [ST_U8] = {"U8", 1},
+    [ST_BOOL] = {"BOOL", 1},
 };
 
-static int st_dtype_ok(rt_st_dtype t) { return (unsigned)t < RT_ST_NDTYPES; }
+static int st_dtype_ok(StDtype t) { return (unsigned)t < ST_NDTYPES; }
 
-const char *rt_st_dtype_name(rt_st_dtype t) { return st_dtype_ok(t) ? st_dtypes[t].name : "?"; }
-size_t rt_st_dtype_size(rt_st_dtype t) { return st_dtype_ok(t) ? st_dtypes[t].size : 0; }
+const char *st_dtype_name(StDtype t) { return st_dtype_ok(t) ? st_dtypes[t].name : "?"; }
+size_t st_dtype_size(StDtype t) { return st_dtype_ok(t) ? st_dtypes[t].size : 0; }
 
-int rt_st_dtype_is_float(rt_st_dtype t) {
-    return t == RT_ST_F64 || t == RT_ST_F32 || t == RT_ST_BF16 || t == RT_ST_F16;
+int st_dtype_is_float(StDtype t) {
+    return t == ST_F64 || t == ST_F32 || t == ST_BF16 || t == ST_F16;
 }
 
-int rt_st_dtype_parse(const char *s, size_t n, rt_st_dtype *out) {
-    for (int t = 0; t < RT_ST_NDTYPES; t++)
+int st_dtype_parse(const char *s, size_t n, StDtype *out) {
+    for (int t = 0; t < ST_NDTYPES; t++)
         if (strlen(st_dtypes[t].name) == n && memcmp(st_dtypes[t].name, s, n) == 0) {
-            *out = (rt_st_dtype)t;
+            *out = (StDtype)t;
             return 0;
         }
     return -1;
@@ -58,14 +58,14 @@ int rt_st_dtype_parse(const char *s, size_t n, rt_st_dtype *out) {
 static uint32_t f32_bits(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
 static float f32_from_bits(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
 
-uint16_t rt_st_f32_to_bf16(float x) {
+uint16_t st_f32_to_bf16(float x) {
     uint32_t u = f32_bits(x);
     if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040);   /* NaN */
     u += 0x7fffu + ((u >> 16) & 1);   /* round to nearest even; may carry into inf */
     return (uint16_t)(u >> 16);
 }
 
-float rt_st_bf16_to_f32(uint16_t h) { return f32_from_bits((uint32_t)h << 16); }
+float st_bf16_to_f32(uint16_t h) { return f32_from_bits((uint32_t)h << 16); }
 
 /* x rounded to float with round-to-odd: truncate toward zero, then set the last bit if
  * inexact. Rounding that result to nearest even with >= 2 fewer bits (bf16, f16) gives the
@@ -79,12 +79,12 @@ static float f64_to_f32_odd(double x) {
     return f32_from_bits(u | 1);
 }
 
-uint16_t rt_st_f64_to_bf16(double x) {
-    if (x != x) return rt_st_f32_to_bf16((float)x);
-    return rt_st_f32_to_bf16(f64_to_f32_odd(x));
+uint16_t st_f64_to_bf16(double x) {
+    if (x != x) return st_f32_to_bf16((float)x);
+    return st_f32_to_bf16(f64_to_f32_odd(x));
 }
 
-uint16_t rt_st_f32_to_f16(float x) {
+uint16_t st_f32_to_f16(float x) {
     uint32_t u = f32_bits(x);
     uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
     u &= 0x7fffffffu;
@@ -103,12 +103,12 @@ uint16_t rt_st_f32_to_f16(float x) {
     return sign | (uint16_t)i;
 }
 
-uint16_t rt_st_f64_to_f16(double x) {
-    if (x != x) return rt_st_f32_to_f16((float)x);
-    return rt_st_f32_to_f16(f64_to_f32_odd(x));
+uint16_t st_f64_to_f16(double x) {
+    if (x != x) return st_f32_to_f16((float)x);
+    return st_f32_to_f16(f64_to_f32_odd(x));
 }
 
-float rt_st_f16_to_f32(uint16_t h) {
+float st_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
     if (e == 0) {   /* zero or subnormal: m * 2^-24, exact in float */
         float v = (float)m * (1.0f / 16777216.0f);
@@ -135,7 +135,7 @@ static int64_t st_numel(int ndim, const int64_t *shape) {
     return n;
 }
 
-/* "[256, 64]" into buf (at most RT_ST_MAX_DIMS dims, so 8 * 22 bytes suffice). */
+/* "[256, 64]" into buf (at most ST_MAX_DIMS dims, so 8 * 22 bytes suffice). */
 static const char *st_shape_str(char *buf, size_t len, int ndim, const int64_t *shape) {
     size_t k = 0;
     k += (size_t)snprintf(buf + k, len - k, "[");
@@ -159,7 +159,7 @@ typedef struct {
 } st_json;
 
 static int json_fail(st_json *p, const char *what) {
-    return rt_fail(p->err, p->errlen, p->path, "invalid JSON header at byte %zu: %s", p->i, what);
+    return fail_at(p->err, p->errlen, p->path, "invalid JSON header at byte %zu: %s", p->i, what);
 }
 
 static void json_ws(st_json *p) {
@@ -258,7 +258,7 @@ static int json_string(st_json *p, char **out, size_t *len) {
 static int json_uint(st_json *p, const char *tname, const char *what, int64_t *out) {
     int c = json_peek(p);
     if (c != '-' && !(c >= '0' && c <= '9'))
-        return rt_fail(p->err, p->errlen, p->path, "tensor '%s': %s is not an integer "
+        return fail_at(p->err, p->errlen, p->path, "tensor '%s': %s is not an integer "
                        "(header byte %zu)", tname, what, p->i);
     size_t start = p->i;
     int neg = 0, frac = 0, overflow = 0;
@@ -285,20 +285,20 @@ static int json_uint(st_json *p, const char *tname, const char *what, int64_t *o
     }
     int nlen = (int)(p->i - start > 40 ? 40 : p->i - start);
     if (frac)
-        return rt_fail(p->err, p->errlen, p->path, "tensor '%s': %s is %.*s, not an integer",
+        return fail_at(p->err, p->errlen, p->path, "tensor '%s': %s is %.*s, not an integer",
                        tname, what, nlen, p->s + start);
     if (neg)
-        return rt_fail(p->err, p->errlen, p->path, "tensor '%s': %s is negative (%.*s)",
+        return fail_at(p->err, p->errlen, p->path, "tensor '%s': %s is negative (%.*s)",
                        tname, what, nlen, p->s + start);
     if (overflow)
-        return rt_fail(p->err, p->errlen, p->path, "tensor '%s': %s is too large (%.*s)",
+        return fail_at(p->err, p->errlen, p->path, "tensor '%s': %s is too large (%.*s)",
                        tname, what, nlen, p->s + start);
     *out = (int64_t)v;
     return 0;
 }
 
 /* {"key": "value", ...} — the __metadata__ object; appends to *meta. */
-static int json_metadata(st_json *p, rt_st_meta **meta, int *nmeta) {
+static int json_metadata(st_json *p, StMeta **meta, int *nmeta) {
     int cap = 0;
     if (json_expect(p, '{', "expected '{' after \"__metadata__\"")) return -1;
     if (json_peek(p) == '}') { p->i++; return 0; }
@@ -308,19 +308,19 @@ static int json_metadata(st_json *p, rt_st_meta **meta, int *nmeta) {
         if (json_string(p, &k, &kl)) return -1;
         if (json_expect(p, ':', "expected ':' after a key")) return -1;
         if (json_peek(p) != '"')
-            return rt_fail(p->err, p->errlen, p->path, "__metadata__ value of '%s' is not a "
+            return fail_at(p->err, p->errlen, p->path, "__metadata__ value of '%s' is not a "
                            "string (invalid header at byte %zu)", k, p->i);
         if (json_string(p, &v, &vl)) return -1;
         for (int j = 0; j < *nmeta; j++)
             if (strcmp((*meta)[j].key, k) == 0)
-                return rt_fail(p->err, p->errlen, p->path, "duplicate __metadata__ key '%s'", k);
+                return fail_at(p->err, p->errlen, p->path, "duplicate __metadata__ key '%s'", k);
         if (*nmeta == cap) {
             cap = cap ? 2 * cap : 8;
-            rt_st_meta *m = realloc(*meta, (size_t)cap * sizeof *m);
-            if (!m) return rt_fail(p->err, p->errlen, p->path, "out of memory");
+            StMeta *m = realloc(*meta, (size_t)cap * sizeof *m);
+            if (!m) return fail_at(p->err, p->errlen, p->path, "out of memory");
             *meta = m;
         }
-        (*meta)[(*nmeta)++] = (rt_st_meta){k, v};
+        (*meta)[(*nmeta)++] = (StMeta){k, v};
         int c = json_peek(p);
         p->i++;
         if (c == '}') return 0;
@@ -329,13 +329,13 @@ static int json_metadata(st_json *p, rt_st_meta **meta, int *nmeta) {
 }
 
 /* {"dtype": ..., "shape": [...], "data_offsets": [b, e]} for tensor t (t->name is set). */
-static int json_tensor(st_json *p, rt_st_tensor *t) {
+static int json_tensor(st_json *p, StTensor *t) {
     int seen_dtype = 0, seen_shape = 0, seen_off = 0;
     const char *nm = t->name;
     if (json_expect(p, '{', "expected '{' for a tensor entry")) return -1;
     if (json_peek(p) == '}') {
         p->i++;
-        return rt_fail(p->err, p->errlen, p->path, "tensor '%s': missing \"dtype\"", nm);
+        return fail_at(p->err, p->errlen, p->path, "tensor '%s': missing \"dtype\"", nm);
     }
     for (;;) {
         char *k;
@@ -346,20 +346,20 @@ static int json_tensor(st_json *p, rt_st_tensor *t) {
             char *d;
             size_t dl;
             if (seen_dtype++)
-                return rt_fail(p->err, p->errlen, p->path, "tensor '%s': duplicate \"dtype\"", nm);
+                return fail_at(p->err, p->errlen, p->path, "tensor '%s': duplicate \"dtype\"", nm);
             if (json_string(p, &d, &dl)) return -1;
-            if (rt_st_dtype_parse(d, dl, &t->dtype))
-                return rt_fail(p->err, p->errlen, p->path, "tensor '%s': unknown dtype '%s'",
+            if (st_dtype_parse(d, dl, &t->dtype))
+                return fail_at(p->err, p->errlen, p->path, "tensor '%s': unknown dtype '%s'",
                                nm, d);
         } else if (strcmp(k, "shape") == 0) {
             if (seen_shape++)
-                return rt_fail(p->err, p->errlen, p->path, "tensor '%s': duplicate \"shape\"", nm);
+                return fail_at(p->err, p->errlen, p->path, "tensor '%s': duplicate \"shape\"", nm);
             if (json_expect(p, '[', "expected '[' for \"shape\"")) return -1;
             if (json_peek(p) == ']') p->i++;
             else for (;;) {
-                if (t->ndim == RT_ST_MAX_DIMS)
-                    return rt_fail(p->err, p->errlen, p->path, "tensor '%s': more than %d dims",
-                                   nm, RT_ST_MAX_DIMS);
+                if (t->ndim == ST_MAX_DIMS)
+                    return fail_at(p->err, p->errlen, p->path, "tensor '%s': more than %d dims",
+                                   nm, ST_MAX_DIMS);
                 char what[32];
                 snprintf(what, sizeof what, "dim %d", t->ndim);
                 if (json_uint(p, nm, what, &t->shape[t->ndim])) return -1;
@@ -372,7 +372,7 @@ static int json_tensor(st_json *p, rt_st_tensor *t) {
         } else if (strcmp(k, "data_offsets") == 0) {
             int64_t b, e;
             if (seen_off++)
-                return rt_fail(p->err, p->errlen, p->path, "tensor '%s': duplicate "
+                return fail_at(p->err, p->errlen, p->path, "tensor '%s': duplicate "
                                "\"data_offsets\"", nm);
             if (json_expect(p, '[', "expected '[' for \"data_offsets\"")) return -1;
             if (json_uint(p, nm, "data_offsets[0]", &b)) return -1;
@@ -382,7 +382,7 @@ static int json_tensor(st_json *p, rt_st_tensor *t) {
             t->begin = (uint64_t)b;
             t->end = (uint64_t)e;
         } else {
-            return rt_fail(p->err, p->errlen, p->path, "tensor '%s': unknown key '%s'", nm, k);
+            return fail_at(p->err, p->errlen, p->path, "tensor '%s': unknown key '%s'", nm, k);
         }
         int c = json_peek(p);
         p->i++;
@@ -392,12 +392,12 @@ static int json_tensor(st_json *p, rt_st_tensor *t) {
     const char *missing = !seen_dtype ? "dtype" : !seen_shape ? "shape"
                         : !seen_off ? "data_offsets" : NULL;
     if (missing)
-        return rt_fail(p->err, p->errlen, p->path, "tensor '%s': missing \"%s\"", nm, missing);
+        return fail_at(p->err, p->errlen, p->path, "tensor '%s': missing \"%s\"", nm, missing);
     return 0;
 }
 
 /* The whole header: {"name": {...}, "__metadata__": {...}, ...} then only whitespace. */
-static int json_header(st_json *p, rt_st_file *f, rt_st_tensor **tensors, rt_st_meta **meta) {
+static int json_header(st_json *p, StFile *f, StTensor **tensors, StMeta **meta) {
     int cap = 0, seen_meta = 0;
     if (json_expect(p, '{', "expected '{' at the start")) return -1;
     if (json_peek(p) == '}') p->i++;
@@ -408,19 +408,19 @@ static int json_header(st_json *p, rt_st_file *f, rt_st_tensor **tensors, rt_st_
         if (json_expect(p, ':', "expected ':' after a key")) return -1;
         if (strcmp(k, "__metadata__") == 0) {
             if (seen_meta++)
-                return rt_fail(p->err, p->errlen, p->path, "duplicate \"__metadata__\"");
+                return fail_at(p->err, p->errlen, p->path, "duplicate \"__metadata__\"");
             if (json_metadata(p, meta, &f->nmeta)) return -1;
             f->meta = *meta;
         } else {
             if (f->ntensors == cap) {
-                if (cap > INT32_MAX / 4) return rt_fail(p->err, p->errlen, p->path, "too many tensors");
+                if (cap > INT32_MAX / 4) return fail_at(p->err, p->errlen, p->path, "too many tensors");
                 cap = cap ? 2 * cap : 64;
-                rt_st_tensor *t = realloc(*tensors, (size_t)cap * sizeof *t);
-                if (!t) return rt_fail(p->err, p->errlen, p->path, "out of memory");
+                StTensor *t = realloc(*tensors, (size_t)cap * sizeof *t);
+                if (!t) return fail_at(p->err, p->errlen, p->path, "out of memory");
                 *tensors = t;
                 f->tensors = t;
             }
-            rt_st_tensor *t = &(*tensors)[f->ntensors++];
+            StTensor *t = &(*tensors)[f->ntensors++];
             memset(t, 0, sizeof *t);
             t->name = k;
             if (json_tensor(p, t)) return -1;
@@ -437,17 +437,17 @@ static int json_header(st_json *p, rt_st_file *f, rt_st_tensor **tensors, rt_st_
 /* ---- reader ---- */
 
 static int cmp_by_name(const void *a, const void *b) {
-    return strcmp((*(const rt_st_tensor *const *)a)->name, (*(const rt_st_tensor *const *)b)->name);
+    return strcmp((*(const StTensor *const *)a)->name, (*(const StTensor *const *)b)->name);
 }
 
 static int cmp_by_offset(const void *a, const void *b) {
-    const rt_st_tensor *x = *(const rt_st_tensor *const *)a, *y = *(const rt_st_tensor *const *)b;
+    const StTensor *x = *(const StTensor *const *)a, *y = *(const StTensor *const *)b;
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
     if (x->end != y->end) return x->end < y->end ? -1 : 1;
     return 0;
 }
 
-void rt_st_close(rt_st_file *f) {
+void st_close(StFile *f) {
     if (!f) return;
     if (f->map_) munmap(f->map_, f->map_len_);
     free((void *)f->path);
@@ -459,57 +459,57 @@ void rt_st_close(rt_st_file *f) {
 }
 
 /* Checks every parsed tensor against the data area; fills numel and data, builds by_name_. */
-static int st_validate(rt_st_file *f, const uint8_t *data, char *err, size_t errlen) {
+static int st_validate(StFile *f, const uint8_t *data, char *err, size_t errlen) {
     const char *path = f->path;
-    rt_st_tensor *ts = (rt_st_tensor *)f->tensors;
+    StTensor *ts = (StTensor *)f->tensors;
     int n = f->ntensors;
     size_t nalloc = n > 0 ? (size_t)n : 1;
     char s1[ST_SHAPE_BUF];
     uint64_t max_end = 0;
 
     for (int i = 0; i < n; i++) {
-        rt_st_tensor *t = &ts[i];
-        size_t esz = rt_st_dtype_size(t->dtype);
+        StTensor *t = &ts[i];
+        size_t esz = st_dtype_size(t->dtype);
         t->numel = st_numel(t->ndim, t->shape);
         if (t->numel < 0 || (uint64_t)t->numel > UINT64_MAX / esz)
-            return rt_fail(err, errlen, path, "tensor '%s': shape %s is too large", t->name,
+            return fail_at(err, errlen, path, "tensor '%s': shape %s is too large", t->name,
                            st_shape_str(s1, sizeof s1, t->ndim, t->shape));
         if (t->begin > t->end)
-            return rt_fail(err, errlen, path, "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64
+            return fail_at(err, errlen, path, "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64
                            "] end before they begin", t->name, t->begin, t->end);
         uint64_t need = (uint64_t)t->numel * esz;
         if (t->end - t->begin != need)
-            return rt_fail(err, errlen, path, "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64
+            return fail_at(err, errlen, path, "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64
                            "] hold %" PRIu64 " bytes, but shape %s of %s needs %" PRIu64,
                            t->name, t->begin, t->end, t->end - t->begin,
                            st_shape_str(s1, sizeof s1, t->ndim, t->shape),
-                           rt_st_dtype_name(t->dtype), need);
+                           st_dtype_name(t->dtype), need);
         if (t->end > max_end) max_end = t->end;
     }
     if (max_end > f->data_len)
-        return rt_fail(err, errlen, path, "truncated: header says %" PRIu64 " bytes of data, "
+        return fail_at(err, errlen, path, "truncated: header says %" PRIu64 " bytes of data, "
                        "file has %" PRIu64, max_end, f->data_len);
     for (int i = 0; i < n; i++) ts[i].data = data + ts[i].begin;
 
-    const rt_st_tensor **idx = malloc(nalloc * sizeof *idx);
-    if (!idx) return rt_fail(err, errlen, path, "out of memory");
+    const StTensor **idx = malloc(nalloc * sizeof *idx);
+    if (!idx) return fail_at(err, errlen, path, "out of memory");
     f->by_name_ = idx;
     for (int i = 0; i < n; i++) idx[i] = &ts[i];
     qsort(idx, (size_t)n, sizeof *idx, cmp_by_name);
     for (int i = 1; i < n; i++)
         if (strcmp(idx[i - 1]->name, idx[i]->name) == 0)
-            return rt_fail(err, errlen, path, "duplicate tensor name '%s'", idx[i]->name);
+            return fail_at(err, errlen, path, "duplicate tensor name '%s'", idx[i]->name);
 
-    const rt_st_tensor **ord = malloc(nalloc * sizeof *ord);
-    if (!ord) return rt_fail(err, errlen, path, "out of memory");
+    const StTensor **ord = malloc(nalloc * sizeof *ord);
+    if (!ord) return fail_at(err, errlen, path, "out of memory");
     for (int i = 0; i < n; i++) ord[i] = &ts[i];
     qsort(ord, (size_t)n, sizeof *ord, cmp_by_offset);
-    const rt_st_tensor *prev = NULL;   /* the non-empty tensor that ends last so far */
+    const StTensor *prev = NULL;   /* the non-empty tensor that ends last so far */
     for (int i = 0; i < n; i++) {
-        const rt_st_tensor *t = ord[i];
+        const StTensor *t = ord[i];
         if (t->begin == t->end) continue;
         if (prev && t->begin < prev->end) {
-            rt_fail(err, errlen, path, "tensors '%s' [%" PRIu64 ", %" PRIu64 ") and '%s' [%"
+            fail_at(err, errlen, path, "tensors '%s' [%" PRIu64 ", %" PRIu64 ") and '%s' [%"
                     PRIu64 ", %" PRIu64 ") overlap", prev->name, prev->begin, prev->end,
                     t->name, t->begin, t->end);
             free(ord);
@@ -521,38 +521,38 @@ static int st_validate(rt_st_file *f, const uint8_t *data, char *err, size_t err
     return 0;
 }
 
-int rt_st_open(rt_st_file *f, const char *path, char *err, size_t errlen) {
+int st_open(StFile *f, const char *path, char *err, size_t errlen) {
     memset(f, 0, sizeof *f);
     if (err && errlen) err[0] = 0;
     char *pcopy = strdup(path);
-    if (!pcopy) return rt_fail(err, errlen, path, "out of memory");
+    if (!pcopy) return fail_at(err, errlen, path, "out of memory");
     f->path = pcopy;
 
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        rt_fail(err, errlen, path, "cannot open: %s", strerror(errno));
+        fail_at(err, errlen, path, "cannot open: %s", strerror(errno));
         goto fail;
     }
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
-        rt_fail(err, errlen, path, "cannot stat: %s", strerror(errno));
+        fail_at(err, errlen, path, "cannot stat: %s", strerror(errno));
         close(fd);
         goto fail;
     }
     if (!S_ISREG(sb.st_mode)) {
-        rt_fail(err, errlen, path, "not a regular file");
+        fail_at(err, errlen, path, "not a regular file");
         close(fd);
         goto fail;
     }
     uint64_t size = (uint64_t)sb.st_size;
     if (size < 8) {
-        rt_fail(err, errlen, path, "truncated: file has %" PRIu64 " bytes, less than the "
+        fail_at(err, errlen, path, "truncated: file has %" PRIu64 " bytes, less than the "
                 "8-byte header length", size);
         close(fd);
         goto fail;
     }
     if (size > SIZE_MAX) {
-        rt_fail(err, errlen, path, "file too large to map (%" PRIu64 " bytes)", size);
+        fail_at(err, errlen, path, "file too large to map (%" PRIu64 " bytes)", size);
         close(fd);
         goto fail;
     }
@@ -560,7 +560,7 @@ int rt_st_open(rt_st_file *f, const char *path, char *err, size_t errlen) {
     int merr = errno;
     close(fd);
     if (map == MAP_FAILED) {
-        rt_fail(err, errlen, path, "mmap: %s", strerror(merr));
+        fail_at(err, errlen, path, "mmap: %s", strerror(merr));
         goto fail;
     }
     f->map_ = map;
@@ -569,13 +569,13 @@ int rt_st_open(rt_st_file *f, const char *path, char *err, size_t errlen) {
 
     uint64_t n = 0;
     for (int k = 7; k >= 0; k--) n = (n << 8) | bytes[k];
-    if (n > RT_ST_MAX_HEADER) {
-        rt_fail(err, errlen, path, "header length %" PRIu64 " is absurd (more than %u bytes)",
-                n, RT_ST_MAX_HEADER);
+    if (n > ST_MAX_HEADER) {
+        fail_at(err, errlen, path, "header length %" PRIu64 " is absurd (more than %u bytes)",
+                n, ST_MAX_HEADER);
         goto fail;
     }
     if (n > size - 8) {
-        rt_fail(err, errlen, path, "truncated: header length says %" PRIu64 " bytes of JSON, "
+        fail_at(err, errlen, path, "truncated: header length says %" PRIu64 " bytes of JSON, "
                 "file has %" PRIu64 " after the length", n, size - 8);
         goto fail;
     }
@@ -583,23 +583,23 @@ int rt_st_open(rt_st_file *f, const char *path, char *err, size_t errlen) {
     f->data_len = size - 8 - n;
 
     f->strings_ = malloc((size_t)n + 1);
-    if (!f->strings_) { rt_fail(err, errlen, path, "out of memory"); goto fail; }
+    if (!f->strings_) { fail_at(err, errlen, path, "out of memory"); goto fail; }
     st_json p = {.s = (const char *)bytes + 8, .n = (size_t)n, .arena = f->strings_,
                  .path = path, .err = err, .errlen = errlen};
-    rt_st_tensor *tensors = NULL;
-    rt_st_meta *meta = NULL;
+    StTensor *tensors = NULL;
+    StMeta *meta = NULL;
     int rc = json_header(&p, f, &tensors, &meta);
-    f->tensors = tensors;   /* whatever was allocated is freed by rt_st_close */
+    f->tensors = tensors;   /* whatever was allocated is freed by st_close */
     f->meta = meta;
     if (rc) goto fail;
     if (st_validate(f, bytes + 8 + n, err, errlen)) goto fail;
     return 0;
 fail:
-    rt_st_close(f);
+    st_close(f);
     return -1;
 }
 
-const rt_st_tensor *rt_st_find(const rt_st_file *f, const char *name) {
+const StTensor *st_find(const StFile *f, const char *name) {
     size_t lo = 0, hi = (size_t)f->ntensors;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -610,34 +610,34 @@ const rt_st_tensor *rt_st_find(const rt_st_file *f, const char *name) {
     return NULL;
 }
 
-const char *rt_st_meta_get(const rt_st_file *f, const char *key) {
+const char *st_meta_get(const StFile *f, const char *key) {
     for (int i = 0; i < f->nmeta; i++)
         if (strcmp(f->meta[i].key, key) == 0) return f->meta[i].value;
     return NULL;
 }
 
 /* Finds name and checks its shape against (ndim, shape) and its dtype with want_float. */
-static const rt_st_tensor *st_lookup(const rt_st_file *f, const char *name, int ndim,
+static const StTensor *st_lookup(const StFile *f, const char *name, int ndim,
                                      const int64_t *shape, int want_float,
                                      char *err, size_t errlen) {
     char s1[ST_SHAPE_BUF], s2[ST_SHAPE_BUF];
-    const rt_st_tensor *t = rt_st_find(f, name);
-    if (!t) { rt_fail(err, errlen, f->path, "missing tensor '%s'", name); return NULL; }
-    if (ndim < 0 || ndim > RT_ST_MAX_DIMS || (ndim > 0 && !shape)) {
-        rt_fail(err, errlen, f->path, "tensor '%s': bad expected shape (ndim %d)", name, ndim);
+    const StTensor *t = st_find(f, name);
+    if (!t) { fail_at(err, errlen, f->path, "missing tensor '%s'", name); return NULL; }
+    if (ndim < 0 || ndim > ST_MAX_DIMS || (ndim > 0 && !shape)) {
+        fail_at(err, errlen, f->path, "tensor '%s': bad expected shape (ndim %d)", name, ndim);
         return NULL;
     }
     int same = t->ndim == ndim;
     for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
     if (!same) {
-        rt_fail(err, errlen, f->path, "tensor '%s' has shape %s, expected %s", name,
+        fail_at(err, errlen, f->path, "tensor '%s' has shape %s, expected %s", name,
                 st_shape_str(s1, sizeof s1, t->ndim, t->shape),
                 st_shape_str(s2, sizeof s2, ndim, shape));
         return NULL;
     }
-    if (rt_st_dtype_is_float(t->dtype) != want_float) {
-        rt_fail(err, errlen, f->path, "tensor '%s' has dtype %s, expected %s", name,
-                rt_st_dtype_name(t->dtype), want_float ? "a float dtype (F64, F32, BF16, F16)"
+    if (st_dtype_is_float(t->dtype) != want_float) {
+        fail_at(err, errlen, f->path, "tensor '%s' has dtype %s, expected %s", name,
+                st_dtype_name(t->dtype), want_float ? "a float dtype (F64, F32, BF16, F16)"
                 : "an integer dtype (I32, I64, U16, ...)");
         return NULL;
     }
@@ -645,63 +645,63 @@ static const rt_st_tensor *st_lookup(const rt_st_file *f, const char *name, int 
 }
 
 /* Element i of a float tensor as double (exact for every float dtype). */
-static double st_get_f64(const rt_st_tensor *t, int64_t i) {
-    const uint8_t *p = (const uint8_t *)t->data + (size_t)i * rt_st_dtype_size(t->dtype);
+static double st_get_f64(const StTensor *t, int64_t i) {
+    const uint8_t *p = (const uint8_t *)t->data + (size_t)i * st_dtype_size(t->dtype);
     switch (t->dtype) {
-    case RT_ST_F64: { double v; memcpy(&v, p, 8); return v; }
-    case RT_ST_F32: { float v; memcpy(&v, p, 4); return v; }
-    case RT_ST_BF16: { uint16_t h; memcpy(&h, p, 2); return rt_st_bf16_to_f32(h); }
-    case RT_ST_F16: { uint16_t h; memcpy(&h, p, 2); return rt_st_f16_to_f32(h); }
+    case ST_F64: { double v; memcpy(&v, p, 8); return v; }
+    case ST_F32: { float v; memcpy(&v, p, 4); return v; }
+    case ST_BF16: { uint16_t h; memcpy(&h, p, 2); return st_bf16_to_f32(h); }
+    case ST_F16: { uint16_t h; memcpy(&h, p, 2); return st_f16_to_f32(h); }
     default: return 0;
     }
 }
 
-int rt_st_read_f64(const rt_st_file *f, const char *name, int ndim, const int64_t *shape,
+int st_read_f64(const StFile *f, const char *name, int ndim, const int64_t *shape,
                    double *dst, char *err, size_t errlen) {
-    const rt_st_tensor *t = st_lookup(f, name, ndim, shape, 1, err, errlen);
+    const StTensor *t = st_lookup(f, name, ndim, shape, 1, err, errlen);
     if (!t) return -1;
-    if (t->dtype == RT_ST_F64) { if (t->numel) memcpy(dst, t->data, (size_t)t->numel * 8); }
+    if (t->dtype == ST_F64) { if (t->numel) memcpy(dst, t->data, (size_t)t->numel * 8); }
     else for (int64_t i = 0; i < t->numel; i++) dst[i] = st_get_f64(t, i);
     return 0;
 }
 
-int rt_st_read_f32(const rt_st_file *f, const char *name, int ndim, const int64_t *shape,
+int st_read_f32(const StFile *f, const char *name, int ndim, const int64_t *shape,
                    float *dst, char *err, size_t errlen) {
-    const rt_st_tensor *t = st_lookup(f, name, ndim, shape, 1, err, errlen);
+    const StTensor *t = st_lookup(f, name, ndim, shape, 1, err, errlen);
     if (!t) return -1;
-    if (t->dtype == RT_ST_F32) { if (t->numel) memcpy(dst, t->data, (size_t)t->numel * 4); }
+    if (t->dtype == ST_F32) { if (t->numel) memcpy(dst, t->data, (size_t)t->numel * 4); }
     else for (int64_t i = 0; i < t->numel; i++) dst[i] = (float)st_get_f64(t, i);
     return 0;
 }
 
-int rt_st_read_i32(const rt_st_file *f, const char *name, int ndim, const int64_t *shape,
+int st_read_i32(const StFile *f, const char *name, int ndim, const int64_t *shape,
                    int32_t *dst, char *err, size_t errlen) {
-    const rt_st_tensor *t = st_lookup(f, name, ndim, shape, 0, err, errlen);
+    const StTensor *t = st_lookup(f, name, ndim, shape, 0, err, errlen);
     if (!t) return -1;
-    size_t esz = rt_st_dtype_size(t->dtype);
+    size_t esz = st_dtype_size(t->dtype);
     for (int64_t i = 0; i < t->numel; i++) {
         const uint8_t *p = (const uint8_t *)t->data + (size_t)i * esz;
         int64_t v = 0;
         int big = 0;   /* a U64 beyond INT64_MAX */
         switch (t->dtype) {
-        case RT_ST_I64: memcpy(&v, p, 8); break;
-        case RT_ST_I32: { int32_t x; memcpy(&x, p, 4); v = x; break; }
-        case RT_ST_I16: { int16_t x; memcpy(&x, p, 2); v = x; break; }
-        case RT_ST_I8: { int8_t x; memcpy(&x, p, 1); v = x; break; }
-        case RT_ST_U64: { uint64_t x; memcpy(&x, p, 8); big = x > INT64_MAX; v = (int64_t)(x & INT64_MAX); break; }
-        case RT_ST_U32: { uint32_t x; memcpy(&x, p, 4); v = x; break; }
-        case RT_ST_U16: { uint16_t x; memcpy(&x, p, 2); v = x; break; }
-        case RT_ST_U8: case RT_ST_BOOL: v = *p; break;
+        case ST_I64: memcpy(&v, p, 8); break;
+        case ST_I32: { int32_t x; memcpy(&x, p, 4); v = x; break; }
+        case ST_I16: { int16_t x; memcpy(&x, p, 2); v = x; break; }
+        case ST_I8: { int8_t x; memcpy(&x, p, 1); v = x; break; }
+        case ST_U64: { uint64_t x; memcpy(&x, p, 8); big = x > INT64_MAX; v = (int64_t)(x & INT64_MAX); break; }
+        case ST_U32: { uint32_t x; memcpy(&x, p, 4); v = x; break; }
+        case ST_U16: { uint16_t x; memcpy(&x, p, 2); v = x; break; }
+        case ST_U8: case ST_BOOL: v = *p; break;
         default: break;
         }
         if (big || v < INT32_MIN || v > INT32_MAX) {
             if (big) {
                 uint64_t x;
                 memcpy(&x, p, 8);
-                return rt_fail(err, errlen, f->path, "tensor '%s': element %" PRId64 " is %"
+                return fail_at(err, errlen, f->path, "tensor '%s': element %" PRId64 " is %"
                                PRIu64 ", which does not fit in int32", name, i, x);
             }
-            return rt_fail(err, errlen, f->path, "tensor '%s': element %" PRId64 " is %" PRId64
+            return fail_at(err, errlen, f->path, "tensor '%s': element %" PRId64 " is %" PRId64
                            ", which does not fit in int32", name, i, v);
         }
         dst[i] = (int32_t)v;
@@ -713,14 +713,14 @@ int rt_st_read_i32(const rt_st_file *f, const char *name, int ndim, const int64_
 
 typedef struct {
     char *name;
-    rt_st_dtype dtype;
+    StDtype dtype;
     int ndim;
-    int64_t shape[RT_ST_MAX_DIMS];
+    int64_t shape[ST_MAX_DIMS];
     void *data;      /* nbytes, owned */
     size_t nbytes;
 } st_wtensor;
 
-struct rt_st_writer {
+struct StWriter {
     st_wtensor *t;
     int n, cap;
     char **mkey, **mval;
@@ -729,9 +729,9 @@ struct rt_st_writer {
     char err[300];   /* the first add error, reported by save */
 };
 
-rt_st_writer *rt_st_writer_new(void) { return calloc(1, sizeof(rt_st_writer)); }
+StWriter *st_writer_new(void) { return calloc(1, sizeof(StWriter)); }
 
-void rt_st_writer_free(rt_st_writer *w) {
+void st_writer_free(StWriter *w) {
     if (!w) return;
     for (int i = 0; i < w->n; i++) { free(w->t[i].name); free(w->t[i].data); }
     for (int i = 0; i < w->nmeta; i++) { free(w->mkey[i]); free(w->mval[i]); }
@@ -742,7 +742,7 @@ void rt_st_writer_free(rt_st_writer *w) {
 }
 
 /* Remembers the first error; later adds are ignored. */
-static void w_fail(rt_st_writer *w, const char *fmt, ...) {
+static void w_fail(StWriter *w, const char *fmt, ...) {
     if (w->failed) return;
     w->failed = 1;
     va_list ap;
@@ -752,18 +752,18 @@ static void w_fail(rt_st_writer *w, const char *fmt, ...) {
 }
 
 /* Validates and appends a tensor with an uninitialised data buffer; NULL on error. */
-static st_wtensor *w_new_tensor(rt_st_writer *w, const char *name, rt_st_dtype dtype,
+static st_wtensor *w_new_tensor(StWriter *w, const char *name, StDtype dtype,
                                 int ndim, const int64_t *shape) {
     if (!w || w->failed) return NULL;
     if (!name) { w_fail(w, "tensor with a NULL name"); return NULL; }
     if (!st_dtype_ok(dtype)) { w_fail(w, "tensor '%s': bad dtype %d", name, (int)dtype); return NULL; }
-    if (ndim < 0 || ndim > RT_ST_MAX_DIMS || (ndim > 0 && !shape)) {
-        w_fail(w, "tensor '%s': bad ndim %d (0..%d)", name, ndim, RT_ST_MAX_DIMS);
+    if (ndim < 0 || ndim > ST_MAX_DIMS || (ndim > 0 && !shape)) {
+        w_fail(w, "tensor '%s': bad ndim %d (0..%d)", name, ndim, ST_MAX_DIMS);
         return NULL;
     }
     if (strcmp(name, "__metadata__") == 0) { w_fail(w, "tensor name '__metadata__' is reserved"); return NULL; }
     int64_t numel = st_numel(ndim, shape);
-    size_t esz = rt_st_dtype_size(dtype);
+    size_t esz = st_dtype_size(dtype);
     if (numel < 0 || (uint64_t)numel > SIZE_MAX / esz) {
         w_fail(w, "tensor '%s': negative or too large dims", name);
         return NULL;
@@ -798,7 +798,7 @@ static st_wtensor *w_new_tensor(rt_st_writer *w, const char *name, rt_st_dtype d
     return t;
 }
 
-void rt_st_writer_add(rt_st_writer *w, const char *name, rt_st_dtype dtype, int ndim,
+void st_writer_add(StWriter *w, const char *name, StDtype dtype, int ndim,
                       const int64_t *shape, const void *data) {
     st_wtensor *t = w_new_tensor(w, name, dtype, ndim, shape);
     if (!t) return;
@@ -810,45 +810,45 @@ void rt_st_writer_add(rt_st_writer *w, const char *name, rt_st_dtype dtype, int 
 #define ST_CONVERT(dtype, dst, n, V, TO_F32, TO_BF16, TO_F16) do { \
     uint8_t *o_ = (uint8_t *)(dst); \
     for (size_t i = 0; i < (n); i++) switch (dtype) { \
-    case RT_ST_F64: { double x_ = (double)(V); memcpy(o_ + 8 * i, &x_, 8); break; } \
-    case RT_ST_F32: { float x_ = TO_F32(V); memcpy(o_ + 4 * i, &x_, 4); break; } \
-    case RT_ST_BF16: { uint16_t x_ = TO_BF16(V); memcpy(o_ + 2 * i, &x_, 2); break; } \
-    case RT_ST_F16: { uint16_t x_ = TO_F16(V); memcpy(o_ + 2 * i, &x_, 2); break; } \
+    case ST_F64: { double x_ = (double)(V); memcpy(o_ + 8 * i, &x_, 8); break; } \
+    case ST_F32: { float x_ = TO_F32(V); memcpy(o_ + 4 * i, &x_, 4); break; } \
+    case ST_BF16: { uint16_t x_ = TO_BF16(V); memcpy(o_ + 2 * i, &x_, 2); break; } \
+    case ST_F16: { uint16_t x_ = TO_F16(V); memcpy(o_ + 2 * i, &x_, 2); break; } \
     default: break; \
     } } while (0)
 
 static float st_f64_to_f32(double x) { return (float)x; }
 static float st_f32_id(float x) { return x; }
 
-void rt_st_writer_add_f64(rt_st_writer *w, const char *name, rt_st_dtype dtype, int ndim,
+void st_writer_add_f64(StWriter *w, const char *name, StDtype dtype, int ndim,
                           const int64_t *shape, const double *src) {
-    if (w && !w->failed && !rt_st_dtype_is_float(dtype)) {
+    if (w && !w->failed && !st_dtype_is_float(dtype)) {
         w_fail(w, "tensor '%s': add_f64 needs a float dtype, not %s", name ? name : "(null)",
-               rt_st_dtype_name(dtype));
+               st_dtype_name(dtype));
         return;
     }
     st_wtensor *t = w_new_tensor(w, name, dtype, ndim, shape);
     if (!t) return;
-    size_t n = t->nbytes / rt_st_dtype_size(dtype);
+    size_t n = t->nbytes / st_dtype_size(dtype);
     if (n && !src) { w_fail(w, "tensor '%s': NULL data", name); return; }
-    ST_CONVERT(dtype, t->data, n, src[i], st_f64_to_f32, rt_st_f64_to_bf16, rt_st_f64_to_f16);
+    ST_CONVERT(dtype, t->data, n, src[i], st_f64_to_f32, st_f64_to_bf16, st_f64_to_f16);
 }
 
-void rt_st_writer_add_f32(rt_st_writer *w, const char *name, rt_st_dtype dtype, int ndim,
+void st_writer_add_f32(StWriter *w, const char *name, StDtype dtype, int ndim,
                           const int64_t *shape, const float *src) {
-    if (w && !w->failed && !rt_st_dtype_is_float(dtype)) {
+    if (w && !w->failed && !st_dtype_is_float(dtype)) {
         w_fail(w, "tensor '%s': add_f32 needs a float dtype, not %s", name ? name : "(null)",
-               rt_st_dtype_name(dtype));
+               st_dtype_name(dtype));
         return;
     }
     st_wtensor *t = w_new_tensor(w, name, dtype, ndim, shape);
     if (!t) return;
-    size_t n = t->nbytes / rt_st_dtype_size(dtype);
+    size_t n = t->nbytes / st_dtype_size(dtype);
     if (n && !src) { w_fail(w, "tensor '%s': NULL data", name); return; }
-    ST_CONVERT(dtype, t->data, n, src[i], st_f32_id, rt_st_f32_to_bf16, rt_st_f32_to_f16);
+    ST_CONVERT(dtype, t->data, n, src[i], st_f32_id, st_f32_to_bf16, st_f32_to_f16);
 }
 
-void rt_st_writer_meta(rt_st_writer *w, const char *key, const char *value) {
+void st_writer_meta(StWriter *w, const char *key, const char *value) {
     if (!w || w->failed) return;
     if (!key || !value) { w_fail(w, "__metadata__ with a NULL key or value"); return; }
     for (int i = 0; i < w->nmeta; i++)
@@ -912,7 +912,7 @@ static void buf_json_str(st_buf *b, const char *s) {
 }
 
 /* The padded header JSON for w. */
-static void st_build_header(const rt_st_writer *w, st_buf *b) {
+static void st_build_header(const StWriter *w, st_buf *b) {
     buf_puts(b, "{");
     int first = 1;
     if (w->nmeta) {
@@ -932,7 +932,7 @@ static void st_build_header(const rt_st_writer *w, st_buf *b) {
         if (!first) buf_puts(b, ",");
         first = 0;
         buf_json_str(b, t->name);
-        buf_printf(b, ":{\"dtype\":\"%s\",\"shape\":[", rt_st_dtype_name(t->dtype));
+        buf_printf(b, ":{\"dtype\":\"%s\",\"shape\":[", st_dtype_name(t->dtype));
         for (int d = 0; d < t->ndim; d++) buf_printf(b, "%s%" PRId64, d ? "," : "", t->shape[d]);
         buf_printf(b, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", off, off + t->nbytes);
         off += t->nbytes;
@@ -941,23 +941,23 @@ static void st_build_header(const rt_st_writer *w, st_buf *b) {
     while (b->len % 8) buf_puts(b, " ");
 }
 
-int rt_st_writer_save(rt_st_writer *w, const char *path, char *err, size_t errlen) {
+int st_writer_save(StWriter *w, const char *path, char *err, size_t errlen) {
     if (err && errlen) err[0] = 0;
-    if (!w) return rt_fail(err, errlen, path, "cannot save: no writer (out of memory?)");
-    if (w->failed) return rt_fail(err, errlen, path, "cannot save: %s", w->err);
+    if (!w) return fail_at(err, errlen, path, "cannot save: no writer (out of memory?)");
+    if (w->failed) return fail_at(err, errlen, path, "cannot save: %s", w->err);
 
     st_buf hb = {0};
     st_build_header(w, &hb);
-    if (hb.oom) { free(hb.s); return rt_fail(err, errlen, path, "cannot save: out of memory"); }
+    if (hb.oom) { free(hb.s); return fail_at(err, errlen, path, "cannot save: out of memory"); }
 
     uint8_t len8[8];
     for (int k = 0; k < 8; k++) len8[k] = (uint8_t)((uint64_t)hb.len >> (8 * k));
-    RtPiece *pieces = malloc(sizeof(RtPiece) * (size_t)(w->n + 2));
-    if (!pieces) { free(hb.s); return rt_fail(err, errlen, path, "cannot save: out of memory"); }
-    pieces[0] = (RtPiece){len8, 8};
-    pieces[1] = (RtPiece){hb.s, hb.len};
-    for (int i = 0; i < w->n; i++) pieces[2 + i] = (RtPiece){w->t[i].data, w->t[i].nbytes};
-    int rc = rt_write_atomic(path, pieces, w->n + 2, err, errlen);
+    Piece *pieces = malloc(sizeof(Piece) * (size_t)(w->n + 2));
+    if (!pieces) { free(hb.s); return fail_at(err, errlen, path, "cannot save: out of memory"); }
+    pieces[0] = (Piece){len8, 8};
+    pieces[1] = (Piece){hb.s, hb.len};
+    for (int i = 0; i < w->n; i++) pieces[2 + i] = (Piece){w->t[i].data, w->t[i].nbytes};
+    int rc = write_atomic(path, pieces, w->n + 2, err, errlen);
     free(pieces);
     free(hb.s);
     return rc;

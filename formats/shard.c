@@ -26,108 +26,108 @@ static int32_t le32(const uint8_t *p) {
 
 /* ---- writer ---- */
 
-int rt_shard_write(const char *path, const uint16_t *tokens, int64_t n, char *err, size_t errlen) {
+int shard_write(const char *path, const uint16_t *tokens, int64_t n, char *err, size_t errlen) {
     if (err && errlen) err[0] = 0;
-    if (n < 0 || n > RT_SHARD_MAX_TOKENS)
-        return rt_fail(err, errlen, path, "cannot write %" PRId64 " tokens (a shard holds 0 to %d)", n,
-                         RT_SHARD_MAX_TOKENS);
-    if (n > 0 && !tokens) return rt_fail(err, errlen, path, "cannot write: no tokens given");
-    uint8_t header[RT_SHARD_HEADER_BYTES] = {0};
-    const uint32_t words[3] = {RT_SHARD_MAGIC, RT_SHARD_VERSION, (uint32_t)n};
+    if (n < 0 || n > SHARD_MAX_TOKENS)
+        return fail_at(err, errlen, path, "cannot write %" PRId64 " tokens (a shard holds 0 to %d)", n,
+                         SHARD_MAX_TOKENS);
+    if (n > 0 && !tokens) return fail_at(err, errlen, path, "cannot write: no tokens given");
+    uint8_t header[SHARD_HEADER_BYTES] = {0};
+    const uint32_t words[3] = {SHARD_MAGIC, SHARD_VERSION, (uint32_t)n};
     for (int w = 0; w < 3; w++)
         for (int k = 0; k < 4; k++) header[4 * w + k] = (uint8_t)(words[w] >> (8 * k));
 
-    RtPiece pieces[2] = {{header, sizeof header}, {tokens, sizeof *tokens * (size_t)n}};
-    return rt_write_atomic(path, pieces, 2, err, errlen);
+    Piece pieces[2] = {{header, sizeof header}, {tokens, sizeof *tokens * (size_t)n}};
+    return write_atomic(path, pieces, 2, err, errlen);
 }
 
 /* ---- one shard ---- */
 
-int shard_probe(RtShard *s, char *err, size_t errlen) {
+int shard_probe(Shard *s, char *err, size_t errlen) {
     int fd = open(s->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return rt_fail(err, errlen, s->path, "cannot open: %s", strerror(errno));
+    if (fd < 0) return fail_at(err, errlen, s->path, "cannot open: %s", strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        return rt_fail(err, errlen, s->path, "cannot stat: %s", strerror(e));
+        return fail_at(err, errlen, s->path, "cannot stat: %s", strerror(e));
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return rt_fail(err, errlen, s->path, "not a regular file");
+        return fail_at(err, errlen, s->path, "not a regular file");
     }
     uint8_t h[12];
-    ssize_t got = st.st_size >= RT_SHARD_HEADER_BYTES ? pread(fd, h, sizeof h, 0) : 0;
+    ssize_t got = st.st_size >= SHARD_HEADER_BYTES ? pread(fd, h, sizeof h, 0) : 0;
     int e = errno;
     close(fd);
-    if (st.st_size < RT_SHARD_HEADER_BYTES)
-        return rt_fail(err, errlen, s->path,
+    if (st.st_size < SHARD_HEADER_BYTES)
+        return fail_at(err, errlen, s->path,
                          "truncated: %lld bytes, shorter than the %d-byte header (not a token shard?)",
-                         (long long)st.st_size, RT_SHARD_HEADER_BYTES);
+                         (long long)st.st_size, SHARD_HEADER_BYTES);
     if (got != (ssize_t)sizeof h)
-        return rt_fail(err, errlen, s->path, "cannot read the header: %s", got < 0 ? strerror(e) : "short read");
+        return fail_at(err, errlen, s->path, "cannot read the header: %s", got < 0 ? strerror(e) : "short read");
     int32_t magic = le32(h), version = le32(h + 4), n = le32(h + 8);
-    if (magic != RT_SHARD_MAGIC)
-        return rt_fail(err, errlen, s->path,
+    if (magic != SHARD_MAGIC)
+        return fail_at(err, errlen, s->path,
                          "wrong magic number %" PRId32 " (a token shard starts with %d): not a token shard", magic,
-                         RT_SHARD_MAGIC);
-    if (version != RT_SHARD_VERSION)
-        return rt_fail(err, errlen, s->path, "unsupported shard version %" PRId32 " (expected %d)", version,
-                         RT_SHARD_VERSION);
-    if (n < 0) return rt_fail(err, errlen, s->path, "bad header: it says %" PRId32 " tokens", n);
-    int64_t held = ((int64_t)st.st_size - RT_SHARD_HEADER_BYTES) / 2;
+                         SHARD_MAGIC);
+    if (version != SHARD_VERSION)
+        return fail_at(err, errlen, s->path, "unsupported shard version %" PRId32 " (expected %d)", version,
+                         SHARD_VERSION);
+    if (n < 0) return fail_at(err, errlen, s->path, "bad header: it says %" PRId32 " tokens", n);
+    int64_t held = ((int64_t)st.st_size - SHARD_HEADER_BYTES) / 2;
     if (held < n)
-        return rt_fail(err, errlen, s->path, "truncated: header says %" PRId32 " tokens, file holds %" PRId64, n,
+        return fail_at(err, errlen, s->path, "truncated: header says %" PRId32 " tokens, file holds %" PRId64, n,
                          held);
     s->ntokens = n;
     return 0;
 }
 
-void shard_unmap(RtShard *s) {
+void shard_unmap(Shard *s) {
     if (s->map_) munmap(s->map_, s->map_len_);
     s->map_ = NULL;
     s->map_len_ = 0;
     s->tokens = NULL;
 }
 
-int shard_map(RtShard *s, char *err, size_t errlen) {
+int shard_map(Shard *s, char *err, size_t errlen) {
     if (s->map_) return 0;
     int fd = open(s->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return rt_fail(err, errlen, s->path, "cannot open: %s", strerror(errno));
+    if (fd < 0) return fail_at(err, errlen, s->path, "cannot open: %s", strerror(errno));
     struct stat st;
-    size_t len = (size_t)RT_SHARD_HEADER_BYTES + 2 * (size_t)s->ntokens;
+    size_t len = (size_t)SHARD_HEADER_BYTES + 2 * (size_t)s->ntokens;
     if (fstat(fd, &st) != 0 || (uint64_t)st.st_size < len) {
         close(fd);
-        return rt_fail(err, errlen, s->path, "truncated since it was opened: header says %" PRId64 " tokens",
+        return fail_at(err, errlen, s->path, "truncated since it was opened: header says %" PRId64 " tokens",
                          s->ntokens);
     }
     void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
     close(fd);
-    if (map == MAP_FAILED) return rt_fail(err, errlen, s->path, "mmap: %s", strerror(e));
+    if (map == MAP_FAILED) return fail_at(err, errlen, s->path, "mmap: %s", strerror(e));
     s->map_ = map;
     s->map_len_ = len;
-    s->tokens = (const uint16_t *)((const uint8_t *)map + RT_SHARD_HEADER_BYTES);
+    s->tokens = (const uint16_t *)((const uint8_t *)map + SHARD_HEADER_BYTES);
     return 0;
 }
 
-int rt_shard_open(RtShard *s, const char *path, char *err, size_t errlen) {
+int shard_open(Shard *s, const char *path, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
     if (err && errlen) err[0] = 0;
     s->path = strdup(path);
-    if (!s->path) return rt_fail(err, errlen, path, "out of memory");
+    if (!s->path) return fail_at(err, errlen, path, "out of memory");
     if (shard_probe(s, err, errlen) != 0 || shard_map(s, err, errlen) != 0) {
-        rt_shard_close(s);
+        shard_close(s);
         return -1;
     }
     return 0;
 }
 
-int rt_shard_check(RtShard *s, int64_t vocab, char *err, size_t errlen) {
-    if (!s->tokens && s->ntokens > 0) return rt_fail(err, errlen, s->path, "not mapped");
+int shard_check(Shard *s, int64_t vocab, char *err, size_t errlen) {
+    if (!s->tokens && s->ntokens > 0) return fail_at(err, errlen, s->path, "not mapped");
     for (int64_t i = 0; i < s->ntokens; i++)
         if (s->tokens[i] >= vocab)
-            return rt_fail(err, errlen, s->path,
+            return fail_at(err, errlen, s->path,
                              "token id %u at position %" PRId64 " is not below the vocabulary size %" PRId64
                              " (shards of another tokenizer?)",
                              (unsigned)s->tokens[i], i, vocab);
@@ -135,7 +135,7 @@ int rt_shard_check(RtShard *s, int64_t vocab, char *err, size_t errlen) {
     return 0;
 }
 
-void rt_shard_close(RtShard *s) {
+void shard_close(Shard *s) {
     if (!s) return;
     shard_unmap(s);
     free(s->path);

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int rt_grad_build(Program *p, RtGradGraph *gg, char *err, size_t errlen) {
+int step_grad_build(Program *p, StepGrad *gg, char *err, size_t errlen) {
     memset(gg, 0, sizeof *gg);
     IrGraph *g = p->graph;
     if (g->noutputs < 1) {
@@ -34,7 +34,7 @@ int rt_grad_build(Program *p, RtGradGraph *gg, char *err, size_t errlen) {
     return rc;
 }
 
-void rt_grad_graph_free(RtGradGraph *gg) {
+void step_grad_free(StepGrad *gg) {
     free(gg->grad_out);
     free(gg->probe_out);
     memset(gg, 0, sizeof *gg);

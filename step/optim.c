@@ -98,7 +98,7 @@ static void muon(IrGraph *g, const OptimGroup *grp, const ParamDecl *d, IrNode *
     out[1] = buf2;
 }
 
-int rt_update_build(FeCompile *c, const bool *include, RtUpdateGraph *ug, char *err, size_t errlen) {
+int step_update_build(FeCompile *c, const bool *include, StepUpdate *ug, char *err, size_t errlen) {
     Program *prog = &c->prog;
     memset(ug, 0, sizeof *ug);
     IrGraph *g = ug->g = ir_graph_new();
@@ -141,7 +141,7 @@ int rt_update_build(FeCompile *c, const bool *include, RtUpdateGraph *ug, char *
     return ir_optimize(g, err, errlen);
 }
 
-void rt_update_free(RtUpdateGraph *ug) {
+void step_update_free(StepUpdate *ug) {
     ir_graph_free(ug->g);
     free(ug->param);
     free(ug->grad);
@@ -153,7 +153,7 @@ void rt_update_free(RtUpdateGraph *ug) {
 
 /* The scalars of step s (0-based; Adam's t = s + 1 counts steps taken since the state
  * was fresh: `adam_steps` before this one). */
-void rt_update_scalars(FeCompile *c, int64_t s, int64_t adam_steps, RtScalarSink set, void *ctx) {
+void step_update_scalars(FeCompile *c, int64_t s, int64_t adam_steps, StepScalarSink set, void *ctx) {
     Program *p = &c->prog;
     for (int i = 0; i < p->noptims; i++) {
         const OptimGroup *grp = &p->optims[i];

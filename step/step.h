@@ -20,12 +20,12 @@ typedef struct {
     int loss_out;
     int *grad_out;
     int *probe_out;
-} RtGradGraph;
+} StepGrad;
 
 /* Appends the backward pass to p->graph (gradients of every parameter), optimizes it and
  * refreshes p->probes[].node. 0, or -1 with a message. */
-int rt_grad_build(Program *p, RtGradGraph *gg, char *err, size_t errlen);
-void rt_grad_graph_free(RtGradGraph *gg);
+int step_grad_build(Program *p, StepGrad *gg, char *err, size_t errlen);
+void step_grad_free(StepGrad *gg);
 
 
 typedef struct {
@@ -35,16 +35,16 @@ typedef struct {
     IrNode **state[2];        /* state leaves: Adam m, v; Muon buf (state[1] NULL) */
     int *nstate;              /* 2 for Adam, 1 for Muon */
     int *out;                 /* output index of the new parameter; its states follow it */
-} RtUpdateGraph;
+} StepUpdate;
 
 /* include[i] false leaves parameter i out (its leaves and outputs are NULL / -1): a rank
  * updates only the Muon matrices it owns. include NULL: every parameter. */
-int rt_update_build(FeCompile *c, const bool *include, RtUpdateGraph *ug, char *err, size_t errlen);
-void rt_update_free(RtUpdateGraph *ug);
+int step_update_build(FeCompile *c, const bool *include, StepUpdate *ug, char *err, size_t errlen);
+void step_update_free(StepUpdate *ug);
 
 /* Calls set(ctx, name, value) for every SCALAR of step s ("G.lr", "G.bc1", "G.bc2",
  * "G.momentum"); adam_steps = Adam steps already taken (t = adam_steps + 1). */
-typedef void (*RtScalarSink)(void *ctx, const char *name, double value);
-void rt_update_scalars(FeCompile *c, int64_t s, int64_t adam_steps, RtScalarSink set, void *ctx);
+typedef void (*StepScalarSink)(void *ctx, const char *name, double value);
+void step_update_scalars(FeCompile *c, int64_t s, int64_t adam_steps, StepScalarSink set, void *ctx);
 
 #endif

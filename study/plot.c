@@ -42,7 +42,7 @@ static int begin(Plot *p, const char *name, const char *title, int width, int he
     p->gp = fopen(path, "w");
     snprintf(path, sizeof path, "%s/gnuplot/%s.dat", p->o->dir, name);
     p->dat = fopen(path, "w");
-    if (!p->gp || !p->dat) return rt_fail(p->err, p->errlen, path, "cannot write: %s", strerror(errno));
+    if (!p->gp || !p->dat) return fail_at(p->err, p->errlen, path, "cannot write: %s", strerror(errno));
     p->figs = realloc(p->figs, sizeof *p->figs * (size_t)(p->nfigs + 1));
     StFigure *f = &p->figs[p->nfigs++];
     snprintf(f->name, sizeof f->name, "%s.png", name);
@@ -70,12 +70,12 @@ static int finish(Plot *p) {
         _exit(127);
     }
     int st = 0;
-    if (pid < 0 || waitpid(pid, &st, 0) < 0) return rt_fail(p->err, p->errlen, "gnuplot", "cannot start: %s", strerror(errno));
+    if (pid < 0 || waitpid(pid, &st, 0) < 0) return fail_at(p->err, p->errlen, "gnuplot", "cannot start: %s", strerror(errno));
     if (WIFEXITED(st) && WEXITSTATUS(st) == 127)
-        return rt_fail(p->err, p->errlen, "gnuplot", "not found; install it (Debian: apt-get install gnuplot-nox, "
+        return fail_at(p->err, p->errlen, "gnuplot", "not found; install it (Debian: apt-get install gnuplot-nox, "
                        "or tools/deps.sh)");
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        return rt_fail(p->err, p->errlen, script, "gnuplot failed (in %s)", dir);
+        return fail_at(p->err, p->errlen, script, "gnuplot failed (in %s)", dir);
     return 0;
 }
 
@@ -266,7 +266,7 @@ int st_plot_all(const StVariant *v, int n, const StPlotOptions *o, StFigure **fi
     Plot p = {o, NULL, 0, NULL, NULL, err, errlen};
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/gnuplot", o->dir);
-    int rc = mkdir(dir, 0777) != 0 && errno != EEXIST ? rt_fail(err, errlen, dir, "cannot create: %s", strerror(errno)) : 0;
+    int rc = mkdir(dir, 0777) != 0 && errno != EEXIST ? fail_at(err, errlen, dir, "cannot create: %s", strerror(errno)) : 0;
     StRange zs = o->zoom_step.x0 < o->zoom_step.x1 ? o->zoom_step : st_zoom_auto(v, n, false);
     StRange zt = o->zoom_sec.x0 < o->zoom_sec.x1 ? o->zoom_sec : st_zoom_auto(v, n, true);
     if (rc == 0) rc = plot_curves(&p, v, n, false, NULL);

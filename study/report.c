@@ -92,7 +92,7 @@ int st_report_write(const StVariant *v, int n, const StRun *runs, int nruns, con
     char path[4096];
     snprintf(path, sizeof path, "%s/report.md", o->dir);
     FILE *f = fopen(path, "w");
-    if (!f) return rt_fail(err, errlen, path, "cannot write: %s", strerror(errno));
+    if (!f) return fail_at(err, errlen, path, "cannot write: %s", strerror(errno));
     int finished = 0;
     for (int i = 0; i < n; i++) finished += v[i].nruns;
     fprintf(f, "# Study report\n\n%d finished run%s of %d read, in %d variant%s. Figures and their gnuplot "
@@ -103,6 +103,6 @@ int st_report_write(const StVariant *v, int n, const StRun *runs, int nruns, con
     fprintf(f, "## Figures\n\n");
     for (int i = 0; i < nfigs; i++) fprintf(f, "### %s\n\n![%s](%s)\n\n", figs[i].title, figs[i].title, figs[i].name);
     write_runs(f, v, n, runs, nruns);
-    if (fclose(f) != 0) return rt_fail(err, errlen, path, "cannot write: %s", strerror(errno));
+    if (fclose(f) != 0) return fail_at(err, errlen, path, "cannot write: %s", strerror(errno));
     return 0;
 }

@@ -133,7 +133,7 @@ int st_run_read(StRun *r, const char *path, char *err, size_t errlen) {
     memset(r, 0, sizeof *r);
     r->path = strdup(path);
     FILE *f = fopen(path, "r");
-    if (!f) return rt_fail(err, errlen, path, "cannot read: %s", strerror(errno));
+    if (!f) return fail_at(err, errlen, path, "cannot read: %s", strerror(errno));
     bool jsonl = ends_with(path, ".jsonl");
     char *line = NULL;
     size_t cap = 0;
@@ -274,7 +274,7 @@ static int find_in_dir(const char *dir, StRun **runs, int *n, int depth, char *e
     if (depth > 16) return 0;   /* a link cycle, or nothing a study would make */
     struct dirent **ents;
     int ne = scandir(dir, &ents, NULL, versionsort);
-    if (ne < 0) return rt_fail(err, errlen, dir, "cannot list: %s", strerror(errno));
+    if (ne < 0) return fail_at(err, errlen, dir, "cannot list: %s", strerror(errno));
     int rc = 0;
     for (int i = 0; i < ne; i++) {
         char p[4096];
@@ -291,12 +291,12 @@ static int find_in_dir(const char *dir, StRun **runs, int *n, int depth, char *e
 
 int st_runs_find(const char *path, StRun **runs, int *n, char *err, size_t errlen) {
     struct stat st;
-    if (stat(path, &st) != 0) return rt_fail(err, errlen, path, "cannot read: %s", strerror(errno));
+    if (stat(path, &st) != 0) return fail_at(err, errlen, path, "cannot read: %s", strerror(errno));
     if (S_ISDIR(st.st_mode) && !is_run_dir(path)) return find_in_dir(path, runs, n, 0, err, errlen);
     StRun r;
     int rc = S_ISDIR(st.st_mode) ? st_run_read_dir(&r, path, err, errlen) : st_run_read(&r, path, err, errlen);
     if (rc == 0 && r.nval == 0)
-        rc = rt_fail(err, errlen, path, "no validation lines (step:N/M val_loss:X): not a gptc run or a modded-nanogpt log");
+        rc = fail_at(err, errlen, path, "no validation lines (step:N/M val_loss:X): not a gptc run or a modded-nanogpt log");
     if (rc != 0) {
         st_run_free(&r);
         return -1;

@@ -81,7 +81,7 @@ int st_sweep_plan(StSweep *s, const char *const *vary, int nvary, int nseeds, ch
     Spec *specs = calloc((size_t)nvary + 1, sizeof *specs);
     int *pick = calloc((size_t)nvary + 1, sizeof *pick), rc = 0;
     for (int k = 0; k < nvary && rc == 0; k++)
-        if (!parse_spec(vary[k], &specs[k])) rc = rt_fail(err, errlen, "--vary", "takes NAME=V1,V2,…, got '%s'", vary[k]);
+        if (!parse_spec(vary[k], &specs[k])) rc = fail_at(err, errlen, "--vary", "takes NAME=V1,V2,…, got '%s'", vary[k]);
     s->nvariants = 0;
     s->nseeds = nseeds;
     while (rc == 0) {   /* pick counts in mixed radix, the last spec fastest */
@@ -139,8 +139,8 @@ static char *train_args_line(const StSweep *s) {
 }
 
 static int write_text(const char *path, char *text, size_t len, char *err, size_t errlen) {
-    RtPiece piece = {text, len};
-    int rc = rt_write_atomic(path, &piece, 1, err, errlen);
+    Piece piece = {text, len};
+    int rc = write_atomic(path, &piece, 1, err, errlen);
     free(text);
     return rc;
 }
@@ -187,7 +187,7 @@ static int check_previous(const StSweep *s, char *err, size_t errlen) {
     fclose(f);
     free(line), free(want);
     if (same) return 0;
-    return rt_fail(err, errlen, path, "this folder holds a sweep with other train arguments (model, preset, --set, "
+    return fail_at(err, errlen, path, "this folder holds a sweep with other train arguments (model, preset, --set, "
                    "--data or training flags); give --out another folder, or remove it");
 }
 
@@ -223,7 +223,7 @@ static StSweepState folder_state(const StSweepRun *r) {
 }
 
 int st_sweep_prepare(StSweep *s, const char *command, char *err, size_t errlen) {
-    if (rt_mkdir_p(s->out, err, errlen) != 0 || check_previous(s, err, errlen) != 0) return -1;
+    if (mkdir_p(s->out, err, errlen) != 0 || check_previous(s, err, errlen) != 0) return -1;
     if (write_sweep_json(s, command, err, errlen) != 0) return -1;
     for (int i = 0; i < s->nruns; i++) s->runs[i].state = folder_state(&s->runs[i]);
     return 0;
@@ -276,7 +276,7 @@ static void exec_child(const StSweep *s, char **argv, const char *out_path, bool
 }
 
 static int start_run(StSweep *s, StSweepRun *r, char *err, size_t errlen) {
-    if (rt_mkdir_p(r->dir, err, errlen) != 0 || write_run_json(s, r, err, errlen) != 0) return -1;
+    if (mkdir_p(r->dir, err, errlen) != 0 || write_run_json(s, r, err, errlen) != 0) return -1;
     char seed[32], out[4096], log[4096];
     snprintf(seed, sizeof seed, "%d", r->seed);
     snprintf(out, sizeof out, "%s/train.out", r->dir);
@@ -292,7 +292,7 @@ static int start_run(StSweep *s, StSweepRun *r, char *err, size_t errlen) {
     if (pid == 0) exec_child(s, argv, out, resume, sweep);
     if (pid > 0) setpgid(pid, pid);   /* as the child does: signals to the group cannot miss it */
     free(argv), free(words);
-    if (pid < 0) return rt_fail(err, errlen, r->name, "cannot start: %s", strerror(errno));
+    if (pid < 0) return fail_at(err, errlen, r->name, "cannot start: %s", strerror(errno));
     r->pid = pid, r->state = SW_RUNNING, r->t0 = now_s();
     return 0;
 }

@@ -60,7 +60,7 @@ static int summarize(StVariant *v, char *err, size_t errlen) {
     for (int k = 0; k < v->nruns; k++) {
         const StRun *r = v->runs[k];
         if (r->steps != v->runs[0]->steps)
-            return rt_fail(err, errlen, v->label, "its runs differ in length: %s has %lld steps, %s has %lld", r->path,
+            return fail_at(err, errlen, v->label, "its runs differ in length: %s has %lld steps, %s has %lld", r->path,
                            (long long)r->steps, v->runs[0]->path, (long long)v->runs[0]->steps);
         v->final_loss[k] = r->loss[r->nval - 1];
         v->final_sec[k] = r->ms[r->nval - 1] / 1000;

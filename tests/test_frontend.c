@@ -39,20 +39,20 @@ TEST(golden_params_names_shapes_order) {
     FILE *out = devnull();
     CHECK(compile_golden(&c, out) == 0);
     fclose(out);
-    rt_st_file f;
+    StFile f;
     char err[256];
     char path[256];
     snprintf(path, sizeof path, "%s/params.safetensors", GOLDEN);
-    CHECK(rt_st_open(&f, path, err, sizeof err) == 0);
+    CHECK(st_open(&f, path, err, sizeof err) == 0);
     CHECK(c.prog.nparams == f.ntensors);
     for (int i = 0; i < c.prog.nparams && i < f.ntensors; i++) {
         const ParamDecl *p = &c.prog.params[i];
-        const rt_st_tensor *t = &f.tensors[i];
+        const StTensor *t = &f.tensors[i];
         CHECK_STR(p->name, t->name);
         CHECK(p->ndim == t->ndim);
         for (int k = 0; k < p->ndim && k < t->ndim; k++) CHECK(p->shape[k] == t->shape[k]);
     }
-    rt_st_close(&f);
+    st_close(&f);
     fe_free(&c);
 }
 
@@ -61,13 +61,13 @@ TEST(golden_probes_are_the_activation_names) {
     FILE *out = devnull();
     CHECK(compile_golden(&c, out) == 0);
     fclose(out);
-    rt_st_file f;
+    StFile f;
     char err[256], path[256];
     snprintf(path, sizeof path, "%s/acts.safetensors", GOLDEN);
-    CHECK(rt_st_open(&f, path, err, sizeof err) == 0);
+    CHECK(st_open(&f, path, err, sizeof err) == 0);
     CHECK(c.prog.nprobes == f.ntensors);
     for (int i = 0; i < f.ntensors; i++) {
-        const rt_st_tensor *t = &f.tensors[i];
+        const StTensor *t = &f.tensors[i];
         const ProbeDecl *p = NULL;
         for (int j = 0; j < c.prog.nprobes; j++)
             if (!strcmp(c.prog.probes[j].name, t->name)) p = &c.prog.probes[j];
@@ -76,7 +76,7 @@ TEST(golden_probes_are_the_activation_names) {
         CHECK(p->node->ndim == t->ndim);
         for (int k = 0; k < t->ndim && k < p->node->ndim; k++) CHECK(p->node->shape[k] == t->shape[k]);
     }
-    rt_st_close(&f);
+    st_close(&f);
     fe_free(&c);
 }
 

@@ -16,7 +16,7 @@ static double urand(void) {
 
 typedef struct {
     FeCompile c;
-    RtGradGraph gg;
+    StepGrad gg;
     double **theta;
     int32_t *tokens, *targets;
     IrNode *tok_leaf, *tgt_leaf;
@@ -51,7 +51,7 @@ static void check_config(const ConfigOverride *sets, int nsets, double wl, doubl
     fclose(devnull);
     CHECK(rc == 0);
     char err[256];
-    CHECK(rc == 0 && rt_grad_build(&m.c.prog, &m.gg, err, sizeof err) == 0);
+    CHECK(rc == 0 && step_grad_build(&m.c.prog, &m.gg, err, sizeof err) == 0);
     if (rc) { fe_free(&m.c); return; }
     Program *p = &m.c.prog;
     int np = p->nparams;
@@ -100,7 +100,7 @@ static void check_config(const ConfigOverride *sets, int nsets, double wl, doubl
     }
     for (int i = 0; i < np; i++) free(m.theta[i]), free(g[i]), free(v[i]), free(tp[i]);
     free(m.theta), free(g), free(v), free(tp), free(m.tokens), free(m.targets);
-    rt_grad_graph_free(&m.gg);
+    step_grad_free(&m.gg);
     fe_free(&m.c);
 }
 

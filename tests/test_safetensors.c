@@ -77,11 +77,11 @@ static int tmp_leftover(void) {
         fprintf(stderr, "%s:%d: error \"%s\" should start with \"%s: \" and contain \"%s\"\n", \
                 __FILE__, __LINE__, e_, p_, k_); } } while (0)
 
-/* rt_st_open(path) must fail, leaving f zeroed, with an error containing kw1 and kw2. */
-#define CHECK_OPEN_FAILS(path_, kw1, kw2) do { rt_st_file f_; char e2_[512]; \
+/* st_open(path) must fail, leaving f zeroed, with an error containing kw1 and kw2. */
+#define CHECK_OPEN_FAILS(path_, kw1, kw2) do { StFile f_; char e2_[512]; \
     const char *pp_ = (path_); \
-    int rc_ = rt_st_open(&f_, pp_, e2_, sizeof e2_); CHECK(rc_ == -1); \
-    if (rc_ == 0) rt_st_close(&f_); \
+    int rc_ = st_open(&f_, pp_, e2_, sizeof e2_); CHECK(rc_ == -1); \
+    if (rc_ == 0) st_close(&f_); \
     else { CHECK(f_.tensors == NULL && f_.path == NULL && f_.ntensors == 0); \
            CHECK_ERR(e2_, pp_, kw1); CHECK_ERR(e2_, pp_, kw2); } } while (0)
 
@@ -98,120 +98,120 @@ static uint64_t bits64(double x) { uint64_t u; memcpy(&u, &x, 8); return u; }
 /* ---- dtypes and scalar conversions ---- */
 
 TEST(dtype_helpers) {
-    static const struct { rt_st_dtype t; const char *name; size_t size; int fl; } want[] = {
-        {RT_ST_F64, "F64", 8, 1}, {RT_ST_F32, "F32", 4, 1}, {RT_ST_BF16, "BF16", 2, 1},
-        {RT_ST_F16, "F16", 2, 1}, {RT_ST_I64, "I64", 8, 0}, {RT_ST_I32, "I32", 4, 0},
-        {RT_ST_I16, "I16", 2, 0}, {RT_ST_I8, "I8", 1, 0},   {RT_ST_U64, "U64", 8, 0},
-        {RT_ST_U32, "U32", 4, 0}, {RT_ST_U16, "U16", 2, 0}, {RT_ST_U8, "U8", 1, 0},
-        {RT_ST_BOOL, "BOOL", 1, 0},
+    static const struct { StDtype t; const char *name; size_t size; int fl; } want[] = {
+        {ST_F64, "F64", 8, 1}, {ST_F32, "F32", 4, 1}, {ST_BF16, "BF16", 2, 1},
+        {ST_F16, "F16", 2, 1}, {ST_I64, "I64", 8, 0}, {ST_I32, "I32", 4, 0},
+        {ST_I16, "I16", 2, 0}, {ST_I8, "I8", 1, 0},   {ST_U64, "U64", 8, 0},
+        {ST_U32, "U32", 4, 0}, {ST_U16, "U16", 2, 0}, {ST_U8, "U8", 1, 0},
+        {ST_BOOL, "BOOL", 1, 0},
     };
-    CHECK(sizeof want / sizeof want[0] == RT_ST_NDTYPES);
+    CHECK(sizeof want / sizeof want[0] == ST_NDTYPES);
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        rt_st_dtype t = RT_ST_NDTYPES;
-        CHECK_STR(rt_st_dtype_name(want[i].t), want[i].name);
-        CHECK(rt_st_dtype_size(want[i].t) == want[i].size);
-        CHECK(rt_st_dtype_is_float(want[i].t) == want[i].fl);
-        CHECK(rt_st_dtype_parse(want[i].name, strlen(want[i].name), &t) == 0 && t == want[i].t);
+        StDtype t = ST_NDTYPES;
+        CHECK_STR(st_dtype_name(want[i].t), want[i].name);
+        CHECK(st_dtype_size(want[i].t) == want[i].size);
+        CHECK(st_dtype_is_float(want[i].t) == want[i].fl);
+        CHECK(st_dtype_parse(want[i].name, strlen(want[i].name), &t) == 0 && t == want[i].t);
     }
-    rt_st_dtype t;
-    CHECK(rt_st_dtype_parse("f32", 3, &t) == -1);
-    CHECK(rt_st_dtype_parse("F3", 2, &t) == -1);
-    CHECK(rt_st_dtype_parse("F322", 4, &t) == -1);
-    CHECK(rt_st_dtype_parse("F32", 2, &t) == -1);   /* "F3" */
-    CHECK_STR(rt_st_dtype_name(RT_ST_NDTYPES), "?");
-    CHECK(rt_st_dtype_size((rt_st_dtype)-1) == 0);
+    StDtype t;
+    CHECK(st_dtype_parse("f32", 3, &t) == -1);
+    CHECK(st_dtype_parse("F3", 2, &t) == -1);
+    CHECK(st_dtype_parse("F322", 4, &t) == -1);
+    CHECK(st_dtype_parse("F32", 2, &t) == -1);   /* "F3" */
+    CHECK_STR(st_dtype_name(ST_NDTYPES), "?");
+    CHECK(st_dtype_size((StDtype)-1) == 0);
 }
 
 TEST(bf16_rounding) {
     /* exact values */
-    CHECK(rt_st_f32_to_bf16(1.0f) == 0x3f80);
-    CHECK(rt_st_f32_to_bf16(-2.0f) == 0xc000);
-    CHECK(rt_st_f32_to_bf16(0.0f) == 0x0000);
-    CHECK(rt_st_f32_to_bf16(-0.0f) == 0x8000);
-    CHECK(rt_st_f32_to_bf16(INFINITY) == 0x7f80);
-    CHECK(rt_st_f32_to_bf16(-INFINITY) == 0xff80);
+    CHECK(st_f32_to_bf16(1.0f) == 0x3f80);
+    CHECK(st_f32_to_bf16(-2.0f) == 0xc000);
+    CHECK(st_f32_to_bf16(0.0f) == 0x0000);
+    CHECK(st_f32_to_bf16(-0.0f) == 0x8000);
+    CHECK(st_f32_to_bf16(INFINITY) == 0x7f80);
+    CHECK(st_f32_to_bf16(-INFINITY) == 0xff80);
     /* ties go to even: 1 + 2^-8 is halfway between 0x3f80 and 0x3f81 */
-    CHECK(rt_st_f32_to_bf16(1.0f + 0x1p-8f) == 0x3f80);
-    CHECK(rt_st_f32_to_bf16(1.0f + 3 * 0x1p-8f) == 0x3f82);   /* halfway 0x3f81/0x3f82 */
-    CHECK(rt_st_f32_to_bf16(1.0f + 0x1p-8f + 0x1p-20f) == 0x3f81);   /* just above half */
-    CHECK(rt_st_f32_to_bf16(1.0f + 0x1p-9f) == 0x3f80);               /* below half */
-    CHECK(rt_st_f32_to_bf16(3.14159265f) == 0x4049);   /* 0x40490fdb */
-    CHECK(rt_st_f32_to_bf16(-3.14159265f) == 0xc049);
-    CHECK(rt_st_f32_to_bf16(0.1f) == 0x3dcd);          /* 0x3dcccccd rounds up */
-    CHECK(rt_st_f32_to_bf16(FLT_MAX) == 0x7f80);      /* rounds up to inf */
-    CHECK(rt_st_f32_to_bf16(0x1.fep127f) == 0x7f7f);   /* bf16 max stays */
-    CHECK(rt_st_f32_to_bf16(1e-40f) == 0x0001);        /* f32 subnormal 0x000116c2 */
+    CHECK(st_f32_to_bf16(1.0f + 0x1p-8f) == 0x3f80);
+    CHECK(st_f32_to_bf16(1.0f + 3 * 0x1p-8f) == 0x3f82);   /* halfway 0x3f81/0x3f82 */
+    CHECK(st_f32_to_bf16(1.0f + 0x1p-8f + 0x1p-20f) == 0x3f81);   /* just above half */
+    CHECK(st_f32_to_bf16(1.0f + 0x1p-9f) == 0x3f80);               /* below half */
+    CHECK(st_f32_to_bf16(3.14159265f) == 0x4049);   /* 0x40490fdb */
+    CHECK(st_f32_to_bf16(-3.14159265f) == 0xc049);
+    CHECK(st_f32_to_bf16(0.1f) == 0x3dcd);          /* 0x3dcccccd rounds up */
+    CHECK(st_f32_to_bf16(FLT_MAX) == 0x7f80);      /* rounds up to inf */
+    CHECK(st_f32_to_bf16(0x1.fep127f) == 0x7f7f);   /* bf16 max stays */
+    CHECK(st_f32_to_bf16(1e-40f) == 0x0001);        /* f32 subnormal 0x000116c2 */
     /* NaN stays a (quiet) NaN, sign kept */
-    uint16_t n = rt_st_f32_to_bf16(NAN);
+    uint16_t n = st_f32_to_bf16(NAN);
     CHECK((n & 0x7f80) == 0x7f80 && (n & 0x7f) != 0);
     float snan;
     uint32_t sbits = 0x7f800001u;   /* signalling NaN whose payload is below bf16's bits */
     memcpy(&snan, &sbits, 4);
-    n = rt_st_f32_to_bf16(snan);
+    n = st_f32_to_bf16(snan);
     CHECK((n & 0x7f80) == 0x7f80 && (n & 0x7f) != 0);
     /* back to f32 is exact */
-    CHECK(rt_st_bf16_to_f32(0x3f80) == 1.0f);
-    CHECK(rt_st_bf16_to_f32(0x4049) == 3.140625f);
-    CHECK(rt_st_bf16_to_f32(0xc000) == -2.0f);
+    CHECK(st_bf16_to_f32(0x3f80) == 1.0f);
+    CHECK(st_bf16_to_f32(0x4049) == 3.140625f);
+    CHECK(st_bf16_to_f32(0xc000) == -2.0f);
     /* from double: one rounding. (float)x would give 1 + 2^-8 exactly, a tie rounding to
      * 0x3f80; x is above the tie, so the right answer is 0x3f81. */
-    CHECK(rt_st_f64_to_bf16(1.0 + 0x1p-8 + 0x1p-40) == 0x3f81);
-    CHECK(rt_st_f64_to_bf16(1.0 + 0x1p-8 - 0x1p-40) == 0x3f80);
-    CHECK(rt_st_f64_to_bf16(1.0 + 0x1p-8) == 0x3f80);
-    CHECK(rt_st_f64_to_bf16(-(1.0 + 0x1p-8 + 0x1p-40)) == 0xbf81);
-    CHECK(rt_st_f64_to_bf16(1e300) == 0x7f80);
-    CHECK(rt_st_f64_to_bf16(-1e300) == 0xff80);
-    CHECK(rt_st_f64_to_bf16(1e-300) == 0x0000);
-    CHECK(rt_st_f64_to_bf16(0x1.fep127) == 0x7f7f);    /* bf16 max exactly */
-    CHECK(rt_st_f64_to_bf16(0x1.fefp127) == 0x7f7f);   /* below the tie */
-    CHECK(rt_st_f64_to_bf16(0x1.ffp127) == 0x7f80);    /* tie -> even, which is inf */
-    CHECK(rt_st_f64_to_bf16(0x1.ff00000001p127) == 0x7f80);
-    n = rt_st_f64_to_bf16(NAN);
+    CHECK(st_f64_to_bf16(1.0 + 0x1p-8 + 0x1p-40) == 0x3f81);
+    CHECK(st_f64_to_bf16(1.0 + 0x1p-8 - 0x1p-40) == 0x3f80);
+    CHECK(st_f64_to_bf16(1.0 + 0x1p-8) == 0x3f80);
+    CHECK(st_f64_to_bf16(-(1.0 + 0x1p-8 + 0x1p-40)) == 0xbf81);
+    CHECK(st_f64_to_bf16(1e300) == 0x7f80);
+    CHECK(st_f64_to_bf16(-1e300) == 0xff80);
+    CHECK(st_f64_to_bf16(1e-300) == 0x0000);
+    CHECK(st_f64_to_bf16(0x1.fep127) == 0x7f7f);    /* bf16 max exactly */
+    CHECK(st_f64_to_bf16(0x1.fefp127) == 0x7f7f);   /* below the tie */
+    CHECK(st_f64_to_bf16(0x1.ffp127) == 0x7f80);    /* tie -> even, which is inf */
+    CHECK(st_f64_to_bf16(0x1.ff00000001p127) == 0x7f80);
+    n = st_f64_to_bf16(NAN);
     CHECK((n & 0x7f80) == 0x7f80 && (n & 0x7f) != 0);
     /* every bf16 value survives bf16 -> f32 -> bf16 and bf16 -> f64 -> bf16 */
     int bad = 0;
     for (uint32_t h = 0; h < 0x10000; h++) {
-        float x = rt_st_bf16_to_f32((uint16_t)h);
+        float x = st_bf16_to_f32((uint16_t)h);
         if (x != x) continue;
-        bad += rt_st_f32_to_bf16(x) != h || rt_st_f64_to_bf16(x) != h;
+        bad += st_f32_to_bf16(x) != h || st_f64_to_bf16(x) != h;
     }
     CHECK(bad == 0);
 }
 
 TEST(f16_conversion) {
-    CHECK(rt_st_f32_to_f16(1.0f) == 0x3c00);
-    CHECK(rt_st_f32_to_f16(-2.0f) == 0xc000);
-    CHECK(rt_st_f32_to_f16(65504.0f) == 0x7bff);
-    CHECK(rt_st_f32_to_f16(65519.0f) == 0x7bff);   /* below the rounding boundary */
-    CHECK(rt_st_f32_to_f16(65520.0f) == 0x7c00);   /* tie to even -> inf */
-    CHECK(rt_st_f32_to_f16(0x1p-24f) == 0x0001);   /* smallest subnormal */
-    CHECK(rt_st_f32_to_f16(0x1p-25f) == 0x0000);   /* tie -> even 0 */
-    CHECK(rt_st_f32_to_f16(0x1.8p-24f) == 0x0002); /* 1.5 ulp tie -> even 2 */
-    CHECK(rt_st_f32_to_f16(0x1p-14f) == 0x0400);   /* smallest normal */
-    CHECK(rt_st_f32_to_f16(0x1p-14f - 0x1p-26f) == 0x0400);   /* 1023.75 ulps rounds up */
-    CHECK(rt_st_f32_to_f16(1.0f + 0x1p-11f) == 0x3c00);        /* tie -> even */
-    CHECK(rt_st_f32_to_f16(1.0f + 3 * 0x1p-11f) == 0x3c02);
-    CHECK(rt_st_f32_to_f16(-0.0f) == 0x8000);
-    CHECK(rt_st_f32_to_f16(INFINITY) == 0x7c00);
-    uint16_t n = rt_st_f32_to_f16(NAN);
+    CHECK(st_f32_to_f16(1.0f) == 0x3c00);
+    CHECK(st_f32_to_f16(-2.0f) == 0xc000);
+    CHECK(st_f32_to_f16(65504.0f) == 0x7bff);
+    CHECK(st_f32_to_f16(65519.0f) == 0x7bff);   /* below the rounding boundary */
+    CHECK(st_f32_to_f16(65520.0f) == 0x7c00);   /* tie to even -> inf */
+    CHECK(st_f32_to_f16(0x1p-24f) == 0x0001);   /* smallest subnormal */
+    CHECK(st_f32_to_f16(0x1p-25f) == 0x0000);   /* tie -> even 0 */
+    CHECK(st_f32_to_f16(0x1.8p-24f) == 0x0002); /* 1.5 ulp tie -> even 2 */
+    CHECK(st_f32_to_f16(0x1p-14f) == 0x0400);   /* smallest normal */
+    CHECK(st_f32_to_f16(0x1p-14f - 0x1p-26f) == 0x0400);   /* 1023.75 ulps rounds up */
+    CHECK(st_f32_to_f16(1.0f + 0x1p-11f) == 0x3c00);        /* tie -> even */
+    CHECK(st_f32_to_f16(1.0f + 3 * 0x1p-11f) == 0x3c02);
+    CHECK(st_f32_to_f16(-0.0f) == 0x8000);
+    CHECK(st_f32_to_f16(INFINITY) == 0x7c00);
+    uint16_t n = st_f32_to_f16(NAN);
     CHECK((n & 0x7c00) == 0x7c00 && (n & 0x3ff) != 0);
-    CHECK(rt_st_f64_to_f16(1.0 + 0x1p-11 + 0x1p-40) == 0x3c01);   /* no double rounding */
-    CHECK(rt_st_f64_to_f16(1e10) == 0x7c00);
-    CHECK(rt_st_f16_to_f32(0x3c00) == 1.0f);
-    CHECK(rt_st_f16_to_f32(0xc000) == -2.0f);
-    CHECK(rt_st_f16_to_f32(0x7bff) == 65504.0f);
-    CHECK(rt_st_f16_to_f32(0x0001) == 0x1p-24f);
-    CHECK(rt_st_f16_to_f32(0x03ff) == 1023 * 0x1p-24f);
-    CHECK(rt_st_f16_to_f32(0x3555) == 0x1.554p-2f);
-    CHECK(bits32(rt_st_f16_to_f32(0x8000)) == 0x80000000u);
-    CHECK(rt_st_f16_to_f32(0xfc00) == -INFINITY);
-    float x = rt_st_f16_to_f32(0x7e00);
+    CHECK(st_f64_to_f16(1.0 + 0x1p-11 + 0x1p-40) == 0x3c01);   /* no double rounding */
+    CHECK(st_f64_to_f16(1e10) == 0x7c00);
+    CHECK(st_f16_to_f32(0x3c00) == 1.0f);
+    CHECK(st_f16_to_f32(0xc000) == -2.0f);
+    CHECK(st_f16_to_f32(0x7bff) == 65504.0f);
+    CHECK(st_f16_to_f32(0x0001) == 0x1p-24f);
+    CHECK(st_f16_to_f32(0x03ff) == 1023 * 0x1p-24f);
+    CHECK(st_f16_to_f32(0x3555) == 0x1.554p-2f);
+    CHECK(bits32(st_f16_to_f32(0x8000)) == 0x80000000u);
+    CHECK(st_f16_to_f32(0xfc00) == -INFINITY);
+    float x = st_f16_to_f32(0x7e00);
     CHECK(x != x);
     int bad = 0;
     for (uint32_t h = 0; h < 0x10000; h++) {
-        float v = rt_st_f16_to_f32((uint16_t)h);
+        float v = st_f16_to_f32((uint16_t)h);
         if (v != v) continue;
-        bad += rt_st_f32_to_f16(v) != h || rt_st_f64_to_f16(v) != h;
+        bad += st_f32_to_f16(v) != h || st_f64_to_f16(v) != h;
     }
     CHECK(bad == 0);
 }
@@ -221,49 +221,49 @@ TEST(f16_conversion) {
 TEST(roundtrip_every_dtype) {
     const char *path = tpath("all.safetensors");
     const int64_t shape[2] = {3, 5};
-    unsigned char data[RT_ST_NDTYPES][15 * 8];
-    for (int t = 0; t < RT_ST_NDTYPES; t++)
+    unsigned char data[ST_NDTYPES][15 * 8];
+    for (int t = 0; t < ST_NDTYPES; t++)
         for (size_t i = 0; i < sizeof data[t]; i++) data[t][i] = (unsigned char)next_rand();
-    for (size_t i = 0; i < 15; i++) data[RT_ST_BOOL][i] &= 1;
+    for (size_t i = 0; i < 15; i++) data[ST_BOOL][i] &= 1;
     /* some special float bit patterns: NaN with payload, -0, inf, subnormal */
     uint64_t nan64 = 0x7ff0000000000123ull, neg0 = 0x8000000000000000ull;
-    memcpy(data[RT_ST_F64], &nan64, 8);
-    memcpy(data[RT_ST_F64] + 8, &neg0, 8);
+    memcpy(data[ST_F64], &nan64, 8);
+    memcpy(data[ST_F64] + 8, &neg0, 8);
     uint32_t nan32 = 0xffc00001u, inf32 = 0x7f800000u, sub32 = 1;
-    memcpy(data[RT_ST_F32], &nan32, 4);
-    memcpy(data[RT_ST_F32] + 4, &inf32, 4);
-    memcpy(data[RT_ST_F32] + 8, &sub32, 4);
+    memcpy(data[ST_F32], &nan32, 4);
+    memcpy(data[ST_F32] + 4, &inf32, 4);
+    memcpy(data[ST_F32] + 8, &sub32, 4);
 
-    rt_st_writer *w = rt_st_writer_new();
+    StWriter *w = st_writer_new();
     char name[32];
-    for (int t = 0; t < RT_ST_NDTYPES; t++) {
-        snprintf(name, sizeof name, "t.%s", rt_st_dtype_name((rt_st_dtype)t));
-        rt_st_writer_add(w, name, (rt_st_dtype)t, 2, shape, data[t]);
+    for (int t = 0; t < ST_NDTYPES; t++) {
+        snprintf(name, sizeof name, "t.%s", st_dtype_name((StDtype)t));
+        st_writer_add(w, name, (StDtype)t, 2, shape, data[t]);
     }
-    rt_st_writer_meta(w, "format", "pt");
+    st_writer_meta(w, "format", "pt");
     char err[512] = "";
-    CHECK(rt_st_writer_save(w, path, err, sizeof err) == 0);
+    CHECK(st_writer_save(w, path, err, sizeof err) == 0);
     CHECK_STR(err, "");
-    rt_st_writer_free(w);
+    st_writer_free(w);
     CHECK(!tmp_leftover());
 
-    rt_st_file f;
-    CHECK(rt_st_open(&f, path, err, sizeof err) == 0);
+    StFile f;
+    CHECK(st_open(&f, path, err, sizeof err) == 0);
     if (f.path == NULL) { fprintf(stderr, "%s\n", err); return; }
     CHECK_STR(f.path, path);
-    CHECK(f.ntensors == RT_ST_NDTYPES);
+    CHECK(f.ntensors == ST_NDTYPES);
     CHECK(f.header_len % 8 == 0);
     CHECK(f.nmeta == 1);
-    CHECK_STR(rt_st_meta_get(&f, "format"), "pt");
-    CHECK(rt_st_meta_get(&f, "missing") == NULL);
+    CHECK_STR(st_meta_get(&f, "format"), "pt");
+    CHECK(st_meta_get(&f, "missing") == NULL);
     uint64_t off = 0;
     for (int t = 0; t < f.ntensors; t++) {
-        const rt_st_tensor *x = &f.tensors[t];
-        size_t nb = 15 * rt_st_dtype_size((rt_st_dtype)t);
-        snprintf(name, sizeof name, "t.%s", rt_st_dtype_name((rt_st_dtype)t));
+        const StTensor *x = &f.tensors[t];
+        size_t nb = 15 * st_dtype_size((StDtype)t);
+        snprintf(name, sizeof name, "t.%s", st_dtype_name((StDtype)t));
         CHECK_STR(x->name, name);                  /* file order = order added */
-        CHECK(rt_st_find(&f, name) == x);
-        CHECK(x->dtype == (rt_st_dtype)t);
+        CHECK(st_find(&f, name) == x);
+        CHECK(x->dtype == (StDtype)t);
         CHECK(x->ndim == 2 && x->shape[0] == 3 && x->shape[1] == 5 && x->numel == 15);
         CHECK(x->begin == off && x->end == off + nb);   /* contiguous, in order */
         CHECK(memcmp(x->data, data[t], nb) == 0);       /* bit-exact */
@@ -283,48 +283,48 @@ TEST(roundtrip_every_dtype) {
 
     /* integer dtypes through read_i32 */
     int32_t iv[15];
-    CHECK(rt_st_read_i32(&f, "t.I32", 2, shape, iv, err, sizeof err) == 0);
-    CHECK(memcmp(iv, data[RT_ST_I32], sizeof iv) == 0);
-    CHECK(rt_st_read_i32(&f, "t.U16", 2, shape, iv, err, sizeof err) == 0);
+    CHECK(st_read_i32(&f, "t.I32", 2, shape, iv, err, sizeof err) == 0);
+    CHECK(memcmp(iv, data[ST_I32], sizeof iv) == 0);
+    CHECK(st_read_i32(&f, "t.U16", 2, shape, iv, err, sizeof err) == 0);
     for (int i = 0; i < 15; i++) {
         uint16_t u;
-        memcpy(&u, data[RT_ST_U16] + 2 * i, 2);
+        memcpy(&u, data[ST_U16] + 2 * i, 2);
         CHECK(iv[i] == (int32_t)u);
     }
-    CHECK(rt_st_read_i32(&f, "t.I8", 2, shape, iv, err, sizeof err) == 0);
-    CHECK(iv[3] == (int32_t)(int8_t)data[RT_ST_I8][3]);
-    CHECK(rt_st_read_i32(&f, "t.BOOL", 2, shape, iv, err, sizeof err) == 0);
-    CHECK(iv[4] == data[RT_ST_BOOL][4]);
+    CHECK(st_read_i32(&f, "t.I8", 2, shape, iv, err, sizeof err) == 0);
+    CHECK(iv[3] == (int32_t)(int8_t)data[ST_I8][3]);
+    CHECK(st_read_i32(&f, "t.BOOL", 2, shape, iv, err, sizeof err) == 0);
+    CHECK(iv[4] == data[ST_BOOL][4]);
     /* float dtypes through read_f64: F64 bit-exact, others exactly their value */
     double dv[15];
-    CHECK(rt_st_read_f64(&f, "t.F64", 2, shape, dv, err, sizeof err) == 0);
-    CHECK(memcmp(dv, data[RT_ST_F64], sizeof dv) == 0);
-    CHECK(rt_st_read_f64(&f, "t.F32", 2, shape, dv, err, sizeof err) == 0);
+    CHECK(st_read_f64(&f, "t.F64", 2, shape, dv, err, sizeof err) == 0);
+    CHECK(memcmp(dv, data[ST_F64], sizeof dv) == 0);
+    CHECK(st_read_f64(&f, "t.F32", 2, shape, dv, err, sizeof err) == 0);
     CHECK(dv[0] != dv[0] && dv[1] == INFINITY && dv[2] == 0x1p-149);
     for (int i = 3; i < 15; i++) {
         float v;
-        memcpy(&v, data[RT_ST_F32] + 4 * i, 4);
+        memcpy(&v, data[ST_F32] + 4 * i, 4);
         CHECK(bits64(dv[i]) == bits64((double)v) || (v != v && dv[i] != dv[i]));
     }
     float fv[15];
-    CHECK(rt_st_read_f32(&f, "t.F32", 2, shape, fv, err, sizeof err) == 0);
-    CHECK(memcmp(fv, data[RT_ST_F32], sizeof fv) == 0);
-    CHECK(rt_st_read_f32(&f, "t.BF16", 2, shape, fv, err, sizeof err) == 0);
+    CHECK(st_read_f32(&f, "t.F32", 2, shape, fv, err, sizeof err) == 0);
+    CHECK(memcmp(fv, data[ST_F32], sizeof fv) == 0);
+    CHECK(st_read_f32(&f, "t.BF16", 2, shape, fv, err, sizeof err) == 0);
     for (int i = 0; i < 15; i++) {
         uint16_t h;
-        memcpy(&h, data[RT_ST_BF16] + 2 * i, 2);
+        memcpy(&h, data[ST_BF16] + 2 * i, 2);
         CHECK(bits32(fv[i]) == (uint32_t)h << 16);
     }
-    CHECK(rt_st_read_f64(&f, "t.F16", 2, shape, dv, err, sizeof err) == 0);
+    CHECK(st_read_f64(&f, "t.F16", 2, shape, dv, err, sizeof err) == 0);
     for (int i = 0; i < 15; i++) {
         uint16_t h;
-        memcpy(&h, data[RT_ST_F16] + 2 * i, 2);
-        float want = rt_st_f16_to_f32(h);
+        memcpy(&h, data[ST_F16] + 2 * i, 2);
+        float want = st_f16_to_f32(h);
         CHECK(bits64(dv[i]) == bits64((double)want) || (want != want && dv[i] != dv[i]));
     }
-    rt_st_close(&f);
+    st_close(&f);
     CHECK(f.path == NULL && f.ntensors == 0);
-    rt_st_close(&f);   /* twice is harmless */
+    st_close(&f);   /* twice is harmless */
     unlink(path);
 }
 
@@ -333,44 +333,44 @@ TEST(roundtrip_converted_floats) {
     const double v[6] = {1.0, -2.5, 1.0 + 0x1p-8 + 0x1p-40, 0.1, 1e-30, -0.0};
     const float vf[6] = {1.0f, -2.5f, 1.0f + 3 * 0x1p-8f, 0.1f, 65520.0f, -0.0f};
     const int64_t shape[1] = {6};
-    rt_st_writer *w = rt_st_writer_new();
-    rt_st_writer_add_f64(w, "d64", RT_ST_F64, 1, shape, v);
-    rt_st_writer_add_f64(w, "d32", RT_ST_F32, 1, shape, v);
-    rt_st_writer_add_f64(w, "dbf", RT_ST_BF16, 1, shape, v);
-    rt_st_writer_add_f64(w, "d16", RT_ST_F16, 1, shape, v);
-    rt_st_writer_add_f32(w, "f64", RT_ST_F64, 1, shape, vf);
-    rt_st_writer_add_f32(w, "f32", RT_ST_F32, 1, shape, vf);
-    rt_st_writer_add_f32(w, "fbf", RT_ST_BF16, 1, shape, vf);
-    rt_st_writer_add_f32(w, "f16", RT_ST_F16, 1, shape, vf);
+    StWriter *w = st_writer_new();
+    st_writer_add_f64(w, "d64", ST_F64, 1, shape, v);
+    st_writer_add_f64(w, "d32", ST_F32, 1, shape, v);
+    st_writer_add_f64(w, "dbf", ST_BF16, 1, shape, v);
+    st_writer_add_f64(w, "d16", ST_F16, 1, shape, v);
+    st_writer_add_f32(w, "f64", ST_F64, 1, shape, vf);
+    st_writer_add_f32(w, "f32", ST_F32, 1, shape, vf);
+    st_writer_add_f32(w, "fbf", ST_BF16, 1, shape, vf);
+    st_writer_add_f32(w, "f16", ST_F16, 1, shape, vf);
     char err[512] = "";
-    CHECK(rt_st_writer_save(w, path, err, sizeof err) == 0);
-    rt_st_writer_free(w);
+    CHECK(st_writer_save(w, path, err, sizeof err) == 0);
+    st_writer_free(w);
 
-    rt_st_file f;
-    CHECK(rt_st_open(&f, path, err, sizeof err) == 0);
+    StFile f;
+    CHECK(st_open(&f, path, err, sizeof err) == 0);
     if (f.path == NULL) { fprintf(stderr, "%s\n", err); return; }
     double d[6];
     float x[6];
-    CHECK(rt_st_read_f64(&f, "d64", 1, shape, d, err, sizeof err) == 0);
+    CHECK(st_read_f64(&f, "d64", 1, shape, d, err, sizeof err) == 0);
     for (int i = 0; i < 6; i++) CHECK(bits64(d[i]) == bits64(v[i]));
-    CHECK(rt_st_read_f32(&f, "d32", 1, shape, x, err, sizeof err) == 0);
+    CHECK(st_read_f32(&f, "d32", 1, shape, x, err, sizeof err) == 0);
     for (int i = 0; i < 6; i++) CHECK(bits32(x[i]) == bits32((float)v[i]));
-    CHECK(rt_st_read_f64(&f, "dbf", 1, shape, d, err, sizeof err) == 0);
+    CHECK(st_read_f64(&f, "dbf", 1, shape, d, err, sizeof err) == 0);
     CHECK(d[0] == 1.0 && d[1] == -2.5 && d[2] == 1.0 + 0x1p-7 && d[3] == 0.10009765625);
-    CHECK(rt_st_find(&f, "dbf")->end - rt_st_find(&f, "dbf")->begin == 12);
+    CHECK(st_find(&f, "dbf")->end - st_find(&f, "dbf")->begin == 12);
     CHECK(bits64(d[5]) == bits64(-0.0));
-    CHECK(rt_st_read_f64(&f, "d16", 1, shape, d, err, sizeof err) == 0);
+    CHECK(st_read_f64(&f, "d16", 1, shape, d, err, sizeof err) == 0);
     CHECK(d[0] == 1.0 && d[1] == -2.5 && d[2] == 1.0 + 0x1p-8 && d[4] == 0.0);
     CHECK_NEAR(d[3], 0.1, 0x1p-14);
-    CHECK(rt_st_read_f64(&f, "f64", 1, shape, d, err, sizeof err) == 0);
+    CHECK(st_read_f64(&f, "f64", 1, shape, d, err, sizeof err) == 0);
     for (int i = 0; i < 6; i++) CHECK(bits64(d[i]) == bits64((double)vf[i]));
-    CHECK(rt_st_read_f32(&f, "f32", 1, shape, x, err, sizeof err) == 0);
+    CHECK(st_read_f32(&f, "f32", 1, shape, x, err, sizeof err) == 0);
     CHECK(memcmp(x, vf, sizeof x) == 0);
-    CHECK(rt_st_read_f32(&f, "fbf", 1, shape, x, err, sizeof err) == 0);
+    CHECK(st_read_f32(&f, "fbf", 1, shape, x, err, sizeof err) == 0);
     CHECK(x[2] == 1.0f + 0x1p-6f && x[4] == 65536.0f);
-    CHECK(rt_st_read_f32(&f, "f16", 1, shape, x, err, sizeof err) == 0);
+    CHECK(st_read_f32(&f, "f16", 1, shape, x, err, sizeof err) == 0);
     CHECK(x[0] == 1.0f && x[4] == INFINITY && bits32(x[5]) == 0x80000000u);
-    rt_st_close(&f);
+    st_close(&f);
     unlink(path);
 }
 
@@ -382,42 +382,42 @@ TEST(scalars_empty_and_8_dims) {
     for (int i = 0; i < 24; i++) d8[i] = i * 0.5;
     const int64_t se[3] = {4, 0, 7};
     const int64_t one = 7;
-    rt_st_writer *w = rt_st_writer_new();
-    rt_st_writer_add(w, "scalar", RT_ST_F64, 0, NULL, &s);
-    rt_st_writer_add(w, "empty", RT_ST_F32, 3, se, NULL);   /* no data needed */
-    rt_st_writer_add(w, "eight", RT_ST_F64, 8, s8, d8);
-    rt_st_writer_add(w, "empty2", RT_ST_I32, 1, (int64_t[]){0}, NULL);
-    rt_st_writer_add(w, "weird \"name\"\\\n\xc3\xa9", RT_ST_I64, 1, &one,
+    StWriter *w = st_writer_new();
+    st_writer_add(w, "scalar", ST_F64, 0, NULL, &s);
+    st_writer_add(w, "empty", ST_F32, 3, se, NULL);   /* no data needed */
+    st_writer_add(w, "eight", ST_F64, 8, s8, d8);
+    st_writer_add(w, "empty2", ST_I32, 1, (int64_t[]){0}, NULL);
+    st_writer_add(w, "weird \"name\"\\\n\xc3\xa9", ST_I64, 1, &one,
                      (int64_t[]){-1, 2, -3, 4, 5, 6, 7});
-    rt_st_writer_meta(w, "k \"q\"", "v\\ \t\x01 \xe2\x82\xac");
+    st_writer_meta(w, "k \"q\"", "v\\ \t\x01 \xe2\x82\xac");
     char err[512] = "";
-    CHECK(rt_st_writer_save(w, path, err, sizeof err) == 0);
-    rt_st_writer_free(w);
+    CHECK(st_writer_save(w, path, err, sizeof err) == 0);
+    st_writer_free(w);
 
-    rt_st_file f;
-    CHECK(rt_st_open(&f, path, err, sizeof err) == 0);
+    StFile f;
+    CHECK(st_open(&f, path, err, sizeof err) == 0);
     if (f.path == NULL) { fprintf(stderr, "%s\n", err); return; }
-    const rt_st_tensor *t = rt_st_find(&f, "scalar");
+    const StTensor *t = st_find(&f, "scalar");
     CHECK(t && t->ndim == 0 && t->numel == 1 && t->end - t->begin == 8);
     double out = 0;
-    CHECK(rt_st_read_f64(&f, "scalar", 0, NULL, &out, err, sizeof err) == 0 && out == 42.5);
-    t = rt_st_find(&f, "empty");
+    CHECK(st_read_f64(&f, "scalar", 0, NULL, &out, err, sizeof err) == 0 && out == 42.5);
+    t = st_find(&f, "empty");
     CHECK(t && t->ndim == 3 && t->numel == 0 && t->begin == t->end && t->begin == 8);
-    CHECK(rt_st_read_f64(&f, "empty", 3, se, NULL, err, sizeof err) == 0);
-    t = rt_st_find(&f, "eight");
+    CHECK(st_read_f64(&f, "empty", 3, se, NULL, err, sizeof err) == 0);
+    t = st_find(&f, "eight");
     CHECK(t && t->ndim == 8 && t->numel == 24 && t->begin == 8);
     double o8[24];
-    CHECK(rt_st_read_f64(&f, "eight", 8, s8, o8, err, sizeof err) == 0);
+    CHECK(st_read_f64(&f, "eight", 8, s8, o8, err, sizeof err) == 0);
     CHECK(memcmp(o8, d8, sizeof o8) == 0);
-    CHECK(rt_st_find(&f, "empty2") != NULL);
+    CHECK(st_find(&f, "empty2") != NULL);
     int32_t iv[7];
-    CHECK(rt_st_read_i32(&f, "weird \"name\"\\\n\xc3\xa9", 1, &one, iv, err, sizeof err) == 0);
+    CHECK(st_read_i32(&f, "weird \"name\"\\\n\xc3\xa9", 1, &one, iv, err, sizeof err) == 0);
     CHECK(iv[0] == -1 && iv[2] == -3 && iv[6] == 7);
-    CHECK_STR(rt_st_meta_get(&f, "k \"q\""), "v\\ \t\x01 \xe2\x82\xac");
+    CHECK_STR(st_meta_get(&f, "k \"q\""), "v\\ \t\x01 \xe2\x82\xac");
     /* scalar against a 1-dim expectation */
-    CHECK(rt_st_read_f64(&f, "scalar", 1, &one, &out, err, sizeof err) == -1);
+    CHECK(st_read_f64(&f, "scalar", 1, &one, &out, err, sizeof err) == -1);
     CHECK_ERR(err, path, "tensor 'scalar' has shape [], expected [7]");
-    rt_st_close(&f);
+    st_close(&f);
     unlink(path);
 }
 
@@ -427,15 +427,15 @@ TEST(overwrite_is_atomic_replace) {
     char err[512] = "";
     for (int round = 0; round < 2; round++) {
         double v[2] = {round, round + 1.0};
-        rt_st_writer *w = rt_st_writer_new();
-        rt_st_writer_add(w, round ? "second" : "first", RT_ST_F64, 1, sh, v);
-        CHECK(rt_st_writer_save(w, path, err, sizeof err) == 0);
-        rt_st_writer_free(w);
+        StWriter *w = st_writer_new();
+        st_writer_add(w, round ? "second" : "first", ST_F64, 1, sh, v);
+        CHECK(st_writer_save(w, path, err, sizeof err) == 0);
+        st_writer_free(w);
     }
-    rt_st_file f;
-    CHECK(rt_st_open(&f, path, err, sizeof err) == 0);
-    CHECK(f.ntensors == 1 && rt_st_find(&f, "second") && !rt_st_find(&f, "first"));
-    rt_st_close(&f);
+    StFile f;
+    CHECK(st_open(&f, path, err, sizeof err) == 0);
+    CHECK(f.ntensors == 1 && st_find(&f, "second") && !st_find(&f, "first"));
+    st_close(&f);
     CHECK(!tmp_leftover());
     unlink(path);
 }
@@ -445,22 +445,22 @@ TEST(unicode_escapes_in_header) {
     const char *json = "{\"caf\\u00e9 \\ud83d\\ude00\\/\\n\":{\"dtype\":\"U8\",\"shape\":[2],"
                        "\"data_offsets\":[0,2]} , \"__metadata__\" : { } }  \n\t";
     const char *path = write_st("uni.safetensors", json, "\x05\x06", 2);
-    rt_st_file f;
+    StFile f;
     char err[512] = "";
-    CHECK(rt_st_open(&f, path, err, sizeof err) == 0);
-    const rt_st_tensor *t = rt_st_find(&f, "caf\xc3\xa9 \xf0\x9f\x98\x80/\n");
+    CHECK(st_open(&f, path, err, sizeof err) == 0);
+    const StTensor *t = st_find(&f, "caf\xc3\xa9 \xf0\x9f\x98\x80/\n");
     CHECK(t && t->numel == 2 && ((const unsigned char *)t->data)[1] == 6);
     CHECK(f.nmeta == 0);
-    rt_st_close(&f);
+    st_close(&f);
 }
 
 /* ---- golden files ---- */
 
 TEST(golden_params) {
     const char *path = GOLDEN "params.safetensors";
-    rt_st_file f;
+    StFile f;
     char err[512] = "";
-    CHECK(rt_st_open(&f, path, err, sizeof err) == 0);
+    CHECK(st_open(&f, path, err, sizeof err) == 0);
     if (f.path == NULL) { fprintf(stderr, "%s\n", err); return; }
     /* numbers from python3: struct.unpack('<Q') + json.loads of the header */
     CHECK(f.header_len == 4880);
@@ -468,19 +468,19 @@ TEST(golden_params) {
     CHECK(f.ntensors == 57);
     CHECK_STR(f.tensors[0].name, "embed.0");
     CHECK_STR(f.tensors[56].name, "sa_lambdas");
-    CHECK_STR(rt_st_meta_get(&f, "set"), "tiny_x02");
-    CHECK_STR(rt_st_meta_get(&f, "file"), "params.safetensors");
+    CHECK_STR(st_meta_get(&f, "set"), "tiny_x02");
+    CHECK_STR(st_meta_get(&f, "file"), "params.safetensors");
     int64_t total = 0;
     for (int i = 0; i < f.ntensors; i++) {
-        CHECK(f.tensors[i].dtype == RT_ST_F64);
+        CHECK(f.tensors[i].dtype == ST_F64);
         total += f.tensors[i].numel;
     }
     CHECK(total == 863344);
-    CHECK(rt_st_find(&f, "blocks.7.attn.qkvo") == NULL);   /* layer 7 has no attention */
-    CHECK(rt_st_find(&f, "blocks.8.attn.qkvo") != NULL);
+    CHECK(st_find(&f, "blocks.7.attn.qkvo") == NULL);   /* layer 7 has no attention */
+    CHECK(st_find(&f, "blocks.8.attn.qkvo") != NULL);
 
     double lam[64];
-    CHECK(rt_st_read_f64(&f, "lambdas", 2, (int64_t[]){16, 4}, lam, err, sizeof err) == 0);
+    CHECK(st_read_f64(&f, "lambdas", 2, (int64_t[]){16, 4}, lam, err, sizeof err) == 0);
     CHECK(lam[0] == 1.0156451196520653);
     CHECK(lam[1] == 0.09294897439568896);
     CHECK(lam[4] == 0.8269331509289507);
@@ -489,11 +489,11 @@ TEST(golden_params) {
     for (int i = 0; i < 64; i++) sum += lam[i];
     CHECK_NEAR(sum, 16.362034014006912, 1e-12);
     float lamf[64];
-    CHECK(rt_st_read_f32(&f, "lambdas", 2, (int64_t[]){16, 4}, lamf, err, sizeof err) == 0);
+    CHECK(st_read_f32(&f, "lambdas", 2, (int64_t[]){16, 4}, lamf, err, sizeof err) == 0);
     CHECK(lamf[0] == (float)1.0156451196520653 && lamf[63] == (float)-0.12928240154726703);
 
     double *lm = malloc(256 * 64 * sizeof *lm);
-    CHECK(rt_st_read_f64(&f, "lm_head", 2, (int64_t[]){256, 64}, lm, err, sizeof err) == 0);
+    CHECK(st_read_f64(&f, "lm_head", 2, (int64_t[]){256, 64}, lm, err, sizeof err) == 0);
     CHECK(lm[0] == 0.13340889434619715);
     CHECK(lm[255 * 64 + 63] == 0.03966614833828101);
     sum = 0;
@@ -502,7 +502,7 @@ TEST(golden_params) {
     free(lm);
 
     double *emb = malloc(200 * 64 * sizeof *emb);
-    CHECK(rt_st_read_f64(&f, "embed.0", 2, (int64_t[]){200, 64}, emb, err, sizeof err) == 0);
+    CHECK(st_read_f64(&f, "embed.0", 2, (int64_t[]){200, 64}, emb, err, sizeof err) == 0);
     CHECK(emb[0] == -0.512829832515419);
     CHECK(emb[199 * 64 + 5] == -0.038870415197825206);
     sum = 0;
@@ -511,33 +511,33 @@ TEST(golden_params) {
     free(emb);
 
     double sk[16];
-    CHECK(rt_st_read_f64(&f, "skip_weights", 1, (int64_t[]){16}, sk, err, sizeof err) == 0);
+    CHECK(st_read_f64(&f, "skip_weights", 1, (int64_t[]){16}, sk, err, sizeof err) == 0);
     CHECK(sk[0] == 0.943354092578278 && sk[15] == 0.9346544799704372);
 
     /* the brief's example errors, on the real file */
     double dummy[256 * 32];
-    CHECK(rt_st_read_f64(&f, "lm_head", 2, (int64_t[]){256, 32}, dummy, err, sizeof err) == -1);
+    CHECK(st_read_f64(&f, "lm_head", 2, (int64_t[]){256, 32}, dummy, err, sizeof err) == -1);
     CHECK_STR(err, GOLDEN "params.safetensors: tensor 'lm_head' has shape [256, 64], "
                    "expected [256, 32]");
-    CHECK(rt_st_read_f64(&f, "lm_heads", 2, (int64_t[]){256, 64}, dummy, err, sizeof err) == -1);
+    CHECK(st_read_f64(&f, "lm_heads", 2, (int64_t[]){256, 64}, dummy, err, sizeof err) == -1);
     CHECK_STR(err, GOLDEN "params.safetensors: missing tensor 'lm_heads'");
-    rt_st_close(&f);
+    st_close(&f);
 }
 
 TEST(golden_inputs) {
     const char *path = GOLDEN "inputs.safetensors";
-    rt_st_file f;
+    StFile f;
     char err[512] = "";
-    CHECK(rt_st_open(&f, path, err, sizeof err) == 0);
+    CHECK(st_open(&f, path, err, sizeof err) == 0);
     if (f.path == NULL) { fprintf(stderr, "%s\n", err); return; }
     CHECK(f.ntensors == 3);
-    const rt_st_tensor *t = rt_st_find(&f, "tokens");
-    CHECK(t && t->dtype == RT_ST_I32 && t->ndim == 1 && t->shape[0] == 256);
+    const StTensor *t = st_find(&f, "tokens");
+    CHECK(t && t->dtype == ST_I32 && t->ndim == 1 && t->shape[0] == 256);
     int32_t tok[256], tgt[256], doc[256];
     const int64_t T[1] = {256};
-    CHECK(rt_st_read_i32(&f, "tokens", 1, T, tok, err, sizeof err) == 0);
-    CHECK(rt_st_read_i32(&f, "targets", 1, T, tgt, err, sizeof err) == 0);
-    CHECK(rt_st_read_i32(&f, "doc_ids", 1, T, doc, err, sizeof err) == 0);
+    CHECK(st_read_i32(&f, "tokens", 1, T, tok, err, sizeof err) == 0);
+    CHECK(st_read_i32(&f, "targets", 1, T, tgt, err, sizeof err) == 0);
+    CHECK(st_read_i32(&f, "doc_ids", 1, T, doc, err, sizeof err) == 0);
     static const int32_t first[10] = {199, 11, 123, 15, 107, 88, 2, 145, 157, 103};
     CHECK(memcmp(tok, first, sizeof first) == 0);
     CHECK(tok[250] == 178 && tok[255] == 199);
@@ -554,9 +554,9 @@ TEST(golden_inputs) {
     CHECK(shifted);
     CHECK(doc[0] == 1 && doc[255] == 8);
     double d[256];
-    CHECK(rt_st_read_f64(&f, "tokens", 1, T, d, err, sizeof err) == -1);
+    CHECK(st_read_f64(&f, "tokens", 1, T, d, err, sizeof err) == -1);
     CHECK_ERR(err, path, "tensor 'tokens' has dtype I32, expected a float dtype");
-    rt_st_close(&f);
+    st_close(&f);
 }
 
 /* ---- open errors ---- */
@@ -571,10 +571,10 @@ TEST(err_short_and_missing_files) {
     CHECK_OPEN_FAILS(tpath("nonexistent.safetensors"), "cannot open", "No such file");
     CHECK_OPEN_FAILS(tmpdir, "not a regular file", "");
     /* err may be NULL */
-    rt_st_file f;
-    CHECK(rt_st_open(&f, p, NULL, 0) == -1);
+    StFile f;
+    CHECK(st_open(&f, p, NULL, 0) == -1);
     char small[8];
-    CHECK(rt_st_open(&f, p, small, sizeof small) == -1 && strlen(small) == 7);
+    CHECK(st_open(&f, p, small, sizeof small) == -1 && strlen(small) == 7);
 }
 
 TEST(err_header_length) {
@@ -606,10 +606,10 @@ TEST(err_header_length) {
     n = 92;
     memcpy(c, &n, 8);
     write_bytes(p, c, sizeof c);
-    rt_st_file f;
+    StFile f;
     char err[256];
-    CHECK(rt_st_open(&f, p, err, sizeof err) == 0 && f.ntensors == 0 && f.data_len == 0);
-    rt_st_close(&f);
+    CHECK(st_open(&f, p, err, sizeof err) == 0 && f.ntensors == 0 && f.data_len == 0);
+    st_close(&f);
     /* zero-length header is not JSON */
     memset(c, 0, 8);
     write_bytes(p, c, 8);
@@ -677,10 +677,10 @@ TEST(err_bad_json) {
         char name[64];
         snprintf(name, sizeof name, "badjson%zu.safetensors", i);
         const char *p = write_st(name, cases[i].json, "\0", 1);
-        rt_st_file f;
+        StFile f;
         char err[512] = "";
-        int rc = rt_st_open(&f, p, err, sizeof err);
-        if (rc == 0) rt_st_close(&f);
+        int rc = st_open(&f, p, err, sizeof err);
+        if (rc == 0) st_close(&f);
         CHECK(rc == -1);
         CHECK_ERR(err, p, cases[i].kw);
         unlink(p);
@@ -775,10 +775,10 @@ TEST(err_bad_entries) {
         char name[64];
         snprintf(name, sizeof name, "badentry%zu.safetensors", i);
         const char *p = write_st(name, cases[i].json, NULL, 32);
-        rt_st_file f;
+        StFile f;
         char err[512] = "";
-        int rc = rt_st_open(&f, p, err, sizeof err);
-        if (rc == 0) rt_st_close(&f);
+        int rc = st_open(&f, p, err, sizeof err);
+        if (rc == 0) st_close(&f);
         CHECK(rc == -1);
         CHECK_ERR(err, p, cases[i].kw1);
         CHECK_ERR(err, p, cases[i].kw2);
@@ -798,20 +798,20 @@ TEST(valid_unusual_layouts) {
     float two[2] = {1.5f, -3.0f};
     memcpy(data + 16, two, 8);
     const char *p = write_st("unusual.safetensors", json, data, sizeof data);
-    rt_st_file f;
+    StFile f;
     char err[512] = "";
-    CHECK(rt_st_open(&f, p, err, sizeof err) == 0);
+    CHECK(st_open(&f, p, err, sizeof err) == 0);
     if (f.path == NULL) { fprintf(stderr, "%s\n", err); return; }
     CHECK(f.ntensors == 5);
     CHECK_STR(f.tensors[0].name, "b");   /* header order, not offset order */
     CHECK_STR(f.tensors[1].name, "a");
     double d[2];
-    CHECK(rt_st_read_f64(&f, "b", 1, (int64_t[]){2}, d, err, sizeof err) == 0);
+    CHECK(st_read_f64(&f, "b", 1, (int64_t[]){2}, d, err, sizeof err) == 0);
     CHECK(d[0] == 1.5 && d[1] == -3.0);
-    CHECK(rt_st_find(&f, "e3")->numel == 0);
-    for (int i = 0; i < f.ntensors; i++) CHECK(rt_st_find(&f, f.tensors[i].name) == &f.tensors[i]);
-    CHECK(rt_st_find(&f, "") == NULL && rt_st_find(&f, "c") == NULL);
-    rt_st_close(&f);
+    CHECK(st_find(&f, "e3")->numel == 0);
+    for (int i = 0; i < f.ntensors; i++) CHECK(st_find(&f, f.tensors[i].name) == &f.tensors[i]);
+    CHECK(st_find(&f, "") == NULL && st_find(&f, "c") == NULL);
+    st_close(&f);
     unlink(p);
 }
 
@@ -825,108 +825,108 @@ TEST(err_read) {
     const uint64_t u64[2] = {7, UINT64_MAX};
     const uint32_t u32[1] = {0x80000000u};
     const double f6[6] = {0};
-    rt_st_writer *w = rt_st_writer_new();
-    rt_st_writer_add(w, "w", RT_ST_F64, 2, sh, f6);
-    rt_st_writer_add(w, "big", RT_ST_I64, 1, (int64_t[]){3}, i64);
-    rt_st_writer_add(w, "ok", RT_ST_I64, 1, (int64_t[]){3}, i64ok);
-    rt_st_writer_add(w, "u64", RT_ST_U64, 1, (int64_t[]){2}, u64);
-    rt_st_writer_add(w, "u32", RT_ST_U32, 1, (int64_t[]){1}, u32);
+    StWriter *w = st_writer_new();
+    st_writer_add(w, "w", ST_F64, 2, sh, f6);
+    st_writer_add(w, "big", ST_I64, 1, (int64_t[]){3}, i64);
+    st_writer_add(w, "ok", ST_I64, 1, (int64_t[]){3}, i64ok);
+    st_writer_add(w, "u64", ST_U64, 1, (int64_t[]){2}, u64);
+    st_writer_add(w, "u32", ST_U32, 1, (int64_t[]){1}, u32);
     char err[512] = "";
-    CHECK(rt_st_writer_save(w, path, err, sizeof err) == 0);
-    rt_st_writer_free(w);
-    rt_st_file f;
-    CHECK(rt_st_open(&f, path, err, sizeof err) == 0);
+    CHECK(st_writer_save(w, path, err, sizeof err) == 0);
+    st_writer_free(w);
+    StFile f;
+    CHECK(st_open(&f, path, err, sizeof err) == 0);
     if (f.path == NULL) { fprintf(stderr, "%s\n", err); return; }
 
     double d[6] = {9, 9, 9, 9, 9, 9};
     float x[6];
     int32_t iv[6];
-    CHECK(rt_st_read_f64(&f, "lm_head", 2, sh, d, err, sizeof err) == -1);
+    CHECK(st_read_f64(&f, "lm_head", 2, sh, d, err, sizeof err) == -1);
     CHECK_ERR(err, path, "missing tensor 'lm_head'");
-    CHECK(rt_st_read_f64(&f, "w", 2, (int64_t[]){3, 2}, d, err, sizeof err) == -1);
+    CHECK(st_read_f64(&f, "w", 2, (int64_t[]){3, 2}, d, err, sizeof err) == -1);
     CHECK_ERR(err, path, "tensor 'w' has shape [2, 3], expected [3, 2]");
     CHECK(d[0] == 9);   /* untouched */
-    CHECK(rt_st_read_f32(&f, "w", 1, (int64_t[]){6}, x, err, sizeof err) == -1);
+    CHECK(st_read_f32(&f, "w", 1, (int64_t[]){6}, x, err, sizeof err) == -1);
     CHECK_ERR(err, path, "tensor 'w' has shape [2, 3], expected [6]");
-    CHECK(rt_st_read_f32(&f, "w", 3, (int64_t[]){2, 3, 1}, x, err, sizeof err) == -1);
+    CHECK(st_read_f32(&f, "w", 3, (int64_t[]){2, 3, 1}, x, err, sizeof err) == -1);
     CHECK_ERR(err, path, "expected [2, 3, 1]");
-    CHECK(rt_st_read_f64(&f, "w", 9, (int64_t[]){2, 3, 1, 1, 1, 1, 1, 1, 1}, d, err, sizeof err) == -1);
+    CHECK(st_read_f64(&f, "w", 9, (int64_t[]){2, 3, 1, 1, 1, 1, 1, 1, 1}, d, err, sizeof err) == -1);
     CHECK_ERR(err, path, "bad expected shape");
-    CHECK(rt_st_read_f64(&f, "w", 2, NULL, d, err, sizeof err) == -1);
+    CHECK(st_read_f64(&f, "w", 2, NULL, d, err, sizeof err) == -1);
     CHECK_ERR(err, path, "bad expected shape");
-    CHECK(rt_st_read_i32(&f, "w", 2, sh, iv, err, sizeof err) == -1);
+    CHECK(st_read_i32(&f, "w", 2, sh, iv, err, sizeof err) == -1);
     CHECK_ERR(err, path, "tensor 'w' has dtype F64, expected an integer dtype");
-    CHECK(rt_st_read_f32(&f, "ok", 1, (int64_t[]){3}, x, err, sizeof err) == -1);
+    CHECK(st_read_f32(&f, "ok", 1, (int64_t[]){3}, x, err, sizeof err) == -1);
     CHECK_ERR(err, path, "tensor 'ok' has dtype I64, expected a float dtype");
-    CHECK(rt_st_read_i32(&f, "big", 1, (int64_t[]){3}, iv, err, sizeof err) == -1);
+    CHECK(st_read_i32(&f, "big", 1, (int64_t[]){3}, iv, err, sizeof err) == -1);
     CHECK_ERR(err, path, "tensor 'big': element 1 is 2147483648, which does not fit in int32");
-    CHECK(rt_st_read_i32(&f, "ok", 1, (int64_t[]){3}, iv, err, sizeof err) == 0);
+    CHECK(st_read_i32(&f, "ok", 1, (int64_t[]){3}, iv, err, sizeof err) == 0);
     CHECK(iv[0] == INT32_MAX && iv[1] == INT32_MIN && iv[2] == 0);
-    CHECK(rt_st_read_i32(&f, "u64", 1, (int64_t[]){2}, iv, err, sizeof err) == -1);
+    CHECK(st_read_i32(&f, "u64", 1, (int64_t[]){2}, iv, err, sizeof err) == -1);
     CHECK_ERR(err, path, "element 1 is 18446744073709551615, which does not fit");
-    CHECK(rt_st_read_i32(&f, "u32", 1, (int64_t[]){1}, iv, err, sizeof err) == -1);
+    CHECK(st_read_i32(&f, "u32", 1, (int64_t[]){1}, iv, err, sizeof err) == -1);
     CHECK_ERR(err, path, "element 0 is 2147483648");
     /* a NULL err is fine */
-    CHECK(rt_st_read_f64(&f, "nope", 2, sh, d, NULL, 0) == -1);
-    rt_st_close(&f);
+    CHECK(st_read_f64(&f, "nope", 2, sh, d, NULL, 0) == -1);
+    st_close(&f);
     unlink(path);
 }
 
 /* ---- writer errors ---- */
 
-static void check_save_fails(rt_st_writer *w, const char *kw, int line) {
+static void check_save_fails(StWriter *w, const char *kw, int line) {
     const char *p = tpath("never.safetensors");
     char err[512] = "";
     int before = test_failed_checks;
-    CHECK(rt_st_writer_save(w, p, err, sizeof err) == -1);
+    CHECK(st_writer_save(w, p, err, sizeof err) == -1);
     CHECK_ERR(err, p, "cannot save");
     CHECK_ERR(err, p, kw);
     CHECK(!file_exists(p));
     CHECK(!tmp_leftover());
     if (test_failed_checks != before) fprintf(stderr, "  (from line %d)\n", line);
-    rt_st_writer_free(w);
+    st_writer_free(w);
 }
 
 TEST(err_writer_arguments) {
     const double v[4] = {1, 2, 3, 4};
     const int64_t sh[1] = {4};
-    rt_st_writer *w = rt_st_writer_new();
-    rt_st_writer_add(w, "a", RT_ST_F64, 1, sh, v);
-    rt_st_writer_add(w, "a", RT_ST_F64, 1, sh, v);
-    rt_st_writer_add(w, "b", RT_ST_F64, -1, sh, v);   /* later errors do not replace the first */
+    StWriter *w = st_writer_new();
+    st_writer_add(w, "a", ST_F64, 1, sh, v);
+    st_writer_add(w, "a", ST_F64, 1, sh, v);
+    st_writer_add(w, "b", ST_F64, -1, sh, v);   /* later errors do not replace the first */
     check_save_fails(w, "duplicate tensor name 'a'", __LINE__);
 
-    w = rt_st_writer_new();
-    rt_st_writer_add(w, "x", RT_ST_F64, 9, (int64_t[]){1, 1, 1, 1, 1, 1, 1, 1, 4}, v);
+    w = st_writer_new();
+    st_writer_add(w, "x", ST_F64, 9, (int64_t[]){1, 1, 1, 1, 1, 1, 1, 1, 4}, v);
     check_save_fails(w, "tensor 'x': bad ndim 9", __LINE__);
-    w = rt_st_writer_new();
-    rt_st_writer_add(w, "x", RT_ST_F64, 2, (int64_t[]){-1, 4}, v);
+    w = st_writer_new();
+    st_writer_add(w, "x", ST_F64, 2, (int64_t[]){-1, 4}, v);
     check_save_fails(w, "tensor 'x': negative or too large", __LINE__);
-    w = rt_st_writer_new();
-    rt_st_writer_add(w, "x", RT_ST_F64, 1, sh, NULL);
+    w = st_writer_new();
+    st_writer_add(w, "x", ST_F64, 1, sh, NULL);
     check_save_fails(w, "tensor 'x': NULL data", __LINE__);
-    w = rt_st_writer_new();
-    rt_st_writer_add(w, "__metadata__", RT_ST_F64, 1, sh, v);
+    w = st_writer_new();
+    st_writer_add(w, "__metadata__", ST_F64, 1, sh, v);
     check_save_fails(w, "reserved", __LINE__);
-    w = rt_st_writer_new();
-    rt_st_writer_add(w, "x", RT_ST_NDTYPES, 1, sh, v);
+    w = st_writer_new();
+    st_writer_add(w, "x", ST_NDTYPES, 1, sh, v);
     check_save_fails(w, "bad dtype", __LINE__);
-    w = rt_st_writer_new();
-    rt_st_writer_add_f64(w, "x", RT_ST_I32, 1, sh, v);
+    w = st_writer_new();
+    st_writer_add_f64(w, "x", ST_I32, 1, sh, v);
     check_save_fails(w, "tensor 'x': add_f64 needs a float dtype, not I32", __LINE__);
-    w = rt_st_writer_new();
-    rt_st_writer_add_f32(w, "x", RT_ST_U8, 1, sh, (float[]){1, 2, 3, 4});
+    w = st_writer_new();
+    st_writer_add_f32(w, "x", ST_U8, 1, sh, (float[]){1, 2, 3, 4});
     check_save_fails(w, "not U8", __LINE__);
-    w = rt_st_writer_new();
-    rt_st_writer_meta(w, "k", "v");
-    rt_st_writer_meta(w, "k", "w");
+    w = st_writer_new();
+    st_writer_meta(w, "k", "v");
+    st_writer_meta(w, "k", "w");
     check_save_fails(w, "duplicate __metadata__ key 'k'", __LINE__);
-    /* a NULL writer (rt_st_writer_new out of memory) is safe everywhere */
-    rt_st_writer_add(NULL, "x", RT_ST_F64, 1, sh, v);
-    rt_st_writer_meta(NULL, "k", "v");
+    /* a NULL writer (st_writer_new out of memory) is safe everywhere */
+    st_writer_add(NULL, "x", ST_F64, 1, sh, v);
+    st_writer_meta(NULL, "k", "v");
     char err[256];
-    CHECK(rt_st_writer_save(NULL, tpath("n.safetensors"), err, sizeof err) == -1);
-    rt_st_writer_free(NULL);
+    CHECK(st_writer_save(NULL, tpath("n.safetensors"), err, sizeof err) == -1);
+    st_writer_free(NULL);
 }
 
 TEST(err_writer_filesystem) {
@@ -935,9 +935,9 @@ TEST(err_writer_filesystem) {
     char err[512] = "";
     /* a directory that does not exist */
     const char *p = tpath("no/such/dir/x.safetensors");
-    rt_st_writer *w = rt_st_writer_new();
-    rt_st_writer_add(w, "v", RT_ST_F64, 1, sh, v);
-    CHECK(rt_st_writer_save(w, p, err, sizeof err) == -1);
+    StWriter *w = st_writer_new();
+    st_writer_add(w, "v", ST_F64, 1, sh, v);
+    CHECK(st_writer_save(w, p, err, sizeof err) == -1);
     CHECK_ERR(err, p, "No such file or directory");
     CHECK_ERR(err, p, "create");
     /* the target is a non-empty directory: rename fails, the temp file is removed */
@@ -946,7 +946,7 @@ TEST(err_writer_filesystem) {
     char inner[300];
     snprintf(inner, sizeof inner, "%s/keep", d);
     write_bytes(inner, "x", 1);
-    CHECK(rt_st_writer_save(w, d, err, sizeof err) == -1);
+    CHECK(st_writer_save(w, d, err, sizeof err) == -1);
     CHECK_ERR(err, d, "rename");
     CHECK(strstr(err, strerror(EISDIR)) != NULL || strstr(err, strerror(ENOTEMPTY)) != NULL);
     CHECK(!tmp_leftover());
@@ -956,25 +956,25 @@ TEST(err_writer_filesystem) {
     char cwd[512];
     CHECK(getcwd(cwd, sizeof cwd) != NULL);
     CHECK(chdir(tmpdir) == 0);
-    CHECK(rt_st_writer_save(w, "rel.safetensors", err, sizeof err) == 0);
-    rt_st_file f;
-    CHECK(rt_st_open(&f, "rel.safetensors", err, sizeof err) == 0);
+    CHECK(st_writer_save(w, "rel.safetensors", err, sizeof err) == 0);
+    StFile f;
+    CHECK(st_open(&f, "rel.safetensors", err, sizeof err) == 0);
     CHECK(f.ntensors == 1);
-    rt_st_close(&f);
+    st_close(&f);
     unlink("rel.safetensors");
     CHECK(chdir(cwd) == 0);
-    rt_st_writer_free(w);
+    st_writer_free(w);
 }
 
 /* ---- robustness ---- */
 
 /* On success the parsed tensors must describe memory inside the data area. */
-static int sane(const rt_st_file *f) {
+static int sane(const StFile *f) {
     for (int i = 0; i < f->ntensors; i++) {
-        const rt_st_tensor *t = &f->tensors[i];
+        const StTensor *t = &f->tensors[i];
         if (t->begin > t->end || t->end > f->data_len || !t->name ||
-            t->end - t->begin != (uint64_t)t->numel * rt_st_dtype_size(t->dtype) ||
-            rt_st_find(f, t->name) != t)
+            t->end - t->begin != (uint64_t)t->numel * st_dtype_size(t->dtype) ||
+            st_find(f, t->name) != t)
             return 0;
     }
     return 1;
@@ -982,15 +982,15 @@ static int sane(const rt_st_file *f) {
 
 TEST(fuzz_truncations_and_mutations) {
     const char *src = tpath("seed.safetensors");
-    rt_st_writer *w = rt_st_writer_new();
+    StWriter *w = st_writer_new();
     const double v[6] = {1, 2, 3, 4, 5, 6};
-    rt_st_writer_add(w, "alpha", RT_ST_F64, 2, (int64_t[]){2, 3}, v);
-    rt_st_writer_add_f64(w, "b\"eta", RT_ST_BF16, 1, (int64_t[]){6}, v);
-    rt_st_writer_add(w, "s", RT_ST_F64, 0, NULL, v);
-    rt_st_writer_meta(w, "k", "v\\u");
+    st_writer_add(w, "alpha", ST_F64, 2, (int64_t[]){2, 3}, v);
+    st_writer_add_f64(w, "b\"eta", ST_BF16, 1, (int64_t[]){6}, v);
+    st_writer_add(w, "s", ST_F64, 0, NULL, v);
+    st_writer_meta(w, "k", "v\\u");
     char err[512] = "";
-    CHECK(rt_st_writer_save(w, src, err, sizeof err) == 0);
-    rt_st_writer_free(w);
+    CHECK(st_writer_save(w, src, err, sizeof err) == 0);
+    st_writer_free(w);
     size_t n;
     unsigned char *seed = read_all(src, &n);
     if (!seed) { CHECK(0); return; }
@@ -1000,8 +1000,8 @@ TEST(fuzz_truncations_and_mutations) {
     int bad = 0;
     for (size_t k = 0; k < n; k++) {
         write_bytes(p, seed, k);
-        rt_st_file f;
-        if (rt_st_open(&f, p, err, sizeof err) == 0) { bad++; rt_st_close(&f); }
+        StFile f;
+        if (st_open(&f, p, err, sizeof err) == 0) { bad++; st_close(&f); }
         else if (strncmp(err, p, strlen(p)) != 0) bad++;
     }
     CHECK(bad == 0);
@@ -1032,9 +1032,9 @@ TEST(fuzz_truncations_and_mutations) {
             }
         }
         write_bytes(p, m, len);
-        rt_st_file f;
+        StFile f;
         err[0] = 0;
-        if (rt_st_open(&f, p, err, sizeof err) == 0) {
+        if (st_open(&f, p, err, sizeof err) == 0) {
             ok++;
             insane += !sane(&f);
             for (int i = 0; i < f.ntensors; i++) {   /* touch every byte of every tensor */
@@ -1043,7 +1043,7 @@ TEST(fuzz_truncations_and_mutations) {
                 for (uint64_t j = 0; j < f.tensors[i].end - f.tensors[i].begin; j++) x += b[j];
                 (void)x;
             }
-            rt_st_close(&f);
+            st_close(&f);
         } else {
             failed++;
             badmsg += strncmp(err, p, strlen(p)) != 0 || strlen(err) <= strlen(p) + 2;

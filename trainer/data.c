@@ -44,19 +44,19 @@ static int list_shards(const char *dir, const char *kind, char ***out, int *nout
     *out = NULL;
     *nout = 0;
     struct stat st;
-    if (stat(dir, &st) != 0) return rt_fail(err, errlen, dir, "cannot open: %s", strerror(errno));
+    if (stat(dir, &st) != 0) return fail_at(err, errlen, dir, "cannot open: %s", strerror(errno));
     if (S_ISREG(st.st_mode)) {
         char **one = malloc(sizeof *one);
-        if (!one || !(one[0] = strdup(dir))) { free(one); return rt_fail(err, errlen, dir, "out of memory"); }
+        if (!one || !(one[0] = strdup(dir))) { free(one); return fail_at(err, errlen, dir, "out of memory"); }
         *out = one;
         *nout = 1;
         return 0;
     }
     DIR *dp = opendir(dir);
-    if (!dp) return rt_fail(err, errlen, dir, "cannot open: %s", strerror(errno));
+    if (!dp) return fail_at(err, errlen, dir, "cannot open: %s", strerror(errno));
     size_t plen = strlen(kind) + 8;
     char *pattern = malloc(plen);
-    if (!pattern) { closedir(dp); return rt_fail(err, errlen, dir, "out of memory"); }
+    if (!pattern) { closedir(dp); return fail_at(err, errlen, dir, "out of memory"); }
     snprintf(pattern, plen, "*%s*.bin", kind);
     char **names = NULL;
     int n = 0, cap = 0, rc = 0;
@@ -65,20 +65,20 @@ static int list_shards(const char *dir, const char *kind, char ***out, int *nout
         if (fnmatch(pattern, de->d_name, 0) != 0) continue;
         size_t len = strlen(dir) + strlen(de->d_name) + 2;
         char *p = malloc(len);
-        if (!p) { rc = rt_fail(err, errlen, dir, "out of memory"); break; }
+        if (!p) { rc = fail_at(err, errlen, dir, "out of memory"); break; }
         snprintf(p, len, "%s%s%s", dir, dir[0] && dir[strlen(dir) - 1] == '/' ? "" : "/", de->d_name);
         struct stat fs;
         if (stat(p, &fs) != 0 || !S_ISREG(fs.st_mode)) { free(p); continue; }
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
             char **nn = realloc(names, (size_t)cap * sizeof *nn);
-            if (!nn) { free(p); rc = rt_fail(err, errlen, dir, "out of memory"); break; }
+            if (!nn) { free(p); rc = fail_at(err, errlen, dir, "out of memory"); break; }
             names = nn;
         }
         names[n++] = p;
     }
     closedir(dp);
-    if (rc == 0 && n == 0) rc = rt_fail(err, errlen, dir, "no %s files in %s", pattern, dir);
+    if (rc == 0 && n == 0) rc = fail_at(err, errlen, dir, "no %s files in %s", pattern, dir);
     free(pattern);
     if (rc != 0) { free_names(names, n); return -1; }
     qsort(names, (size_t)n, sizeof *names, cmp_str);   /* same folder: order of the names */
@@ -87,13 +87,13 @@ static int list_shards(const char *dir, const char *kind, char ***out, int *nout
     return 0;
 }
 
-int rt_data_open(RtData *d, const char *dir, const char *kind, int64_t T, int rank, int world, int64_t vocab,
+int loader_open(Loader *d, const char *dir, const char *kind, int64_t T, int rank, int world, int64_t vocab,
                  char *err, size_t errlen) {
     memset(d, 0, sizeof *d);
     d->mapped_ = -1;
     if (err && errlen) err[0] = 0;
     if (T < 1 || world < 1 || rank < 0 || rank >= world || vocab < 1 || T > INT64_MAX / 4 / world)
-        return rt_fail(err, errlen, dir, "bad loader arguments: T=%" PRId64 ", rank %d of %d, vocab %" PRId64, T,
+        return fail_at(err, errlen, dir, "bad loader arguments: T=%" PRId64 ", rank %d of %d, vocab %" PRId64, T,
                          rank, world, vocab);
     char **names;
     int n;
@@ -103,8 +103,8 @@ int rt_data_open(RtData *d, const char *dir, const char *kind, int64_t T, int ra
     d->files = calloc((size_t)n, sizeof *d->files);
     if (!d->dir || !d->kind || !d->files) {
         free_names(names, n);
-        rt_data_close(d);
-        return rt_fail(err, errlen, dir, "out of memory");
+        loader_close(d);
+        return fail_at(err, errlen, dir, "out of memory");
     }
     d->T = T;
     d->rank = rank;
@@ -115,7 +115,7 @@ int rt_data_open(RtData *d, const char *dir, const char *kind, int64_t T, int ra
     free(names);
     for (int i = 0; i < n; i++) {
         if (shard_probe(&d->files[i], err, errlen) != 0) {
-            rt_data_close(d);
+            loader_close(d);
             return -1;
         }
         d->ntokens += d->files[i].ntokens;
@@ -124,23 +124,23 @@ int rt_data_open(RtData *d, const char *dir, const char *kind, int64_t T, int ra
 }
 
 /* Batches file f serves from pos 0: the k >= 0 with k·G + G + 1 < N. */
-static int64_t file_batches(const RtData *d, int64_t f) {
+static int64_t file_batches(const Loader *d, int64_t f) {
     int64_t G = d->T * d->world, N = d->files[f].ntokens;
     return N > G + 1 ? (N - 2) / G : 0;
 }
 
-int64_t rt_data_nbatches(const RtData *d) {
+int64_t loader_nbatches(const Loader *d) {
     int64_t b = 0;
     for (int64_t f = 0; f < d->nfiles; f++) b += file_batches(d, f);
     return b;
 }
 
-static int out_of_data(const RtData *d, char *err, size_t errlen) {
+static int out_of_data(const Loader *d, char *err, size_t errlen) {
     int64_t G = d->T * d->world;
-    const RtShard *last = &d->files[d->nfiles - 1];
+    const Shard *last = &d->files[d->nfiles - 1];
     int64_t left = last->ntokens - (d->file == d->nfiles - 1 ? d->pos : 0);
     if (left < 0) left = 0;
-    return rt_fail(err, errlen, d->dir,
+    return fail_at(err, errlen, d->dir,
                      "the %s shards hold too few tokens: batch %" PRId64 " needs %" PRId64
                      " tokens of one file (%d rank%s × T=%" PRId64 ", + 2) and %s, the last file, has %" PRId64
                      " left (%d file%s, %" PRId64 " tokens in all; there is no second epoch: use fewer steps or more "
@@ -149,7 +149,7 @@ static int out_of_data(const RtData *d, char *err, size_t errlen) {
                      last->path, left, d->nfiles, d->nfiles == 1 ? "" : "s", d->ntokens);
 }
 
-int rt_data_next(RtData *d, int32_t *inputs, int32_t *targets, char *err, size_t errlen) {
+int loader_next(Loader *d, int32_t *inputs, int32_t *targets, char *err, size_t errlen) {
     int64_t G = d->T * d->world;
     int64_t f = d->file, pos = d->pos;
     while (f < d->nfiles && pos + G + 1 >= d->files[f].ntokens) {
@@ -157,14 +157,14 @@ int rt_data_next(RtData *d, int32_t *inputs, int32_t *targets, char *err, size_t
         pos = 0;
     }
     if (f >= d->nfiles) return out_of_data(d, err, errlen);
-    RtShard *s = &d->files[f];
+    Shard *s = &d->files[f];
     if (d->mapped_ != f) {
         if (d->mapped_ >= 0) shard_unmap(&d->files[d->mapped_]);
         d->mapped_ = -1;
         if (shard_map(s, err, errlen) != 0) return -1;
         d->mapped_ = f;
     }
-    if (!s->checked && rt_shard_check(s, d->vocab, err, errlen) != 0) return -1;
+    if (!s->checked && shard_check(s, d->vocab, err, errlen) != 0) return -1;
     const uint16_t *tok = s->tokens + pos + (int64_t)d->rank * d->T;
     for (int64_t i = 0; i < d->T; i++) {
         inputs[i] = tok[i];
@@ -176,26 +176,26 @@ int rt_data_next(RtData *d, int32_t *inputs, int32_t *targets, char *err, size_t
     return 0;
 }
 
-void rt_data_reset(RtData *d) {
+void loader_reset(Loader *d) {
     d->file = 0;
     d->pos = 0;
     d->batches = 0;
 }
 
-void rt_data_get_state(const RtData *d, int64_t state[2]) {
+void loader_get_state(const Loader *d, int64_t state[2]) {
     state[0] = d->file;
     state[1] = d->pos;
 }
 
-int rt_data_set_state(RtData *d, const int64_t state[2], char *err, size_t errlen) {
+int loader_set_state(Loader *d, const int64_t state[2], char *err, size_t errlen) {
     int64_t f = state[0], pos = state[1], G = d->T * d->world;
     if (f < 0 || f >= d->nfiles)
-        return rt_fail(err, errlen, d->dir,
+        return fail_at(err, errlen, d->dir,
                          "cannot restore the %s loader to file %" PRId64 ": there are %d %s files", kind_label(d->kind),
                          f, d->nfiles, d->kind);
-    const RtShard *s = &d->files[f];
+    const Shard *s = &d->files[f];
     if (pos != 0 && (pos < 0 || pos % G != 0 || pos > s->ntokens - 2))
-        return rt_fail(err, errlen, d->dir,
+        return fail_at(err, errlen, d->dir,
                          "cannot restore the %s loader to position %" PRId64 " of %s (%" PRId64
                          " tokens): with %d rank%s × T=%" PRId64 " a position is a multiple of %" PRId64
                          " below N - 1 (other shards, T or world size than the checkpoint's?)",
@@ -208,9 +208,9 @@ int rt_data_set_state(RtData *d, const int64_t state[2], char *err, size_t errle
     return 0;
 }
 
-void rt_data_close(RtData *d) {
+void loader_close(Loader *d) {
     if (!d) return;
-    for (int i = 0; i < d->nfiles; i++) rt_shard_close(&d->files[i]);
+    for (int i = 0; i < d->nfiles; i++) shard_close(&d->files[i]);
     free(d->files);
     free(d->dir);
     free(d->kind);

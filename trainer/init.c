@@ -11,14 +11,14 @@ static uint64_t splitmix64(uint64_t *x) {
     return z ^ (z >> 31);
 }
 
-void rt_rng_seed(RtRng *r, uint64_t seed, uint64_t stream) {
+void rng_seed(Rng *r, uint64_t seed, uint64_t stream) {
     uint64_t x = seed ^ (stream * 0xd1b54a32d192ed03ull);
     for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
 }
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
-uint64_t rt_rng_next(RtRng *r) {
+uint64_t rng_next(Rng *r) {
     uint64_t *s = r->s, result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
     s[2] ^= s[0], s[3] ^= s[1], s[1] ^= s[2], s[0] ^= s[3];
     s[2] ^= t;
@@ -26,30 +26,30 @@ uint64_t rt_rng_next(RtRng *r) {
     return result;
 }
 
-double rt_rng_uniform(RtRng *r) { return (double)(rt_rng_next(r) >> 11) * 0x1.0p-53; }
+double rng_uniform(Rng *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53; }
 
-double rt_rng_normal(RtRng *r) {
-    double u = rt_rng_uniform(r), v = rt_rng_uniform(r);
+double rng_normal(Rng *r) {
+    double u = rng_uniform(r), v = rng_uniform(r);
     return sqrt(-2.0 * log1p(-u)) * cos(2.0 * M_PI * v);   /* 1 - u in (0, 1] */
 }
 
 /* Fills n elements; constant values repeat along the trailing axis. */
-static void fill(const InitSpec *s, RtRng *rng, double *dst, int64_t n) {
+static void fill(const InitSpec *s, Rng *rng, double *dst, int64_t n) {
     for (int64_t k = 0; k < n; k++) {
         switch (s->kind) {
         case INIT_ZEROS: dst[k] = 0; break;
         case INIT_CONSTANT: dst[k] = s->values[k % s->nvalues]; break;
-        case INIT_NORMAL: dst[k] = s->a + s->b * rt_rng_normal(rng); break;
-        case INIT_UNIFORM: dst[k] = s->a + (s->b - s->a) * rt_rng_uniform(rng); break;
+        case INIT_NORMAL: dst[k] = s->a + s->b * rng_normal(rng); break;
+        case INIT_UNIFORM: dst[k] = s->a + (s->b - s->a) * rng_uniform(rng); break;
         }
     }
 }
 
-void rt_init_params(const Program *p, uint64_t seed, double **values) {
+void init_params(const Program *p, uint64_t seed, double **values) {
     for (int i = 0; i < p->nparams; i++) {
         const ParamDecl *d = &p->params[i];
-        RtRng rng;
-        rt_rng_seed(&rng, seed, (uint64_t)i + 1);
+        Rng rng;
+        rng_seed(&rng, seed, (uint64_t)i + 1);
         int64_t n = fe_param_count(d), row = d->ndim ? n / d->shape[0] : n;
         fill(&d->init[0], &rng, values[i], n);
         for (int k = 1; k < d->ninit; k++) fill(&d->init[k], &rng, values[i] + d->init[k].slice * row, row);

@@ -7,9 +7,9 @@
 
 /* Every declared parameter must be in the file with its shape, and nothing else; a tensor
  * the model does not declare is reported first (often a model/config mismatch). */
-int rt_params_load(const Program *p, const char *path, double **values, char *err, size_t errlen) {
-    rt_st_file f;
-    if (rt_st_open(&f, path, err, errlen) != 0) return -1;
+int params_load(const Program *p, const char *path, double **values, char *err, size_t errlen) {
+    StFile f;
+    if (st_open(&f, path, err, errlen) != 0) return -1;
     int rc = 0;
     for (int i = 0; i < p->nparams; i++) values[i] = NULL;
     for (int t = 0; t < f.ntensors && rc == 0; t++) {
@@ -24,14 +24,14 @@ int rt_params_load(const Program *p, const char *path, double **values, char *er
         const ParamDecl *d = &p->params[i];
         values[i] = malloc(sizeof(double) * (size_t)fe_param_count(d));
         if (!values[i]) abort();
-        rc = rt_st_read_f64(&f, d->name, d->ndim, d->shape, values[i], err, errlen);
+        rc = st_read_f64(&f, d->name, d->ndim, d->shape, values[i], err, errlen);
     }
-    rt_st_close(&f);
-    if (rc != 0) rt_values_free(values, p->nparams);
+    st_close(&f);
+    if (rc != 0) values_free(values, p->nparams);
     return rc;
 }
 
-void rt_values_free(double **values, int n) {
+void values_free(double **values, int n) {
     for (int i = 0; i < n; i++) {
         free(values[i]);
         values[i] = NULL;
@@ -40,10 +40,10 @@ void rt_values_free(double **values, int n) {
 
 /* The batch file holds an i32-convertible tensor for every INPUT leaf, by name, with the
  * leaf's shape; token ids must index the tables they are looked up in. */
-int rt_batch_load(const IrGraph *g, const char *path, int32_t **data, IrNode **leaves, int max, int *count,
+int batch_load(const IrGraph *g, const char *path, int32_t **data, IrNode **leaves, int max, int *count,
                   char *err, size_t errlen) {
-    rt_st_file f;
-    if (rt_st_open(&f, path, err, errlen) != 0) return -1;
+    StFile f;
+    if (st_open(&f, path, err, errlen) != 0) return -1;
     int n = 0, rc = 0;
     for (int i = 0; i < g->n && rc == 0; i++) {
         IrNode *leaf = g->nodes[i];
@@ -56,12 +56,12 @@ int rt_batch_load(const IrGraph *g, const char *path, int32_t **data, IrNode **l
         data[n] = malloc(sizeof(int32_t) * (size_t)ir_numel(leaf));
         if (!data[n]) abort();
         leaves[n] = leaf;
-        rc = rt_st_read_i32(&f, leaf->name, leaf->ndim, leaf->shape, data[n], err, errlen);
+        rc = st_read_i32(&f, leaf->name, leaf->ndim, leaf->shape, data[n], err, errlen);
         n++;
     }
-    rt_st_close(&f);
+    st_close(&f);
     *count = n;
-    if (rc == 0) rc = rt_batch_check_ids(g, path, data, leaves, n, err, errlen);
+    if (rc == 0) rc = batch_check_ids(g, path, data, leaves, n, err, errlen);
     if (rc != 0) {
         for (int i = 0; i < n; i++) free(data[i]);
         *count = 0;
@@ -71,7 +71,7 @@ int rt_batch_load(const IrGraph *g, const char *path, int32_t **data, IrNode **l
 
 /* Every id an INPUT feeds into a GATHER (as index) or CROSS_ENTROPY (as target) must be
  * below that table's rows / the logits' width. */
-int rt_batch_check_ids(const IrGraph *g, const char *path, int32_t *const *data, IrNode *const *leaves, int n,
+int batch_check_ids(const IrGraph *g, const char *path, int32_t *const *data, IrNode *const *leaves, int n,
                        char *err, size_t errlen) {
     for (int i = 0; i < g->n; i++) {
         const IrNode *u = g->nodes[i];

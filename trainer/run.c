@@ -38,7 +38,7 @@ static int64_t cfg_int(const Program *p, const char *name, int64_t dflt) {
 
 /* ---- evaluation (the validation graph, T = val_seq_len) ------------------------------------- */
 
-static double eval_batch(RtRun *r, const int32_t *in, const int32_t *tg, double wl, double ws, char *err, size_t errlen) {
+static double eval_batch(TrainRun *r, const int32_t *in, const int32_t *tg, double wl, double ws, char *err, size_t errlen) {
     Program *p = &r->eval_c->prog;
     RtExec *e = r->eval_r;
     for (int i = 0; i < p->nparams; i++) rt_exec_set(e, p->params[i].node, r->t.param[i]);
@@ -52,15 +52,15 @@ static double eval_batch(RtRun *r, const int32_t *in, const int32_t *tg, double 
 }
 
 /* S-8.1: nb = val_tokens / (W·T_val) batches per rank, each rank's mean, averaged. */
-static int validate(RtRun *r, int64_t step, double *val_loss, char *err, size_t errlen) {
-    rt_trainer_sync(&r->t);   /* the evaluation reads the host parameters */
+static int validate(TrainRun *r, int64_t step, double *val_loss, char *err, size_t errlen) {
+    trainer_sync(&r->t);   /* the evaluation reads the host parameters */
     double wl = fe_schedule_value(r->c, "window_long", step), ws = fe_schedule_value(r->c, "window_short", step);
     double sum = 0;
     for (int j = 0; j < r->accum; j++) {
-        RtData *d = &r->val[j];
-        rt_data_reset(d);
+        Loader *d = &r->val[j];
+        loader_reset(d);
         for (int64_t b = 0; b < r->val_batches; b++) {
-            if (rt_data_next(d, r->vin, r->vtg, err, errlen) != 0) return -1;
+            if (loader_next(d, r->vin, r->vtg, err, errlen) != 0) return -1;
             double v = eval_batch(r, r->vin, r->vtg, wl, ws, err, errlen);
             if (isnan(v) && err[0]) return -1;
             sum += v / (double)r->val_batches;
@@ -77,62 +77,62 @@ static int validate(RtRun *r, int64_t step, double *val_loss, char *err, size_t 
 enum { X_STEP, X_VAL_DONE, X_TRAIN_MS, X_LOG_TXT, X_LOG_JSONL, X_SEED, X_NDATA };
 
 /* next_step: the step the run continues with; val_done: its validation is logged already. */
-static int save_checkpoint(RtRun *r, int64_t next_step, bool val_done, char *err, size_t errlen) {
-    rt_trainer_sync(&r->t);   /* collective with sharded Muon on cuda: every rank takes part */
+static int save_checkpoint(TrainRun *r, int64_t next_step, bool val_done, char *err, size_t errlen) {
+    trainer_sync(&r->t);   /* collective with sharded Muon on cuda: every rank takes part */
     if (rt_dist_rank() != 0) return 0;
-    RtExtra x[X_NDATA + 2 * RT_MAX_ACCUM];
+    TrainerExtra x[X_NDATA + 2 * TRAIN_MAX_ACCUM];
     int64_t txt, jsonl;
-    rt_log_sizes(&r->log, &txt, &jsonl);
-    x[X_STEP] = (RtExtra){"trainer.step", next_step};
-    x[X_VAL_DONE] = (RtExtra){"trainer.val_done", val_done};
-    x[X_TRAIN_MS] = (RtExtra){"run.train_time_us", (int64_t)llround(r->train_ms * 1000)};
-    x[X_LOG_TXT] = (RtExtra){"run.log_txt_bytes", txt};
-    x[X_LOG_JSONL] = (RtExtra){"run.log_jsonl_bytes", jsonl};
-    x[X_SEED] = (RtExtra){"trainer.seed", (int64_t)r->opt.seed};
+    runlog_sizes(&r->log, &txt, &jsonl);
+    x[X_STEP] = (TrainerExtra){"trainer.step", next_step};
+    x[X_VAL_DONE] = (TrainerExtra){"trainer.val_done", val_done};
+    x[X_TRAIN_MS] = (TrainerExtra){"run.train_time_us", (int64_t)llround(r->train_ms * 1000)};
+    x[X_LOG_TXT] = (TrainerExtra){"run.log_txt_bytes", txt};
+    x[X_LOG_JSONL] = (TrainerExtra){"run.log_jsonl_bytes", jsonl};
+    x[X_SEED] = (TrainerExtra){"trainer.seed", (int64_t)r->opt.seed};
     int n = X_NDATA;
-    char names[2 * RT_MAX_ACCUM][48];
+    char names[2 * TRAIN_MAX_ACCUM][48];
     for (int j = 0; j < r->accum; j++) {
         int64_t st[2];
-        rt_data_get_state(&r->train[j], st);
+        loader_get_state(&r->train[j], st);
         int64_t file = st[0], pos = st[1];
         snprintf(names[2 * j], 48, "trainer.data%d_file", j);
         snprintf(names[2 * j + 1], 48, "trainer.data%d_pos", j);
-        x[n++] = (RtExtra){names[2 * j], file};
-        x[n++] = (RtExtra){names[2 * j + 1], pos};
+        x[n++] = (TrainerExtra){names[2 * j], file};
+        x[n++] = (TrainerExtra){names[2 * j + 1], pos};
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/checkpoint.safetensors", r->opt.out_dir);
-    return rt_trainer_save(&r->t, path, x, n, err, errlen);
+    return trainer_save(&r->t, path, x, n, err, errlen);
 }
 
 /* Parameters, optimizer state, step, clock, log sizes and data positions of a run folder. */
-static int resume_from(RtRun *r, const char *dir, int64_t *step, bool *val_done, int64_t *txt, int64_t *jsonl,
+static int resume_from(TrainRun *r, const char *dir, int64_t *step, bool *val_done, int64_t *txt, int64_t *jsonl,
                        char *err, size_t errlen) {
-    RtExtra x[X_NDATA + 2 * RT_MAX_ACCUM];
-    char names[2 * RT_MAX_ACCUM][48];
-    x[X_STEP] = (RtExtra){"trainer.step", -1};
-    x[X_VAL_DONE] = (RtExtra){"trainer.val_done", 0};
-    x[X_TRAIN_MS] = (RtExtra){"run.train_time_us", 0};
-    x[X_LOG_TXT] = (RtExtra){"run.log_txt_bytes", 0};
-    x[X_LOG_JSONL] = (RtExtra){"run.log_jsonl_bytes", 0};
-    x[X_SEED] = (RtExtra){"trainer.seed", 0};
+    TrainerExtra x[X_NDATA + 2 * TRAIN_MAX_ACCUM];
+    char names[2 * TRAIN_MAX_ACCUM][48];
+    x[X_STEP] = (TrainerExtra){"trainer.step", -1};
+    x[X_VAL_DONE] = (TrainerExtra){"trainer.val_done", 0};
+    x[X_TRAIN_MS] = (TrainerExtra){"run.train_time_us", 0};
+    x[X_LOG_TXT] = (TrainerExtra){"run.log_txt_bytes", 0};
+    x[X_LOG_JSONL] = (TrainerExtra){"run.log_jsonl_bytes", 0};
+    x[X_SEED] = (TrainerExtra){"trainer.seed", 0};
     int n = X_NDATA;
     for (int j = 0; j < r->accum; j++) {
         snprintf(names[2 * j], 48, "trainer.data%d_file", j);
         snprintf(names[2 * j + 1], 48, "trainer.data%d_pos", j);
-        x[n++] = (RtExtra){names[2 * j], -1};
-        x[n++] = (RtExtra){names[2 * j + 1], -1};
+        x[n++] = (TrainerExtra){names[2 * j], -1};
+        x[n++] = (TrainerExtra){names[2 * j + 1], -1};
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
-    if (rt_trainer_load(&r->t, path, true, x, n, err, errlen) != 0) return -1;
+    if (trainer_load(&r->t, path, true, x, n, err, errlen) != 0) return -1;
     if (x[X_STEP].value < 0 || x[X_NDATA].value < 0) {
         snprintf(err, errlen, "%s: not a training checkpoint of %d micro-batches (trainer.* entries missing)", path, r->accum);
         return -1;
     }
     for (int j = 0; j < r->accum; j++) {
         int64_t st[2] = {x[X_NDATA + 2 * j].value, x[X_NDATA + 2 * j + 1].value};
-        if (rt_data_set_state(&r->train[j], st, err, errlen) != 0) return -1;
+        if (loader_set_state(&r->train[j], st, err, errlen) != 0) return -1;
     }
     *step = x[X_STEP].value;
     *val_done = x[X_VAL_DONE].value != 0;
@@ -144,8 +144,8 @@ static int resume_from(RtRun *r, const char *dir, int64_t *step, bool *val_done,
 
 /* ---- logging -------------------------------------------------------------------------------- */
 
-static void log_validation(RtRun *r, int64_t step, double val_loss) {
-    rt_trainer_sync(&r->t);
+static void log_validation(TrainRun *r, int64_t step, double val_loss) {
+    trainer_sync(&r->t);
     const Program *p = &r->c->prog;
     int nl = p->nlogs;
     const char **names = malloc(sizeof(char *) * (size_t)(nl + 1));
@@ -160,10 +160,10 @@ static void log_validation(RtRun *r, int64_t step, double val_loss) {
         vecs[i] = malloc(sizeof(double) * (size_t)(L->count + 1));
         for (int64_t k = 0; k < L->count; k++) vecs[i][k] = r->t.param[pi][L->offset + k * L->stride];
     }
-    RtValRecord v = {step, r->steps, val_loss, r->train_ms,
+    ValRecord v = {step, r->steps, val_loss, r->train_ms,
                      {(int64_t)fe_schedule_value(r->c, "window_long", step), (int64_t)fe_schedule_value(r->c, "window_short", step)},
                      nl, names, vecs, counts};
-    if (rt_dist_rank() == 0) rt_log_val(&r->log, &v);
+    if (rt_dist_rank() == 0) runlog_val(&r->log, &v);
     if (rt_dist_rank() == 0 && r->opt.verbose)
         fprintf(stderr, "%sstep %lld/%lld  val_loss %.6f  train_time %.0f ms\n", r->progress_shown ? "\n" : "",
                 (long long)step, (long long)r->steps, val_loss, r->train_ms);
@@ -172,7 +172,7 @@ static void log_validation(RtRun *r, int64_t step, double val_loss) {
     free(names), free(vecs), free(counts);
 }
 
-static void progress(RtRun *r, int64_t step, double loss, double step_ms) {
+static void progress(TrainRun *r, int64_t step, double loss, double step_ms) {
     if (rt_dist_rank() != 0 || !r->tty) return;
     double tok_s = (double)(r->T * r->accum * rt_dist_size()) / (step_ms / 1000);
     double eta = (double)(r->steps - step - 1) * (r->train_ms / (double)(step + 1 - r->first_step)) / 1000;
@@ -183,15 +183,15 @@ static void progress(RtRun *r, int64_t step, double loss, double step_ms) {
 
 /* ---- one step --------------------------------------------------------------------------------- */
 
-static int train_step(RtRun *r, int64_t s, double *loss, char *err, size_t errlen) {
-    RtTrainer *t = &r->t;
+static int train_step(TrainRun *r, int64_t s, double *loss, char *err, size_t errlen) {
+    Trainer *t = &r->t;
     const Program *p = &r->c->prog;
     double wl = fe_schedule_value(r->c, "window_long", s), ws = fe_schedule_value(r->c, "window_short", s);
     double total = 0;
     for (int j = 0; j < r->accum; j++) {
         double lj;
-        if (rt_data_next(&r->train[j], r->tin, r->ttg, err, errlen) != 0) return -1;
-        if (rt_trainer_grad(t, r->tin, r->ttg, wl, ws, &lj, err, errlen) != 0) return -1;
+        if (loader_next(&r->train[j], r->tin, r->ttg, err, errlen) != 0) return -1;
+        if (trainer_grad(t, r->tin, r->ttg, wl, ws, &lj, err, errlen) != 0) return -1;
         total += lj;
         for (int i = 0; r->accum > 1 && i < t->np; i++) {   /* one micro-batch: t->grad is the sum */
             int64_t n = fe_param_count(&p->params[i]);
@@ -207,19 +207,19 @@ static int train_step(RtRun *r, int64_t s, double *loss, char *err, size_t errle
     *loss = total / r->accum;
     rt_dist_allreduce_mean_f64(loss, 1);
     if (!isfinite(*loss)) return 0;   /* the caller stops, keeping the last checkpoint */
-    return rt_trainer_update(t, s, err, errlen);
+    return trainer_update(t, s, err, errlen);
 }
 
 /* ---- setup and the loop ------------------------------------------------------------------------- */
 
-static int open_data(RtRun *r, char *err, size_t errlen) {
+static int open_data(TrainRun *r, char *err, size_t errlen) {
     const Program *p = &r->c->prog;
     int32_t vocab = (int32_t)cfg_int(p, "vocab", INT32_MAX);
     int world = rt_dist_size() * r->accum;
     for (int j = 0; j < r->accum; j++) {
         int vrank = rt_dist_rank() * r->accum + j;
-        if (rt_data_open(&r->train[j], r->opt.data_dir, "train", r->T, vrank, world, vocab, err, errlen) != 0 ||
-            rt_data_open(&r->val[j], r->opt.data_dir, "val", r->T_val, vrank, world, vocab, err, errlen) != 0)
+        if (loader_open(&r->train[j], r->opt.data_dir, "train", r->T, vrank, world, vocab, err, errlen) != 0 ||
+            loader_open(&r->val[j], r->opt.data_dir, "val", r->T_val, vrank, world, vocab, err, errlen) != 0)
             return -1;
     }
     int64_t val_tokens = cfg_int(p, "val_tokens", 0);
@@ -232,7 +232,7 @@ static int open_data(RtRun *r, char *err, size_t errlen) {
     return 0;
 }
 
-static int setup(RtRun *r, FeCompile *c, FeCompile *eval_c, const RtRunOptions *opt, char *err, size_t errlen) {
+static int setup(TrainRun *r, FeCompile *c, FeCompile *eval_c, const TrainOptions *opt, char *err, size_t errlen) {
     memset(r, 0, sizeof *r);
     r->c = c;
     r->eval_c = eval_c;
@@ -247,7 +247,7 @@ static int setup(RtRun *r, FeCompile *c, FeCompile *eval_c, const RtRunOptions *
         snprintf(err, errlen, "the config's 'steps' must be positive");
         return -1;
     }
-    if (rt_trainer_init(&r->t, c, opt->backend, opt->prec, err, errlen) != 0) return -1;
+    if (trainer_init(&r->t, c, opt->backend, opt->prec, err, errlen) != 0) return -1;
     if (r->t.device_grads && r->accum > 1) {
         snprintf(err, errlen, "the cuda backend keeps gradients on the device and does not accumulate micro-batches: "
                  "use --grad-accum 1 (more ranks, or a longer seq_len, for a larger batch)");
@@ -270,44 +270,44 @@ static int setup(RtRun *r, FeCompile *c, FeCompile *eval_c, const RtRunOptions *
     return open_data(r, err, errlen);
 }
 
-static void teardown(RtRun *r) {
+static void teardown(TrainRun *r) {
     for (int j = 0; j < r->accum; j++) {
-        rt_data_close(&r->train[j]);
-        rt_data_close(&r->val[j]);
+        loader_close(&r->train[j]);
+        loader_close(&r->val[j]);
     }
-    if (r->acc) rt_values_free(r->acc, r->t.np);
+    if (r->acc) values_free(r->acc, r->t.np);
     free(r->acc);
     free(r->tin), free(r->ttg), free(r->vin), free(r->vtg);
     rt_exec_free(r->eval_r);
-    rt_trainer_free(&r->t);
-    rt_log_close(&r->log);
+    trainer_free(&r->t);
+    runlog_close(&r->log);
 }
 
 /* mkdir -p: the folder and any missing parents. */
 /* Starting point: --resume (everything), --init (parameters, fresh optimizer) or a seeded
  * initialization. Opens the logs accordingly. */
-static int start_state(RtRun *r, int64_t *first, bool *val_done, char *err, size_t errlen) {
+static int start_state(TrainRun *r, int64_t *first, bool *val_done, char *err, size_t errlen) {
     int64_t txt = -1, jsonl = -1;
     *first = 0;
     *val_done = false;
     if (r->opt.resume_dir) {
         if (resume_from(r, r->opt.resume_dir, first, val_done, &txt, &jsonl, err, errlen) != 0) return -1;
     } else if (r->opt.init_path) {
-        if (rt_trainer_load(&r->t, r->opt.init_path, false, NULL, 0, err, errlen) != 0) return -1;
+        if (trainer_load(&r->t, r->opt.init_path, false, NULL, 0, err, errlen) != 0) return -1;
     } else {
-        rt_init_params(&r->c->prog, r->opt.seed, r->t.param);
+        init_params(&r->c->prog, r->opt.seed, r->t.param);
     }
     if (rt_dist_rank() != 0) return 0;
-    if (rt_mkdir_p(r->opt.out_dir, err, errlen) != 0) return -1;
-    return rt_log_open(&r->log, r->opt.out_dir, txt, jsonl, err, errlen);
+    if (mkdir_p(r->opt.out_dir, err, errlen) != 0) return -1;
+    return runlog_open(&r->log, r->opt.out_dir, txt, jsonl, err, errlen);
 }
 
-static bool is_val_step(const RtRun *r, int64_t s) {
+static bool is_val_step(const TrainRun *r, int64_t s) {
     return s == r->steps || (r->val_every > 0 && s % r->val_every == 0);
 }
 
-int rt_run_train(FeCompile *c, FeCompile *eval_c, const RtRunOptions *opt, char *err, size_t errlen) {
-    RtRun *r = calloc(1, sizeof *r);
+int train_run(FeCompile *c, FeCompile *eval_c, const TrainOptions *opt, char *err, size_t errlen) {
+    TrainRun *r = calloc(1, sizeof *r);
     int64_t first = 0;
     bool val_done = false;
     int rc = setup(r, c, eval_c, opt, err, errlen);
@@ -333,9 +333,9 @@ int rt_run_train(FeCompile *c, FeCompile *eval_c, const RtRunOptions *opt, char 
         }
         double dt = now_ms() - t0;
         r->train_ms += dt;
-        RtTrainRecord tr = {s, r->steps, loss, fe_schedule_value(c, "lr_mul", s), r->train_ms,
+        TrainRecord tr = {s, r->steps, loss, fe_schedule_value(c, "lr_mul", s), r->train_ms,
                             {(int64_t)fe_schedule_value(c, "window_long", s), (int64_t)fe_schedule_value(c, "window_short", s)}};
-        if (rt_dist_rank() == 0) rt_log_train(&r->log, &tr);
+        if (rt_dist_rank() == 0) runlog_train(&r->log, &tr);
         progress(r, s, loss, dt);
         if (opt->checkpoint_every > 0 && (s + 1) % opt->checkpoint_every == 0 && !is_val_step(r, s + 1))
             rc = save_checkpoint(r, s + 1, false, err, errlen);
@@ -344,7 +344,7 @@ int rt_run_train(FeCompile *c, FeCompile *eval_c, const RtRunOptions *opt, char 
             if (rc == 0) {
                 snprintf(err, errlen, "interrupted after step %lld; checkpoint written to %s/checkpoint.safetensors "
                          "(continue with --resume %s)", (long long)s + 1, opt->out_dir, opt->out_dir);
-                rc = RT_RUN_INTERRUPTED;
+                rc = TRAIN_INTERRUPTED;
             }
         }
     }

@@ -9,7 +9,7 @@
 
 /* Python's repr of a float: the shortest decimal that reads back as the same double,
  * positional for 1e-4 <= |v| < 1e16 (with ".0" for integers), exponent otherwise. */
-void rt_float_repr(double v, char *buf, size_t len) {
+void float_repr(double v, char *buf, size_t len) {
     if (isnan(v)) { snprintf(buf, len, "nan"); return; }
     if (isinf(v)) { snprintf(buf, len, v < 0 ? "-inf" : "inf"); return; }
     if (v == 0) { snprintf(buf, len, signbit(v) ? "-0.0" : "0.0"); return; }
@@ -51,7 +51,7 @@ void rt_float_repr(double v, char *buf, size_t len) {
     snprintf(buf, len, "%s", out);
 }
 
-int rt_log_open(RtLog *l, const char *dir, int64_t txt_size, int64_t jsonl_size, char *err, size_t errlen) {
+int runlog_open(RunLog *l, const char *dir, int64_t txt_size, int64_t jsonl_size, char *err, size_t errlen) {
     char path[4096];
     const char *names[2] = {"log.txt", "log.jsonl"};
     int64_t sizes[2] = {txt_size, jsonl_size};
@@ -72,13 +72,13 @@ int rt_log_open(RtLog *l, const char *dir, int64_t txt_size, int64_t jsonl_size,
     return 0;
 }
 
-void rt_log_close(RtLog *l) {
+void runlog_close(RunLog *l) {
     if (l->txt) fclose(l->txt);
     if (l->jsonl) fclose(l->jsonl);
     l->txt = l->jsonl = NULL;
 }
 
-void rt_log_sizes(RtLog *l, int64_t *txt, int64_t *jsonl) {
+void runlog_sizes(RunLog *l, int64_t *txt, int64_t *jsonl) {
     fflush(l->txt);
     fflush(l->jsonl);
     *txt = ftell(l->txt);
@@ -89,31 +89,31 @@ static void json_list(FILE *f, const double *v, int n) {
     char b[40];
     fputc('[', f);
     for (int i = 0; i < n; i++) {
-        rt_float_repr(v[i], b, sizeof b);
+        float_repr(v[i], b, sizeof b);
         fprintf(f, "%s%s", i ? ", " : "", b);
     }
     fputc(']', f);
 }
 
-void rt_log_train(RtLog *l, const RtTrainRecord *r) {
+void runlog_train(RunLog *l, const TrainRecord *r) {
     fprintf(l->txt, "step:%lld/%lld train_time:%.0fms step_avg:%.2fms\n", (long long)r->step + 1, (long long)r->steps,
             r->train_ms, r->train_ms / (double)(r->step + 1));
     char b[40];
-    rt_float_repr(r->loss, b, sizeof b);
+    float_repr(r->loss, b, sizeof b);
     fprintf(l->jsonl, "{\"step\": %lld, \"train_loss\": %s, ", (long long)r->step, b);
-    rt_float_repr(r->lr, b, sizeof b);
+    float_repr(r->lr, b, sizeof b);
     fprintf(l->jsonl, "\"lr\": %s, \"window\": [%lld, %lld], \"train_time_ms\": %.3f}\n", b, (long long)r->window[0],
             (long long)r->window[1], r->train_ms);
     fflush(l->txt);
     fflush(l->jsonl);
 }
 
-void rt_log_val(RtLog *l, const RtValRecord *r) {
+void runlog_val(RunLog *l, const ValRecord *r) {
     double avg = r->train_ms / (double)(r->step > 1 ? r->step : 1);
     fprintf(l->txt, "step:%lld/%lld val_loss:%.6f train_time:%.0fms step_avg:%.2fms\n", (long long)r->step,
             (long long)r->steps, r->val_loss, r->train_ms, avg);
     char b[40];
-    rt_float_repr(r->val_loss, b, sizeof b);
+    float_repr(r->val_loss, b, sizeof b);
     fprintf(l->jsonl, "{\"step\": %lld, \"val_loss\": %s, \"train_time_ms\": %.3f, \"window\": [%lld, %lld]",
             (long long)r->step, b, r->train_ms, (long long)r->window[0], (long long)r->window[1]);
     for (int i = 0; i < r->nvectors; i++) {

@@ -21,11 +21,11 @@ static double **alloc_like(const Program *p) {
 
 static void free_like(double **v, int n) {
     if (!v) return;
-    rt_values_free(v, n);
+    values_free(v, n);
     free(v);
 }
 
-int rt_trainer_init(RtTrainer *t, FeCompile *c, RtBackend backend, RtPrec prec, char *err, size_t errlen) {
+int trainer_init(Trainer *t, FeCompile *c, RtBackend backend, RtPrec prec, char *err, size_t errlen) {
     memset(t, 0, sizeof *t);
     t->c = c;
     t->prec = prec;
@@ -40,8 +40,8 @@ int rt_trainer_init(RtTrainer *t, FeCompile *c, RtBackend backend, RtPrec prec, 
         t->owner[i] = muon && rt_dist_size() > 1 ? rt_dist_owner(nmuon++) : -1;
         mine[i] = t->owner[i] < 0 || t->owner[i] == rt_dist_rank();
     }
-    int rc = rt_grad_build(p, &t->gg, err, errlen);
-    if (rc == 0) rc = rt_update_build(c, mine, &t->ug, err, errlen);
+    int rc = step_grad_build(p, &t->gg, err, errlen);
+    if (rc == 0) rc = step_update_build(c, mine, &t->ug, err, errlen);
     free(mine);
     if (rc != 0) return -1;
     t->tokens = ir_leaf_named(p->graph, IR_INPUT, "tokens");
@@ -71,7 +71,7 @@ int rt_trainer_init(RtTrainer *t, FeCompile *c, RtBackend backend, RtPrec prec, 
     return t->grad_r && t->upd_r ? 0 : -1;
 }
 
-void rt_trainer_free(RtTrainer *t) {
+void trainer_free(Trainer *t) {
     if (!t->c) return;
     free(t->owner);
     free_like(t->param, t->np);
@@ -80,14 +80,14 @@ void rt_trainer_free(RtTrainer *t) {
     free_like(t->state[1], t->np);
     rt_exec_free(t->grad_r);
     rt_exec_free(t->upd_r);
-    rt_update_free(&t->ug);
-    rt_grad_graph_free(&t->gg);
+    step_update_free(&t->ug);
+    step_grad_free(&t->gg);
     memset(t, 0, sizeof *t);
 }
 
-static void push_state(RtTrainer *t);
+static void push_state(Trainer *t);
 
-int rt_trainer_grad(RtTrainer *t, const int32_t *tokens, const int32_t *targets, double window_long,
+int trainer_grad(Trainer *t, const int32_t *tokens, const int32_t *targets, double window_long,
                     double window_short, double *loss, char *err, size_t errlen) {
     Program *p = &t->c->prog;
     if (t->resident && t->dev_stale) push_state(t);
@@ -112,8 +112,8 @@ int rt_trainer_grad(RtTrainer *t, const int32_t *tokens, const int32_t *targets,
 static void set_scalar(void *ctx, const char *name, double v) { rt_exec_set_scalar((RtExec *)ctx, name, v); }
 
 /* host parameters and state → the executors' leaves */
-static void push_state(RtTrainer *t) {
-    const RtUpdateGraph *ug = &t->ug;
+static void push_state(Trainer *t) {
+    const StepUpdate *ug = &t->ug;
     for (int i = 0; i < t->np; i++) {
         rt_exec_set(t->grad_r, t->c->prog.params[i].node, t->param[i]);
         if (ug->out[i] < 0) continue;
@@ -124,7 +124,7 @@ static void push_state(RtTrainer *t) {
 }
 
 /* every rank's host copies get the owners' Muon matrices and momenta (MPI, collective) */
-static void gather_owned(RtTrainer *t) {
+static void gather_owned(Trainer *t) {
     for (int i = 0; i < t->np; i++)
         if (t->owner[i] >= 0) {
             size_t bytes = sizeof(double) * (size_t)fe_param_count(&t->c->prog.params[i]);
@@ -133,9 +133,9 @@ static void gather_owned(RtTrainer *t) {
         }
 }
 
-void rt_trainer_sync(RtTrainer *t) {
+void trainer_sync(Trainer *t) {
     if (!t->host_stale) return;
-    const RtUpdateGraph *ug = &t->ug;
+    const StepUpdate *ug = &t->ug;
     for (int i = 0; i < t->np; i++) {
         if (ug->out[i] < 0) continue;   /* another rank's Muon matrix: broadcast below */
         rt_exec_get(t->upd_r, ug->param[i], t->param[i]);
@@ -148,8 +148,8 @@ void rt_trainer_sync(RtTrainer *t) {
 /* resident mode: the update's outputs become the next step's leaves, in float; with
  * several ranks each Muon matrix's owner broadcasts the gradient step's copy of it (bf16
  * on cuda) to the others, device to device */
-static void keep_resident(RtTrainer *t) {
-    const RtUpdateGraph *ug = &t->ug;
+static void keep_resident(Trainer *t) {
+    const StepUpdate *ug = &t->ug;
     const IrNode *const *out = (const IrNode *const *)ug->g->outputs;
     for (int i = 0; i < t->np; i++) {
         if (ug->out[i] < 0) continue;
@@ -162,8 +162,8 @@ static void keep_resident(RtTrainer *t) {
     t->host_stale = true;
 }
 
-int rt_trainer_update(RtTrainer *t, int64_t step, char *err, size_t errlen) {
-    RtUpdateGraph *ug = &t->ug;
+int trainer_update(Trainer *t, int64_t step, char *err, size_t errlen) {
+    StepUpdate *ug = &t->ug;
     if (t->resident && t->dev_stale) push_state(t);
     for (int i = 0; i < t->np; i++) {
         if (ug->out[i] < 0) continue;   /* another rank's */
@@ -172,7 +172,7 @@ int rt_trainer_update(RtTrainer *t, int64_t step, char *err, size_t errlen) {
         rt_exec_set(t->upd_r, ug->param[i], t->param[i]);
         for (int k = 0; k < ug->nstate[i]; k++) rt_exec_set(t->upd_r, ug->state[k][i], t->state[k][i]);
     }
-    rt_update_scalars(t->c, step, t->adam_steps, set_scalar, t->upd_r);
+    step_update_scalars(t->c, step, t->adam_steps, set_scalar, t->upd_r);
     t->grads_in_update = false;
     if (rt_exec_run(t->upd_r, err, errlen) != 0) return -1;
     if (t->resident) {
@@ -192,34 +192,34 @@ int rt_trainer_update(RtTrainer *t, int64_t step, char *err, size_t errlen) {
 
 /* ---- checkpoints ------------------------------------------------------------------------- */
 
-static const char *state_kind(const RtTrainer *t, int i, int k) {
+static const char *state_kind(const Trainer *t, int i, int k) {
     return t->ug.nstate[i] == 2 ? (k == 0 ? "adam_m" : "adam_v") : "muon_buf";
 }
 
-int rt_trainer_save(RtTrainer *t, const char *path, const RtExtra *extra, int nextra, char *err, size_t errlen) {
+int trainer_save(Trainer *t, const char *path, const TrainerExtra *extra, int nextra, char *err, size_t errlen) {
     const Program *p = &t->c->prog;
-    rt_trainer_sync(t);
-    rt_st_writer *w = rt_st_writer_new();
+    trainer_sync(t);
+    StWriter *w = st_writer_new();
     if (!w) abort();
-    rt_st_dtype dt = t->prec == RT_F64 ? RT_ST_F64 : RT_ST_F32;
+    StDtype dt = t->prec == RT_F64 ? ST_F64 : ST_F32;
     for (int i = 0; i < t->np; i++)
-        rt_st_writer_add_f64(w, p->params[i].name, dt, p->params[i].ndim, p->params[i].shape, t->param[i]);
+        st_writer_add_f64(w, p->params[i].name, dt, p->params[i].ndim, p->params[i].shape, t->param[i]);
     for (int i = 0; i < t->np; i++)
         for (int k = 0; k < t->ug.nstate[i]; k++) {
             char name[512];
             snprintf(name, sizeof name, "%s.%s", state_kind(t, i, k), p->params[i].name);
-            rt_st_writer_add_f64(w, name, dt, p->params[i].ndim, p->params[i].shape, t->state[k][i]);
+            st_writer_add_f64(w, name, dt, p->params[i].ndim, p->params[i].shape, t->state[k][i]);
         }
     int64_t steps = t->adam_steps;
-    rt_st_writer_add(w, "trainer.adam_steps", RT_ST_I64, 0, NULL, &steps);
-    for (int i = 0; i < nextra; i++) rt_st_writer_add(w, extra[i].name, RT_ST_I64, 0, NULL, &extra[i].value);
-    rt_st_writer_meta(w, "format", "gptc checkpoint: parameters, optimizer state (adam_m., adam_v., muon_buf.), trainer.*");
-    int rc = rt_st_writer_save(w, path, err, errlen);
-    rt_st_writer_free(w);
+    st_writer_add(w, "trainer.adam_steps", ST_I64, 0, NULL, &steps);
+    for (int i = 0; i < nextra; i++) st_writer_add(w, extra[i].name, ST_I64, 0, NULL, &extra[i].value);
+    st_writer_meta(w, "format", "gptc checkpoint: parameters, optimizer state (adam_m., adam_v., muon_buf.), trainer.*");
+    int rc = st_writer_save(w, path, err, errlen);
+    st_writer_free(w);
     return rc;
 }
 
-static bool is_known(const RtTrainer *t, const char *name, const RtExtra *extra, int nextra) {
+static bool is_known(const Trainer *t, const char *name, const TrainerExtra *extra, int nextra) {
     const Program *p = &t->c->prog;
     const char *dot = strchr(name, '.');
     bool state = dot && (!strncmp(name, "adam_m.", 7) || !strncmp(name, "adam_v.", 7) || !strncmp(name, "muon_buf.", 9));
@@ -233,9 +233,9 @@ static bool is_known(const RtTrainer *t, const char *name, const RtExtra *extra,
 }
 
 /* A scalar I64 tensor (the trainer's counters). */
-static int read_i64(const rt_st_file *f, const char *name, int64_t *v, char *err, size_t errlen) {
-    const rt_st_tensor *t = rt_st_find(f, name);
-    if (!t || t->dtype != RT_ST_I64 || t->numel != 1) {
+static int read_i64(const StFile *f, const char *name, int64_t *v, char *err, size_t errlen) {
+    const StTensor *t = st_find(f, name);
+    if (!t || t->dtype != ST_I64 || t->numel != 1) {
         snprintf(err, errlen, "%s: '%s' must be an I64 scalar", f->path, name);
         return -1;
     }
@@ -245,11 +245,11 @@ static int read_i64(const rt_st_file *f, const char *name, int64_t *v, char *err
 
 /* Parameters are required; the optimizer state is all there or absent (a fresh optimizer);
  * extra scalars are read when present (their value is left unchanged otherwise). */
-int rt_trainer_load(RtTrainer *t, const char *path, bool with_state, RtExtra *extra, int nextra, char *err,
+int trainer_load(Trainer *t, const char *path, bool with_state, TrainerExtra *extra, int nextra, char *err,
                     size_t errlen) {
     const Program *p = &t->c->prog;
-    rt_st_file f;
-    if (rt_st_open(&f, path, err, errlen) != 0) return -1;
+    StFile f;
+    if (st_open(&f, path, err, errlen) != 0) return -1;
     int rc = 0;
     for (int i = 0; i < f.ntensors && rc == 0; i++)
         if (!is_known(t, f.tensors[i].name, extra, nextra)) {
@@ -257,8 +257,8 @@ int rt_trainer_load(RtTrainer *t, const char *path, bool with_state, RtExtra *ex
             rc = -1;
         }
     for (int i = 0; i < t->np && rc == 0; i++)
-        rc = rt_st_read_f64(&f, p->params[i].name, p->params[i].ndim, p->params[i].shape, t->param[i], err, errlen);
-    bool has_state = rt_st_find(&f, "trainer.adam_steps") != NULL;
+        rc = st_read_f64(&f, p->params[i].name, p->params[i].ndim, p->params[i].shape, t->param[i], err, errlen);
+    bool has_state = st_find(&f, "trainer.adam_steps") != NULL;
     t->adam_steps = 0;
     for (int i = 0; i < t->np; i++)
         for (int k = 0; k < 2; k++) memset(t->state[k][i], 0, sizeof(double) * (size_t)fe_param_count(&p->params[i]));
@@ -268,12 +268,12 @@ int rt_trainer_load(RtTrainer *t, const char *path, bool with_state, RtExtra *ex
             for (int k = 0; k < t->ug.nstate[i] && rc == 0; k++) {
                 char name[512];
                 snprintf(name, sizeof name, "%s.%s", state_kind(t, i, k), p->params[i].name);
-                rc = rt_st_read_f64(&f, name, p->params[i].ndim, p->params[i].shape, t->state[k][i], err, errlen);
+                rc = st_read_f64(&f, name, p->params[i].ndim, p->params[i].shape, t->state[k][i], err, errlen);
             }
     }
     for (int i = 0; i < nextra && rc == 0; i++)
-        if (rt_st_find(&f, extra[i].name)) rc = read_i64(&f, extra[i].name, &extra[i].value, err, errlen);
-    rt_st_close(&f);
+        if (st_find(&f, extra[i].name)) rc = read_i64(&f, extra[i].name, &extra[i].value, err, errlen);
+    st_close(&f);
     t->dev_stale = true;
     t->host_stale = false;
     return rc;

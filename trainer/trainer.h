@@ -3,8 +3,8 @@
  * initialization and the parameter and batch files.
  *
  * ==== Steps (trainer.c)
- * Ownership: an RtTrainer owns its graphs (besides the compiled model's, which it extends
- * with the backward pass), interpreters and host arrays; rt_trainer_free releases them.
+ * Ownership: an Trainer owns its graphs (besides the compiled model's, which it extends
+ * with the backward pass), interpreters and host arrays; trainer_free releases them.
  * The FeCompile must outlive it. */
 #ifndef GPTC_TRAINER_H
 #define GPTC_TRAINER_H
@@ -20,8 +20,8 @@ typedef struct {
     FeCompile *c;
     RtPrec prec;
     RtBackend backend;
-    RtGradGraph gg;
-    RtUpdateGraph ug;
+    StepGrad gg;
+    StepUpdate ug;
     RtExec *grad_r, *upd_r;
     int np;
     double **param, **grad;   /* per parameter, host copies (double) */
@@ -31,76 +31,76 @@ typedef struct {
     int *owner;               /* rank that updates parameter i (-1: every rank), spec S-9.5 */
     /* Resident mode (the cpu backend in one process): parameters and optimizer state stay
      * in the executors between steps, in float; the host copies above are refreshed only
-     * when read (rt_trainer_sync) and pushed when written (load, a fresh init). */
+     * when read (trainer_sync) and pushed when written (load, a fresh init). */
     bool resident;
     bool host_stale;          /* the executors hold newer parameters and state than the host */
     bool dev_stale;           /* the host holds newer ones than the executors */
-    /* Device gradients (the cuda backend): rt_trainer_grad hands the gradients to the
+    /* Device gradients (the cuda backend): trainer_grad hands the gradients to the
      * update executor device to device, averaged across ranks by NCCL inside the step;
      * t->grad is then not filled, and micro-batch accumulation is not available. With
      * several ranks each Muon matrix is updated by its owner, which broadcasts it with
      * NCCL; the host copies (checkpoints, validation) come from the owners by MPI, so
-     * rt_trainer_sync is collective there. */
+     * trainer_sync is collective there. */
     bool device_grads;
     bool grads_in_update;     /* the update executor holds this step's gradients */
-} RtTrainer;
+} Trainer;
 
 /* A named I64 scalar stored in checkpoints beside the parameters ("trainer.step" …). */
 typedef struct {
     const char *name;
     int64_t value;
-} RtExtra;
+} TrainerExtra;
 
-int rt_trainer_init(RtTrainer *t, FeCompile *c, RtBackend backend, RtPrec prec, char *err, size_t errlen);
-void rt_trainer_free(RtTrainer *t);
+int trainer_init(Trainer *t, FeCompile *c, RtBackend backend, RtPrec prec, char *err, size_t errlen);
+void trainer_free(Trainer *t);
 /* Loss and t->grad on one batch (T tokens and targets). */
-int rt_trainer_grad(RtTrainer *t, const int32_t *tokens, const int32_t *targets, double window_long,
+int trainer_grad(Trainer *t, const int32_t *tokens, const int32_t *targets, double window_long,
                     double window_short, double *loss, char *err, size_t errlen);
 /* One optimizer step of t->param with t->grad, schedules at step index `step`. With
  * several ranks each Muon matrix is updated by its owner and broadcast with its momentum. */
-int rt_trainer_update(RtTrainer *t, int64_t step, char *err, size_t errlen);
+int trainer_update(Trainer *t, int64_t step, char *err, size_t errlen);
 /* Brings t->param and t->state up to date (resident mode); a no-op otherwise. Call it
- * before reading them; after writing them directly (not through rt_trainer_load), set
+ * before reading them; after writing them directly (not through trainer_load), set
  * t->dev_stale. */
-void rt_trainer_sync(RtTrainer *t);
+void trainer_sync(Trainer *t);
 /* Parameters (model names), optimizer state (adam_m.NAME, adam_v.NAME, muon_buf.NAME),
  * trainer.adam_steps and the extras, written atomically. */
-int rt_trainer_save(RtTrainer *t, const char *path, const RtExtra *extra, int nextra, char *err, size_t errlen);
+int trainer_save(Trainer *t, const char *path, const TrainerExtra *extra, int nextra, char *err, size_t errlen);
 /* Reads parameters, and the optimizer state when present and with_state; a fresh state
  * otherwise. Extras present in the file are read into extra[].value. */
-int rt_trainer_load(RtTrainer *t, const char *path, bool with_state, RtExtra *extra, int nextra, char *err,
+int trainer_load(Trainer *t, const char *path, bool with_state, TrainerExtra *extra, int nextra, char *err,
                     size_t errlen);
 
 /* ==== Parameter and batch files (params.c) ====
  * Ownership: value arrays returned by the loaders are malloc'ed, one per parameter or
- * input, and released with rt_values_free / free by the caller. */
+ * input, and released with values_free / free by the caller. */
 /* values[i] = parameter i read from path (any float dtype, its declared shape). A missing
  * parameter, a wrong shape or a tensor the model does not declare is an error. */
-int rt_params_load(const Program *p, const char *path, double **values, char *err, size_t errlen);
-void rt_values_free(double **values, int n);
+int params_load(const Program *p, const char *path, double **values, char *err, size_t errlen);
+void values_free(double **values, int n);
 
 /* data[k] = INPUT leaf k (leaves[k]) read from the batch file by name; *count inputs. */
-int rt_batch_load(const IrGraph *g, const char *path, int32_t **data, IrNode **leaves, int max, int *count,
+int batch_load(const IrGraph *g, const char *path, int32_t **data, IrNode **leaves, int max, int *count,
                   char *err, size_t errlen);
-int rt_batch_check_ids(const IrGraph *g, const char *path, int32_t *const *data, IrNode *const *leaves, int n,
+int batch_check_ids(const IrGraph *g, const char *path, int32_t *const *data, IrNode *const *leaves, int n,
                        char *err, size_t errlen);
 
 /* ==== Initialization (init.c) ====
 init.h — parameter initialization from the model's declarations, seeded.
- * Ownership: rt_init_params fills caller-allocated arrays (fe_param_count doubles each). */
+ * Ownership: init_params fills caller-allocated arrays (fe_param_count doubles each). */
 
 
 /* A small deterministic generator: splitmix64-seeded xoshiro256**. */
-typedef struct { uint64_t s[4]; } RtRng;
-void rt_rng_seed(RtRng *r, uint64_t seed, uint64_t stream);
-uint64_t rt_rng_next(RtRng *r);
-double rt_rng_uniform(RtRng *r);   /* [0, 1) with 53 random bits */
-double rt_rng_normal(RtRng *r);    /* N(0, 1), Box–Muller */
+typedef struct { uint64_t s[4]; } Rng;
+void rng_seed(Rng *r, uint64_t seed, uint64_t stream);
+uint64_t rng_next(Rng *r);
+double rng_uniform(Rng *r);   /* [0, 1) with 53 random bits */
+double rng_normal(Rng *r);    /* N(0, 1), Box–Muller */
 
 /* values[i] = parameter i initialized as declared: init[0] over the whole tensor, then each
  * slice initializer over its slice of axis 0, in order. Parameter i draws from its own
  * stream (seed, i), so adding a parameter does not change the others' values. */
-void rt_init_params(const Program *p, uint64_t seed, double **values);
+void init_params(const Program *p, uint64_t seed, double **values);
 
 /* ==== The data loader (data.c) ====
 * Loader (S-7.2), per rank r of W, T tokens per rank, G = W·T:
@@ -116,59 +116,59 @@ void rt_init_params(const Program *p, uint64_t seed, double **values);
  * fineweb10B folder (fineweb_train_000001.bin …, fineweb_val_000000.bin) works as is.
  * DIR may also be one shard file, which is then the only file (whatever its name).
  *
- * OWNERSHIP RULE: an RtData / RtShard owns its paths, file descriptors and mappings;
- * rt_data_close / rt_shard_close release everything. Token pointers point into a mapping
- * and are valid until the file is unmapped (for RtData: until the loader moves to another
+ * OWNERSHIP RULE: an Loader / Shard owns its paths, file descriptors and mappings;
+ * loader_close / shard_close release everything. Token pointers point into a mapping
+ * and are valid until the file is unmapped (for Loader: until the loader moves to another
  * file or is closed; batches are copied out, so callers never hold them).
  *
  * Errors: functions that can fail take (char *err, size_t errlen) and return 0 or -1; on
  * -1 err holds one line (no newline) that starts with the file (or folder) concerned:
  *     data/train.bin: truncated: header says 1538 tokens, file holds 1000
- * err may be NULL (or errlen 0). A failed rt_data_next leaves the loader state unchanged.
+ * err may be NULL (or errlen 0). A failed loader_next leaves the loader state unchanged.
  * The host must be little-endian. */
 
 typedef struct {
-    char *dir;                    /* copies of the arguments of rt_data_open */
+    char *dir;                    /* copies of the arguments of loader_open */
     char *kind;
     int64_t T, vocab;
     int rank, world;
-    RtShard *files;               /* nfiles, sorted; headers validated, mapped on use */
+    Shard *files;               /* nfiles, sorted; headers validated, mapped on use */
     int nfiles;
     int64_t ntokens;              /* sum of N over the files */
     /* state: the current file and position (S-7.2); batches served since open/reset */
     int64_t file, pos, batches;
     /* private */
     int64_t mapped_;              /* the one file kept mapped, or -1 */
-} RtData;
+} Loader;
 
 /* Finds the "*KIND*.bin" files of dir (or takes dir itself when it is a file), validates
  * every header and size up front (ids are checked when a file is first used), and sets
  * the state to the start of the first file. T >= 1, 0 <= rank < world, vocab >= 1.
  * Errors: "no *train*.bin files in DIR", an unreadable folder or file, a bad header, a
  * truncated file. *d is zeroed first; on failure it is left closed. */
-int rt_data_open(RtData *d, const char *dir, const char *kind, int64_t T, int rank, int world,
+int loader_open(Loader *d, const char *dir, const char *kind, int64_t T, int rank, int world,
                  int64_t vocab, char *err, size_t errlen);
 
 /* The next batch of this rank: inputs[0..T) and targets[0..T) (targets = inputs shifted by
  * one). Errors: the files run out ("the training shards hold too few tokens: batch K
  * needs …"), an id >= vocab in a file used for the first time. */
-int rt_data_next(RtData *d, int32_t *inputs, int32_t *targets, char *err, size_t errlen);
+int loader_next(Loader *d, int32_t *inputs, int32_t *targets, char *err, size_t errlen);
 
 /* Back to the start of the first file (every validation starts there). */
-void rt_data_reset(RtData *d);
+void loader_reset(Loader *d);
 
 /* The loader state as two int64 values, for checkpoints: state[0] = file index, state[1]
- * = position in that file. rt_data_set_state restores it (for the same files, T and W);
+ * = position in that file. loader_set_state restores it (for the same files, T and W);
  * a state that cannot come from these files (index out of range, position past the file's
  * end or not a multiple of G) is an error and leaves the loader as it was. */
-void rt_data_get_state(const RtData *d, int64_t state[2]);
-int rt_data_set_state(RtData *d, const int64_t state[2], char *err, size_t errlen);
+void loader_get_state(const Loader *d, int64_t state[2]);
+int loader_set_state(Loader *d, const int64_t state[2], char *err, size_t errlen);
 
 /* How many batches the files serve in all, from the start. */
-int64_t rt_data_nbatches(const RtData *d);
+int64_t loader_nbatches(const Loader *d);
 
 /* Unmaps and frees everything; d is zeroed. NULL and a closed loader are allowed. */
-void rt_data_close(RtData *d);
+void loader_close(Loader *d);
 
 /* ==== Logs (runlog.c) ====
 runlog.h — a run's logs: RUN_DIR/log.txt in the modded-nanogpt format
@@ -176,17 +176,17 @@ runlog.h — a run's logs: RUN_DIR/log.txt in the modded-nanogpt format
  *   step:125/5960 x00_lambdas:[1.0, 0.5, …]
  *   step:126/5960 train_time:28313ms step_avg:224.71ms
  * and RUN_DIR/log.jsonl, one object per training step and per validation.
- * Ownership: RtLog owns its two FILEs; records are borrowed for the call. */
+ * Ownership: RunLog owns its two FILEs; records are borrowed for the call. */
 
 typedef struct {
     FILE *txt, *jsonl;
-} RtLog;
+} RunLog;
 
 typedef struct {
     int64_t step, steps;      /* the step just taken (0-based) and the run's length */
     double loss, lr, train_ms;
     int64_t window[2];
-} RtTrainRecord;
+} TrainRecord;
 
 typedef struct {
     int64_t step, steps;
@@ -196,58 +196,58 @@ typedef struct {
     const char *const *names;
     double *const *vectors;
     const int *counts;
-} RtValRecord;
+} ValRecord;
 
 /* Python's repr of a double: the shortest decimal that reads back exactly ("0.1", "1.0",
  * "1e-05"), as the reference logs print lambdas. */
-void rt_float_repr(double v, char *buf, size_t len);
+void float_repr(double v, char *buf, size_t len);
 
 /* Opens DIR/log.txt and DIR/log.jsonl: new files when the sizes are -1, else appends after
  * cutting them to the given sizes (a resumed run drops what followed its checkpoint). */
-int rt_log_open(RtLog *l, const char *dir, int64_t txt_size, int64_t jsonl_size, char *err, size_t errlen);
-void rt_log_close(RtLog *l);
-void rt_log_sizes(RtLog *l, int64_t *txt, int64_t *jsonl);
-void rt_log_train(RtLog *l, const RtTrainRecord *r);
-void rt_log_val(RtLog *l, const RtValRecord *r);
+int runlog_open(RunLog *l, const char *dir, int64_t txt_size, int64_t jsonl_size, char *err, size_t errlen);
+void runlog_close(RunLog *l);
+void runlog_sizes(RunLog *l, int64_t *txt, int64_t *jsonl);
+void runlog_train(RunLog *l, const TrainRecord *r);
+void runlog_val(RunLog *l, const ValRecord *r);
 
 /* ==== The training loop (run.c) ====
 run.h — `gptc train`: the training loop of spec S-8.1 with validation, logs, checkpoints,
  * resume, gradient accumulation and data parallelism (collectives: runtime.h).
- * Ownership: rt_run_train borrows both compilations; everything else is its own. */
+ * Ownership: train_run borrows both compilations; everything else is its own. */
 
 
-enum { RT_MAX_ACCUM = 64, RT_RUN_INTERRUPTED = 2 };
+enum { TRAIN_MAX_ACCUM = 64, TRAIN_INTERRUPTED = 2 };
 
 typedef struct {
     const char *data_dir, *out_dir;
     const char *init_path;      /* parameters to start from (fresh optimizer), or NULL */
     const char *resume_dir;     /* run folder whose checkpoint to continue, or NULL */
     uint64_t seed;              /* initialization seed when neither is given */
-    int grad_accum;             /* micro-batches per step, 1..RT_MAX_ACCUM */
+    int grad_accum;             /* micro-batches per step, 1..TRAIN_MAX_ACCUM */
     int checkpoint_every;       /* steps between checkpoints besides validations; 0 = only those */
     RtPrec prec;
     RtBackend backend;
     bool verbose;               /* validation lines on stderr */
-} RtRunOptions;
+} TrainOptions;
 
 typedef struct {
     FeCompile *c, *eval_c;      /* training graph (T = seq_len), evaluation (T = val_seq_len) */
-    RtRunOptions opt;
-    RtTrainer t;
+    TrainOptions opt;
+    Trainer t;
     RtExec *eval_r;
     IrNode *eval_tokens, *eval_targets;
-    RtData train[RT_MAX_ACCUM], val[RT_MAX_ACCUM];
+    Loader train[TRAIN_MAX_ACCUM], val[TRAIN_MAX_ACCUM];
     int accum;
     int64_t T, T_val, steps, val_every, val_batches, first_step;
     int32_t *tin, *ttg, *vin, *vtg;
     double **acc;               /* gradient accumulator */
     double train_ms;
-    RtLog log;
+    RunLog log;
     bool tty, progress_shown;
-} RtRun;
+} TrainRun;
 
-/* Trains; 0 at the end of training, RT_RUN_INTERRUPTED after SIGINT (checkpoint written,
+/* Trains; 0 at the end of training, TRAIN_INTERRUPTED after SIGINT (checkpoint written,
  * message in err), -1 with a message on an error (a non-finite loss included). */
-int rt_run_train(FeCompile *c, FeCompile *eval_c, const RtRunOptions *opt, char *err, size_t errlen);
+int train_run(FeCompile *c, FeCompile *eval_c, const TrainOptions *opt, char *err, size_t errlen);
 
 #endif

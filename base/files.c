@@ -1,4 +1,4 @@
-/* files.c — error messages naming a file, and atomic writes (see files.h). */
+/* files.c — error messages naming a file, atomic writes and mkdir -p (base.h). */
 #include "base/base.h"
 
 #include <errno.h>
@@ -50,8 +50,7 @@ static int fsync_dir(const char *path) {
 
 int write_atomic(const char *path, const Piece *pieces, int n, char *err, size_t errlen) {
     size_t tlen = strlen(path) + 32;
-    char *tmp = malloc(tlen);
-    if (!tmp) return fail_at(err, errlen, path, "cannot write: out of memory");
+    char *tmp = xmalloc(tlen);
     snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
     const char *stage = "create";
     int e = 0;
@@ -93,5 +92,8 @@ int mkdir_p(const char *path, char *err, size_t errlen) {
             *p = '/';
         }
     if (mkdir(buf, 0777) != 0 && errno != EEXIST) return fail_at(err, errlen, path, "cannot create: %s", strerror(errno));
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return fail_at(err, errlen, path, "cannot create: %s", strerror(ENOTDIR));
     return 0;
 }

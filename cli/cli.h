@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 
+#include "base/base.h"
 #include "frontend/frontend.h"
 #include "runtime/runtime.h"
 
@@ -29,7 +30,11 @@ typedef struct {
 
 extern const char model_options[];
 
-int usage_error(const char *cmd, const char *fmt, const char *arg);
+/* "gptc CMD: <message>" and a pointer to --help on stderr; returns 2 (bad usage). */
+int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "gptc CMD: ERR" on stderr; when ERR says memory ran out (it then states the memory plan),
+ * a hint line follows. */
+void cli_error(const char *cmd, const char *err);
 /* Parses MODEL, --preset, --set, -I and the command's own options. Returns -1 to go on,
  * else the exit status (0 after --help). */
 int parse_model_args(const char *cmd, int argc, char **argv, ModelArgs *m, const char *usage,

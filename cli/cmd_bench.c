@@ -20,12 +20,6 @@ const char bench_usage[] =
     "the schedule's windows at step 0; --threads sets the OpenMP and OpenBLAS threads.\n"
     CLI_EXEC_HELP "\n";
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -34,13 +28,13 @@ static int cmp_double(const void *a, const void *b) {
 static int run_bench(FeCompile *c, long steps, long warmup, double wl, double ws, RtBackend be, RtPrec prec) {
     char err[512];
     Trainer t;
-    double t0 = now_ms();
+    double t0 = clock_seconds() * 1e3;
     if (trainer_init(&t, c, be, prec, err, sizeof err) != 0) {
-        fprintf(stderr, "gptc bench: %s\n", err);
+        cli_error("bench", err);
         trainer_free(&t);
         return 1;
     }
-    printf("setup_ms: %.0f\nplanned_bytes: %zu (gradient step) + %zu (update)\n", now_ms() - t0,
+    printf("setup_ms: %.0f\nplanned_bytes: %zu (gradient step) + %zu (update)\n", clock_seconds() * 1e3 - t0,
            rt_exec_peak_bytes(t.grad_r), rt_exec_peak_bytes(t.upd_r));
     if (be == RT_CUDA_BACKEND) {
         char dev[256];
@@ -50,19 +44,19 @@ static int run_bench(FeCompile *c, long steps, long warmup, double wl, double ws
     init_params(&c->prog, 0, t.param);
     const ConfigEntry *v = fe_config(&c->prog, "vocab"), *e = fe_config(&c->prog, "eot");
     int64_t T = c->prog.T, V = v ? (int64_t)v->value : 256;
-    int32_t *tok = malloc(sizeof(int32_t) * (size_t)(T + 1));
+    int32_t *tok = xmalloc(sizeof(int32_t) * (size_t)(T + 1));
     Rng rng;
     rng_seed(&rng, 0, 0);
     for (int64_t i = 0; i <= T; i++)
         tok[i] = (e && rng_uniform(&rng) < 0.0025) ? (int32_t)e->value : (int32_t)(rng_next(&rng) % (uint64_t)V);
-    double *ms = malloc(sizeof(double) * (size_t)(steps + 1));
+    double *ms = xmalloc(sizeof(double) * (size_t)(steps + 1));
     int rc = 0;
     for (long s = 0; s < warmup + steps && rc == 0; s++) {
-        double t0 = now_ms(), loss;
+        double t0 = clock_seconds() * 1e3, loss;
         rc = trainer_grad(&t, tok, tok + 1, wl, ws, &loss, err, sizeof err);
         if (rc == 0) rc = trainer_update(&t, s, err, sizeof err);
         rt_exec_sync(t.upd_r);   /* the update runs asynchronously on cuda: time it whole */
-        double dt = now_ms() - t0;
+        double dt = clock_seconds() * 1e3 - t0;
         if (s >= warmup) ms[s - warmup] = dt;
         printf("step %ld%s: %.1f ms  loss %.4f\n", s, s < warmup ? " (warm-up)" : "", dt, loss);
         fflush(stdout);
@@ -73,7 +67,7 @@ static int run_bench(FeCompile *c, long steps, long warmup, double wl, double ws
         getrusage(RUSAGE_SELF, &ru);
         printf("median_ms_per_step: %.1f\npeak_rss_mb: %.0f\n", ms[steps / 2], ru.ru_maxrss / 1024.0);
     } else {
-        fprintf(stderr, "gptc bench: %s\n", err);
+        cli_error("bench", err);
     }
     free(ms);
     free(tok);
@@ -94,7 +88,7 @@ int cmd_bench(int argc, char **argv) {
     RtBackend be = RT_CPU_BACKEND;
     RtPrec prec = RT_F32;
     if (rc < 0 && (steps < 1 || warmup < 0 || (threads_s && threads < 1)))
-        rc = usage_error("bench", "--steps, --warmup and --threads take positive numbers%s", "");
+        rc = usage_error("bench", "--steps, --warmup and --threads take positive numbers");
     if (rc < 0 && window && !cli_parse_window(window, &wl, &ws)) rc = usage_error("bench", "--window takes LONG,SHORT, got '%s'", window);
     if (rc < 0) rc = cli_parse_exec("bench", backend, dtype, &be, &prec);
     if (rc >= 0) {

@@ -42,8 +42,7 @@ static double compare_tensor(const StFile *fa, const StFile *fb, const StTensor 
         return same ? 0 : INFINITY;
     }
     int64_t n = t->numel;
-    double *a = malloc(sizeof(double) * (size_t)(n ? n : 1)), *b = malloc(sizeof(double) * (size_t)(n ? n : 1));
-    if (!a || !b) abort();
+    double *a = xmalloc(sizeof(double) * (size_t)(n ? n : 1)), *b = xmalloc(sizeof(double) * (size_t)(n ? n : 1));
     double e = -1;
     if (st_read_f64(fb, t->name, t->ndim, t->shape, b, err, sizeof err) != 0 ||
         st_read_f64(fa, t->name, t->ndim, t->shape, a, err, sizeof err) != 0)
@@ -67,7 +66,7 @@ int cmd_compare(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--tol") || !strcmp(argv[i], "--only") || !strcmp(argv[i], "--skip")) {
             if (i + 1 >= argc) return usage_error("compare", "%s needs a value", argv[i]);
             if (!strcmp(argv[i], "--skip")) {
-                if (nskip == 8) return usage_error("compare", "at most 8 --skip options%s", "");
+                if (nskip == 8) return usage_error("compare", "at most 8 --skip options");
                 skip[nskip++] = argv[i + 1];
             } else {
                 *(!strcmp(argv[i], "--tol") ? &tol_s : &only) = argv[i + 1];
@@ -81,7 +80,7 @@ int cmd_compare(int argc, char **argv) {
             files[nfiles++] = argv[i];
         }
     }
-    if (nfiles != 2) return usage_error("compare", "needs two files%s", "");
+    if (nfiles != 2) return usage_error("compare", "needs two files");
     double tol = INFINITY;
     if (tol_s) {
         char *end;

@@ -27,13 +27,6 @@ const char compile_usage[] =
     "                          runs it: bf16 (default: bf16 weights and activations, float32\n"
     "                          master weights, optimizer state and statistics) or f32\n\n";
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static int copy_file(const char *from, const char *to)
 {
     FILE *a = fopen(from, "rb"), *b = a ? fopen(to, "wb") : NULL;
@@ -112,13 +105,13 @@ static int compile_step(FeCompile *c, Out *o)
     StepUpdate ug = {0};
     CgStep *gs = NULL, *us = NULL;
     int rc = -1;
-    double t0 = now_s();
+    double t0 = clock_seconds();
     if (step_grad_build(&c->prog, &gg, err, sizeof err) || step_update_build(c, NULL, &ug, err, sizeof err)) {
         fprintf(stderr, "gptc compile: %s\n", err);
         goto done;
     }
     const IrGraph *g = c->prog.graph;
-    IrNode **keep = malloc(sizeof *keep * (size_t)(c->prog.nparams + 1));
+    IrNode **keep = xmalloc(sizeof *keep * (size_t)(c->prog.nparams + 1));
     keep[0] = g->outputs[gg.loss_out];
     for (int i = 0; i < c->prog.nparams; i++) keep[1 + i] = g->outputs[gg.grad_out[i]];
     bool bf16 = !strcmp(o->precision, "bf16");
@@ -144,7 +137,7 @@ static int compile_step(FeCompile *c, Out *o)
         printf("%s: %d loop kernels (%d distinct), %d library calls; elementwise traffic %.1f MB fused vs %.1f MB "
                "unfused; arena %.1f MB; %d of 2 objects from the cache; %.2f s\n",
                o->dir, o->nkernels, o->nfuncs, o->nlibrary, o->fused / 1e6, o->unfused / 1e6, o->arena / 1e6,
-               o->ncached, now_s() - t0);
+               o->ncached, clock_seconds() - t0);
 done:
     cg_step_free(gs);
     cg_step_free(us);
@@ -162,17 +155,18 @@ int cmd_compile(int argc, char **argv)
     char usage[4096];
     snprintf(usage, sizeof usage, "%s%s", compile_usage, model_options);
     int rc = parse_model_args("compile", argc, argv, &m, usage, opts, (int)(sizeof opts / sizeof opts[0]));
-    if (rc < 0 && (!o.target || !o.dir)) rc = usage_error("compile", "--target and -o are required%s", "");
+    if (rc < 0 && (!o.target || !o.dir)) rc = usage_error("compile", "--target and -o are required");
     if (rc < 0 && strcmp(o.target, "c") && strcmp(o.target, "cuda"))
         rc = usage_error("compile", "--target is c or cuda, got '%s'", o.target);
     if (rc < 0 && o.precision && strcmp(o.precision, "bf16") && strcmp(o.precision, "f32"))
         rc = usage_error("compile", "--precision is bf16 or f32, got '%s'", o.precision);
     if (rc < 0 && o.precision && !strcmp(o.target, "c") && strcmp(o.precision, "f32"))
-        rc = usage_error("compile", "the c target stores float32 only (--precision f32)%s", "");
+        rc = usage_error("compile", "the c target stores float32 only (--precision f32)");
     if (rc < 0 && o.arch && strncmp(o.arch, "sm_", 3))
         rc = usage_error("compile", "--arch takes a CUDA architecture such as sm_90, got '%s'", o.arch);
-    if (rc < 0 && mkdir(o.dir, 0755) && errno != EEXIST) {
-        fprintf(stderr, "gptc compile: cannot create %s: %s\n", o.dir, strerror(errno));
+    char why[512];
+    if (rc < 0 && mkdir_p(o.dir, why, sizeof why) != 0) {
+        fprintf(stderr, "gptc compile: %s\n", why);
         rc = 1;
     }
     if (rc >= 0) {

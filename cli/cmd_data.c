@@ -109,23 +109,6 @@ static bool in_path(const char *name) {
     return false;
 }
 
-/* mkdir -p */
-static int make_dirs(const char *dir) {
-    char *p = strdup(dir);
-    if (!p) return -1;
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = 0;
-        if (mkdir(p, 0777) != 0 && errno != EEXIST) { free(p); return -1; }
-        *s = '/';
-    }
-    int rc = mkdir(p, 0777) != 0 && errno != EEXIST ? -1 : 0;
-    free(p);
-    struct stat st;
-    if (rc == 0 && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))) { errno = ENOTDIR; rc = -1; }
-    return rc;
-}
-
 /* Runs argv (searched in $PATH) with stdout to out_fd (-1: inherited); returns its exit
  * status, or -1 when it could not start. */
 static int spawn_wait(char *const argv[], int out_fd, pid_t *pid_out) {
@@ -149,7 +132,7 @@ static int spawn_wait(char *const argv[], int out_fd, pid_t *pid_out) {
  * folder of this binary (build/gptc → tools/data), else ./tools/data. */
 static char *tools_dir(void) {
     const char *env = getenv("GPTC_DATA_TOOLS");
-    if (env && *env) return strdup(env);
+    if (env && *env) return xstrdup(env);
     char exe[PATH_MAX];
     ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (k > 0) {
@@ -162,10 +145,10 @@ static char *tools_dir(void) {
         snprintf(cand, sizeof cand, "%s/tools/data/tokenize.js", exe);
         if (exists(cand)) {
             snprintf(cand, sizeof cand, "%s/tools/data", exe);
-            return strdup(cand);
+            return xstrdup(cand);
         }
     }
-    return strdup("tools/data");
+    return xstrdup("tools/data");
 }
 
 static bool packages_installed(const char *tools) {
@@ -222,15 +205,14 @@ static int ensure_tools(const char *tools) {
     return rc;
 }
 
-/* Runs `node tools/tokenize.js MODE [--progress] ARGS…` and reads the token stream. */
+/* Runs `node tools/data/tokenize.js MODE [--progress] ARGS…` and reads the token stream. */
 static int tokenize(const char *tools, const char *mode, const char **args, int nargs, uint16_t **out,
                     int64_t *nout) {
     *out = NULL;
     *nout = 0;
     char script[PATH_MAX + 32];
     snprintf(script, sizeof script, "%s/tokenize.js", tools);
-    char **argv = calloc((size_t)nargs + 5, sizeof *argv);
-    if (!argv) return data_error("out of memory");
+    char **argv = xcalloc((size_t)nargs + 5, sizeof *argv);
     int k = 0;
     argv[k++] = "node";
     argv[k++] = script;
@@ -245,25 +227,18 @@ static int tokenize(const char *tools, const char *mode, const char **args, int 
     free(argv);
     if (started != 0) { close(fds[0]); return data_error("cannot run node: %s", strerror(errno)); }
     size_t cap = 1 << 20, len = 0;
-    uint8_t *buf = malloc(cap);
-    bool oom = !buf;
+    uint8_t *buf = xmalloc(cap);
     for (;;) {
-        if (!oom && len == cap) {
-            uint8_t *nb = realloc(buf, cap * 2);
-            if (!nb) oom = true;
-            else { buf = nb; cap *= 2; }
-        }
-        uint8_t sink[4096];
-        ssize_t r = oom ? read(fds[0], sink, sizeof sink) : read(fds[0], buf + len, cap - len);
+        if (len == cap) buf = xrealloc(buf, cap *= 2);
+        ssize_t r = read(fds[0], buf + len, cap - len);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break;
-        if (!oom) len += (size_t)r;
+        len += (size_t)r;
     }
     close(fds[0]);
     int st;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
     int status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    if (oom) { free(buf); return data_error("out of memory reading the tokens"); }
     if (status != 0) {
         free(buf);
         return data_error("the tokenizer (node %s) failed with exit status %d", script, status);
@@ -303,7 +278,7 @@ static int64_t count_eot(const uint16_t *tok, int64_t n) {
 
 /* Unigram entropy (nats) of tok[0..n); *distinct gets the number of distinct ids. */
 static double unigram_entropy(const uint16_t *tok, int64_t n, int *distinct) {
-    int64_t *count = calloc(65536, sizeof *count);
+    int64_t *count = xcalloc(65536, sizeof *count);
     *distinct = 0;
     if (!count || n == 0) { free(count); return 0; }
     for (int64_t i = 0; i < n; i++) count[tok[i]]++;
@@ -338,7 +313,8 @@ static void warn_other_shards(const char *dir, const char *prefix) {
 
 /* Splits tok at cut (train = [0, cut), val = [cut, n)), writes and summarizes. */
 static int write_shards(const DataArgs *a, const char *prefix, const uint16_t *tok, int64_t n, int64_t cut) {
-    if (make_dirs(a->out) != 0) return data_error("cannot create the folder %s: %s", a->out, strerror(errno));
+    char why[512];
+    if (mkdir_p(a->out, why, sizeof why) != 0) return data_error("cannot create the output folder: %s", why);
     int64_t docs = count_eot(tok, n), vdocs = count_eot(tok + cut, n - cut);
     char c1[32], c2[32];
     printf("gptc data: %s: %s document%s, %s GPT-2 tokens\n", prefix, commas(docs, c1, sizeof c1),
@@ -390,7 +366,7 @@ static int data_text(const DataArgs *a, const char *tools) {
         if (!*a->val_fraction || *end || !(frac >= 0 && frac < 1))
             return usage_error("data", "--val-fraction takes a number in [0, 1), got '%s'", a->val_fraction);
     }
-    if (!a->ninputs) return usage_error("data", "'gptc data text' needs input files%s", "");
+    if (!a->ninputs) return usage_error("data", "'gptc data text' needs input files");
     for (int i = 0; i < a->ninputs; i++) {
         const char *f = a->inputs[i];
         struct stat st;
@@ -444,7 +420,7 @@ static int data_info(const DataArgs *a) {
         if (!*a->vocab || *end || errno || vocab < 1 || vocab > 65536)
             return usage_error("data", "--vocab takes an integer from 1 to 65536, got '%s'", a->vocab);
     }
-    if (!a->ninputs) return usage_error("data", "'gptc data info' needs shard files or folders%s", "");
+    if (!a->ninputs) return usage_error("data", "'gptc data info' needs shard files or folders");
     int rc = 0;
     for (int i = 0; i < a->ninputs; i++) {
         const char *p = a->inputs[i];
@@ -462,12 +438,12 @@ static int data_info(const DataArgs *a) {
             if (fnmatch("*.bin", de->d_name, 0)) continue;
             if (n == cap) {
                 cap = cap ? 2 * cap : 16;
-                char **nn = realloc(names, (size_t)cap * sizeof *nn);
+                char **nn = xrealloc(names, (size_t)cap * sizeof *nn);
                 if (!nn) break;
                 names = nn;
             }
             size_t len = strlen(p) + strlen(de->d_name) + 2;
-            if (!(names[n] = malloc(len))) break;
+            if (!(names[n] = xmalloc(len))) break;
             snprintf(names[n++], len, "%s/%s", p, de->d_name);
         }
         closedir(dp);
@@ -486,8 +462,7 @@ static int data_info(const DataArgs *a) {
 
 static int parse_data_args(int argc, char **argv, DataArgs *a) {
     memset(a, 0, sizeof *a);
-    a->inputs = calloc((size_t)argc + 1, sizeof *a->inputs);
-    if (!a->inputs) return data_error("out of memory");
+    a->inputs = xcalloc((size_t)argc + 1, sizeof *a->inputs);
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         const char **dst = !strcmp(s, "-o")               ? &a->out
@@ -509,14 +484,14 @@ static int parse_data_args(int argc, char **argv, DataArgs *a) {
             a->inputs[a->ninputs++] = s;
         }
     }
-    if (!a->mode) return usage_error("data", "which data? (brown, text or info)%s", "");
+    if (!a->mode) return usage_error("data", "which data? (brown, text or info)");
     bool brown = !strcmp(a->mode, "brown"), text = !strcmp(a->mode, "text"), info = !strcmp(a->mode, "info");
     if (!brown && !text && !info) return usage_error("data", "unknown data '%s' (brown, text or info)", a->mode);
-    if (a->val_docs && !brown) return usage_error("data", "--val-docs is for 'gptc data brown'%s", "");
-    if (a->val_fraction && !text) return usage_error("data", "--val-fraction is for 'gptc data text'%s", "");
-    if (a->vocab && !info) return usage_error("data", "--vocab is for 'gptc data info'%s", "");
+    if (a->val_docs && !brown) return usage_error("data", "--val-docs is for 'gptc data brown'");
+    if (a->val_fraction && !text) return usage_error("data", "--val-fraction is for 'gptc data text'");
+    if (a->vocab && !info) return usage_error("data", "--vocab is for 'gptc data info'");
     if (info && a->out) return usage_error("data", "'gptc data info' writes nothing (-o %s)", a->out);
-    if (!info && !a->out) return usage_error("data", "-o DIR is required%s", "");
+    if (!info && !a->out) return usage_error("data", "-o DIR is required");
     return -1;
 }
 
@@ -528,8 +503,7 @@ int cmd_data(int argc, char **argv) {
             rc = data_info(&a);
         } else {
             char *tools = tools_dir();
-            if (!tools) rc = data_error("out of memory");
-            else rc = !strcmp(a.mode, "brown") ? data_brown(&a, tools) : data_text(&a, tools);
+            rc = !strcmp(a.mode, "brown") ? data_brown(&a, tools) : data_text(&a, tools);
             free(tools);
         }
     }

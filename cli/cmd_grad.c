@@ -29,7 +29,7 @@ typedef struct {
 
 static int check_grad_args(GradArgs *a) {
     if (!a->params || !a->batch || !a->window)
-        return usage_error("grad", "--params, --batch and --window are required%s", "");
+        return usage_error("grad", "--params, --batch and --window are required");
     if (!cli_parse_window(a->window, &a->window_long, &a->window_short))
         return usage_error("grad", "--window takes LONG,SHORT in blocks, got '%s'", a->window);
     return cli_parse_exec("grad", a->backend, a->dtype, &a->be, &a->prec);
@@ -41,43 +41,36 @@ static int save_outputs(const char *path, RtExec *r, int n, const char *const *n
     if (!w) return -1;
     for (int i = 0; i < n; i++) {
         int64_t count = ir_numel(nodes[i]);
-        double *v = malloc(sizeof(double) * (size_t)(count ? count : 1));
-        if (!v) abort();
+        double *v = xmalloc(sizeof(double) * (size_t)(count ? count : 1));
         rt_exec_get(r, nodes[i], v);
         st_writer_add_f64(w, names[i], prec == RT_F64 ? ST_F64 : ST_F32, nodes[i]->ndim, nodes[i]->shape, v);
         free(v);
     }
     char err[512];
     int rc = st_writer_save(w, path, err, sizeof err);
-    if (rc) fprintf(stderr, "gptc grad: %s\n", err);
+    if (rc) cli_error("grad", err);
     st_writer_free(w);
     return rc;
-}
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 /* Loads the data into a new interpreter and runs it; NULL after reporting an error. */
 static RtExec *run_step(FeCompile *c, const GradArgs *a) {
     Program *p = &c->prog;
     char err[512];
-    double **vals = calloc((size_t)p->nparams + 1, sizeof *vals);
+    double **vals = xcalloc((size_t)p->nparams + 1, sizeof *vals);
     int32_t *inputs[16];
     IrNode *leaves[16];
     int ninputs = 0;
     RtExec *r = NULL;
     if (params_load(p, a->params, vals, err, sizeof err) != 0 ||
         batch_load(p->graph, a->batch, inputs, leaves, 16, &ninputs, err, sizeof err) != 0) {
-        fprintf(stderr, "gptc grad: %s\n", err);
+        cli_error("grad", err);
         free(vals);
         return NULL;
     }
     r = rt_exec_new(a->be, p->graph, a->prec, p->graph->outputs, p->graph->noutputs, err, sizeof err);
     if (!r) {
-        fprintf(stderr, "gptc grad: %s\n", err);
+        cli_error("grad", err);
         values_free(vals, p->nparams);
         free(vals);
         for (int i = 0; i < ninputs; i++) free(inputs[i]);
@@ -90,13 +83,13 @@ static RtExec *run_step(FeCompile *c, const GradArgs *a) {
     values_free(vals, p->nparams);
     free(vals);
     for (int i = 0; i < ninputs; i++) free(inputs[i]);
-    double t0 = now_ms();
+    double t0 = clock_seconds() * 1e3;
     if (rt_exec_run(r, err, sizeof err) != 0) {
-        fprintf(stderr, "gptc grad: %s\n", err);
+        cli_error("grad", err);
         rt_exec_free(r);
         return NULL;
     }
-    fprintf(stderr, "gptc grad: forward + backward in %.1f ms (%s, %s)\n", now_ms() - t0,
+    fprintf(stderr, "gptc grad: forward + backward in %.1f ms (%s, %s)\n", clock_seconds() * 1e3 - t0,
             rt_backend_name(a->be), rt_prec_name(a->prec));
     return r;
 }
@@ -108,8 +101,8 @@ static int write_results(FeCompile *c, const GradArgs *a, const StepGrad *gg, Rt
     rt_exec_get(r, g->outputs[gg->loss_out], &loss);
     printf("loss: %.12g\n", loss);
     int rc = 0;
-    const char **names = malloc(sizeof(char *) * (size_t)(p->nparams + p->nprobes + 1));
-    IrNode **nodes = malloc(sizeof(IrNode *) * (size_t)(p->nparams + p->nprobes + 1));
+    const char **names = xmalloc(sizeof(char *) * (size_t)(p->nparams + p->nprobes + 1));
+    IrNode **nodes = xmalloc(sizeof(IrNode *) * (size_t)(p->nparams + p->nprobes + 1));
     if (a->grads) {
         for (int i = 0; i < p->nparams; i++) {
             names[i] = p->params[i].name;
@@ -148,7 +141,7 @@ int cmd_grad(int argc, char **argv) {
     StepGrad gg = {0};
     char err[512];
     if (rc == 0 && step_grad_build(&c.prog, &gg, err, sizeof err) != 0) {
-        fprintf(stderr, "gptc grad: %s\n", err);
+        cli_error("grad", err);
         rc = 1;
     }
     RtExec *r = rc == 0 ? run_step(&c, &a) : NULL;

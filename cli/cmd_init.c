@@ -24,7 +24,7 @@ int cmd_init(int argc, char **argv) {
     StDtype dt = ST_F32;
     char *end = NULL;
     unsigned long long seed = seed_s ? strtoull(seed_s, &end, 10) : 0;
-    if (rc < 0 && !out) rc = usage_error("init", "-o OUT.safetensors is required%s", "");
+    if (rc < 0 && !out) rc = usage_error("init", "-o OUT.safetensors is required");
     if (rc < 0 && seed_s && (*end || !*seed_s)) rc = usage_error("init", "--seed takes an integer, got '%s'", seed_s);
     if (rc < 0 && dtype) {
         if (!strcmp(dtype, "f64")) dt = ST_F64;
@@ -40,8 +40,8 @@ int cmd_init(int argc, char **argv) {
     if (rc == 0) {
         Program *p = &c.prog;
         StWriter *w = st_writer_new();
-        double **vals = calloc((size_t)p->nparams + 1, sizeof *vals);
-        for (int i = 0; i < p->nparams; i++) vals[i] = malloc(sizeof(double) * (size_t)fe_param_count(&p->params[i]));
+        double **vals = xcalloc((size_t)p->nparams + 1, sizeof *vals);
+        for (int i = 0; i < p->nparams; i++) vals[i] = xmalloc(sizeof(double) * (size_t)fe_param_count(&p->params[i]));
         init_params(p, seed, vals);
         for (int i = 0; i < p->nparams; i++) {
             st_writer_add_f64(w, p->params[i].name, dt, p->params[i].ndim, p->params[i].shape, vals[i]);

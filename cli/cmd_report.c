@@ -49,7 +49,7 @@ static bool parse_range(const char *s, StRange *r) {
 static int parse_args(int argc, char **argv, ReportArgs *a, StPlotOptions *o) {
     struct { const char *name; const char **dst; } opts[] = {
         {"-o", &a->out}, {"--threshold", &a->threshold}, {"--zoom", &a->zoom}, {"--time-zoom", &a->time_zoom}};
-    a->inputs = calloc((size_t)argc, sizeof *a->inputs);
+    a->inputs = xcalloc((size_t)argc, sizeof *a->inputs);
     for (int i = 1; i < argc; i++) {
         int k = 0;
         while (k < 4 && strcmp(argv[i], opts[k].name)) k++;
@@ -65,8 +65,8 @@ static int parse_args(int argc, char **argv, ReportArgs *a, StPlotOptions *o) {
             a->inputs[a->ninputs++] = argv[i];
         }
     }
-    if (a->ninputs == 0) return usage_error("report", "no run folder, sweep folder or log file given%s", "");
-    if (!a->out) return usage_error("report", "-o REPORT_DIR is required%s", "");
+    if (a->ninputs == 0) return usage_error("report", "no run folder, sweep folder or log file given");
+    if (!a->out) return usage_error("report", "-o REPORT_DIR is required");
     char *end;
     o->threshold = a->threshold ? strtod(a->threshold, &end) : NAN;
     if (a->threshold && (*end || end == a->threshold || !isfinite(o->threshold)))

@@ -29,7 +29,7 @@ typedef struct {
 
 static int check_args(StepArgs *a) {
     if (!a->params || !a->batch || !a->window || !a->step || !a->out)
-        return usage_error("step", "--params, --batch, --window, --step and --out are required%s", "");
+        return usage_error("step", "--params, --batch, --window, --step and --out are required");
     if (!cli_parse_window(a->window, &a->wl, &a->ws))
         return usage_error("step", "--window takes LONG,SHORT in blocks, got '%s'", a->window);
     char *end;
@@ -43,7 +43,7 @@ static int check_args(StepArgs *a) {
 /* The given gradients, by parameter name, into t->grad. */
 static int load_grads(Trainer *t, const char *path, char *err, size_t errlen) {
     const Program *p = &t->c->prog;
-    double **g = calloc((size_t)p->nparams + 1, sizeof *g);
+    double **g = xcalloc((size_t)p->nparams + 1, sizeof *g);
     int rc = params_load(p, path, g, err, errlen);
     for (int i = 0; rc == 0 && i < p->nparams; i++)
         memcpy(t->grad[i], g[i], sizeof(double) * (size_t)fe_param_count(&p->params[i]));
@@ -79,7 +79,7 @@ static int run_steps(FeCompile *c, const StepArgs *a) {
     if (trainer_save(&t, a->out, NULL, 0, err, sizeof err) != 0) goto out;
     rc = 0;
 out:
-    if (rc) fprintf(stderr, "gptc step: %s\n", err);
+    if (rc) cli_error("step", err);
     for (int i = 0; i < nin; i++) free(in[i]);
     trainer_free(&t);
     return rc;

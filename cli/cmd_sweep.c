@@ -50,8 +50,8 @@ static bool is_one_of(const char *a, const char *const *names) {
 static int split_args(int argc, char **argv, SweepArgs *a) {
     static const char *const valued[] = {"--preset", "--set", "-I", "--data", "--grad-accum", "--dtype", "--backend",
                                          "--checkpoint-every", NULL};
-    a->vary = calloc((size_t)argc, sizeof *a->vary);
-    a->train = calloc((size_t)argc + 1, sizeof *a->train);
+    a->vary = xcalloc((size_t)argc, sizeof *a->vary);
+    a->train = xcalloc((size_t)argc + 1, sizeof *a->train);
     a->train[a->ntrain++] = argv[0];
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
@@ -90,13 +90,13 @@ static int check_train_args(SweepArgs *a, ModelArgs *m) {
     int rc = parse_model_args("sweep", a->ntrain, (char **)a->train, m, sweep_usage, opts, 5);
     if (rc >= 0) return rc;
     int n;
-    if (!data || !a->out) return usage_error("sweep", "--data and --out are required%s", "");
-    if (a->nvary == 0) return usage_error("sweep", "nothing to vary: give --vary NAME=V1,V2,…%s", "");
+    if (!data || !a->out) return usage_error("sweep", "--data and --out are required");
+    if (a->nvary == 0) return usage_error("sweep", "nothing to vary: give --vary NAME=V1,V2,…");
     if (!a->seeds || !parse_count(a->seeds, 1, 1000, &n))
         return usage_error("sweep", "--seeds takes a number of seeds from 1 to 1000, got '%s'", a->seeds ? a->seeds : "nothing");
     if (a->jobs && !parse_count(a->jobs, 1, 64, &n)) return usage_error("sweep", "-j takes 1 to 64 runs, got '%s'", a->jobs);
     if (a->launcher && !a->launcher[strspn(a->launcher, " \t")])
-        return usage_error("sweep", "--launcher takes a command such as 'mpirun -np 8'%s", "");
+        return usage_error("sweep", "--launcher takes a command such as 'mpirun -np 8'");
     if (accum && !parse_count(accum, 1, 64, &n)) return usage_error("sweep", "--grad-accum takes 1 to 64, got '%s'", accum);
     if (every && !parse_count(every, 1, 1 << 30, &n))
         return usage_error("sweep", "--checkpoint-every takes a number of steps >= 1, got '%s'", every);
@@ -123,7 +123,7 @@ static int check_vary(const SweepArgs *a, const ModelArgs *m) {
             if (*c && !*v) return usage_error("sweep", "--vary ends with a comma: '%s'", a->vary[k]);
         }
         for (int j = 0; j < k; j++)
-            if (!strncmp(a->vary[j], a->vary[k], len + 1)) return usage_error("sweep", "--vary of '%.*s' given twice", a->vary[k]);
+            if (!strncmp(a->vary[j], a->vary[k], len + 1)) return usage_error("sweep", "--vary of '%.*s' given twice", (int)len, a->vary[k]);
         for (int j = 0; j < m->nsets; j++)
             if (strlen(m->sets[j].name) == len && !strncmp(m->sets[j].name, a->vary[k], len))
                 return usage_error("sweep", "'%s' is both set (--set) and varied (--vary)", m->sets[j].name);

@@ -1,4 +1,4 @@
-/* cmd_train.c — gptc train: train a model on token shards, on the CPU (cpu or ref backend),
+/* cmd_train.c — gptc train: train a model on token shards on any backend (cpu, ref, cuda),
  * in one process or under mpirun. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,8 +30,8 @@ typedef struct {
 } TrainArgs;
 
 static int check_args(const TrainArgs *a, TrainOptions *o) {
-    if (!a->data || !a->out) return usage_error("train", "--data and --out are required%s", "");
-    if (a->init && a->resume) return usage_error("train", "--init and --resume exclude each other%s", "");
+    if (!a->data || !a->out) return usage_error("train", "--data and --out are required");
+    if (a->init && a->resume) return usage_error("train", "--init and --resume exclude each other");
     if (a->resume && strcmp(a->resume, a->out) != 0)
         return usage_error("train", "--resume continues a run in its own folder: give --out the same folder ('%s')", a->resume);
     int rc = cli_parse_exec("train", a->backend, a->dtype, &o->backend, &o->prec);
@@ -52,7 +52,7 @@ static int check_args(const TrainArgs *a, TrainOptions *o) {
 int cmd_train(int argc, char **argv) {
     char err[1024];
     if (rt_dist_init(&argc, &argv, err, sizeof err) != 0) {
-        fprintf(stderr, "gptc train: %s\n", err);
+        cli_error("train", err);
         return 1;
     }
     TrainArgs a = {0};
@@ -82,7 +82,7 @@ int cmd_train(int argc, char **argv) {
     fclose(quiet_out);
     if (rc == 0) {
         int r = train_run(&c, &ev, &o, err, sizeof err);
-        if (r != 0) fprintf(stderr, "gptc train: %s\n", err);
+        if (r != 0) cli_error("train", err);
         rc = r == 0 ? 0 : r == TRAIN_INTERRUPTED ? 130 : 1;
         if (r != 0 && rt_dist_size() > 1 && r != TRAIN_INTERRUPTED) rt_dist_abort(1);
     }

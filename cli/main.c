@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,17 +24,27 @@ const char model_options[] =
     "  -I DIR            also search DIR for included files\n"
     "  -h, --help        show this help\n";
 
-int usage_error(const char *cmd, const char *fmt, const char *arg) {
+int usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "gptc %s: ", cmd);
-    fprintf(stderr, fmt, arg);
+    vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n(run 'gptc %s --help' for usage)\n", cmd);
+    va_end(ap);
     return 2;
+}
+
+void cli_error(const char *cmd, const char *err) {
+    fprintf(stderr, "gptc %s: %s\n", cmd, err);
+    if (strstr(err, "out of memory"))
+        fprintf(stderr, "gptc %s: hint: a smaller preset (--preset NAME) or a shorter sequence (--set seq_len=N) "
+                        "needs less memory\n", cmd);
 }
 
 bool cli_parse_set(const char *s, ConfigOverride *o) {
     const char *eq = strchr(s, '=');
     if (!eq || eq == s || !eq[1]) return false;
-    o->name = strndup(s, (size_t)(eq - s));
+    o->name = xstrndup(s, (size_t)(eq - s));
     char *end;
     errno = 0;
     long long i = strtoll(eq + 1, &end, 10);
@@ -76,10 +87,10 @@ int parse_model_args(const char *cmd, int argc, char **argv, ModelArgs *m, const
             const char *v = argv[++i];
             if (!strcmp(a, "--preset")) m->preset = v;
             else if (!strcmp(a, "-I")) {
-                if (m->ninclude == 8) return usage_error(cmd, "too many -I folders%s", "");
+                if (m->ninclude == 8) return usage_error(cmd, "too many -I folders");
                 m->include_dirs[m->ninclude++] = v;
             } else {
-                if (m->nsets == 64) return usage_error(cmd, "too many --set options%s", "");
+                if (m->nsets == 64) return usage_error(cmd, "too many --set options");
                 if (!cli_parse_set(v, &m->sets[m->nsets])) {
                     if (m->sets[m->nsets].name) free((char *)m->sets[m->nsets].name);
                     m->sets[m->nsets].name = NULL;
@@ -95,7 +106,7 @@ int parse_model_args(const char *cmd, int argc, char **argv, ModelArgs *m, const
             m->model = a;
         }
     }
-    if (!m->model) return usage_error(cmd, "no model file given%s", "");
+    if (!m->model) return usage_error(cmd, "no model file given");
     return -1;
 }
 
@@ -116,15 +127,8 @@ int cli_parse_exec(const char *cmd, const char *backend, const char *dtype, RtBa
     *b = (RtBackend)k;
     if (!dtype) dtype = *b == RT_CUDA_BACKEND ? "bf16" : "f32";
     *prec = !strcmp(dtype, "f64") ? RT_F64 : !strcmp(dtype, "bf16") ? RT_BF16 : RT_F32;
-    if (*b == RT_CPU_BACKEND && *prec != RT_F32)
-        return usage_error(cmd, *prec == RT_F64 ? "the cpu backend computes in f32; --dtype %s needs --backend ref"
-                                                : "the cpu backend computes in f32; --dtype %s needs --backend cuda",
-                           dtype);
-    if (*b == RT_REF_BACKEND && *prec == RT_BF16)
-        return usage_error(cmd, "the ref backend computes in f64 or f32; --dtype bf16 needs --backend cuda%s", "");
-    if (*b == RT_CUDA_BACKEND && *prec == RT_F64)
-        return usage_error(cmd, "the cuda backend computes in bf16 or f32; use --backend ref for --dtype f64%s", "");
-    return -1;
+    const char *unsupported = rt_exec_unsupported(*b, *prec);
+    return unsupported ? usage_error(cmd, "%s", unsupported) : -1;
 }
 
 int compile_model(FeCompile *c, const ModelArgs *m) {
@@ -143,7 +147,7 @@ static const Command commands[] = {
     {"ir", cmd_ir, "print the forward graph", ir_usage},
     {"init", cmd_init, "write a seeded, freshly initialized parameter file", init_usage},
     {"data", cmd_data, "turn text into GPT-2 token shards (Brown corpus, text files), or check shards", data_usage},
-    {"train", cmd_train, "train a model on token shards (CPU: cpu or ref backend; mpirun for ranks)", train_usage},
+    {"train", cmd_train, "train a model on token shards (cpu, ref or cuda backend; mpirun for ranks)", train_usage},
     {"bench", cmd_bench, "time training steps and print the median and peak memory", bench_usage},
     {"step", cmd_step, "optimizer steps from given parameters (and optionally gradients)", step_usage},
     {"sweep", cmd_sweep, "train every variant × seed of a study as child processes, resumably", sweep_usage},

@@ -4,15 +4,17 @@
  *   fuse.c      which nodes are materialized, grouped into kernels and library calls
  *   storage.c   the dtype each materialized tensor is stored in (float32, or bf16 on GPUs)
  *   emit.c      one loop kernel as C (OpenMP) or CUDA C source
- *   cuda_lib.c  CUDA templates for the library ops (attention, scatter-add)
+ *   cuda_lib.c  CUDA kernels for the library ops (attention, scatter-add), document ids
+ *               and float/bf16 conversions
  *   memplan.c   liveness over the kernel sequence, one arena, offsets
  *   compile.c   compile(src) → shared object / cubin, cached under $XDG_CACHE_HOME/gptc
- *   plan.c      plan.txt: the step as kernels with shapes, bytes, FLOPs and the memory plan
+ *   plan.c      the step's source per dialect, and plan.txt: the step as kernels with
+ *               shapes, bytes, FLOPs and the memory plan
  *
  * Vocabulary. A node is *materialized* when it has memory of its own: a leaf the caller
  * sets (PARAM, INPUT, SCALAR), a rotary table, or a *root* that one kernel writes. A *view*
  * is a movement node whose elements are a contiguous range of a materialized node (a
- * reshape, a leading slice): it aliases that memory. Every other node is *inlined*: the
+ * reshape, a broadcast adding size-1 axes, a leading slice): it aliases that memory. Every other node is *inlined*: the
  * kernels that need it recompute it from its inputs at the index they need.
  *
  * Ownership: a CgStep owns its kernels, arrays and strings (cg_step_free); it borrows the
@@ -105,7 +107,8 @@ const char *cg_prelude(CgDialect d);
 void cg_cuda_launch(const CgKernel *k, int64_t *blocks, int *threads);
 
 /* ---- cuda_lib.c ---- */
-/* CUDA source of the library kernels (attention forward and backward, scatter-add). */
+/* CUDA source of the library kernels (attention forward and backward, scatter-add),
+ * document ids and the float/bf16 conversions. */
 const char *cg_cuda_library(void);
 
 /* ---- memplan.c ---- */
@@ -129,7 +132,8 @@ uint64_t cg_hash(const void *data, size_t n, uint64_t h);
 const char *cg_cuda_home(void);
 
 /* ---- plan.c ---- */
-/* The C translation unit of the step (prelude + every function) and the CUDA one. */
+/* The step's translation unit in dialect d: the prelude, for CUDA the library kernels
+ * (cg_cuda_library), then every distinct loop function. */
 char *cg_step_source(const CgStep *s, CgDialect d);
 /* plan.txt: one line per kernel / library call (in order), totals, the memory plan. */
 void cg_write_plan(const CgStep *s, FILE *out);

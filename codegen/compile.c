@@ -1,7 +1,9 @@
 /* compile.c — compile(src) → shared object or cubin, cached on disk.
  *
- * Cache entries are named by a 64-bit FNV-1a hash of the source, the target, the options
- * and the compiler's version, under $XDG_CACHE_HOME/gptc (default ~/.cache/gptc); they
+ * Cache entries are named by a 64-bit FNV-1a hash: for C, of the source, the flags
+ * (C_FLAGS and $GPTC_KERNEL_CFLAGS) and the first line of `$GPTC_CC --version` (default
+ * cc); for CUDA, of the source, the architecture and NVRTC's version. They live under
+ * $XDG_CACHE_HOME/gptc (default ~/.cache/gptc; /tmp/gptc-cache-UID without a HOME) and
  * are written to a temporary name and renamed, so a crash never leaves a half entry and
  * concurrent gptc processes agree. A warm start compiles nothing.
  *
@@ -9,6 +11,7 @@
  * as libnvrtc.so, libnvrtc.so.13, libnvrtc.so.12 and under $CUDA_HOME (default
  * /usr/local/cuda)/lib64. */
 #include "codegen/codegen.h"
+#include "base/base.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -31,27 +34,15 @@ uint64_t cg_hash(const void *data, size_t n, uint64_t h)
 
 static uint64_t hash_str(const char *s, uint64_t h) { return cg_hash(s, strlen(s) + 1, h); }
 
-static int mkdirs(const char *path)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
-            *p = '/';
-        }
-    return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
-}
-
 int cg_cache_dir(char *out, size_t len, char *err, size_t errlen)
 {
     const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     if (x && *x) snprintf(out, len, "%s/gptc", x);
     else if (home && *home) snprintf(out, len, "%s/.cache/gptc", home);
     else snprintf(out, len, "/tmp/gptc-cache-%d", (int)getuid());
-    if (mkdirs(out)) {
-        snprintf(err, errlen, "cannot create the kernel cache %s: %s", out, strerror(errno));
+    char why[512];
+    if (mkdir_p(out, why, sizeof why) != 0) {
+        snprintf(err, errlen, "cannot create the kernel cache (%s)", why);
         return -1;
     }
     return 0;
@@ -161,9 +152,9 @@ static int load_nvrtc(char *err, size_t errlen)
     char alt[4200];
     snprintf(alt, sizeof alt, "%s/lib64/libnvrtc.so", cg_cuda_home());
     const char *names[] = {"libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12", alt};
-    for (size_t i = 0; i < sizeof names / sizeof *names && !nv.lib; i++) nv.lib = dlopen(names[i], RTLD_NOW);
-    if (!nv.lib) {
-        snprintf(err, errlen, "NVRTC (libnvrtc.so) was not found: install the CUDA toolkit or set CUDA_HOME");
+    char why[512];
+    if (!(nv.lib = lib_open(names, 4, RTLD_NOW, NULL, why, sizeof why))) {
+        snprintf(err, errlen, "NVRTC (libnvrtc.so) cannot be loaded (%s): install the CUDA toolkit or set CUDA_HOME", why);
         return -1;
     }
     nv.create = (FnCreate)dlsym(nv.lib, "nvrtcCreateProgram");
@@ -189,7 +180,7 @@ static char *program_log(void *prog)
 {
     size_t n = 0;
     nv.log_size(prog, &n);
-    char *log = calloc(n + 1, 1);
+    char *log = xcalloc(n + 1, 1);
     if (log && n) nv.log(prog, log);
     return log;
 }
@@ -201,7 +192,7 @@ static char *read_all(const char *path)
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
-    char *s = calloc((size_t)(n > 0 ? n : 0) + 1, 1);
+    char *s = xcalloc((size_t)(n > 0 ? n : 0) + 1, 1);
     if (s && n > 0 && fread(s, 1, (size_t)n, f) != (size_t)n) s[0] = '\0';
     fclose(f);
     return s;
@@ -234,7 +225,7 @@ static int nvrtc_build(const char *src, const char *arch, char **cubin, size_t *
         return -1;
     }
     nv.cubin_size(prog, size);
-    *cubin = malloc(*size ? *size : 1);
+    *cubin = xmalloc(*size ? *size : 1);
     if (*cubin) nv.cubin(prog, *cubin);
     nv.destroy(&prog);
     return 0;

@@ -1,5 +1,9 @@
-/* cuda_lib.c — the CUDA templates of the library ops (attention, scatter-add), compiled
- * with the step's loop kernels in one NVRTC program.
+/* cuda_lib.c — the CUDA kernels the generated loops do not cover, compiled with the
+ * step's loop kernels in one NVRTC program (cg_step_source): the library ops attention
+ * and scatter-add (with cg_zero, which clears its output first), cg_doc_ids (the document
+ * index of every position, from the tokens), and cg_to_bf16 / cg_to_f32, the conversions
+ * the runtime uses for operands of mixed products and for copies between executors of
+ * different storage.
  *
  * Attention (ops.def ATTENTION / ATTENTION_BWD; the mask of spec S-5.4): q, k, v, dout
  * are [T, H, D] with D a multiple of 4 and at most 128, all float or all bf16 (entry points

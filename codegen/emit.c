@@ -1,10 +1,11 @@
-/* emit.c — one loop kernel as C or CUDA C: a C-like emitter, dialects as data.
+/* emit.c — one loop kernel as C or CUDA C source: one C-like emitter for both dialects.
  *
  * A loop kernel iterates over a domain (dom, ndim) and writes its roots. Elementwise
  * kernels (axis < 0) compute every root at every point. A reduction kernel (axis >= 0)
  * runs per *row* (a point of the domain with the axis left out) in three parts:
  *     p1   a loop over the axis accumulating every reduction the roots need (SUM, MAX,
- *          and the online logsumexp of CROSS_ENTROPY / CE_BWD rows)
+ *          and the logsumexp of CROSS_ENTROPY / CE_BWD rows; in C the logsumexp takes a
+ *          second loop, p1b, for the sum of exponentials)
  *     mid  once per row: values of reduced shape (norm factors, loss rows), reduced roots
  *     p2   a loop over the axis computing the full-shape roots (the epilogue)
  * A value is an expression of the index: val(n, idx) emits n's computation at idx (C
@@ -14,9 +15,25 @@
  * input, a reduction read at another row, a domain mismatch) fails with the node to
  * materialize in *culprit.
  *
- * Numerics: values are float; C accumulates reductions in double, CUDA in float with
- * block-wide tree reductions. */
+ * Dialects. The expression code (val, compute, the index mappings, the memo) writes the
+ * same text for both; the dialect is the CgDialect argument, and the places where C and
+ * CUDA differ test it (d == CG_CUDA, d == CG_C):
+ *   signature    C: void k(void *const *a), unpacked into typed restrict pointers;
+ *                CUDA: extern "C" __global__ with typed __restrict__ parameters
+ *   loops        C: rows split across OpenMP threads (one thread below CG_PAR_MIN
+ *                points), `omp simd` over the axis (or the last axis); CUDA: one thread per point, one thread block per row when
+ *                the reduced axis is innermost (block_rows), else one thread per row
+ *   bf16         CUDA only: bf16-stored tensors converted on load and store; elementwise
+ *                kernels of a multiple of 8 points run 8 points per thread (vec8) and move
+ *                bf16 tensors read or written at the point's own index as 16-byte accesses
+ *   logsumexp    C: a max pass and a pass of cg_expf (vectorizable); CUDA: an online
+ *                (max, sum) pair per thread, combined with cg_block_lse
+ *   prelude      cg_prelude: C's cg_expf and CG_PAR_MIN; CUDA's block reductions
+ *
+ * Numerics: values are float; C accumulates reductions in double, CUDA in float (with
+ * warp-shuffle tree reductions across the block when block_rows). */
 #include "codegen/codegen.h"
+#include "base/base.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -42,8 +59,7 @@ static void bput(Buf *b, const char *fmt, ...)
             return;
         }
         b->cap = (b->cap + (size_t)k + 1) * 2;
-        b->p = realloc(b->p, b->cap);
-        if (!b->p) { fprintf(stderr, "codegen: out of memory\n"); abort(); }
+        b->p = xrealloc(b->p, b->cap);
     }
 }
 
@@ -90,14 +106,17 @@ typedef struct {
 
 static const char *str(Em *e, const char *fmt, ...)
 {
-    va_list ap;
+    va_list ap, ap2;
     va_start(ap, fmt);
-    char *p = NULL;
-    if (vasprintf(&p, fmt, ap) < 0) { fprintf(stderr, "codegen: out of memory\n"); abort(); }
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
+    char *p = xmalloc((size_t)(n > 0 ? n : 0) + 1);
+    vsnprintf(p, (size_t)(n > 0 ? n : 0) + 1, fmt, ap2);
+    va_end(ap2);
     if (e->nstrs == e->capstrs) {
         e->capstrs = e->capstrs ? 2 * e->capstrs : 64;
-        e->strs = realloc(e->strs, sizeof *e->strs * (size_t)e->capstrs);
+        e->strs = xrealloc(e->strs, sizeof *e->strs * (size_t)e->capstrs);
     }
     return e->strs[e->nstrs++] = p;
 }
@@ -115,8 +134,7 @@ static const char *idx_key(Em *e, const Idx *x)
 {
     size_t n = 1;
     for (int i = 0; i < x->nd; i++) n += strlen(x->c[i]) + 1;
-    char *k = malloc(n), *p = k;
-    if (!k) { fprintf(stderr, "codegen: out of memory\n"); abort(); }
+    char *k = xmalloc(n), *p = k;
     for (int i = 0; i < x->nd; i++) {
         size_t m = strlen(x->c[i]);
         memcpy(p, x->c[i], m);
@@ -126,7 +144,7 @@ static const char *idx_key(Em *e, const Idx *x)
     *p = '\0';
     if (e->nstrs == e->capstrs) {
         e->capstrs = e->capstrs ? 2 * e->capstrs : 64;
-        e->strs = realloc(e->strs, sizeof *e->strs * (size_t)e->capstrs);
+        e->strs = xrealloc(e->strs, sizeof *e->strs * (size_t)e->capstrs);
     }
     return e->strs[e->nstrs++] = k;
 }
@@ -195,7 +213,7 @@ static void memo_put(Block *b, int node, const char *key, const char *var)
 {
     if (b->nmemo == b->cap) {
         b->cap = b->cap ? 2 * b->cap : 64;
-        b->memo = realloc(b->memo, sizeof *b->memo * (size_t)b->cap);
+        b->memo = xrealloc(b->memo, sizeof *b->memo * (size_t)b->cap);
     }
     b->memo[b->nmemo++] = (Memo){node, key, var};
 }
@@ -236,7 +254,7 @@ static int arg_of(Em *e, int id)
     CgKernel *k = e->k;
     for (int i = 0; i < k->nargs; i++)
         if (k->args[i] == id) return i;
-    k->args = realloc(k->args, sizeof *k->args * (size_t)(k->nargs + 1));
+    k->args = xrealloc(k->args, sizeof *k->args * (size_t)(k->nargs + 1));
     k->args[k->nargs] = id;
     return k->nargs++;
 }

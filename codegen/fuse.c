@@ -1,33 +1,35 @@
-/* fuse.c — fusion: which nodes get memory and which kernels compute them.
+/* fuse.c — fusion: which nodes get memory and which kernels compute them (cg_fuse).
  *
- * Roles (codegen.h) are decided in one pass in id order: leaves are LEAF, library ops
- * (MATMUL, ATTENTION, ATTENTION_BWD, SCATTER_ADD) are ROOTs, a movement node over a
- * materialized contiguous node is a VIEW, a node in the `force` set is a ROOT, anything
- * else is INLINE. `force` holds the outputs, the library ops' operands, the nodes used
- * twice whose recomputation would cost more than a load, and every node the emitter
- * reported it cannot inline.
+ * Roles (codegen.h) are decided in one pass in id order: leaves are LEAF, except CONSTs,
+ * which are CONST (a ROOT when kept); library ops (MATMUL, ATTENTION, ATTENTION_BWD,
+ * SCATTER_ADD) are ROOTs; a movement node that reads a contiguous range of a materialized
+ * node (a reshape, a broadcast adding size-1 axes, a slice with only size-1 axes before
+ * its axis) is a VIEW; a node in the `force` set is a ROOT; anything else is INLINE.
+ * `force` holds the kept nodes, the library ops' operands, the nodes used twice whose
+ * recomputation would read more than HEAVY_READS full-size tensors, and every node the
+ * emitter reported it cannot inline. A graph with an i32 node other than a leaf, a
+ * movement or a cast is rejected.
  *
  * Kernels: the roots in id order, each library root on its own, consecutive loop roots
  * with the same iteration signature (domain, reduced axis) grouped into one kernel as long
  * as the emitter accepts the group. The signature of a loop root is set by the first
  * reduction its inlined expression reaches (SUM/MAX, or the row logsumexp inside
  * CROSS_ENTROPY and CE_BWD): its input shape and axis; without one the root's own shape,
- * elementwise. When the emitter rejects a kernel it names a node to materialize; that
- * node is forced and the pass backtracks to it (form_kernels). */
+ * elementwise. Whether the emitter accepts a group is tried in the C dialect. When it
+ * rejects a kernel it names a node to materialize; that node is forced and the pass
+ * backtracks to it (form_kernels).
+ *
+ * Then cg_fuse assigns the storage dtypes (storage.c), emits every loop kernel in both
+ * dialects, with kernels of equal source sharing one CgFunc named by its hash, and makes
+ * the memory plan (memplan.c). */
 #include "codegen/codegen.h"
+#include "base/base.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define HEAVY_READS 2    /* full-size reads from which a node used twice is stored once */
-
-static void *xcalloc(size_t n, size_t sz)
-{
-    void *p = calloc(n ? n : 1, sz ? sz : 1);
-    if (!p) { fprintf(stderr, "codegen: out of memory\n"); abort(); }
-    return p;
-}
 
 static bool is_library(IrOp op)
 {
@@ -213,8 +215,7 @@ static CgKernel *new_kernel(CgStep *s, CgKind kind)
 
 static void add_root(CgKernel *k, int id)
 {
-    k->roots = realloc(k->roots, sizeof *k->roots * (size_t)(k->nroots + 1));
-    if (!k->roots) { fprintf(stderr, "codegen: out of memory\n"); abort(); }
+    k->roots = xrealloc(k->roots, sizeof *k->roots * (size_t)(k->nroots + 1));
     k->roots[k->nroots++] = id;
 }
 

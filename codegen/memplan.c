@@ -6,6 +6,7 @@
  * root may take the memory of one whose last reader ran strictly before its writer, so no
  * kernel ever reads and writes the same bytes. */
 #include "codegen/codegen.h"
+#include "base/base.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,10 +47,9 @@ static int by_offset(const void *a, const void *b)
 
 void cg_memplan(CgStep *s, IrNode *const *keep, int nkeep)
 {
-    int n = s->g->n, *last = calloc((size_t)n, sizeof *last);
-    Live *live = calloc((size_t)n + 1, sizeof *live);
-    s->offset = calloc((size_t)n, sizeof *s->offset);
-    if (!last || !live || !s->offset) { fprintf(stderr, "codegen: out of memory\n"); abort(); }
+    int n = s->g->n, *last = xcalloc((size_t)n, sizeof *last);
+    Live *live = xcalloc((size_t)n + 1, sizeof *live);
+    s->offset = xcalloc((size_t)n, sizeof *s->offset);
     liveness(s, keep, nkeep, last);
     int nlive = 0;
     s->arena_bytes = 0;

@@ -1,5 +1,10 @@
-/* plan.c — the step's translation units and its plan.txt. */
+/* plan.c — the step's translation unit in each dialect (cg_step_source: the prelude, for
+ * CUDA the kernels of cuda_lib.c, then every distinct loop function), plan.txt
+ * (cg_write_plan: kernels and library calls in order with launch shapes, bytes, FLOPs and
+ * output offsets, then the totals and the arena size) and the elementwise traffic fused
+ * and unfused (cg_traffic). */
 #include "codegen/codegen.h"
+#include "base/base.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -7,8 +12,7 @@
 static char *concat(char *acc, size_t *n, const char *s)
 {
     size_t k = strlen(s);
-    acc = realloc(acc, *n + k + 1);
-    if (!acc) { fprintf(stderr, "codegen: out of memory\n"); abort(); }
+    acc = xrealloc(acc, *n + k + 1);
     memcpy(acc + *n, s, k + 1);
     *n += k;
     return acc;

@@ -17,6 +17,7 @@
  * product with a float32 weight): the runtime converts those operands into scratch memory
  * (cg_operand_dtype says which). */
 #include "codegen/codegen.h"
+#include "base/base.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,9 +38,8 @@ static IrDtype root_dtype(const CgStep *s, const IrNode *n, const unsigned char 
 void cg_assign_storage(CgStep *s, CgStore mode, IrNode *const *keep, int nkeep)
 {
     const IrGraph *g = s->g;
-    unsigned char *kept = calloc((size_t)g->n + 1, 1);
-    s->store = calloc((size_t)g->n + 1, sizeof *s->store);
-    if (!kept || !s->store) { fprintf(stderr, "codegen: out of memory\n"); abort(); }
+    unsigned char *kept = xcalloc((size_t)g->n + 1, 1);
+    s->store = xcalloc((size_t)g->n + 1, sizeof *s->store);
     for (int i = 0; i < nkeep; i++) kept[keep[i]->id] = 1;
     for (int i = 0; i < g->n; i++) {
         const IrNode *n = g->nodes[i];

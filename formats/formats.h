@@ -29,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/base.h"
+
 #define ST_MAX_DIMS 8
 #define ST_MAX_HEADER 100000000u   /* a JSON header longer than this is rejected */
 
@@ -135,11 +137,10 @@ void st_writer_meta(StWriter *w, const char *key, const char *value);
  * the temp file is removed and an existing file at path is left as it was. */
 int st_writer_save(StWriter *w, const char *path, char *err, size_t errlen);
 
-/* ---- scalar conversions (round to nearest even; NaN stays NaN, quiet) ---- */
+/* ---- scalar conversions (round to nearest even; NaN stays NaN, quiet); float ↔ bf16 is
+ * bf16_from_f32 / bf16_to_f32 in base.h ---- */
 
-uint16_t st_f32_to_bf16(float x);
 uint16_t st_f64_to_bf16(double x);   /* rounds once, from the double (no double rounding) */
-float st_bf16_to_f32(uint16_t h);
 uint16_t st_f32_to_f16(float x);     /* IEEE binary16; beyond 65504 rounds to inf */
 uint16_t st_f64_to_f16(double x);
 float st_f16_to_f32(uint16_t h);

@@ -1,4 +1,4 @@
-/* safetensors.c — see safetensors.h for the format, the API contracts and the ownership rule.
+/* safetensors.c — formats.h has the format, the API contracts and the ownership rule.
  *
  * Reader: mmap the file, parse the JSON header with a small hand-written parser that knows
  * the exact shape of a safetensors header (so it needs no recursion), then validate every
@@ -58,15 +58,6 @@ int st_dtype_parse(const char *s, size_t n, StDtype *out) {
 static uint32_t f32_bits(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
 static float f32_from_bits(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
 
-uint16_t st_f32_to_bf16(float x) {
-    uint32_t u = f32_bits(x);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040);   /* NaN */
-    u += 0x7fffu + ((u >> 16) & 1);   /* round to nearest even; may carry into inf */
-    return (uint16_t)(u >> 16);
-}
-
-float st_bf16_to_f32(uint16_t h) { return f32_from_bits((uint32_t)h << 16); }
-
 /* x rounded to float with round-to-odd: truncate toward zero, then set the last bit if
  * inexact. Rounding that result to nearest even with >= 2 fewer bits (bf16, f16) gives the
  * same answer as rounding x directly, which a plain (float)x would not (double rounding). */
@@ -80,8 +71,8 @@ static float f64_to_f32_odd(double x) {
 }
 
 uint16_t st_f64_to_bf16(double x) {
-    if (x != x) return st_f32_to_bf16((float)x);
-    return st_f32_to_bf16(f64_to_f32_odd(x));
+    if (x != x) return bf16_from_f32((float)x);
+    return bf16_from_f32(f64_to_f32_odd(x));
 }
 
 uint16_t st_f32_to_f16(float x) {
@@ -316,9 +307,7 @@ static int json_metadata(st_json *p, StMeta **meta, int *nmeta) {
                 return fail_at(p->err, p->errlen, p->path, "duplicate __metadata__ key '%s'", k);
         if (*nmeta == cap) {
             cap = cap ? 2 * cap : 8;
-            StMeta *m = realloc(*meta, (size_t)cap * sizeof *m);
-            if (!m) return fail_at(p->err, p->errlen, p->path, "out of memory");
-            *meta = m;
+            *meta = xrealloc(*meta, (size_t)cap * sizeof **meta);
         }
         (*meta)[(*nmeta)++] = (StMeta){k, v};
         int c = json_peek(p);
@@ -415,10 +404,8 @@ static int json_header(st_json *p, StFile *f, StTensor **tensors, StMeta **meta)
             if (f->ntensors == cap) {
                 if (cap > INT32_MAX / 4) return fail_at(p->err, p->errlen, p->path, "too many tensors");
                 cap = cap ? 2 * cap : 64;
-                StTensor *t = realloc(*tensors, (size_t)cap * sizeof *t);
-                if (!t) return fail_at(p->err, p->errlen, p->path, "out of memory");
-                *tensors = t;
-                f->tensors = t;
+                *tensors = xrealloc(*tensors, (size_t)cap * sizeof **tensors);
+                f->tensors = *tensors;
             }
             StTensor *t = &(*tensors)[f->ntensors++];
             memset(t, 0, sizeof *t);
@@ -491,8 +478,7 @@ static int st_validate(StFile *f, const uint8_t *data, char *err, size_t errlen)
                        "file has %" PRIu64, max_end, f->data_len);
     for (int i = 0; i < n; i++) ts[i].data = data + ts[i].begin;
 
-    const StTensor **idx = malloc(nalloc * sizeof *idx);
-    if (!idx) return fail_at(err, errlen, path, "out of memory");
+    const StTensor **idx = xmalloc(nalloc * sizeof *idx);
     f->by_name_ = idx;
     for (int i = 0; i < n; i++) idx[i] = &ts[i];
     qsort(idx, (size_t)n, sizeof *idx, cmp_by_name);
@@ -500,8 +486,7 @@ static int st_validate(StFile *f, const uint8_t *data, char *err, size_t errlen)
         if (strcmp(idx[i - 1]->name, idx[i]->name) == 0)
             return fail_at(err, errlen, path, "duplicate tensor name '%s'", idx[i]->name);
 
-    const StTensor **ord = malloc(nalloc * sizeof *ord);
-    if (!ord) return fail_at(err, errlen, path, "out of memory");
+    const StTensor **ord = xmalloc(nalloc * sizeof *ord);
     for (int i = 0; i < n; i++) ord[i] = &ts[i];
     qsort(ord, (size_t)n, sizeof *ord, cmp_by_offset);
     const StTensor *prev = NULL;   /* the non-empty tensor that ends last so far */
@@ -524,8 +509,7 @@ static int st_validate(StFile *f, const uint8_t *data, char *err, size_t errlen)
 int st_open(StFile *f, const char *path, char *err, size_t errlen) {
     memset(f, 0, sizeof *f);
     if (err && errlen) err[0] = 0;
-    char *pcopy = strdup(path);
-    if (!pcopy) return fail_at(err, errlen, path, "out of memory");
+    char *pcopy = xstrdup(path);
     f->path = pcopy;
 
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -582,8 +566,7 @@ int st_open(StFile *f, const char *path, char *err, size_t errlen) {
     f->header_len = n;
     f->data_len = size - 8 - n;
 
-    f->strings_ = malloc((size_t)n + 1);
-    if (!f->strings_) { fail_at(err, errlen, path, "out of memory"); goto fail; }
+    f->strings_ = xmalloc((size_t)n + 1);
     st_json p = {.s = (const char *)bytes + 8, .n = (size_t)n, .arena = f->strings_,
                  .path = path, .err = err, .errlen = errlen};
     StTensor *tensors = NULL;
@@ -650,7 +633,7 @@ static double st_get_f64(const StTensor *t, int64_t i) {
     switch (t->dtype) {
     case ST_F64: { double v; memcpy(&v, p, 8); return v; }
     case ST_F32: { float v; memcpy(&v, p, 4); return v; }
-    case ST_BF16: { uint16_t h; memcpy(&h, p, 2); return st_bf16_to_f32(h); }
+    case ST_BF16: { uint16_t h; memcpy(&h, p, 2); return bf16_to_f32(h); }
     case ST_F16: { uint16_t h; memcpy(&h, p, 2); return st_f16_to_f32(h); }
     default: return 0;
     }
@@ -718,10 +701,10 @@ typedef struct {
     int64_t shape[ST_MAX_DIMS];
     void *data;      /* nbytes, owned */
     size_t nbytes;
-} st_wtensor;
+} WTensor;
 
 struct StWriter {
-    st_wtensor *t;
+    WTensor *t;
     int n, cap;
     char **mkey, **mval;
     int nmeta, mcap;
@@ -729,7 +712,7 @@ struct StWriter {
     char err[300];   /* the first add error, reported by save */
 };
 
-StWriter *st_writer_new(void) { return calloc(1, sizeof(StWriter)); }
+StWriter *st_writer_new(void) { return xcalloc(1, sizeof(StWriter)); }
 
 void st_writer_free(StWriter *w) {
     if (!w) return;
@@ -752,7 +735,7 @@ static void w_fail(StWriter *w, const char *fmt, ...) {
 }
 
 /* Validates and appends a tensor with an uninitialised data buffer; NULL on error. */
-static st_wtensor *w_new_tensor(StWriter *w, const char *name, StDtype dtype,
+static WTensor *w_new_tensor(StWriter *w, const char *name, StDtype dtype,
                                 int ndim, const int64_t *shape) {
     if (!w || w->failed) return NULL;
     if (!name) { w_fail(w, "tensor with a NULL name"); return NULL; }
@@ -775,22 +758,20 @@ static st_wtensor *w_new_tensor(StWriter *w, const char *name, StDtype dtype,
         }
     if (w->n == w->cap) {
         int cap = w->cap ? 2 * w->cap : 16;
-        st_wtensor *t = realloc(w->t, (size_t)cap * sizeof *t);
-        if (!t) { w_fail(w, "out of memory"); return NULL; }
-        w->t = t;
+        w->t = xrealloc(w->t, (size_t)cap * sizeof *w->t);
         w->cap = cap;
     }
-    st_wtensor *t = &w->t[w->n];
+    WTensor *t = &w->t[w->n];
     memset(t, 0, sizeof *t);
     t->nbytes = (size_t)numel * esz;
-    t->name = strdup(name);
-    t->data = malloc(t->nbytes ? t->nbytes : 1);
-    if (!t->name || !t->data) {
-        free(t->name);
-        free(t->data);
-        w_fail(w, "tensor '%s': out of memory", name);
+    /* a copy of the tensor: as large as the model's parameters, so a failure is an error
+     * of the save, not the end of the process */
+    char why[128];
+    if (!(t->data = try_calloc(t->nbytes, 1, "a copy of the tensor", why, sizeof why))) {
+        w_fail(w, "tensor '%s': %s", name, why);
         return NULL;
     }
+    t->name = xstrdup(name);
     t->dtype = dtype;
     t->ndim = ndim;
     for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
@@ -800,7 +781,7 @@ static st_wtensor *w_new_tensor(StWriter *w, const char *name, StDtype dtype,
 
 void st_writer_add(StWriter *w, const char *name, StDtype dtype, int ndim,
                       const int64_t *shape, const void *data) {
-    st_wtensor *t = w_new_tensor(w, name, dtype, ndim, shape);
+    WTensor *t = w_new_tensor(w, name, dtype, ndim, shape);
     if (!t) return;
     if (t->nbytes && !data) { w_fail(w, "tensor '%s': NULL data", name); return; }
     if (t->nbytes) memcpy(t->data, data, t->nbytes);
@@ -827,7 +808,7 @@ void st_writer_add_f64(StWriter *w, const char *name, StDtype dtype, int ndim,
                st_dtype_name(dtype));
         return;
     }
-    st_wtensor *t = w_new_tensor(w, name, dtype, ndim, shape);
+    WTensor *t = w_new_tensor(w, name, dtype, ndim, shape);
     if (!t) return;
     size_t n = t->nbytes / st_dtype_size(dtype);
     if (n && !src) { w_fail(w, "tensor '%s': NULL data", name); return; }
@@ -841,11 +822,11 @@ void st_writer_add_f32(StWriter *w, const char *name, StDtype dtype, int ndim,
                st_dtype_name(dtype));
         return;
     }
-    st_wtensor *t = w_new_tensor(w, name, dtype, ndim, shape);
+    WTensor *t = w_new_tensor(w, name, dtype, ndim, shape);
     if (!t) return;
     size_t n = t->nbytes / st_dtype_size(dtype);
     if (n && !src) { w_fail(w, "tensor '%s': NULL data", name); return; }
-    ST_CONVERT(dtype, t->data, n, src[i], st_f32_id, st_f32_to_bf16, st_f32_to_f16);
+    ST_CONVERT(dtype, t->data, n, src[i], st_f32_id, bf16_from_f32, st_f32_to_f16);
 }
 
 void st_writer_meta(StWriter *w, const char *key, const char *value) {
@@ -855,32 +836,23 @@ void st_writer_meta(StWriter *w, const char *key, const char *value) {
         if (strcmp(w->mkey[i], key) == 0) { w_fail(w, "duplicate __metadata__ key '%s'", key); return; }
     if (w->nmeta == w->mcap) {
         int cap = w->mcap ? 2 * w->mcap : 8;
-        char **k = realloc(w->mkey, (size_t)cap * sizeof *k);
-        if (!k) { w_fail(w, "out of memory"); return; }
-        w->mkey = k;
-        char **v = realloc(w->mval, (size_t)cap * sizeof *v);
-        if (!v) { w_fail(w, "out of memory"); return; }
-        w->mval = v;
+        w->mkey = xrealloc(w->mkey, (size_t)cap * sizeof *w->mkey);
+        w->mval = xrealloc(w->mval, (size_t)cap * sizeof *w->mval);
         w->mcap = cap;
     }
-    char *k = strdup(key), *v = strdup(value);
-    if (!k || !v) { free(k); free(v); w_fail(w, "out of memory"); return; }
-    w->mkey[w->nmeta] = k;
-    w->mval[w->nmeta] = v;
+    w->mkey[w->nmeta] = xstrdup(key);
+    w->mval[w->nmeta] = xstrdup(value);
     w->nmeta++;
 }
 
-/* A growable byte buffer for the header; `oom` is set on allocation failure. */
-typedef struct { char *s; size_t len, cap; int oom; } st_buf;
+/* A growable byte buffer for the header. */
+typedef struct { char *s; size_t len, cap; } HeaderBuf;
 
-static void buf_put(st_buf *b, const char *s, size_t n) {
-    if (b->oom) return;
+static void buf_put(HeaderBuf *b, const char *s, size_t n) {
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p) { b->oom = 1; return; }
-        b->s = p;
+        b->s = xrealloc(b->s, cap);
         b->cap = cap;
     }
     memcpy(b->s + b->len, s, n);
@@ -888,9 +860,9 @@ static void buf_put(st_buf *b, const char *s, size_t n) {
     b->s[b->len] = 0;
 }
 
-static void buf_puts(st_buf *b, const char *s) { buf_put(b, s, strlen(s)); }
+static void buf_puts(HeaderBuf *b, const char *s) { buf_put(b, s, strlen(s)); }
 
-static void buf_printf(st_buf *b, const char *fmt, ...) {
+static void buf_printf(HeaderBuf *b, const char *fmt, ...) {
     char tmp[64];
     va_list ap;
     va_start(ap, fmt);
@@ -900,7 +872,7 @@ static void buf_printf(st_buf *b, const char *fmt, ...) {
 }
 
 /* A JSON string literal: quotes, backslashes and control bytes escaped; other bytes as is. */
-static void buf_json_str(st_buf *b, const char *s) {
+static void buf_json_str(HeaderBuf *b, const char *s) {
     buf_puts(b, "\"");
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
@@ -912,7 +884,7 @@ static void buf_json_str(st_buf *b, const char *s) {
 }
 
 /* The padded header JSON for w. */
-static void st_build_header(const StWriter *w, st_buf *b) {
+static void st_build_header(const StWriter *w, HeaderBuf *b) {
     buf_puts(b, "{");
     int first = 1;
     if (w->nmeta) {
@@ -928,7 +900,7 @@ static void st_build_header(const StWriter *w, st_buf *b) {
     }
     uint64_t off = 0;
     for (int i = 0; i < w->n; i++) {
-        const st_wtensor *t = &w->t[i];
+        const WTensor *t = &w->t[i];
         if (!first) buf_puts(b, ",");
         first = 0;
         buf_json_str(b, t->name);
@@ -943,17 +915,15 @@ static void st_build_header(const StWriter *w, st_buf *b) {
 
 int st_writer_save(StWriter *w, const char *path, char *err, size_t errlen) {
     if (err && errlen) err[0] = 0;
-    if (!w) return fail_at(err, errlen, path, "cannot save: no writer (out of memory?)");
+    if (!w) return fail_at(err, errlen, path, "cannot save: no writer");
     if (w->failed) return fail_at(err, errlen, path, "cannot save: %s", w->err);
 
-    st_buf hb = {0};
+    HeaderBuf hb = {0};
     st_build_header(w, &hb);
-    if (hb.oom) { free(hb.s); return fail_at(err, errlen, path, "cannot save: out of memory"); }
 
     uint8_t len8[8];
     for (int k = 0; k < 8; k++) len8[k] = (uint8_t)((uint64_t)hb.len >> (8 * k));
-    Piece *pieces = malloc(sizeof(Piece) * (size_t)(w->n + 2));
-    if (!pieces) { free(hb.s); return fail_at(err, errlen, path, "cannot save: out of memory"); }
+    Piece *pieces = xmalloc(sizeof(Piece) * (size_t)(w->n + 2));
     pieces[0] = (Piece){len8, 8};
     pieces[1] = (Piece){hb.s, hb.len};
     for (int i = 0; i < w->n; i++) pieces[2 + i] = (Piece){w->t[i].data, w->t[i].nbytes};

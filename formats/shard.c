@@ -114,8 +114,7 @@ int shard_map(Shard *s, char *err, size_t errlen) {
 int shard_open(Shard *s, const char *path, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
     if (err && errlen) err[0] = 0;
-    s->path = strdup(path);
-    if (!s->path) return fail_at(err, errlen, path, "out of memory");
+    s->path = xstrdup(path);
     if (shard_probe(s, err, errlen) != 0 || shard_map(s, err, errlen) != 0) {
         shard_close(s);
         return -1;

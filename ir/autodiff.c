@@ -4,6 +4,7 @@
  * program. Rules build only IR primitives; the fused primitives have their own backward
  * ops (ATTENTION → ATTENTION_BWD, CROSS_ENTROPY → CE_BWD). */
 #include "ir/ir.h"
+#include "base/base.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -134,8 +135,7 @@ bool ir_autodiff_has_rule(IrOp op) {
 
 int ir_autodiff(IrGraph *g, IrNode *out, IrNode *const *wrt, int nwrt, IrNode **grads, char *err, size_t errlen) {
     int n0 = g->n;
-    Grad G = {g, calloc((size_t)n0, sizeof(IrNode *)), calloc((size_t)n0, sizeof(bool))};
-    if (!G.adj || !G.needs) abort();
+    Grad G = {g, xcalloc((size_t)n0, sizeof(IrNode *)), xcalloc((size_t)n0, sizeof(bool))};
     for (int i = 0; i < nwrt; i++) G.needs[wrt[i]->id] = true;
     for (int i = 0; i < n0; i++)
         for (int j = 0; j < g->nodes[i]->nin; j++) G.needs[i] |= G.needs[g->nodes[i]->in[j]->id];

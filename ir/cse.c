@@ -3,6 +3,7 @@
  * to the first. Named leaves (params, inputs, scalars) are never merged with each other.
  * Nodes are visited in id order, so inputs are merged before their users. */
 #include "ir/ir.h"
+#include "base/base.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -32,9 +33,8 @@ static bool same_node(const IrNode *a, const IrNode *b) {
 int ir_cse(IrGraph *g) {
     size_t cap = 1;
     while (cap < 2 * (size_t)g->n + 2) cap *= 2;
-    IrNode **table = calloc(cap, sizeof *table);
-    IrNode **repl = calloc((size_t)g->n + 1, sizeof *repl);
-    if (!table || !repl) abort();
+    IrNode **table = xcalloc(cap, sizeof *table);
+    IrNode **repl = xcalloc((size_t)g->n + 1, sizeof *repl);
     int merged = 0;
     for (int i = 0; i < g->n; i++) {
         IrNode *n = g->nodes[i];

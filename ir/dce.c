@@ -1,12 +1,13 @@
-/* dce.c — dead-code elimination: keeps the nodes some output depends on, and every named
- * leaf (parameters and inputs stay addressable even when unused); ids are renumbered. */
+/* dce.c — dead-code elimination: keeps the nodes some output depends on, and every PARAM
+ * and INPUT leaf (they stay addressable even when unused; an unused SCALAR goes); the
+ * kept nodes are renumbered in order. */
 #include "ir/ir.h"
+#include "base/base.h"
 
 #include <stdlib.h>
 
 int ir_dce(IrGraph *g) {
-    bool *live = calloc((size_t)g->n + 1, sizeof *live);
-    if (!live) abort();
+    bool *live = xcalloc((size_t)g->n + 1, sizeof *live);
     for (int i = 0; i < g->noutputs; i++) live[g->outputs[i]->id] = true;
     for (int i = g->n - 1; i >= 0; i--) {
         IrNode *n = g->nodes[i];

@@ -1,5 +1,6 @@
 /* graph.c — IR nodes, builders with shape/dtype inference, printing. */
 #include "ir/ir.h"
+#include "base/base.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -38,8 +39,7 @@ bool ir_same_shape(const IrNode *a, const IrNode *b) {
 }
 
 IrGraph *ir_graph_new(void) {
-    IrGraph *g = calloc(1, sizeof *g);
-    if (!g) abort();
+    IrGraph *g = xcalloc(1, sizeof *g);
     return g;
 }
 
@@ -57,8 +57,7 @@ void ir_graph_free(IrGraph *g) {
 int ir_add_output(IrGraph *g, IrNode *n) {
     if (g->noutputs == g->cap_outputs) {
         g->cap_outputs = g->cap_outputs ? 2 * g->cap_outputs : 16;
-        g->outputs = realloc(g->outputs, (size_t)g->cap_outputs * sizeof *g->outputs);
-        if (!g->outputs) abort();
+        g->outputs = xrealloc(g->outputs, (size_t)g->cap_outputs * sizeof *g->outputs);
     }
     g->outputs[g->noutputs] = n;
     return g->noutputs++;
@@ -74,11 +73,9 @@ static IrNode *new_node(IrGraph *g, IrOp op, IrDtype dt, int ndim, const int64_t
     assert(ndim >= 0 && ndim <= IR_MAX_DIMS);
     if (g->n == g->cap) {
         g->cap = g->cap ? 2 * g->cap : 256;
-        g->nodes = realloc(g->nodes, (size_t)g->cap * sizeof *g->nodes);
-        if (!g->nodes) abort();
+        g->nodes = xrealloc(g->nodes, (size_t)g->cap * sizeof *g->nodes);
     }
-    IrNode *n = calloc(1, sizeof *n);
-    if (!n) abort();
+    IrNode *n = xcalloc(1, sizeof *n);
     n->id = g->n;
     n->op = op;
     n->dtype = dt;
@@ -105,8 +102,7 @@ IrNode *ir_leaf(IrGraph *g, IrOp op, const char *name, IrDtype dt, int ndim, con
     assert(ir_op_class(op) == IRC_LEAF);
     IrNode *n = new_node(g, op, dt, ndim, shape);
     if (name) {
-        n->name = strdup(name);
-        if (!n->name) abort();
+        n->name = xstrdup(name);
     }
     return n;
 }

@@ -1,7 +1,12 @@
 /* ir.h — the graph IR: a static-shape SSA dataflow graph of tensor values.
  *
- *   ops.def   the primitive op set (X-macro table)
- *   graph.c   nodes, builders with shape/dtype inference, printing
+ *   ops.def     the primitive op set (X-macro table)
+ *   graph.c     nodes, builders with shape/dtype inference, printing
+ *   autodiff.c  reverse-mode differentiation, one rule per op
+ *   cse.c       common-subexpression elimination
+ *   dce.c       dead-code elimination
+ *   verify.c    the invariant checker
+ *   pipeline.c  the passes in order (ir_optimize), checked between passes
  *
  * Ownership: an IrGraph owns its nodes and their name strings; ir_graph_free() releases
  * them. Builders assert their shape preconditions: the front end checks user programs
@@ -86,9 +91,9 @@ IrNode *ir_attention(IrGraph *g, IrNode *q, IrNode *k, IrNode *v, IrNode *tokens
                      IrNode *window, int64_t block, int64_t eot, double scale);
 IrNode *ir_cross_entropy(IrGraph *g, IrNode *logits, IrNode *targets);
 
-int ir_add_output(IrGraph *g, IrNode *n);
+int ir_add_output(IrGraph *g, IrNode *n);   /* returns its index in outputs */
 /* The first leaf of kind op (INPUT, PARAM, SCALAR) with this name, or NULL. */
-IrNode *ir_leaf_named(const IrGraph *g, IrOp op, const char *name);   /* returns its index in outputs */
+IrNode *ir_leaf_named(const IrGraph *g, IrOp op, const char *name);
 
 /* ---- autodiff.c ---- */
 /* Appends the backward graph of the scalar `out` to g: grads[i] = d out / d wrt[i]
@@ -103,11 +108,11 @@ int ir_verify(const IrGraph *g, char *err, size_t errlen);
 /* Merges equal nodes (same op, attributes and inputs); outputs are redirected. Returns
  * the number of nodes merged. */
 int ir_cse(IrGraph *g);
-/* Removes nodes no output depends on (leaves are kept); renumbers ids. Returns the number
- * of nodes removed. */
+/* Removes nodes no output depends on (PARAM and INPUT leaves are kept); renumbers ids.
+ * Returns the number of nodes removed. */
 int ir_dce(IrGraph *g);
-/* verify → cse → dce → verify; with GPTC_DUMP_IR set, prints the graph after every pass
- * to stderr. 0, or -1 with a message. */
+/* verify → cse → verify → dce → verify; with GPTC_DUMP_IR set, prints the graph after
+ * every pass to stderr. 0, or -1 with a message. */
 int ir_optimize(IrGraph *g, char *err, size_t errlen);
 
 /* Can x be broadcast to shape (numpy rules, trailing axes aligned)? */

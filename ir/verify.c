@@ -1,6 +1,8 @@
 /* verify.c — invariants of the graph, checked between passes in the pipeline and tests:
- * ids are positions, inputs come earlier, shapes are positive and within limits, each op
- * has its number of inputs, elementwise ops see equal shapes. */
+ * ids are positions, each op has its number of inputs, inputs are earlier nodes of the
+ * same graph, every dimension is positive, binary ops see operands of their own shape,
+ * unary ops keep the shape, a reshape keeps the element count, and every output is a node
+ * of the graph. */
 #include "ir/ir.h"
 
 #include <string.h>

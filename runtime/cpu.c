@@ -7,6 +7,7 @@
  * products, the attention and scatter-add kernels of cpu_kernels.c. Everything is float32
  * (i32 for integer inputs). */
 #include "runtime/backend.h"
+#include "base/base.h"
 
 #include "codegen/codegen.h"
 #include "runtime/cpu_kernels.h"
@@ -34,13 +35,6 @@ struct RtCpu {
     int32_t *doc;              /* attention scratch: document ids [T] */
 };
 
-static void *xcalloc(size_t n, size_t sz)
-{
-    void *p = calloc(n ? n : 1, sz ? sz : 1);
-    if (!p) { fprintf(stderr, "cpu: out of memory\n"); abort(); }
-    return p;
-}
-
 /* where node id's elements live (a leaf buffer, or the arena) */
 static void *data_of(const RtCpu *c, int id)
 {
@@ -51,15 +45,45 @@ static void *data_of(const RtCpu *c, int id)
     return base ? base + off * 4 : NULL;
 }
 
-static void alloc_leaves(RtCpu *c)
+static size_t leaf_bytes(const RtCpu *c)
 {
-    c->leaf = xcalloc((size_t)c->g->n, sizeof *c->leaf);
+    size_t bytes = 0;
+    for (int i = 0; i < c->g->n; i++)
+        if (c->s->role[i] == CG_LEAF) bytes += (size_t)ir_numel(c->g->nodes[i]) * 4;
+    return bytes;
+}
+
+/* The memory plan (arena and leaves), or an error that states it: a plan larger than the
+ * machine's memory is refused before anything is touched, rather than left to the kernel's
+ * out-of-memory killer in the middle of a step. */
+static int alloc_plan(RtCpu *c, char *err, size_t errlen)
+{
+    size_t arena = (size_t)c->s->arena_bytes, leaves = leaf_bytes(c);
+    uint64_t have = physical_memory();
+    char a[32], l[32], t[32], h[32], why[160] = "";
+    if (have && arena + leaves > have)
+        snprintf(why, sizeof why, "this machine has %s", fmt_bytes((double)have, h, sizeof h));
+    else if ((c->arena = try_calloc(arena, 1, "the arena", why, sizeof why))) {
+        c->leaf = xcalloc((size_t)c->g->n, sizeof *c->leaf);
+        for (int i = 0; i < c->g->n && !why[0]; i++)
+            if (c->s->role[i] == CG_LEAF)
+                c->leaf[i] = try_calloc((size_t)ir_numel(c->g->nodes[i]), 4, "the leaves", why, sizeof why);
+    }
+    if (!why[0]) {
+        c->leaf_bytes = leaves;
+        return 0;
+    }
+    snprintf(err, errlen, "cpu: out of memory: the memory plan needs %s (arena %s, leaves %s); %s",
+             fmt_bytes((double)(arena + leaves), t, sizeof t), fmt_bytes((double)arena, a, sizeof a),
+             fmt_bytes((double)leaves, l, sizeof l), why);
+    return -1;
+}
+
+static void init_rope_leaves(RtCpu *c)
+{
     for (int i = 0; i < c->g->n; i++) {
         const IrNode *n = c->g->nodes[i];
-        if (c->s->role[i] != CG_LEAF) continue;
-        c->leaf[i] = xcalloc((size_t)ir_numel(n), 4);
-        c->leaf_bytes += (size_t)ir_numel(n) * 4;
-        if (n->op == IR_ROPE_COS || n->op == IR_ROPE_SIN)
+        if (c->s->role[i] == CG_LEAF && (n->op == IR_ROPE_COS || n->op == IR_ROPE_SIN))
             rt_ref_rope_f32(n->op == IR_ROPE_SIN, n->shape[0], n->iattr[0], n->fattr[0], c->leaf[i]);
     }
 }
@@ -107,12 +131,11 @@ RtCpu *rt_cpu_new(const IrGraph *g, IrNode *const *keep, int nkeep, char *err, s
         free(c);
         return NULL;
     }
-    c->arena = xcalloc((size_t)c->s->arena_bytes, 1);
-    alloc_leaves(c);
-    if (load_kernels(c, err, errlen)) {
+    if (alloc_plan(c, err, errlen) || load_kernels(c, err, errlen)) {
         rt_cpu_free(c);
         return NULL;
     }
+    init_rope_leaves(c);
     bind_args(c);
     for (int i = 0; i < g->n; i++)
         if (g->nodes[i]->op == IR_ATTENTION || g->nodes[i]->op == IR_ATTENTION_BWD) {
@@ -215,13 +238,6 @@ static int run_attention(RtCpu *c, const IrNode *n, char *err, size_t errlen)
     return 0;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* GPTC_PROFILE=1: the slowest kernels of each run on stderr */
 static void profile_report(const RtCpu *c, const double *sec)
 {
@@ -250,9 +266,9 @@ int rt_cpu_run(RtCpu *c, char *err, size_t errlen)
 {
     if (check_inputs(c, err, errlen)) return -1;
     const char *pe = getenv("GPTC_PROFILE");
-    double *sec = pe && *pe && strcmp(pe, "0") ? calloc((size_t)c->s->nk, sizeof *sec) : NULL, t0 = 0;
+    double *sec = pe && *pe && strcmp(pe, "0") ? xcalloc((size_t)c->s->nk, sizeof *sec) : NULL, t0 = 0;
     for (int k = 0; k < c->s->nk; k++) {
-        if (sec) t0 = now_s();
+        if (sec) t0 = clock_seconds();
         const CgKernel *kk = &c->s->k[k];
         const IrNode *n = kk->op;
         switch (kk->kind) {
@@ -269,7 +285,7 @@ int rt_cpu_run(RtCpu *c, char *err, size_t errlen)
             break;
         }
         }
-        if (sec) sec[k] = now_s() - t0;
+        if (sec) sec[k] = clock_seconds() - t0;
     }
     if (sec) profile_report(c, sec);
     free(sec);

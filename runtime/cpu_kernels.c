@@ -1,5 +1,6 @@
 /* cpu_kernels.c — library ops of the cpu backend (contract: cpu_kernels.h). */
 #include "runtime/cpu_kernels.h"
+#include "base/base.h"
 
 #include "runtime/ref_kernels.h"
 
@@ -55,8 +56,7 @@ static void tile_probs(const Attn *a, const float *q, const float *k, int h, int
 
 static void *scratch(size_t floats)
 {
-    float *p = malloc(sizeof(float) * (floats ? floats : 1));
-    if (!p) { fprintf(stderr, "cpu: out of memory\n"); abort(); }
+    float *p = xmalloc(sizeof(float) * (floats ? floats : 1));
     return p;
 }
 

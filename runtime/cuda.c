@@ -19,6 +19,7 @@
  * rt_gpu_get waits for the stream, and a device error surfaces there (reported, then the
  * process exits: the context is lost). */
 #include "runtime/backend.h"
+#include "base/base.h"
 
 #include "codegen/codegen.h"
 #include "runtime/cuda_api.h"
@@ -67,13 +68,6 @@ struct RtGpu {
     int nallreduce;
     char bad_input[256];            /* an index out of range, reported by the next run */
 };
-
-static void *xcalloc(size_t n, size_t sz)
-{
-    void *p = calloc(n ? n : 1, sz ? sz : 1);
-    if (!p) { fprintf(stderr, "cuda: out of memory\n"); abort(); }
-    return p;
-}
 
 static size_t align_up(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
 
@@ -159,7 +153,7 @@ static int allocate(RtGpu *c, char *err, size_t errlen)
     if (r != 0) {
         size_t free_b = 0, total = 0;
         rt_cu.cu.MemGetInfo(&free_b, &total);
-        snprintf(err, errlen, "cuda: the step needs %.2f GB of device memory (plan %.2f GB, leaves %.2f GB), %.2f GB "
+        snprintf(err, errlen, "cuda: out of memory on the device: the step needs %.2f GB (plan %.2f GB, leaves %.2f GB), %.2f GB "
                  "of %.2f GB are free: %s", c->bytes / 1e9, arena / 1e9, leaf_bytes / 1e9, free_b / 1e9, total / 1e9,
                  rt_cu_error(r));
         c->mem = 0;
@@ -565,23 +559,6 @@ static void sync_stream(const RtGpu *c)
     if (r != 0) fatal("the step", r);
 }
 
-/* float → bf16, round to nearest even (NaN stays NaN) */
-static uint16_t to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
-}
-
-static float from_bf16(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 /* In stream order, so it waits for the runs enqueued before it on the device, not on the
  * host: from pageable memory the driver stages `host` before returning, so the caller may
  * free it at once. */
@@ -608,7 +585,7 @@ void rt_gpu_set(RtGpu *c, const IrNode *leaf, const double *data)
     void *h = xcalloc((size_t)n, (size_t)es);
     for (int64_t i = 0; i < n; i++) {
         if (t == IR_I32) ((int32_t *)h)[i] = (int32_t)data[i];
-        else if (t == IR_BF16) ((uint16_t *)h)[i] = to_bf16((float)data[i]);
+        else if (t == IR_BF16) ((uint16_t *)h)[i] = bf16_from_f32((float)data[i]);
         else ((float *)h)[i] = (float)data[i];
     }
     upload(c, leaf, h, (size_t)n * (size_t)es);
@@ -661,7 +638,7 @@ void rt_gpu_get(const RtGpu *c, const IrNode *n, double *out)
     CUresult r = rt_cu.cu.MemcpyDtoH(h, p, (size_t)m * (size_t)es);
     if (r != 0) fatal("a copy from the device", r);
     for (int64_t i = 0; i < m; i++)
-        out[i] = t == IR_I32 ? ((int32_t *)h)[i] : t == IR_BF16 ? from_bf16(((uint16_t *)h)[i]) : ((float *)h)[i];
+        out[i] = t == IR_I32 ? ((int32_t *)h)[i] : t == IR_BF16 ? bf16_to_f32(((uint16_t *)h)[i]) : ((float *)h)[i];
     free(h);
 }
 

@@ -1,6 +1,7 @@
 /* cuda_api.c — loads the CUDA driver, cuBLASLt and NCCL with dlopen (cuda_api.h). */
 #include "runtime/cuda_api.h"
 
+#include "base/base.h"
 #include "codegen/codegen.h"
 
 #include <dlfcn.h>
@@ -27,9 +28,7 @@ static void *open_lib(const char *env, const char *const *names, int n, bool too
     }
     if (forced && *forced) snprintf(libname, len, "%s ($%s)", forced, env);
     else snprintf(libname, len, "%s", names[0]);
-    void *h = NULL;
-    for (int i = 0; i < k && !h; i++)
-        if (!(h = dlopen(tries[i], RTLD_NOW | RTLD_GLOBAL)) && i == 0) snprintf(why, sizeof why, "%s", dlerror());
+    void *h = lib_open(tries, k, RTLD_NOW | RTLD_GLOBAL, NULL, why, sizeof why);
     if (!h) snprintf(err, errlen, "%s: %s cannot be loaded: %s; %s", what, libname, why, hint);
     return h;
 }

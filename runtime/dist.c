@@ -1,10 +1,12 @@
-/* dist.c — see dist.h for the API, the launch flags and the ownership rule.
+/* dist.c — collectives across processes; runtime.h has the API, the launch flags and the
+ * ownership rule.
  *
  * Open MPI is reached only through dlopen/dlsym: the function pointers and predefined
  * handles below are declared with Open MPI's ABI (every handle is a pointer to a global
  * object in libmpi), so neither <mpi.h> nor -lmpi is needed to build. One process
  * (no mpirun) never touches MPI: every collective returns at once. */
 #include "runtime/runtime.h"
+#include "base/base.h"
 
 #include <dlfcn.h>
 #include <limits.h>
@@ -102,10 +104,11 @@ static void *dist_sym(void *lib, const char *name, const char *libname, char *er
 static void *dist_open(const char **libname, char *err, size_t errlen) {
     const char *names[2] = {D.test_lib ? D.test_lib : "libmpi.so.40", D.test_lib ? NULL : "libmpi.so"};
     char first[512] = "";
-    for (int i = 0; i < 2 && names[i]; i++) {
-        void *lib = dlopen(names[i], RTLD_NOW | RTLD_GLOBAL);
-        if (lib) { *libname = names[i]; return lib; }
-        if (i == 0) snprintf(first, sizeof first, "%s", dlerror());
+    int which = 0;
+    void *lib = lib_open(names, 2, RTLD_NOW | RTLD_GLOBAL, &which, first, sizeof first);
+    if (lib) {
+        *libname = names[which];
+        return lib;
     }
     dist_fail(err, errlen, "launched by mpirun but %s cannot be loaded: %s; "
               "install openmpi-bin (tools/deps.sh)", names[0], first);

@@ -1,5 +1,7 @@
-/* exec.c — the backend interface (exec.h): a tagged pointer and a switch per call. */
+/* exec.c — the backend interface (runtime.h): an executor holds one backend's handle, and
+ * each call goes to the backend whose handle is set. */
 #include "runtime/backend.h"
+#include "base/base.h"
 #include "runtime/ref.h"
 
 #include <stdio.h>
@@ -15,20 +17,27 @@ struct RtExec {
     int nkeep;
 };
 
+const char *rt_exec_unsupported(RtBackend b, RtPrec prec)
+{
+    bool bf16 = prec == RT_BF16 || prec == RT_BF16_MASTER;
+    if (b == RT_CPU_BACKEND && prec == RT_F64) return "the cpu backend computes in f32; --dtype f64 needs --backend ref";
+    if (b == RT_CPU_BACKEND && bf16) return "the cpu backend computes in f32; --dtype bf16 needs --backend cuda";
+    if (b == RT_REF_BACKEND && bf16) return "the ref backend computes in f64 or f32; --dtype bf16 needs --backend cuda";
+    if (b == RT_CUDA_BACKEND && prec == RT_F64)
+        return "the cuda backend computes in bf16 or f32; use --backend ref for --dtype f64";
+    return NULL;
+}
+
 RtExec *rt_exec_new(RtBackend b, const IrGraph *g, RtPrec prec, IrNode *const *keep, int nkeep, char *err,
                     size_t errlen)
 {
-    if (b == RT_CPU_BACKEND && prec != RT_F32) {
-        snprintf(err, errlen, "the cpu backend computes in f32; use --backend ref for --dtype f64");
+    const char *unsupported = rt_exec_unsupported(b, prec);
+    if (unsupported) {
+        snprintf(err, errlen, "%s", unsupported);
         return NULL;
     }
-    if (b == RT_REF_BACKEND && prec != RT_F32 && prec != RT_F64) {
-        snprintf(err, errlen, "the ref backend computes in f64 or f32, not bf16");
-        return NULL;
-    }
-    RtExec *x = calloc(1, sizeof *x);
-    x->keep = malloc(sizeof *x->keep * (size_t)(nkeep > 0 ? nkeep : 1));
-    if (!x || !x->keep) { fprintf(stderr, "out of memory\n"); abort(); }
+    RtExec *x = xcalloc(1, sizeof *x);
+    x->keep = xmalloc(sizeof *x->keep * (size_t)(nkeep > 0 ? nkeep : 1));
     memcpy(x->keep, keep, sizeof *keep * (size_t)nkeep);
     x->nkeep = nkeep;
     x->b = b;
@@ -87,8 +96,7 @@ void rt_exec_copy(RtExec *dst, const IrNode *leaf, const RtExec *src, const IrNo
         return;
     }
     int64_t k = ir_numel(n);
-    double *v = malloc(sizeof(double) * (size_t)(k ? k : 1));
-    if (!v) { fprintf(stderr, "out of memory\n"); abort(); }
+    double *v = xmalloc(sizeof(double) * (size_t)(k ? k : 1));
     rt_exec_get(src, n, v);
     rt_exec_set(dst, leaf, v);
     free(v);

@@ -3,6 +3,7 @@
  * kernels live in ref_ops_impl.h, instantiated below for double and for float. Data
  * movement (MOVE ops, GATHER) is precision-agnostic: it copies elements of 4 or 8 bytes. */
 #include "runtime/ref.h"
+#include "base/base.h"
 
 #include "runtime/ref_kernels.h"
 
@@ -34,20 +35,6 @@ struct RtRef {
     int npool;
     char msg[512];              /* the current error */
 };
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) { fprintf(stderr, "ref: out of memory (%zu bytes)\n", n); abort(); }
-    return p;
-}
-
-static void *xcalloc(size_t n, size_t sz)
-{
-    void *p = calloc(n ? n : 1, sz ? sz : 1);
-    if (!p) { fprintf(stderr, "ref: out of memory (%zu x %zu bytes)\n", n, sz); abort(); }
-    return p;
-}
 
 #define REAL double
 #define SFX(x) x##_f64
@@ -83,15 +70,11 @@ static void grow(RtRef *r)
 {
     int n = r->g->n;
     if (n <= r->cap) return;
-    r->buf = realloc(r->buf, sizeof *r->buf * (size_t)n);
-    r->nbytes = realloc(r->nbytes, sizeof *r->nbytes * (size_t)n);
-    r->is_value = realloc(r->is_value, (size_t)n);
-    r->keep = realloc(r->keep, (size_t)n);
-    r->last = realloc(r->last, sizeof *r->last * (size_t)n);
-    if (!r->buf || !r->nbytes || !r->is_value || !r->keep || !r->last) {
-        fprintf(stderr, "ref: out of memory\n");
-        abort();
-    }
+    r->buf = xrealloc(r->buf, sizeof *r->buf * (size_t)n);
+    r->nbytes = xrealloc(r->nbytes, sizeof *r->nbytes * (size_t)n);
+    r->is_value = xrealloc(r->is_value, (size_t)n);
+    r->keep = xrealloc(r->keep, (size_t)n);
+    r->last = xrealloc(r->last, sizeof *r->last * (size_t)n);
     for (int i = r->cap; i < n; i++) {
         r->buf[i] = NULL;
         r->nbytes[i] = 0;
@@ -617,12 +600,10 @@ int rt_ref_run(RtRef *r, IrNode *const *keep, int nkeep, char *err, size_t errle
     bool profile = getenv("GPTC_PROFILE") != NULL;   /* time per op kind, to stderr */
     for (int i = 0; i < g->n; i++) {
         const IrNode *n = g->nodes[i];
-        struct timespec t0, t1;
-        if (profile) clock_gettime(CLOCK_MONOTONIC, &t0);
+        double t0 = profile ? clock_seconds() : 0;
         int rc = eval(r, n);
         if (profile) {
-            clock_gettime(CLOCK_MONOTONIC, &t1);
-            op_ms[n->op] += (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+            op_ms[n->op] += (clock_seconds() - t0) * 1e3;
             op_elems[n->op] += ir_numel(n);
         }
         if (rc != 0) {

@@ -38,25 +38,6 @@ int rt_ref_allowed(int q, int k, const int32_t *doc, int block, int window);
  * Every allowed key of q lies in [rt_ref_window_begin(q, B, w), q]. */
 int rt_ref_window_begin(int q, int block, int window);
 
-/* Dense mask [T, T] from the closed form: mask[q*T + k] = rt_ref_allowed(q, k, ...). */
-void rt_ref_mask_dense(const int32_t *doc, int T, int block, int window, uint8_t *mask);
-
-/* ---- Literal block-list rules of S-5.2/5.3 (an oracle for tests; O(N^2 + T^2)). ----
- * They require T % block == 0 (N = T / block blocks) and a non-decreasing doc.
- *
- * rt_ref_block_lists: for every query block i = 0..N-1, the partial list P_i and the full
- * list F_i of key blocks, nearest (highest index) first:
- *     nP[i] entries in P[i*N + 0 .. nP[i]-1],  nF[i] entries in F[i*N + 0 .. nF[i]-1]
- * (nP, nF: int [N]; P, F: int [N*N]; unused entries are set to -1).
- *
- * rt_ref_mask_blocks: the dense mask [T, T] built literally from those lists and the
- * clamps kP = min(nP, max(w - nF, 1)), kF = max(min(nF, w - 1), 0): a kept full block
- * allows every element, a kept partial block applies dc(q,k) = k <= q && doc[k] == doc[q],
- * every other block allows nothing. S-5.4 says this equals rt_ref_mask_dense. */
-void rt_ref_block_lists(const int32_t *doc, int T, int block,
-                        int *nP, int *P, int *nF, int *F);
-void rt_ref_mask_blocks(const int32_t *doc, int T, int block, int window, uint8_t *mask);
-
 /* ------------------------------------------------------------------------------------
  * Attention (S-4.3) with the document-causal sliding-block mask (S-5.4)
  *

@@ -10,8 +10,8 @@
  *
  * The set of kept nodes (the values read after a run) is fixed when the executor is made:
  * the cpu backend plans its memory around it. Leaf values persist across runs. The graph
- * must outlive the executor and must not change. Ownership as in ref.h: every pointer
- * passed in is borrowed for the call; the executor owns its buffers. */
+ * must outlive the executor and must not change. Ownership: every pointer passed in is
+ * borrowed for the call; the executor owns its buffers. */
 #ifndef GPTC_RUNTIME_H
 #define GPTC_RUNTIME_H
 
@@ -63,13 +63,17 @@ void rt_exec_broadcast(RtExec *x, const IrNode *leaf, int root);
  * 85.0 GB)" */
 void rt_gpu_describe(char *out, size_t len);
 
+/* NULL when backend b computes in precision prec, else one line saying why not and which
+ * backend does ("the cpu backend computes in f32; --dtype f64 needs --backend ref"). */
+const char *rt_exec_unsupported(RtBackend b, RtPrec prec);
+
 /* "ref", "cpu" or "cuda" → backend; -1 for other names */
 int rt_backend_parse(const char *name);
 const char *rt_backend_name(RtBackend b);
 const char *rt_prec_name(RtPrec p);   /* "f64", "f32", "bf16" */
 
 /* ==== Collectives across processes (dist.c) ====
-data-parallel collectives across processes (ranks), with MPI loaded at run time.
+ * Data-parallel collectives across processes (ranks), with MPI loaded at run time.
  *
  * gptc runs either as one process (world size 1; no MPI library needed, every collective
  * is a no-op) or under Open MPI's launcher:

@@ -1,6 +1,7 @@
 /* grad.c — the gradient graph: the model's forward graph, its backward pass and the IR
  * passes, with the output indices of the loss, the gradients and the probes. */
 #include "step/step.h"
+#include "base/base.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -14,11 +15,10 @@ int step_grad_build(Program *p, StepGrad *gg, char *err, size_t errlen) {
         return -1;
     }
     IrNode *loss = g->outputs[0];
-    IrNode **wrt = malloc(sizeof(IrNode *) * (size_t)(p->nparams + 1));
-    IrNode **grads = malloc(sizeof(IrNode *) * (size_t)(p->nparams + 1));
-    gg->grad_out = malloc(sizeof(int) * (size_t)(p->nparams + 1));
-    gg->probe_out = malloc(sizeof(int) * (size_t)(p->nprobes + 1));
-    if (!wrt || !grads || !gg->grad_out || !gg->probe_out) abort();
+    IrNode **wrt = xmalloc(sizeof(IrNode *) * (size_t)(p->nparams + 1));
+    IrNode **grads = xmalloc(sizeof(IrNode *) * (size_t)(p->nparams + 1));
+    gg->grad_out = xmalloc(sizeof(int) * (size_t)(p->nparams + 1));
+    gg->probe_out = xmalloc(sizeof(int) * (size_t)(p->nprobes + 1));
     for (int i = 0; i < p->nparams; i++) wrt[i] = p->params[i].node;
     int rc = ir_autodiff(g, loss, wrt, p->nparams, grads, err, errlen);
     if (rc == 0) {

@@ -10,6 +10,7 @@
  * between them — averaging gradients across ranks, accumulating micro-batches, feeding
  * given gradients — is the trainer's business, not the model's. */
 #include "step/step.h"
+#include "base/base.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -103,11 +104,11 @@ int step_update_build(FeCompile *c, const bool *include, StepUpdate *ug, char *e
     memset(ug, 0, sizeof *ug);
     IrGraph *g = ug->g = ir_graph_new();
     int n = ug->nparams = prog->nparams;
-    ug->param = calloc((size_t)n + 1, sizeof(IrNode *));
-    ug->grad = calloc((size_t)n + 1, sizeof(IrNode *));
-    ug->nstate = calloc((size_t)n + 1, sizeof(int));
-    ug->out = calloc((size_t)n + 1, sizeof(int));
-    for (int k = 0; k < 2; k++) ug->state[k] = calloc((size_t)n + 1, sizeof(IrNode *));
+    ug->param = xcalloc((size_t)n + 1, sizeof(IrNode *));
+    ug->grad = xcalloc((size_t)n + 1, sizeof(IrNode *));
+    ug->nstate = xcalloc((size_t)n + 1, sizeof(int));
+    ug->out = xcalloc((size_t)n + 1, sizeof(int));
+    for (int k = 0; k < 2; k++) ug->state[k] = xcalloc((size_t)n + 1, sizeof(IrNode *));
     for (int i = 0; i < n; i++) {
         const ParamDecl *d = &prog->params[i];
         const OptimGroup *grp = &prog->optims[d->optim];

@@ -43,7 +43,7 @@ static int begin(Plot *p, const char *name, const char *title, int width, int he
     snprintf(path, sizeof path, "%s/gnuplot/%s.dat", p->o->dir, name);
     p->dat = fopen(path, "w");
     if (!p->gp || !p->dat) return fail_at(p->err, p->errlen, path, "cannot write: %s", strerror(errno));
-    p->figs = realloc(p->figs, sizeof *p->figs * (size_t)(p->nfigs + 1));
+    p->figs = xrealloc(p->figs, sizeof *p->figs * (size_t)(p->nfigs + 1));
     StFigure *f = &p->figs[p->nfigs++];
     snprintf(f->name, sizeof f->name, "%s.png", name);
     snprintf(f->title, sizeof f->title, "%s", title);

@@ -24,9 +24,9 @@ static void add_val(StRun *r, int64_t step, double loss, double ms) {
     while (r->nval > 0 && r->step[r->nval - 1] >= step) r->nval--;
     if ((r->nval & (r->nval - 1)) == 0) {   /* grow at powers of two */
         size_t cap = r->nval ? 2 * (size_t)r->nval : 8;
-        r->step = realloc(r->step, cap * sizeof *r->step);
-        r->loss = realloc(r->loss, cap * sizeof *r->loss);
-        r->ms = realloc(r->ms, cap * sizeof *r->ms);
+        r->step = xrealloc(r->step, cap * sizeof *r->step);
+        r->loss = xrealloc(r->loss, cap * sizeof *r->loss);
+        r->ms = xrealloc(r->ms, cap * sizeof *r->ms);
     }
     r->step[r->nval] = step;
     r->loss[r->nval] = loss;
@@ -42,22 +42,22 @@ static void set_vector(StRun *r, const char *name, size_t len, double *v, int n)
             r->vec[i].v = v, r->vec[i].n = n;
             return;
         }
-    r->vec = realloc(r->vec, sizeof *r->vec * (size_t)(r->nvec + 1));
-    r->vec[r->nvec++] = (StVector){strndup(name, len), n, v};
+    r->vec = xrealloc(r->vec, sizeof *r->vec * (size_t)(r->nvec + 1));
+    r->vec[r->nvec++] = (StVector){xstrndup(name, len), n, v};
 }
 
 /* "[a, b, …]" at s → a new array; NULL unless every element is a number. */
 static double *parse_list(const char *s, int *n, const char **end) {
     if (*s++ != '[') return NULL;
     int cap = 16;
-    double *v = malloc(sizeof *v * (size_t)cap);
+    double *v = xmalloc(sizeof *v * (size_t)cap);
     *n = 0;
     while (*s == ' ') s++;
     while (*s != ']') {
         char *e;
         double x = strtod(s, &e);
         if (e == s) break;
-        if (*n == cap) v = realloc(v, sizeof *v * (size_t)(cap *= 2));
+        if (*n == cap) v = xrealloc(v, sizeof *v * (size_t)(cap *= 2));
         v[(*n)++] = x;
         s = e;
         while (*s == ',' || *s == ' ') s++;
@@ -131,7 +131,7 @@ static bool ends_with(const char *s, const char *suffix) {
 
 int st_run_read(StRun *r, const char *path, char *err, size_t errlen) {
     memset(r, 0, sizeof *r);
-    r->path = strdup(path);
+    r->path = xstrdup(path);
     FILE *f = fopen(path, "r");
     if (!f) return fail_at(err, errlen, path, "cannot read: %s", strerror(errno));
     bool jsonl = ends_with(path, ".jsonl");
@@ -162,7 +162,7 @@ static char *run_json_variant(const char *dir) {
     if (!p) return NULL;
     p += 12;
     const char *q = strchr(p, '"');
-    return q ? strndup(p, (size_t)(q - p)) : NULL;
+    return q ? xstrndup(p, (size_t)(q - p)) : NULL;
 }
 
 static bool file_exists(const char *path) {
@@ -184,7 +184,7 @@ int st_run_read_dir(StRun *r, const char *dir, char *err, size_t errlen) {
     if (!file_exists(p)) snprintf(p, sizeof p, "%s/log.jsonl", dir);
     int rc = st_run_read(r, p, err, errlen);
     free(r->path);
-    r->path = strdup(dir);
+    r->path = xstrdup(dir);
     r->variant = run_json_variant(dir);
     return rc;
 }
@@ -221,15 +221,15 @@ void st_run_label(StRun *r) {
     char name[256];
     if (!r->variant && k > 0) {
         snprintf(name, sizeof name, "n_emb=%d", k);
-        r->variant = strdup(name);
+        r->variant = xstrdup(name);
     }
     if (!r->variant) {   /* the folder holding the run: "n_emb=2" in a sweep's layout */
         path_part(r->path, true, name, sizeof name);
-        if (strchr(name, '=')) r->variant = strdup(name);
+        if (strchr(name, '=')) r->variant = xstrdup(name);
     }
     if (!r->variant) {
         path_part(r->path, false, name, sizeof name);
-        r->variant = strdup(name);
+        r->variant = xstrdup(name);
     }
     const char *e = strstr(r->variant, "n_emb=");
     r->n_emb = k > 0 ? k : e ? atoi(e + 6) : 0;
@@ -252,7 +252,7 @@ void st_runs_free(StRun *runs, int n) {
 
 static void push_run(StRun **runs, int *n, StRun *r) {
     st_run_label(r);
-    *runs = realloc(*runs, sizeof **runs * (size_t)(*n + 1));
+    *runs = xrealloc(*runs, sizeof **runs * (size_t)(*n + 1));
     (*runs)[(*n)++] = *r;
 }
 

@@ -26,12 +26,6 @@
 static volatile sig_atomic_t stop_requested;
 static void on_stop(int sig) { (void)sig; stop_requested = 1; }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* ---- the plan ------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -45,12 +39,12 @@ static bool parse_spec(const char *s, Spec *sp) {
     const char *eq = strchr(s, '=');
     memset(sp, 0, sizeof *sp);
     if (!eq || eq == s || !eq[1]) return false;
-    sp->name = strndup(s, (size_t)(eq - s));
+    sp->name = xstrndup(s, (size_t)(eq - s));
     for (const char *v = eq + 1;; v++) {
         const char *c = strchrnul(v, ',');
         if (c == v) return false;
-        sp->values = realloc(sp->values, sizeof *sp->values * (size_t)(sp->n + 1));
-        sp->values[sp->n++] = strndup(v, (size_t)(c - v));
+        sp->values = xrealloc(sp->values, sizeof *sp->values * (size_t)(sp->n + 1));
+        sp->values[sp->n++] = xstrndup(v, (size_t)(c - v));
         if (!*c) return true;
         v = c;
     }
@@ -62,24 +56,25 @@ static void free_spec(Spec *sp) {
 }
 
 static void add_run(StSweep *s, const Spec *specs, int nspec, const int *pick, int seed) {
-    s->runs = realloc(s->runs, sizeof *s->runs * (size_t)(s->nruns + 1));
+    s->runs = xrealloc(s->runs, sizeof *s->runs * (size_t)(s->nruns + 1));
     StSweepRun *r = &s->runs[s->nruns++];
     memset(r, 0, sizeof *r);
-    r->sets = malloc(sizeof *r->sets * (size_t)nspec);
+    r->sets = xmalloc(sizeof *r->sets * (size_t)nspec);
     size_t len;
     FILE *f = open_memstream(&r->variant, &len);   /* "n_emb=2,dim=64" */
     for (int k = 0; k < nspec; k++) {
-        if (asprintf(&r->sets[r->nsets], "%s=%s", specs[k].name, specs[k].values[pick[k]]) < 0) abort();
+        r->sets[r->nsets] = xasprintf("%s=%s", specs[k].name, specs[k].values[pick[k]]);
         fprintf(f, "%s%s", k ? "," : "", r->sets[r->nsets++]);
     }
     fclose(f);
     r->seed = seed;
-    if (asprintf(&r->name, "%s/seed=%d", r->variant, seed) < 0 || asprintf(&r->dir, "%s/%s", s->out, r->name) < 0) abort();
+    r->name = xasprintf("%s/seed=%d", r->variant, seed);
+    r->dir = xasprintf("%s/%s", s->out, r->name);
 }
 
 int st_sweep_plan(StSweep *s, const char *const *vary, int nvary, int nseeds, char *err, size_t errlen) {
-    Spec *specs = calloc((size_t)nvary + 1, sizeof *specs);
-    int *pick = calloc((size_t)nvary + 1, sizeof *pick), rc = 0;
+    Spec *specs = xcalloc((size_t)nvary + 1, sizeof *specs);
+    int *pick = xcalloc((size_t)nvary + 1, sizeof *pick), rc = 0;
     for (int k = 0; k < nvary && rc == 0; k++)
         if (!parse_spec(vary[k], &specs[k])) rc = fail_at(err, errlen, "--vary", "takes NAME=V1,V2,…, got '%s'", vary[k]);
     s->nvariants = 0;
@@ -235,9 +230,9 @@ int st_sweep_prepare(StSweep *s, const char *command, char *err, size_t errlen) 
  * --out DIR; argv[0] is "gptc" without a launcher (what ps shows; the program is s->exe).
  * The strings borrow from s, r, seed and *words (freed by the caller). */
 static char **child_argv(const StSweep *s, const StSweepRun *r, char *seed, char **words) {
-    char **argv = calloc((size_t)(s->ntrain_args + 2 * r->nsets + 10) + (s->launcher ? strlen(s->launcher) : 0), sizeof *argv);
+    char **argv = xcalloc((size_t)(s->ntrain_args + 2 * r->nsets + 10) + (s->launcher ? strlen(s->launcher) : 0), sizeof *argv);
     int n = 0;
-    *words = s->launcher ? strdup(s->launcher) : NULL;
+    *words = s->launcher ? xstrdup(s->launcher) : NULL;
     char *save = NULL;
     for (char *w = *words ? strtok_r(*words, " \t", &save) : NULL; w; w = strtok_r(NULL, " \t", &save)) argv[n++] = w;
     argv[n++] = s->launcher ? (char *)s->exe : "gptc";
@@ -293,7 +288,7 @@ static int start_run(StSweep *s, StSweepRun *r, char *err, size_t errlen) {
     if (pid > 0) setpgid(pid, pid);   /* as the child does: signals to the group cannot miss it */
     free(argv), free(words);
     if (pid < 0) return fail_at(err, errlen, r->name, "cannot start: %s", strerror(errno));
-    r->pid = pid, r->state = SW_RUNNING, r->t0 = now_s();
+    r->pid = pid, r->state = SW_RUNNING, r->t0 = clock_seconds();
     return 0;
 }
 
@@ -380,7 +375,7 @@ static void last_lines(const char *path, int k) {
     int n = 0;
     while (getline(&line, &cap, f) > 0) {
         free(lines[n % k]);
-        lines[n++ % k] = strdup(line);
+        lines[n++ % k] = xstrdup(line);
     }
     for (int i = n > k ? n - k : 0; i < n; i++) fprintf(stderr, "    %s", lines[i % k]);
     for (int i = 0; i < k; i++) free(lines[i]);
@@ -401,8 +396,8 @@ static void finished_child(StSweep *s, StSweepRun *r, int status, Screen *sc) {
     if (done) {
         r->state = SW_DONE;
         r->step = r->steps;
-        progress_line(s, now_s() - sc->t0, false, line, sizeof line);
-        snprintf(msg, sizeof msg, "in %.1f s, val_loss %.6f  %s", now_s() - r->t0, loss, line);
+        progress_line(s, clock_seconds() - sc->t0, false, line, sizeof line);
+        snprintf(msg, sizeof msg, "in %.1f s, val_loss %.6f  %s", clock_seconds() - r->t0, loss, line);
         say(sc, "done     %s %s", r->name, msg);
     } else if (stop_requested) {
         r->state = SW_STOPPED;
@@ -443,7 +438,7 @@ static void start_more(StSweep *s, Screen *sc) {
 }
 
 static void draw(StSweep *s, Screen *sc) {
-    double t = now_s();
+    double t = clock_seconds();
     if (!sc->tty || t - sc->last_draw < 1) return;
     char line[2048];
     progress_line(s, t - sc->t0, true, line, sizeof line);
@@ -495,7 +490,7 @@ static int conclude(const StSweep *s, Screen *sc) {
 }
 
 int st_sweep_run(StSweep *s) {
-    Screen sc = {isatty(2), false, now_s(), 0};
+    Screen sc = {isatty(2), false, clock_seconds(), 0};
     struct sigaction sa = {0}, old_int, old_term;
     sa.sa_handler = on_stop;
     sigemptyset(&sa.sa_mask);

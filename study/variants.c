@@ -19,10 +19,10 @@ static int cmp_variant(const void *a, const void *b) {
 static StVariant *variant_of(StVariant **v, int *n, const StRun *r) {
     for (int i = 0; i < *n; i++)
         if (!strcmp((*v)[i].label, r->variant)) return &(*v)[i];
-    *v = realloc(*v, sizeof **v * (size_t)(*n + 1));
+    *v = xrealloc(*v, sizeof **v * (size_t)(*n + 1));
     StVariant *nv = &(*v)[(*n)++];
     memset(nv, 0, sizeof *nv);
-    nv->label = strdup(r->variant);
+    nv->label = xstrdup(r->variant);
     nv->n_emb = r->n_emb;
     return nv;
 }
@@ -36,9 +36,9 @@ static bool has_step(const StRun *r, int64_t s, int *at) {
 /* The mean curve over the steps that every run validated. */
 static void mean_curve(StVariant *v) {
     const StRun *r0 = v->runs[0];
-    v->step = malloc(sizeof *v->step * (size_t)r0->nval);
-    v->loss = malloc(sizeof *v->loss * (size_t)r0->nval);
-    v->sec = malloc(sizeof *v->sec * (size_t)r0->nval);
+    v->step = xmalloc(sizeof *v->step * (size_t)r0->nval);
+    v->loss = xmalloc(sizeof *v->loss * (size_t)r0->nval);
+    v->sec = xmalloc(sizeof *v->sec * (size_t)r0->nval);
     for (int i = 0; i < r0->nval; i++) {
         double loss = 0, ms = 0;
         int k, at;
@@ -54,9 +54,9 @@ static void mean_curve(StVariant *v) {
 }
 
 static int summarize(StVariant *v, char *err, size_t errlen) {
-    v->final_loss = malloc(sizeof(double) * (size_t)v->nruns);
-    v->final_sec = malloc(sizeof(double) * (size_t)v->nruns);
-    v->step_ms = malloc(sizeof(double) * (size_t)v->nruns);
+    v->final_loss = xmalloc(sizeof(double) * (size_t)v->nruns);
+    v->final_sec = xmalloc(sizeof(double) * (size_t)v->nruns);
+    v->step_ms = xmalloc(sizeof(double) * (size_t)v->nruns);
     for (int k = 0; k < v->nruns; k++) {
         const StRun *r = v->runs[k];
         if (r->steps != v->runs[0]->steps)
@@ -79,7 +79,7 @@ int st_variants_group(StRun *runs, int n, StVariant **out, int *nout, char *err,
     for (int i = 0; i < n; i++) {
         if (!st_run_finished(&runs[i])) continue;
         StVariant *g = variant_of(&v, &nv, &runs[i]);
-        g->runs = realloc(g->runs, sizeof *g->runs * (size_t)(g->nruns + 1));
+        g->runs = xrealloc(g->runs, sizeof *g->runs * (size_t)(g->nruns + 1));
         g->runs[g->nruns++] = &runs[i];
     }
     if (nv > 0) qsort(v, (size_t)nv, sizeof *v, cmp_variant);
@@ -112,7 +112,7 @@ double *st_variant_vector(const StVariant *v, const char *name, int *len, double
         const StVector *x = find_vector(v->runs[k], name);
         if (!x || x->n != L) return NULL;
     }
-    double *mean = malloc(sizeof(double) * 2 * (size_t)L), *col = malloc(sizeof(double) * (size_t)v->nruns);
+    double *mean = xmalloc(sizeof(double) * 2 * (size_t)L), *col = xmalloc(sizeof(double) * (size_t)v->nruns);
     for (int l = 0; l < L; l++) {
         for (int k = 0; k < v->nruns; k++) col[k] = find_vector(v->runs[k], name)->v[l];
         StSummary s = st_summary(col, v->nruns);

@@ -6,6 +6,7 @@
  * local safetensors reader), naive dense O(T^2) implementations, central finite
  * differences, and float-vs-double agreement. Run from the repository root. */
 #include "runtime/ref_kernels.h"
+#include "tests/mask_rules.h"
 #include "tests/test.h"
 
 #include <limits.h>
@@ -197,7 +198,7 @@ TEST(mask_worked_example)
 
     /* block lists, nearest first */
     int nP[N], nF[N], P[N * N], F[N * N];
-    rt_ref_block_lists(doc, T, B, nP, P, nF, F);
+    block_lists(doc, T, B, nP, P, nF, F);
     CHECK(nP[2] == 3 && P[2 * N + 0] == 2 && P[2 * N + 1] == 1 && P[2 * N + 2] == 0 && nF[2] == 0);
     CHECK(nP[4] == 2 && P[4 * N + 0] == 4 && P[4 * N + 1] == 2);
     CHECK(nF[4] == 1 && F[4 * N + 0] == 3);
@@ -206,11 +207,11 @@ TEST(mask_worked_example)
     CHECK(P[7 * N + 2] == -1 && F[7 * N + 4] == -1);
 
     static uint8_t m3[T * T], m3b[T * T], m2[T * T], m6[T * T], m6b[T * T];
-    rt_ref_mask_dense(doc, T, B, 3, m3);
-    rt_ref_mask_blocks(doc, T, B, 3, m3b);
-    rt_ref_mask_dense(doc, T, B, 2, m2);
-    rt_ref_mask_dense(doc, T, B, 6, m6);
-    rt_ref_mask_blocks(doc, T, B, 6, m6b);
+    mask_dense(doc, T, B, 3, m3);
+    mask_blocks(doc, T, B, 3, m3b);
+    mask_dense(doc, T, B, 2, m2);
+    mask_dense(doc, T, B, 6, m6);
+    mask_blocks(doc, T, B, 6, m6b);
     CHECK(memcmp(m3, m3b, sizeof m3) == 0);
     CHECK(memcmp(m6, m6b, sizeof m6) == 0);
 
@@ -244,8 +245,8 @@ TEST(mask_boundary_inside_block)
     tok[6] = 50;
     rt_ref_doc_ids(tok, T, 50, doc);
     static uint8_t m1[T * T], m2[T * T], mb[T * T];
-    rt_ref_mask_dense(doc, T, B, 1, m1);
-    rt_ref_mask_dense(doc, T, B, 2, m2);
+    mask_dense(doc, T, B, 1, m1);
+    mask_dense(doc, T, B, 2, m2);
     CHECK(keys_are_range(m2, T, 5, 0, 5));       /* doc 0, sees block 0 and itself */
     CHECK(keys_are_range(m2, T, 7, 6, 7));       /* doc 1 starts at 6 */
     CHECK(keys_are_range(m2, T, 6, 6, 6));
@@ -254,8 +255,8 @@ TEST(mask_boundary_inside_block)
     CHECK(keys_are_range(m1, T, 5, 4, 5));
     CHECK(keys_are_range(m2, T, 15, 8, 15));
     for (int w = -1; w <= 6; w++) {
-        rt_ref_mask_dense(doc, T, B, w, m1);
-        rt_ref_mask_blocks(doc, T, B, w, mb);
+        mask_dense(doc, T, B, w, m1);
+        mask_blocks(doc, T, B, w, mb);
         CHECK(memcmp(m1, mb, sizeof mb) == 0);
     }
 }
@@ -270,16 +271,16 @@ TEST(mask_nonpositive_window)
         random_tokens(tok, T, 7, rng_range(0, 0.5));
         rt_ref_doc_ids(tok, T, 7, doc);
         uint8_t one[48 * 48], m[48 * 48];
-        rt_ref_mask_dense(doc, T, B, 1, one);
+        mask_dense(doc, T, B, 1, one);
         for (int w = -3; w <= 0; w++) {
-            rt_ref_mask_dense(doc, T, B, w, m);
+            mask_dense(doc, T, B, w, m);
             CHECK(memcmp(m, one, (size_t)T * T) == 0);
-            rt_ref_mask_blocks(doc, T, B, w, m);
+            mask_blocks(doc, T, B, w, m);
             CHECK(memcmp(m, one, (size_t)T * T) == 0);
         }
-        rt_ref_mask_dense(doc, T, B, INT_MIN, m);
+        mask_dense(doc, T, B, INT_MIN, m);
         CHECK(memcmp(m, one, (size_t)T * T) == 0);
-        rt_ref_mask_blocks(doc, T, B, INT_MIN, m);
+        mask_blocks(doc, T, B, INT_MIN, m);
         CHECK(memcmp(m, one, (size_t)T * T) == 0);
         /* w = 1: only the diagonal block, element rule */
         for (int q = 0; q < T; q++)
@@ -305,15 +306,15 @@ TEST(mask_closed_form_equals_block_rules)
         random_tokens(tok, T, 1000, rate);
         rt_ref_doc_ids(tok, T, 1000, doc);
         int nP[10], nF[10], P[100], F[100];
-        rt_ref_block_lists(doc, T, B, nP, P, nF, F);
+        block_lists(doc, T, B, nP, P, nF, F);
         for (int i = 0; i < N; i++) {
             CHECK(nP[i] >= 1 && P[i * N] == i);      /* the diagonal block is partial, nearest */
             for (int x = 1; x < nP[i]; x++) CHECK(P[i * N + x] < P[i * N + x - 1]);
             for (int x = 1; x < nF[i]; x++) CHECK(F[i * N + x] < F[i * N + x - 1]);
         }
         for (int w = -1; w <= N + 2; w++) {
-            rt_ref_mask_dense(doc, T, B, w, md);
-            rt_ref_mask_blocks(doc, T, B, w, mb);
+            mask_dense(doc, T, B, w, md);
+            mask_blocks(doc, T, B, w, mb);
             cases++;
             if (memcmp(md, mb, (size_t)T * T) != 0) mismatches++;
             if (w >= 2 && memcmp(md, prev, (size_t)T * T) != 0) window_matters++;
@@ -379,8 +380,8 @@ TEST(mask_golden_tiny_x02)
         static const int windows[2] = {3, 1};
         for (int n = 0; n < 2; n++) {
             CHECK(st_i32(&fm, names[n], gm, (size_t)T * T));
-            rt_ref_mask_dense(doc, T, B, windows[n], m);
-            rt_ref_mask_blocks(doc, T, B, windows[n], mb);
+            mask_dense(doc, T, B, windows[n], m);
+            mask_blocks(doc, T, B, windows[n], mb);
             long bad = 0, ones = 0;
             for (size_t x = 0; x < (size_t)T * T; x++) {
                 if (gm[x] != 0 && gm[x] != 1) bad++;
@@ -438,7 +439,7 @@ static void attn_naive(const attn_prob *a, double *o, double *lse, double *dq, d
 {
     const int T = a->T, H = a->H, D = a->D;
     uint8_t *mask = xcalloc((size_t)T * T, 1);
-    if (T % a->B == 0) rt_ref_mask_blocks(a->doc, T, a->B, a->w, mask);
+    if (T % a->B == 0) mask_blocks(a->doc, T, a->B, a->w, mask);
     else
         for (int i = 0; i < T; i++)
             for (int j = 0; j < T; j++)

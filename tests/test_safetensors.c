@@ -1,4 +1,4 @@
-/* test_safetensors.c — runtime/safetensors: round trips of every dtype, BF16/F16 rounding,
+/* test_safetensors.c — formats/safetensors: round trips of every dtype, BF16/F16 rounding,
  * the golden tiny_x02 files (expected values computed independently with Python's
  * struct + json), every open/read/save error path, and a deterministic mutation fuzz. */
 #include "formats/formats.h"
@@ -124,35 +124,35 @@ TEST(dtype_helpers) {
 
 TEST(bf16_rounding) {
     /* exact values */
-    CHECK(st_f32_to_bf16(1.0f) == 0x3f80);
-    CHECK(st_f32_to_bf16(-2.0f) == 0xc000);
-    CHECK(st_f32_to_bf16(0.0f) == 0x0000);
-    CHECK(st_f32_to_bf16(-0.0f) == 0x8000);
-    CHECK(st_f32_to_bf16(INFINITY) == 0x7f80);
-    CHECK(st_f32_to_bf16(-INFINITY) == 0xff80);
+    CHECK(bf16_from_f32(1.0f) == 0x3f80);
+    CHECK(bf16_from_f32(-2.0f) == 0xc000);
+    CHECK(bf16_from_f32(0.0f) == 0x0000);
+    CHECK(bf16_from_f32(-0.0f) == 0x8000);
+    CHECK(bf16_from_f32(INFINITY) == 0x7f80);
+    CHECK(bf16_from_f32(-INFINITY) == 0xff80);
     /* ties go to even: 1 + 2^-8 is halfway between 0x3f80 and 0x3f81 */
-    CHECK(st_f32_to_bf16(1.0f + 0x1p-8f) == 0x3f80);
-    CHECK(st_f32_to_bf16(1.0f + 3 * 0x1p-8f) == 0x3f82);   /* halfway 0x3f81/0x3f82 */
-    CHECK(st_f32_to_bf16(1.0f + 0x1p-8f + 0x1p-20f) == 0x3f81);   /* just above half */
-    CHECK(st_f32_to_bf16(1.0f + 0x1p-9f) == 0x3f80);               /* below half */
-    CHECK(st_f32_to_bf16(3.14159265f) == 0x4049);   /* 0x40490fdb */
-    CHECK(st_f32_to_bf16(-3.14159265f) == 0xc049);
-    CHECK(st_f32_to_bf16(0.1f) == 0x3dcd);          /* 0x3dcccccd rounds up */
-    CHECK(st_f32_to_bf16(FLT_MAX) == 0x7f80);      /* rounds up to inf */
-    CHECK(st_f32_to_bf16(0x1.fep127f) == 0x7f7f);   /* bf16 max stays */
-    CHECK(st_f32_to_bf16(1e-40f) == 0x0001);        /* f32 subnormal 0x000116c2 */
+    CHECK(bf16_from_f32(1.0f + 0x1p-8f) == 0x3f80);
+    CHECK(bf16_from_f32(1.0f + 3 * 0x1p-8f) == 0x3f82);   /* halfway 0x3f81/0x3f82 */
+    CHECK(bf16_from_f32(1.0f + 0x1p-8f + 0x1p-20f) == 0x3f81);   /* just above half */
+    CHECK(bf16_from_f32(1.0f + 0x1p-9f) == 0x3f80);               /* below half */
+    CHECK(bf16_from_f32(3.14159265f) == 0x4049);   /* 0x40490fdb */
+    CHECK(bf16_from_f32(-3.14159265f) == 0xc049);
+    CHECK(bf16_from_f32(0.1f) == 0x3dcd);          /* 0x3dcccccd rounds up */
+    CHECK(bf16_from_f32(FLT_MAX) == 0x7f80);      /* rounds up to inf */
+    CHECK(bf16_from_f32(0x1.fep127f) == 0x7f7f);   /* bf16 max stays */
+    CHECK(bf16_from_f32(1e-40f) == 0x0001);        /* f32 subnormal 0x000116c2 */
     /* NaN stays a (quiet) NaN, sign kept */
-    uint16_t n = st_f32_to_bf16(NAN);
+    uint16_t n = bf16_from_f32(NAN);
     CHECK((n & 0x7f80) == 0x7f80 && (n & 0x7f) != 0);
     float snan;
     uint32_t sbits = 0x7f800001u;   /* signalling NaN whose payload is below bf16's bits */
     memcpy(&snan, &sbits, 4);
-    n = st_f32_to_bf16(snan);
+    n = bf16_from_f32(snan);
     CHECK((n & 0x7f80) == 0x7f80 && (n & 0x7f) != 0);
     /* back to f32 is exact */
-    CHECK(st_bf16_to_f32(0x3f80) == 1.0f);
-    CHECK(st_bf16_to_f32(0x4049) == 3.140625f);
-    CHECK(st_bf16_to_f32(0xc000) == -2.0f);
+    CHECK(bf16_to_f32(0x3f80) == 1.0f);
+    CHECK(bf16_to_f32(0x4049) == 3.140625f);
+    CHECK(bf16_to_f32(0xc000) == -2.0f);
     /* from double: one rounding. (float)x would give 1 + 2^-8 exactly, a tie rounding to
      * 0x3f80; x is above the tie, so the right answer is 0x3f81. */
     CHECK(st_f64_to_bf16(1.0 + 0x1p-8 + 0x1p-40) == 0x3f81);
@@ -171,9 +171,9 @@ TEST(bf16_rounding) {
     /* every bf16 value survives bf16 -> f32 -> bf16 and bf16 -> f64 -> bf16 */
     int bad = 0;
     for (uint32_t h = 0; h < 0x10000; h++) {
-        float x = st_bf16_to_f32((uint16_t)h);
+        float x = bf16_to_f32((uint16_t)h);
         if (x != x) continue;
-        bad += st_f32_to_bf16(x) != h || st_f64_to_bf16(x) != h;
+        bad += bf16_from_f32(x) != h || st_f64_to_bf16(x) != h;
     }
     CHECK(bad == 0);
 }

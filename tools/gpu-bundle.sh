@@ -22,7 +22,7 @@ LIMIT_MIB=64
 
 # the sources gptc is built from, hashed the same way by gpu-check.sh (no git needed there)
 source_hash() {
-    find frontend ir codegen runtime study . -maxdepth 1 -type f \
+    find base formats ir frontend step codegen runtime trainer study cli . -maxdepth 1 -type f \
         \( -name '*.c' -o -name '*.h' -o -name '*.l' -o -name '*.y' -o -name '*.def' -o -name Makefile \) \
         2>/dev/null | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1
 }

@@ -142,7 +142,7 @@ row "a. environment" "$envres" "${GPU:+$GPU; }nvcc ${nvs}; torch ${TORCH:-not im
 # ---------------------------------------------------------------------------------------
 hdr "b. build"
 src_hash() {
-    find frontend ir codegen runtime study . -maxdepth 1 -type f \
+    find base formats ir frontend step codegen runtime trainer study cli . -maxdepth 1 -type f \
         \( -name '*.c' -o -name '*.h' -o -name '*.l' -o -name '*.y' -o -name '*.def' -o -name Makefile \) \
         2>/dev/null | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1
 }

@@ -46,8 +46,8 @@ static int list_shards(const char *dir, const char *kind, char ***out, int *nout
     struct stat st;
     if (stat(dir, &st) != 0) return fail_at(err, errlen, dir, "cannot open: %s", strerror(errno));
     if (S_ISREG(st.st_mode)) {
-        char **one = malloc(sizeof *one);
-        if (!one || !(one[0] = strdup(dir))) { free(one); return fail_at(err, errlen, dir, "out of memory"); }
+        char **one = xmalloc(sizeof *one);
+        one[0] = xstrdup(dir);
         *out = one;
         *nout = 1;
         return 0;
@@ -55,8 +55,7 @@ static int list_shards(const char *dir, const char *kind, char ***out, int *nout
     DIR *dp = opendir(dir);
     if (!dp) return fail_at(err, errlen, dir, "cannot open: %s", strerror(errno));
     size_t plen = strlen(kind) + 8;
-    char *pattern = malloc(plen);
-    if (!pattern) { closedir(dp); return fail_at(err, errlen, dir, "out of memory"); }
+    char *pattern = xmalloc(plen);
     snprintf(pattern, plen, "*%s*.bin", kind);
     char **names = NULL;
     int n = 0, cap = 0, rc = 0;
@@ -64,16 +63,13 @@ static int list_shards(const char *dir, const char *kind, char ***out, int *nout
     while ((de = readdir(dp))) {
         if (fnmatch(pattern, de->d_name, 0) != 0) continue;
         size_t len = strlen(dir) + strlen(de->d_name) + 2;
-        char *p = malloc(len);
-        if (!p) { rc = fail_at(err, errlen, dir, "out of memory"); break; }
+        char *p = xmalloc(len);
         snprintf(p, len, "%s%s%s", dir, dir[0] && dir[strlen(dir) - 1] == '/' ? "" : "/", de->d_name);
         struct stat fs;
         if (stat(p, &fs) != 0 || !S_ISREG(fs.st_mode)) { free(p); continue; }
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
-            char **nn = realloc(names, (size_t)cap * sizeof *nn);
-            if (!nn) { free(p); rc = fail_at(err, errlen, dir, "out of memory"); break; }
-            names = nn;
+            names = xrealloc(names, (size_t)cap * sizeof *names);
         }
         names[n++] = p;
     }
@@ -98,14 +94,9 @@ int loader_open(Loader *d, const char *dir, const char *kind, int64_t T, int ran
     char **names;
     int n;
     if (list_shards(dir, kind, &names, &n, err, errlen) != 0) return -1;
-    d->dir = strdup(dir);
-    d->kind = strdup(kind);
-    d->files = calloc((size_t)n, sizeof *d->files);
-    if (!d->dir || !d->kind || !d->files) {
-        free_names(names, n);
-        loader_close(d);
-        return fail_at(err, errlen, dir, "out of memory");
-    }
+    d->dir = xstrdup(dir);
+    d->kind = xstrdup(kind);
+    d->files = xcalloc((size_t)n, sizeof *d->files);
     d->T = T;
     d->rank = rank;
     d->world = world;

@@ -1,5 +1,6 @@
 /* params.c — parameters and batches read from safetensors files into a model's leaves. */
 #include "trainer/trainer.h"
+#include "base/base.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -22,8 +23,7 @@ int params_load(const Program *p, const char *path, double **values, char *err, 
     }
     for (int i = 0; i < p->nparams && rc == 0; i++) {
         const ParamDecl *d = &p->params[i];
-        values[i] = malloc(sizeof(double) * (size_t)fe_param_count(d));
-        if (!values[i]) abort();
+        values[i] = xmalloc(sizeof(double) * (size_t)fe_param_count(d));
         rc = st_read_f64(&f, d->name, d->ndim, d->shape, values[i], err, errlen);
     }
     st_close(&f);
@@ -53,8 +53,7 @@ int batch_load(const IrGraph *g, const char *path, int32_t **data, IrNode **leav
             rc = -1;
             break;
         }
-        data[n] = malloc(sizeof(int32_t) * (size_t)ir_numel(leaf));
-        if (!data[n]) abort();
+        data[n] = xmalloc(sizeof(int32_t) * (size_t)ir_numel(leaf));
         leaves[n] = leaf;
         rc = st_read_i32(&f, leaf->name, leaf->ndim, leaf->shape, data[n], err, errlen);
         n++;

@@ -1,4 +1,4 @@
-/* run.c — the training loop of spec S-8.1 on a backend (exec.h): validation at step 0,
+/* run.c — the training loop of spec S-8.1 on a backend (runtime.h): validation at step 0,
  * every val_every steps and at the end; gradient accumulation over micro-batches and
  * averaging across ranks; logs; atomic checkpoints that a resumed run continues exactly;
  * a clean stop on SIGINT and on a non-finite loss.
@@ -24,12 +24,6 @@
 
 static volatile sig_atomic_t interrupted;
 static void on_sigint(int sig) { (void)sig; interrupted = 1; }
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 static int64_t cfg_int(const Program *p, const char *name, int64_t dflt) {
     const ConfigEntry *e = fe_config(p, name);
@@ -60,8 +54,8 @@ static int validate(TrainRun *r, int64_t step, double *val_loss, char *err, size
         Loader *d = &r->val[j];
         loader_reset(d);
         for (int64_t b = 0; b < r->val_batches; b++) {
-            if (loader_next(d, r->vin, r->vtg, err, errlen) != 0) return -1;
-            double v = eval_batch(r, r->vin, r->vtg, wl, ws, err, errlen);
+            if (loader_next(d, r->val_tokens, r->val_targets, err, errlen) != 0) return -1;
+            double v = eval_batch(r, r->val_tokens, r->val_targets, wl, ws, err, errlen);
             if (isnan(v) && err[0]) return -1;
             sum += v / (double)r->val_batches;
         }
@@ -76,56 +70,59 @@ static int validate(TrainRun *r, int64_t step, double *val_loss, char *err, size
 
 enum { X_STEP, X_VAL_DONE, X_TRAIN_MS, X_LOG_TXT, X_LOG_JSONL, X_SEED, X_NDATA };
 
+/* The fields a checkpoint holds beside the parameters: X_NDATA fixed ones, then a file and a
+ * position for the loader of each micro-batch. Values start as the defaults a load keeps
+ * when the file lacks the field (-1 marks a checkpoint that is not a training one). */
+typedef struct {
+    TrainerExtra x[X_NDATA + 2 * TRAIN_MAX_ACCUM];
+    char names[2 * TRAIN_MAX_ACCUM][48];
+    int n;
+} CkptFields;
+
+static void ckpt_fields(const TrainRun *r, CkptFields *f) {
+    static const char *const fixed[X_NDATA] = {"trainer.step",      "trainer.val_done",    "run.train_time_us",
+                                               "run.log_txt_bytes", "run.log_jsonl_bytes", "trainer.seed"};
+    for (int i = 0; i < X_NDATA; i++) f->x[i] = (TrainerExtra){fixed[i], i == X_STEP ? -1 : 0};
+    f->n = X_NDATA;
+    for (int j = 0; j < r->accum; j++) {
+        snprintf(f->names[2 * j], sizeof f->names[0], "trainer.data%d_file", j);
+        snprintf(f->names[2 * j + 1], sizeof f->names[0], "trainer.data%d_pos", j);
+        f->x[f->n++] = (TrainerExtra){f->names[2 * j], -1};
+        f->x[f->n++] = (TrainerExtra){f->names[2 * j + 1], -1};
+    }
+}
+
 /* next_step: the step the run continues with; val_done: its validation is logged already. */
 static int save_checkpoint(TrainRun *r, int64_t next_step, bool val_done, char *err, size_t errlen) {
     trainer_sync(&r->t);   /* collective with sharded Muon on cuda: every rank takes part */
     if (rt_dist_rank() != 0) return 0;
-    TrainerExtra x[X_NDATA + 2 * TRAIN_MAX_ACCUM];
-    int64_t txt, jsonl;
-    runlog_sizes(&r->log, &txt, &jsonl);
-    x[X_STEP] = (TrainerExtra){"trainer.step", next_step};
-    x[X_VAL_DONE] = (TrainerExtra){"trainer.val_done", val_done};
-    x[X_TRAIN_MS] = (TrainerExtra){"run.train_time_us", (int64_t)llround(r->train_ms * 1000)};
-    x[X_LOG_TXT] = (TrainerExtra){"run.log_txt_bytes", txt};
-    x[X_LOG_JSONL] = (TrainerExtra){"run.log_jsonl_bytes", jsonl};
-    x[X_SEED] = (TrainerExtra){"trainer.seed", (int64_t)r->opt.seed};
-    int n = X_NDATA;
-    char names[2 * TRAIN_MAX_ACCUM][48];
+    CkptFields f;
+    ckpt_fields(r, &f);
+    f.x[X_STEP].value = next_step;
+    f.x[X_VAL_DONE].value = val_done;
+    f.x[X_TRAIN_MS].value = (int64_t)llround(r->train_ms * 1000);
+    runlog_sizes(&r->log, &f.x[X_LOG_TXT].value, &f.x[X_LOG_JSONL].value);
+    f.x[X_SEED].value = (int64_t)r->opt.seed;
     for (int j = 0; j < r->accum; j++) {
         int64_t st[2];
         loader_get_state(&r->train[j], st);
-        int64_t file = st[0], pos = st[1];
-        snprintf(names[2 * j], 48, "trainer.data%d_file", j);
-        snprintf(names[2 * j + 1], 48, "trainer.data%d_pos", j);
-        x[n++] = (TrainerExtra){names[2 * j], file};
-        x[n++] = (TrainerExtra){names[2 * j + 1], pos};
+        f.x[X_NDATA + 2 * j].value = st[0];
+        f.x[X_NDATA + 2 * j + 1].value = st[1];
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/checkpoint.safetensors", r->opt.out_dir);
-    return trainer_save(&r->t, path, x, n, err, errlen);
+    return trainer_save(&r->t, path, f.x, f.n, err, errlen);
 }
 
 /* Parameters, optimizer state, step, clock, log sizes and data positions of a run folder. */
 static int resume_from(TrainRun *r, const char *dir, int64_t *step, bool *val_done, int64_t *txt, int64_t *jsonl,
                        char *err, size_t errlen) {
-    TrainerExtra x[X_NDATA + 2 * TRAIN_MAX_ACCUM];
-    char names[2 * TRAIN_MAX_ACCUM][48];
-    x[X_STEP] = (TrainerExtra){"trainer.step", -1};
-    x[X_VAL_DONE] = (TrainerExtra){"trainer.val_done", 0};
-    x[X_TRAIN_MS] = (TrainerExtra){"run.train_time_us", 0};
-    x[X_LOG_TXT] = (TrainerExtra){"run.log_txt_bytes", 0};
-    x[X_LOG_JSONL] = (TrainerExtra){"run.log_jsonl_bytes", 0};
-    x[X_SEED] = (TrainerExtra){"trainer.seed", 0};
-    int n = X_NDATA;
-    for (int j = 0; j < r->accum; j++) {
-        snprintf(names[2 * j], 48, "trainer.data%d_file", j);
-        snprintf(names[2 * j + 1], 48, "trainer.data%d_pos", j);
-        x[n++] = (TrainerExtra){names[2 * j], -1};
-        x[n++] = (TrainerExtra){names[2 * j + 1], -1};
-    }
+    CkptFields f;
+    ckpt_fields(r, &f);
+    TrainerExtra *x = f.x;
     char path[4096];
     snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
-    if (trainer_load(&r->t, path, true, x, n, err, errlen) != 0) return -1;
+    if (trainer_load(&r->t, path, true, x, f.n, err, errlen) != 0) return -1;
     if (x[X_STEP].value < 0 || x[X_NDATA].value < 0) {
         snprintf(err, errlen, "%s: not a training checkpoint of %d micro-batches (trainer.* entries missing)", path, r->accum);
         return -1;
@@ -148,16 +145,16 @@ static void log_validation(TrainRun *r, int64_t step, double val_loss) {
     trainer_sync(&r->t);
     const Program *p = &r->c->prog;
     int nl = p->nlogs;
-    const char **names = malloc(sizeof(char *) * (size_t)(nl + 1));
-    double **vecs = malloc(sizeof(double *) * (size_t)(nl + 1));
-    int *counts = malloc(sizeof(int) * (size_t)(nl + 1));
+    const char **names = xmalloc(sizeof(char *) * (size_t)(nl + 1));
+    double **vecs = xmalloc(sizeof(double *) * (size_t)(nl + 1));
+    int *counts = xmalloc(sizeof(int) * (size_t)(nl + 1));
     for (int i = 0; i < nl; i++) {
         const LogDecl *L = &p->logs[i];
         int pi = 0;
         while (pi < p->nparams && strcmp(p->params[pi].name, L->param)) pi++;
         names[i] = L->name;
         counts[i] = (int)L->count;
-        vecs[i] = malloc(sizeof(double) * (size_t)(L->count + 1));
+        vecs[i] = xmalloc(sizeof(double) * (size_t)(L->count + 1));
         for (int64_t k = 0; k < L->count; k++) vecs[i][k] = r->t.param[pi][L->offset + k * L->stride];
     }
     ValRecord v = {step, r->steps, val_loss, r->train_ms,
@@ -190,8 +187,8 @@ static int train_step(TrainRun *r, int64_t s, double *loss, char *err, size_t er
     double total = 0;
     for (int j = 0; j < r->accum; j++) {
         double lj;
-        if (loader_next(&r->train[j], r->tin, r->ttg, err, errlen) != 0) return -1;
-        if (trainer_grad(t, r->tin, r->ttg, wl, ws, &lj, err, errlen) != 0) return -1;
+        if (loader_next(&r->train[j], r->train_tokens, r->train_targets, err, errlen) != 0) return -1;
+        if (trainer_grad(t, r->train_tokens, r->train_targets, wl, ws, &lj, err, errlen) != 0) return -1;
         total += lj;
         for (int i = 0; r->accum > 1 && i < t->np; i++) {   /* one micro-batch: t->grad is the sum */
             int64_t n = fe_param_count(&p->params[i]);
@@ -262,11 +259,13 @@ static int setup(TrainRun *r, FeCompile *c, FeCompile *eval_c, const TrainOption
                 rt_exec_peak_bytes(r->eval_r) / 1e6);
     r->eval_tokens = ir_leaf_named(eval_c->prog.graph, IR_INPUT, "tokens");
     r->eval_targets = ir_leaf_named(eval_c->prog.graph, IR_INPUT, "targets");
-    r->tin = malloc(sizeof(int32_t) * (size_t)r->T), r->ttg = malloc(sizeof(int32_t) * (size_t)r->T);
-    r->vin = malloc(sizeof(int32_t) * (size_t)r->T_val), r->vtg = malloc(sizeof(int32_t) * (size_t)r->T_val);
-    r->acc = calloc((size_t)r->t.np + 1, sizeof(double *));
+    r->train_tokens = xmalloc(sizeof(int32_t) * (size_t)r->T);
+    r->train_targets = xmalloc(sizeof(int32_t) * (size_t)r->T);
+    r->val_tokens = xmalloc(sizeof(int32_t) * (size_t)r->T_val);
+    r->val_targets = xmalloc(sizeof(int32_t) * (size_t)r->T_val);
+    r->acc = xcalloc((size_t)r->t.np + 1, sizeof(double *));
     for (int i = 0; r->accum > 1 && i < r->t.np; i++)
-        r->acc[i] = malloc(sizeof(double) * (size_t)fe_param_count(&c->prog.params[i]));
+        r->acc[i] = xmalloc(sizeof(double) * (size_t)fe_param_count(&c->prog.params[i]));
     return open_data(r, err, errlen);
 }
 
@@ -277,7 +276,7 @@ static void teardown(TrainRun *r) {
     }
     if (r->acc) values_free(r->acc, r->t.np);
     free(r->acc);
-    free(r->tin), free(r->ttg), free(r->vin), free(r->vtg);
+    free(r->train_tokens), free(r->train_targets), free(r->val_tokens), free(r->val_targets);
     rt_exec_free(r->eval_r);
     trainer_free(&r->t);
     runlog_close(&r->log);
@@ -307,7 +306,7 @@ static bool is_val_step(const TrainRun *r, int64_t s) {
 }
 
 int train_run(FeCompile *c, FeCompile *eval_c, const TrainOptions *opt, char *err, size_t errlen) {
-    TrainRun *r = calloc(1, sizeof *r);
+    TrainRun *r = xcalloc(1, sizeof *r);
     int64_t first = 0;
     bool val_done = false;
     int rc = setup(r, c, eval_c, opt, err, errlen);
@@ -323,7 +322,7 @@ int train_run(FeCompile *c, FeCompile *eval_c, const TrainOptions *opt, char *er
             if ((rc = save_checkpoint(r, s, true, err, errlen)) != 0) break;
         }
         if (s == r->steps) break;
-        double t0 = now_ms(), loss;
+        double t0 = clock_seconds() * 1e3, loss;
         if ((rc = train_step(r, s, &loss, err, errlen)) != 0) break;
         if (!isfinite(loss)) {
             snprintf(err, errlen, "step %lld: the training loss is %s; stopped. The last good checkpoint is "
@@ -331,7 +330,7 @@ int train_run(FeCompile *c, FeCompile *eval_c, const TrainOptions *opt, char *er
             rc = -1;
             break;
         }
-        double dt = now_ms() - t0;
+        double dt = clock_seconds() * 1e3 - t0;
         r->train_ms += dt;
         TrainRecord tr = {s, r->steps, loss, fe_schedule_value(c, "lr_mul", s), r->train_ms,
                             {(int64_t)fe_schedule_value(c, "window_long", s), (int64_t)fe_schedule_value(c, "window_short", s)}};

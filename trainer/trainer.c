@@ -1,7 +1,8 @@
-/* trainer.c — one training step on a backend (exec.h): the gradient graph on a batch,
+/* trainer.c — one training step on a backend (runtime.h): the gradient graph on a batch,
  * then the update graph; host copies of parameters, gradients and optimizer state in
  * double (exactly the backend's values in f32 mode), and their checkpoint files. */
 #include "trainer/trainer.h"
+#include "base/base.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -9,14 +10,30 @@
 
 #include "runtime/runtime.h"
 
-static double **alloc_like(const Program *p) {
-    double **v = calloc((size_t)p->nparams + 1, sizeof *v);
-    if (!v) abort();
-    for (int i = 0; i < p->nparams; i++) {
-        v[i] = calloc((size_t)fe_param_count(&p->params[i]), sizeof(double));
-        if (!v[i]) abort();
-    }
+/* One double per parameter element, per parameter; NULL entries where memory ran out
+ * (the caller checks with host_copies). */
+static double **alloc_like(const Program *p, char *why, size_t whylen) {
+    double **v = xcalloc((size_t)p->nparams + 1, sizeof *v);
+    for (int i = 0; i < p->nparams && !why[0]; i++)
+        v[i] = try_calloc((size_t)fe_param_count(&p->params[i]), sizeof(double), "the host copies", why, whylen);
     return v;
+}
+
+/* The host copies of the parameters, gradients and optimizer state (in double): four
+ * arrays the size of the model, refused with the sizes when they cannot fit. */
+static int host_copies(Trainer *t, const Program *p, char *err, size_t errlen) {
+    int64_t n = 0;
+    for (int i = 0; i < p->nparams; i++) n += fe_param_count(&p->params[i]);
+    double need = 4.0 * 8.0 * (double)n;
+    uint64_t have = physical_memory();
+    char why[160] = "", a[32], h[32];
+    if (have && need > (double)have) snprintf(why, sizeof why, "this machine has %s", fmt_bytes((double)have, h, sizeof h));
+    double ***arrays[4] = {&t->param, &t->grad, &t->state[0], &t->state[1]};
+    for (int k = 0; k < 4 && !why[0]; k++) *arrays[k] = alloc_like(p, why, sizeof why);
+    if (!why[0]) return 0;
+    snprintf(err, errlen, "out of memory: the host copies of the parameters, gradients and optimizer state "
+             "(4 x %lld values in double) need %s; %s", (long long)n, fmt_bytes(need, a, sizeof a), why);
+    return -1;
 }
 
 static void free_like(double **v, int n) {
@@ -32,8 +49,8 @@ int trainer_init(Trainer *t, FeCompile *c, RtBackend backend, RtPrec prec, char 
     Program *p = &c->prog;
     t->np = p->nparams;
     /* Muon matrices are dealt round-robin to the ranks; Adam's elementwise steps run everywhere */
-    t->owner = malloc(sizeof(int) * (size_t)(p->nparams + 1));
-    bool *mine = malloc(sizeof(bool) * (size_t)(p->nparams + 1));
+    t->owner = xmalloc(sizeof(int) * (size_t)(p->nparams + 1));
+    bool *mine = xmalloc(sizeof(bool) * (size_t)(p->nparams + 1));
     int nmuon = 0;
     for (int i = 0; i < p->nparams; i++) {
         bool muon = p->optims[p->params[i].optim].kind == OPT_MUON;
@@ -50,17 +67,13 @@ int trainer_init(Trainer *t, FeCompile *c, RtBackend backend, RtPrec prec, char 
         snprintf(err, errlen, "the model must declare the inputs 'tokens' and 'targets'");
         return -1;
     }
-    t->param = alloc_like(p);
-    t->grad = alloc_like(p);
-    t->state[0] = alloc_like(p);
-    t->state[1] = alloc_like(p);
+    if (host_copies(t, p, err, errlen) != 0) return -1;
     t->backend = backend;
     t->resident = (backend == RT_CPU_BACKEND && rt_dist_size() == 1) || backend == RT_CUDA_BACKEND;
     t->device_grads = backend == RT_CUDA_BACKEND;
     t->dev_stale = true;
     IrGraph *g = p->graph;
-    IrNode **keep = malloc(sizeof *keep * (size_t)(t->np + 1));
-    if (!keep) abort();
+    IrNode **keep = xmalloc(sizeof *keep * (size_t)(t->np + 1));
     keep[0] = g->outputs[t->gg.loss_out];
     for (int i = 0; i < t->np; i++) keep[1 + i] = g->outputs[t->gg.grad_out[i]];
     t->grad_r = rt_exec_new(backend, g, prec, keep, t->np + 1, err, errlen);
@@ -200,7 +213,6 @@ int trainer_save(Trainer *t, const char *path, const TrainerExtra *extra, int ne
     const Program *p = &t->c->prog;
     trainer_sync(t);
     StWriter *w = st_writer_new();
-    if (!w) abort();
     StDtype dt = t->prec == RT_F64 ? ST_F64 : ST_F32;
     for (int i = 0; i < t->np; i++)
         st_writer_add_f64(w, p->params[i].name, dt, p->params[i].ndim, p->params[i].shape, t->param[i]);

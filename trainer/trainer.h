@@ -3,7 +3,7 @@
  * initialization and the parameter and batch files.
  *
  * ==== Steps (trainer.c)
- * Ownership: an Trainer owns its graphs (besides the compiled model's, which it extends
+ * Ownership: a Trainer owns its graphs (besides the compiled model's, which it extends
  * with the backward pass), interpreters and host arrays; trainer_free releases them.
  * The FeCompile must outlive it. */
 #ifndef GPTC_TRAINER_H
@@ -86,7 +86,7 @@ int batch_check_ids(const IrGraph *g, const char *path, int32_t *const *data, Ir
                        char *err, size_t errlen);
 
 /* ==== Initialization (init.c) ====
-init.h — parameter initialization from the model's declarations, seeded.
+Parameter initialization from the model's declarations, seeded.
  * Ownership: init_params fills caller-allocated arrays (fe_param_count doubles each). */
 
 
@@ -116,10 +116,9 @@ void init_params(const Program *p, uint64_t seed, double **values);
  * fineweb10B folder (fineweb_train_000001.bin …, fineweb_val_000000.bin) works as is.
  * DIR may also be one shard file, which is then the only file (whatever its name).
  *
- * OWNERSHIP RULE: an Loader / Shard owns its paths, file descriptors and mappings;
- * loader_close / shard_close release everything. Token pointers point into a mapping
- * and are valid until the file is unmapped (for Loader: until the loader moves to another
- * file or is closed; batches are copied out, so callers never hold them).
+ * OWNERSHIP RULE: a Loader owns its paths and its Shards (formats.h); loader_close
+ * releases everything. Batches are copied out of the mapped shards, so callers never hold
+ * a pointer into a mapping.
  *
  * Errors: functions that can fail take (char *err, size_t errlen) and return 0 or -1; on
  * -1 err holds one line (no newline) that starts with the file (or folder) concerned:
@@ -171,7 +170,7 @@ int64_t loader_nbatches(const Loader *d);
 void loader_close(Loader *d);
 
 /* ==== Logs (runlog.c) ====
-runlog.h — a run's logs: RUN_DIR/log.txt in the modded-nanogpt format
+A run's logs: RUN_DIR/log.txt in the modded-nanogpt format
  *   step:125/5960 val_loss:4.324540 train_time:28089ms step_avg:224.72ms
  *   step:125/5960 x00_lambdas:[1.0, 0.5, …]
  *   step:126/5960 train_time:28313ms step_avg:224.71ms
@@ -211,7 +210,7 @@ void runlog_train(RunLog *l, const TrainRecord *r);
 void runlog_val(RunLog *l, const ValRecord *r);
 
 /* ==== The training loop (run.c) ====
-run.h — `gptc train`: the training loop of spec S-8.1 with validation, logs, checkpoints,
+`gptc train`: the training loop of spec S-8.1 with validation, logs, checkpoints,
  * resume, gradient accumulation and data parallelism (collectives: runtime.h).
  * Ownership: train_run borrows both compilations; everything else is its own. */
 
@@ -239,7 +238,8 @@ typedef struct {
     Loader train[TRAIN_MAX_ACCUM], val[TRAIN_MAX_ACCUM];
     int accum;
     int64_t T, T_val, steps, val_every, val_batches, first_step;
-    int32_t *tin, *ttg, *vin, *vtg;
+    int32_t *train_tokens, *train_targets;   /* one batch of T, reused */
+    int32_t *val_tokens, *val_targets;       /* one batch of T_val */
     double **acc;               /* gradient accumulator */
     double train_ms;
     RunLog log;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# runtime/dist under Open MPI: test_dist --mpi with mpirun -np 2 and -np 3 (allreduce
+# the collectives (runtime/dist.c) under Open MPI: test_dist --mpi with mpirun -np 2 and -np 3 (allreduce
 # mean/sum f64/f32 incl. chunking, bcast from every root, max, owner), an invalid MPI call
 # reported through the check macro, rt_dist_abort in one rank ending the job, and gptc not
 # linking libmpi. Open MPI missing is a failure: tools/deps.sh installs openmpi-bin.

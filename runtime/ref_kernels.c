@@ -1,5 +1,5 @@
 /* ref_kernels.c — reference ("ref") backend kernels: document ids and the mask's closed
- * form, attention, soft-capped CE, the rotary tables and the matrix product.
+ * form, attention, the rotary tables and the matrix product.
  * See ref_kernels.h for the contracts. The precision-generic bodies live in
  * ref_kernels_impl.h, instantiated below for double and for float. */
 #include "runtime/ref_kernels.h"
@@ -44,14 +44,6 @@ static int window_query_end(int k, int T, int block, int window)
 {
     long long e = ((long long)(k / block) + window_blocks(window)) * block;
     return e >= T ? T : (int)e;
-}
-
-/* cap(z) = c z / sqrt(z^2 + c^2)  and  d cap / dz = c^3 / (z^2 + c^2)^(3/2)  (S-3) */
-static double ref_softcap(double z, double c) { return c * z / sqrt(z * z + c * c); }
-static double ref_softcap_grad(double z, double c)
-{
-    const double u = c / sqrt(z * z + c * c);
-    return u * u * u;
 }
 
 /* ---- precision-generic kernels -------------------------------------------------------- */

@@ -92,37 +92,4 @@ void rt_ref_matmul_f64(const double *a, const double *b, double *c, int64_t batc
 void rt_ref_matmul_f32(const float *a, const float *b, float *c, int64_t batch, int M, int N, int K, int at,
                        int bt);
 
-/* ------------------------------------------------------------------------------------
- * Soft-capped cross-entropy (S-3, S-4.2)
- *
- * z: raw logits [T, V] (V = the padded vocabulary; every entry takes part). targets: int32
- * [T], each in [0, V) (asserted). cap = c > 0 (15 in the model).
- *   l[t,j]      = c * z[t,j] / sqrt(z[t,j]^2 + c^2)                       (the soft cap)
- *   lse[t]      = log sum_j exp(l[t,j])
- *   loss_row[t] = lse[t] - l[t, targets[t]]
- * ------------------------------------------------------------------------------------ */
-
-/* l [T, V] = cap(z). l may alias z exactly (in place). */
-void rt_ref_capped_logits_f64(const double *z, int T, int V, double cap, double *l);
-void rt_ref_capped_logits_f32(const float *z, int T, int V, double cap, float *l);
-
-/* Forward: writes loss_row [T] and lse [T] (of the capped row). The mean loss is
- * (1/T) sum_t loss_row[t]; summing is left to the caller. */
-void rt_ref_softcap_ce_fwd_f64(const double *z, const int32_t *targets, int T, int V,
-                               double cap, double *loss_row, double *lse);
-void rt_ref_softcap_ce_fwd_f32(const float *z, const int32_t *targets, int T, int V,
-                               double cap, float *loss_row, float *lse);
-
-/* Backward: given z, targets, the forward's lse [T] and dloss_row [T] (upstream gradient
- * of each row's loss; 1/T each for the mean loss), writes (overwrites) dz [T, V]:
- *   dz[t,j] = dloss_row[t] * (exp(l[t,j] - lse[t]) - [j == targets[t]])
- *             * c^3 / (z[t,j]^2 + c^2)^(3/2)
- * dz may alias z exactly (in place). */
-void rt_ref_softcap_ce_bwd_f64(const double *z, const int32_t *targets, const double *lse,
-                               const double *dloss_row, int T, int V, double cap,
-                               double *dz);
-void rt_ref_softcap_ce_bwd_f32(const float *z, const int32_t *targets, const float *lse,
-                               const float *dloss_row, int T, int V, double cap,
-                               float *dz);
-
 #endif

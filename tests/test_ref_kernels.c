@@ -7,6 +7,7 @@
  * differences, and float-vs-double agreement. Run from the repository root. */
 #include "runtime/ref_kernels.h"
 #include "tests/mask_rules.h"
+#include "tests/softcap_ce.h"
 #include "tests/test.h"
 
 #include <limits.h>

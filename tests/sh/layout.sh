@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# layout.sh — the dependency rule of docs/architecture.md: a stage includes, of another
+# folder, only the public header (FOLDER/FOLDER.h) of a stage before it; nothing points
+# back up the pipeline.
+cd "$(dirname "$0")/../.."
+. tests/lib.sh
+
+# each stage and the stages it may include
+declare -A may=(
+    [base]=""
+    [formats]="base"
+    [ir]="base"
+    [frontend]="base ir"
+    [step]="base ir frontend"
+    [codegen]="base ir"
+    [runtime]="base ir codegen"
+    [trainer]="base formats ir frontend step codegen runtime"
+    [study]="base"
+    [cli]="base formats ir frontend step codegen runtime trainer study"
+)
+stages="base formats ir frontend step codegen runtime trainer study cli"   # pipeline order
+for stage in $stages; do
+    bad=()
+    for f in "$stage"/*.[chly]; do
+        [ -f "$f" ] || continue
+        while read -r inc; do
+            dir=${inc%%/*}
+            [ "$dir" = "$inc" ] && continue          # generated headers (parser.h, lexer.h)
+            [ "$dir" = "$stage" ] && continue        # its own headers, public or private
+            if [[ " ${may[$stage]} " != *" $dir "* ]]; then bad+=("$f: $inc (a stage $stage may not include)")
+            elif [ "$inc" != "$dir/$dir.h" ]; then bad+=("$f: $inc (a private header of $dir)"); fi
+        done < <(sed -n 's/^#include "\([^"]*\)".*/\1/p' "$f")
+    done
+    if [ ${#bad[@]} -eq 0 ]; then pass "$stage/ includes only public headers of stages before it"
+    else fail "$stage/ includes only public headers of stages before it" "${bad[@]}"; fi
+done
+
+# every stage has its public header, and no source file sits at the top level
+missing=()
+for stage in $stages; do [ -f "$stage/$stage.h" ] || missing+=("$stage/$stage.h"); done
+[ ${#missing[@]} -eq 0 ] && pass "every stage has its public header" || fail "every stage has its public header" "${missing[@]}"
+top=$(ls ./*.c ./*.h 2>/dev/null)
+[ -z "$top" ] && pass "no C source at the top level" || fail "no C source at the top level" "$top"

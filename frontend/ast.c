@@ -1,5 +1,7 @@
-/* ast.c — the arena every compilation allocates from, and AST node builders. */
+/* ast.c — the arena every compilation allocates from, and AST nodes: allocation (the
+ * grammar's actions in parser.y fill in the children), list length, statement names. */
 #include "frontend/frontend.h"
+#include "base/base.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -15,11 +17,7 @@ void *arena_alloc(Arena *a, size_t n) {
     ArenaBlock *b = a->head;
     if (!b || b->used + n > b->cap) {
         size_t cap = n > 65536 ? n : 65536;
-        b = malloc(sizeof *b + cap);
-        if (!b) {
-            fprintf(stderr, "gptc: out of memory\n");
-            abort();
-        }
+        b = xmalloc(sizeof *b + cap);
         b->next = a->head;
         b->used = 0;
         b->cap = cap;

@@ -1,7 +1,8 @@
 /* builtins.c — builtin functions: compile-time helpers and the tensor builtins, each
  * with its argument, shape and dtype checks, lowered to primitive graph ops
  * (rms_norm, rotary and soft cap are compositions; attention and cross-entropy are the
- * IR's fused primitives). Shapes in comments: T tokens, H heads, D head width. */
+ * IR's fused primitives); and, for expr.c, tensor indexing and broadcasting arithmetic.
+ * Shapes in comments: T tokens, H heads, D head width. */
 #include "frontend/elab.h"
 
 #include <math.h>
@@ -143,7 +144,7 @@ static bool slice_bound(Elab *E, const Node *n, Scope *s, int64_t dflt, int64_t 
  * kept whole. x[idx] with an i32 tensor idx gathers rows (embedding lookup). */
 Value *t_index(Elab *E, Value *base, const Node *index, Scope *s) {
     IrNode *x = base->t;
-    const Node *args = index->list;
+    const Node *args = index->index.args;
     graph_at(E, index->loc);
     if (ast_count(args) == 1 && args->kind != N_SLICE) {
         Value *k = eval(E, args, s);
@@ -170,7 +171,8 @@ Value *t_index(Elab *E, Value *base, const Node *index, Scope *s) {
     for (const Node *a = args; a; a = a->next, axis++) {
         int64_t size = x->shape[axis], lo, hi;
         if (a->kind == N_SLICE) {
-            if (!slice_bound(E, a->a, s, 0, size, &lo) || !slice_bound(E, a->b, s, size, size, &hi)) return NULL;
+            if (!slice_bound(E, a->slice.lo, s, 0, size, &lo) || !slice_bound(E, a->slice.hi, s, size, size, &hi))
+                return NULL;
             if (hi <= lo) {
                 diag_error(E->D, a->loc, "empty slice %lld:%lld", (long long)lo, (long long)hi);
                 return NULL;
@@ -488,9 +490,14 @@ static Value *bi_cross_entropy(Elab *E, CallArgs *a) {
     return v_tensor(E, t_scale(E, total, 1.0 / (double)z->shape[0]));
 }
 
-/* rotary(x [T, …, D], base = 1024): half-truncated rotary embedding of spec S-3/S-4.3,
- * position t = index on axis 0; halves a = x[…, :D/2], b = x[…, D/2:]:
- *   a' = a cos θ + b sin θ,  b' = b cos θ − a sin θ */
+/* rotary(x [T, …, D], base = 1024) → [T, …, D]: the half-truncated rotary embedding of
+ * spec S-3/S-4.3 on the last axis, t the index on axis 0 (the middle axes share its
+ * angles). With n = D/4 and j = 0..D/2−1:
+ *   ω_j = base^(−j/(n−1)) for j < n (ω_0 = 1 if n = 1),   ω_j = 0 for j ≥ n
+ *   θ[t, j] = t·ω_j                       (the ROPE_COS / ROPE_SIN tables, [T, D/2])
+ *   a = x[…, :D/2],  b = x[…, D/2:]       (halves, not interleaved pairs)
+ *   rotary(x) = concat(a cos θ + b sin θ,  b cos θ − a sin θ)    (a rotation by −θ)
+ * so the last D/4 features of each half pass unchanged. D must be a multiple of 4. */
 static Value *bi_rotary(Elab *E, CallArgs *a) {
     IrNode *x = tensor_arg(E, a, 0, 2);
     double base = 1024;

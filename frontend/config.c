@@ -41,15 +41,16 @@ static int collect_config(Elab *E, Node *stmts, ConfigSlot *slots, int max) {
     int n = 0;
     for (Node *st = stmts; st; st = st->next) {
         if (st->kind != N_CONFIG) continue;
-        for (Node *e = st->list; e; e = e->next) {
-            if (e->kind != N_ASSIGN || e->a->kind != N_NAME) {
+        for (Node *e = st->block.body; e; e = e->next) {
+            if (e->kind != N_ASSIGN || e->assign.target->kind != N_NAME) {
                 diag_error(E->D, e->loc, "a config entry is NAME = EXPRESSION");
                 continue;
             }
-            ConfigSlot *old = find_slot(slots, n, e->a->name);
+            const Node *name = e->assign.target;
+            ConfigSlot *old = find_slot(slots, n, name->name);
             if (old) {
-                diag_error(E->D, e->a->loc, "config '%s' is defined twice; use 'set %s = …' to change it",
-                           e->a->name, e->a->name);
+                diag_error(E->D, name->loc, "config '%s' is defined twice; use 'set %s = …' to change it",
+                           name->name, name->name);
                 diag_note(E->D, old->loc, "first defined here");
                 continue;
             }
@@ -57,7 +58,7 @@ static int collect_config(Elab *E, Node *stmts, ConfigSlot *slots, int max) {
                 diag_error(E->D, e->loc, "too many config entries");
                 return n;
             }
-            slots[n++] = (ConfigSlot){.name = e->a->name, .expr = e->b, .loc = e->a->loc};
+            slots[n++] = (ConfigSlot){.name = name->name, .expr = e->assign.value, .loc = name->loc};
         }
     }
     return n;
@@ -68,8 +69,8 @@ static void apply_overrides(Elab *E, Node *stmts, ConfigSlot *slots, int n, cons
     for (Node *st = stmts; st; st = st->next) {
         if (st->kind == N_SET) {
             ConfigSlot *s = find_slot(slots, n, st->name);
-            if (s) s->override = st->a;
-            else unknown_config(E, slots, n, st->b->loc, st->name);
+            if (s) s->override = st->def.value;
+            else unknown_config(E, slots, n, st->def.ident->loc, st->name);
         } else if (st->kind == N_PRESET && opt->preset && strcmp(st->name, opt->preset) == 0) {
             preset = st;
         }
@@ -82,21 +83,24 @@ static void apply_overrides(Elab *E, Node *stmts, ConfigSlot *slots, int n, cons
         diag_error(E->D, (Loc){0}, "unknown preset '%s' (this model has: %s)", opt->preset,
                    names[0] ? names : "no presets");
     }
-    for (Node *e = preset ? preset->list : NULL; e; e = e->next) {
-        if (e->kind != N_ASSIGN || e->a->kind != N_NAME) {
+    for (Node *e = preset ? preset->block.body : NULL; e; e = e->next) {
+        if (e->kind != N_ASSIGN || e->assign.target->kind != N_NAME) {
             diag_error(E->D, e->loc, "a preset entry is NAME = EXPRESSION");
             continue;
         }
-        ConfigSlot *s = find_slot(slots, n, e->a->name);
-        if (s) s->override = e->b;
-        else unknown_config(E, slots, n, e->a->loc, e->a->name);
+        const Node *name = e->assign.target;
+        ConfigSlot *s = find_slot(slots, n, name->name);
+        if (s) s->override = e->assign.value;
+        else unknown_config(E, slots, n, name->loc, name->name);
     }
     /* check every preset's names, not only the chosen one */
     for (Node *st = stmts; st; st = st->next)
         if (st->kind == N_PRESET && st != preset)
-            for (Node *e = st->list; e; e = e->next)
-                if (e->kind == N_ASSIGN && e->a->kind == N_NAME && !find_slot(slots, n, e->a->name))
-                    unknown_config(E, slots, n, e->a->loc, e->a->name);
+            for (Node *e = st->block.body; e; e = e->next) {
+                const Node *name = e->kind == N_ASSIGN ? e->assign.target : NULL;
+                if (name && name->kind == N_NAME && !find_slot(slots, n, name->name))
+                    unknown_config(E, slots, n, name->loc, name->name);
+            }
     for (int i = 0; i < opt->nsets; i++) {
         ConfigSlot *s = find_slot(slots, n, opt->sets[i].name);
         if (s) s->cli = &opt->sets[i];

@@ -1,5 +1,5 @@
 /* decl.c — top-level declarations: parameter names and types, initializers, optimizer
- * groups, inputs, schedules, logs; and probes. */
+ * groups, inputs, schedules, logs; and probes (statements of fn and model bodies). */
 #include "frontend/elab.h"
 
 #include <math.h>
@@ -26,20 +26,21 @@ static const char *path_name_at(Elab *E, const Node *n, Scope *s) {
     switch (n->kind) {
     case N_NAME: return n->name;
     case N_MEMBER: {
-        const char *a = path_name(E, n->a, s);
+        const char *a = path_name(E, n->member.base, s);
         return a ? arena_printf(E->A, "%s.%s", a, n->name) : NULL;
     }
     case N_INDEX: {
-        const char *a = path_name(E, n->a, s);
+        const char *a = path_name(E, n->index.base, s);
         if (!a) return NULL;
-        if (ast_count(n->list) != 1 || n->list->kind == N_SLICE) {
+        const Node *k = n->index.args;
+        if (ast_count(k) != 1 || k->kind == N_SLICE) {
             diag_error(E->D, n->loc, "a name path takes one integer index, as in blocks[i]");
             return NULL;
         }
         int64_t i;
-        if (!v_to_int(E, eval(E, n->list, s), n->list->loc, "the index", &i)) return NULL;
+        if (!v_to_int(E, eval(E, k, s), k->loc, "the index", &i)) return NULL;
         if (i < 0) {
-            diag_error(E->D, n->list->loc, "a name path index must not be negative, got %lld", (long long)i);
+            diag_error(E->D, k->loc, "a name path index must not be negative, got %lld", (long long)i);
             return NULL;
         }
         return arena_printf(E->A, "%s.%lld", a, (long long)i);
@@ -89,12 +90,12 @@ static bool dtype_by_name(const char *s, IrDtype *out) {
 
 /* DTYPE[D0, D1, …] → dtype and shape; every dim a positive integer. */
 bool eval_type(Elab *E, const Node *n, Scope *s, IrDtype *dt, int *ndim, int64_t *shape) {
-    if (n->kind != N_INDEX || n->a->kind != N_NAME || !dtype_by_name(n->a->name, dt)) {
+    if (n->kind != N_INDEX || n->index.base->kind != N_NAME || !dtype_by_name(n->index.base->name, dt)) {
         diag_error(E->D, n->loc, "expected a tensor type such as f32[dim] or bf16[vocab, dim]");
         return false;
     }
     *ndim = 0;
-    for (const Node *d = n->list; d; d = d->next) {
+    for (const Node *d = n->index.args; d; d = d->next) {
         if (*ndim == IR_MAX_DIMS) {
             diag_error(E->D, d->loc, "a tensor has at most %d dimensions", IR_MAX_DIMS);
             return false;
@@ -131,18 +132,19 @@ static bool eval_init(Elab *E, const Node *call, Scope *s, const ParamDecl *p, i
     static const struct { const char *name; InitKind kind; int nargs; } inits[] = {
         {"normal", INIT_NORMAL, 2}, {"uniform", INIT_UNIFORM, 2}, {"zeros", INIT_ZEROS, 0},
         {"ones", INIT_CONSTANT, 0}, {"constant", INIT_CONSTANT, 1}};
-    if (call->kind != N_CALL || call->a->kind != N_NAME) {
+    if (call->kind != N_CALL || call->call.callee->kind != N_NAME) {
         diag_error(E->D, call->loc, "expected an initializer: normal(mean, std), uniform(lo, hi), zeros(), ones() or constant(v)");
         return false;
     }
+    const Node *callee = call->call.callee;
     int k = -1;
     for (int i = 0; i < 5; i++)
-        if (strcmp(call->a->name, inits[i].name) == 0) k = i;
+        if (strcmp(callee->name, inits[i].name) == 0) k = i;
     if (k < 0) {
-        diag_error(E->D, call->a->loc, "unknown initializer '%s' (normal, uniform, zeros, ones, constant)", call->a->name);
+        diag_error(E->D, callee->loc, "unknown initializer '%s' (normal, uniform, zeros, ones, constant)", callee->name);
         return false;
     }
-    if (ast_count(call->list) != inits[k].nargs) {
+    if (ast_count(call->call.args) != inits[k].nargs) {
         diag_error(E->D, call->loc, "%s() takes %d argument%s", inits[k].name, inits[k].nargs, inits[k].nargs == 1 ? "" : "s");
         return false;
     }
@@ -155,7 +157,7 @@ static bool eval_init(Elab *E, const Node *call, Scope *s, const ParamDecl *p, i
     }
     double nums[2] = {0, 0};
     int i = 0;
-    for (const Node *a = call->list; a; a = a->next, i++) {
+    for (const Node *a = call->call.args; a; a = a->next, i++) {
         if (a->kind == N_KWARG) {
             diag_error(E->D, a->loc, "%s() takes positional arguments", inits[k].name);
             return false;
@@ -191,7 +193,7 @@ static bool eval_init(Elab *E, const Node *call, Scope *s, const ParamDecl *p, i
     out->a = nums[0];
     out->b = nums[1];
     if (out->kind == INIT_NORMAL && nums[1] < 0) {
-        diag_error(E->D, call->list->next->loc, "normal() needs a standard deviation ≥ 0");
+        diag_error(E->D, call->call.args->next->loc, "normal() needs a standard deviation ≥ 0");
         return false;
     }
     if (out->kind == INIT_UNIFORM && nums[1] < nums[0]) {
@@ -202,21 +204,21 @@ static bool eval_init(Elab *E, const Node *call, Scope *s, const ParamDecl *p, i
 }
 
 static bool param_inits(Elab *E, const Node *st, Scope *s, ParamDecl *p) {
-    if (!st->c) {
+    if (!st->param.init) {
         diag_error(E->D, st->loc, "parameter '%s' has no 'init' clause", p->name);
         return false;
     }
-    if (!eval_init(E, st->c, s, p, 0, &p->init[0])) return false;
+    if (!eval_init(E, st->param.init, s, p, 0, &p->init[0])) return false;
     p->ninit = 1;
-    for (const Node *o = st->list; o; o = o->next) {
+    for (const Node *o = st->param.overrides; o; o = o->next) {
         int64_t k;
         if (p->ndim == 0) {
             diag_error(E->D, o->loc, "a scalar parameter has no slices to initialize");
             return false;
         }
-        if (!v_to_int(E, eval(E, o->a, s), o->a->loc, "a slice index", &k)) return false;
+        if (!v_to_int(E, eval(E, o->pair.key, s), o->pair.key->loc, "a slice index", &k)) return false;
         if (k < 0 || k >= p->shape[0]) {
-            diag_error(E->D, o->a->loc, "slice %lld is out of range: the first axis has %lld", (long long)k,
+            diag_error(E->D, o->pair.key->loc, "slice %lld is out of range: the first axis has %lld", (long long)k,
                        (long long)p->shape[0]);
             return false;
         }
@@ -224,7 +226,7 @@ static bool param_inits(Elab *E, const Node *st, Scope *s, ParamDecl *p) {
             diag_error(E->D, o->loc, "at most 3 slice initializers");
             return false;
         }
-        if (!eval_init(E, o->b, s, p, 1, &p->init[p->ninit])) return false;
+        if (!eval_init(E, o->pair.value, s, p, 1, &p->init[p->ninit])) return false;
         p->init[p->ninit++].slice = (int)k;
     }
     return true;
@@ -238,12 +240,12 @@ static int find_optim(Program *P, const char *name) {
 
 /* opt GROUP | opt GROUP(wd_mul = x, lr_mul = y) */
 static bool param_optim(Elab *E, const Node *st, Scope *s, ParamDecl *p) {
-    const Node *o = st->d;
+    const Node *o = st->param.opt;
     if (!o) {
         diag_error(E->D, st->loc, "parameter '%s' has no 'opt' clause", p->name);
         return false;
     }
-    const Node *name = o->kind == N_CALL ? o->a : o;
+    const Node *name = o->kind == N_CALL ? o->call.callee : o;
     if (name->kind != N_NAME) {
         diag_error(E->D, o->loc, "expected an optimizer group, as in 'opt muon' or 'opt muon(wd_mul = 2)'");
         return false;
@@ -256,22 +258,22 @@ static bool param_optim(Elab *E, const Node *st, Scope *s, ParamDecl *p) {
     }
     p->wd_mul = 1;
     p->lr_mul = 1;
-    for (const Node *a = o->kind == N_CALL ? o->list : NULL; a; a = a->next) {
+    for (const Node *a = o->kind == N_CALL ? o->call.args : NULL; a; a = a->next) {
         double *dst = a->kind != N_KWARG ? NULL : strcmp(a->name, "wd_mul") == 0 ? &p->wd_mul
                     : strcmp(a->name, "lr_mul") == 0 ? &p->lr_mul : NULL;
         if (!dst) {
             diag_error(E->D, a->loc, "a parameter's optimizer takes wd_mul = … and lr_mul = …");
             return false;
         }
-        for (const Node *b = o->list; b != a; b = b->next)
+        for (const Node *b = o->call.args; b != a; b = b->next)
             if (strcmp(b->name, a->name) == 0) {
                 diag_error(E->D, a->loc, "'%s' is given twice", a->name);
                 return false;
             }
-        Value *v = eval(E, a->a, s);
+        Value *v = eval(E, a->kwarg.value, s);
         if (!v) return false;
         if (!v_is_num(v)) {
-            diag_error(E->D, a->a->loc, "%s must be a number, got %s", a->name, v_describe(E, v));
+            diag_error(E->D, a->kwarg.value->loc, "%s must be a number, got %s", a->name, v_describe(E, v));
             return false;
         }
         *dst = v_num(v);
@@ -280,29 +282,30 @@ static bool param_optim(Elab *E, const Node *st, Scope *s, ParamDecl *p) {
 }
 
 void decl_param(Elab *E, const Node *st, Scope *s) {
-    const char *name = path_name(E, st->a, s);
+    const Node *path = st->param.path, *type = st->param.type;
+    const char *name = path_name(E, path, s);
     if (!name) return;
     ParamDecl *old = find_param(E->P, name);
     if (old) {
-        diag_error(E->D, st->a->loc, "parameter '%s' is declared twice", name);
+        diag_error(E->D, path->loc, "parameter '%s' is declared twice", name);
         diag_note(E->D, old->loc, "first declared here");
         return;
     }
     if (is_family(E->P, name)) {
-        diag_error(E->D, st->a->loc, "'%s' already names a family of parameters (%s.…)", name, name);
+        diag_error(E->D, path->loc, "'%s' already names a family of parameters (%s.…)", name, name);
         return;
     }
     for (int i = 0; i < E->P->nparams; i++) {
         size_t n = strlen(E->P->params[i].name);
         if (strncmp(name, E->P->params[i].name, n) == 0 && name[n] == '.') {
-            diag_error(E->D, st->a->loc, "'%s' would be a member of parameter '%s'", name, E->P->params[i].name);
+            diag_error(E->D, path->loc, "'%s' would be a member of parameter '%s'", name, E->P->params[i].name);
             return;
         }
     }
-    ParamDecl p = {.name = name, .loc = st->a->loc};
-    bool ok = eval_type(E, st->b, s, &p.dtype, &p.ndim, p.shape);
+    ParamDecl p = {.name = name, .loc = path->loc};
+    bool ok = eval_type(E, type, s, &p.dtype, &p.ndim, p.shape);
     if (ok && p.dtype == IR_I32) {
-        diag_error(E->D, st->b->loc, "a parameter must have a float dtype (f32, f64 or bf16)");
+        diag_error(E->D, type->loc, "a parameter must have a float dtype (f32, f64 or bf16)");
         ok = false;
     }
     ok = ok && param_inits(E, st, s, &p);
@@ -323,20 +326,20 @@ void decl_input(Elab *E, const Node *st, Scope *s) {
     int ndim;
     int64_t shape[IR_MAX_DIMS];
     if (scope_find(E->global, st->name)) {
-        diag_error(E->D, st->a->loc, "'%s' is already defined", st->name);
+        diag_error(E->D, st->input.ident->loc, "'%s' is already defined", st->name);
         return;
     }
-    if (!eval_type(E, st->b, s, &dt, &ndim, shape)) return;
+    if (!eval_type(E, st->input.type, s, &dt, &ndim, shape)) return;
     graph_at(E, st->loc);
     IrNode *t = ir_leaf(E->g, IR_INPUT, st->name, dt, ndim, shape);
-    scope_bind(E, E->global, st->name, v_tensor(E, t), st->a->loc);
+    scope_bind(E, E->global, st->name, v_tensor(E, t), st->input.ident->loc);
 }
 
 static const char *adam_keys[] = {"lr", "beta1", "beta2", "eps", NULL};
 static const char *muon_keys[] = {"lr", "momentum", "wd", "ns_coeffs", "ns_eps", NULL};
 
 static bool muon_coeffs(Elab *E, const Node *arg, Scope *s, OptimGroup *g) {
-    Value *v = eval(E, arg->a, s);
+    Value *v = eval(E, arg->kwarg.value, s);
     if (!v) return false;
     bool ok = v->kind == V_LIST && v->n >= 1 && v->n <= 8;
     for (int i = 0; ok && i < v->n; i++) {
@@ -348,7 +351,7 @@ static bool muon_coeffs(Elab *E, const Node *arg, Scope *s, OptimGroup *g) {
         }
     }
     if (!ok) {
-        diag_error(E->D, arg->a->loc, "ns_coeffs is a list of 1 to 8 triples [a, b, c]");
+        diag_error(E->D, arg->kwarg.value->loc, "ns_coeffs is a list of 1 to 8 triples [a, b, c]");
         return false;
     }
     g->n_ns = v->n;
@@ -359,51 +362,51 @@ static bool muon_coeffs(Elab *E, const Node *arg, Scope *s, OptimGroup *g) {
 static bool optim_arg(Elab *E, const Node *call, const Node *a, Scope *s, OptimGroup *g) {
     const char **keys = g->kind == OPT_ADAM ? adam_keys : muon_keys;
     if (a->kind != N_KWARG) {
-        diag_error(E->D, a->loc, "%s() takes named arguments, as in lr = 0.3", call->a->name);
+        diag_error(E->D, a->loc, "%s() takes named arguments, as in lr = 0.3", call->call.callee->name);
         return false;
     }
     bool known = false;
     for (int i = 0; keys[i]; i++) known |= strcmp(keys[i], a->name) == 0;
     if (!known) {
-        diag_error(E->D, a->loc, "%s() has no argument '%s'", call->a->name, a->name);
+        diag_error(E->D, a->loc, "%s() has no argument '%s'", call->call.callee->name, a->name);
         return false;
     }
-    for (const Node *b = call->list; b != a; b = b->next)
+    for (const Node *b = call->call.args; b != a; b = b->next)
         if (b->kind == N_KWARG && strcmp(b->name, a->name) == 0) {
             diag_error(E->D, a->loc, "argument '%s' is given twice", a->name);
             return false;
         }
     if (strcmp(a->name, "ns_coeffs") == 0) return muon_coeffs(E, a, s, g);
     double x;
-    if (!sched_eval(E, a->a, s, 0, &x, true)) return false;
+    const Node *value = a->kwarg.value;
+    if (!sched_eval(E, value, s, 0, &x, true)) return false;
     if (!isfinite(x)) {
-        diag_error(E->D, a->a->loc, "%s is not a finite number at step 0 (%g)", a->name, x);
+        diag_error(E->D, value->loc, "%s is not a finite number at step 0 (%g)", a->name, x);
         return false;
     }
     if (strcmp(a->name, "ns_eps") == 0) g->ns_eps = x;
-    else if (g->nargs < 12) g->args[g->nargs++] = (OptArg){a->name, a->a, s};
+    else if (g->nargs < 12) g->args[g->nargs++] = (OptArg){a->name, value, s};
     return true;
 }
 
 /* optim NAME = adam(lr = …, beta1 = …, …) | muon(lr = …, momentum = …, …). The group is
  * registered even when its arguments have errors, so that its users stay silent. */
 void decl_optim(Elab *E, const Node *st, Scope *s) {
-    const Node *call = st->a;
-    OptimGroup g = {.name = st->name, .loc = st->b->loc, .ns_eps = 1e-7};
+    const Node *call = st->def.value, *callee = call->kind == N_CALL ? call->call.callee : NULL;
+    OptimGroup g = {.name = st->name, .loc = st->def.ident->loc, .ns_eps = 1e-7};
     if (find_optim(E->P, st->name) >= 0) {
-        diag_error(E->D, st->b->loc, "optimizer group '%s' is declared twice", st->name);
+        diag_error(E->D, st->def.ident->loc, "optimizer group '%s' is declared twice", st->name);
         return;
     }
-    if (call->kind != N_CALL || call->a->kind != N_NAME ||
-        (strcmp(call->a->name, "adam") != 0 && strcmp(call->a->name, "muon") != 0)) {
+    if (!callee || callee->kind != N_NAME || (strcmp(callee->name, "adam") != 0 && strcmp(callee->name, "muon") != 0)) {
         diag_error(E->D, call->loc, "an optimizer group is adam(lr = …, …) or muon(lr = …, …)");
     } else {
-        g.kind = strcmp(call->a->name, "adam") == 0 ? OPT_ADAM : OPT_MUON;
+        g.kind = strcmp(callee->name, "adam") == 0 ? OPT_ADAM : OPT_MUON;
         bool ok = true;
-        for (const Node *a = call->list; a; a = a->next) ok &= optim_arg(E, call, a, s, &g);
+        for (const Node *a = call->call.args; a; a = a->next) ok &= optim_arg(E, call, a, s, &g);
         bool has_lr = false;
         for (int i = 0; i < g.nargs; i++) has_lr |= strcmp(g.args[i].key, "lr") == 0;
-        if (ok && !has_lr) diag_error(E->D, call->loc, "%s() needs lr = …", call->a->name);
+        if (ok && !has_lr) diag_error(E->D, call->loc, "%s() needs lr = …", callee->name);
         if (ok && g.kind == OPT_MUON && g.n_ns == 0) diag_error(E->D, call->loc, "muon() needs ns_coeffs = [[a, b, c], …]");
     }
     grow(E, (void **)&E->P->optims, &E->cap_optims, E->P->noptims, sizeof(OptimGroup));
@@ -411,27 +414,29 @@ void decl_optim(Elab *E, const Node *st, Scope *s) {
 }
 
 void decl_schedule(Elab *E, const Node *st, Scope *s) {
+    const Node *expr = st->def.value;
+    Loc at = st->def.ident->loc;
     if (scope_find(E->global, st->name) || strcmp(st->name, "step") == 0) {
-        diag_error(E->D, st->b->loc, "'%s' is already defined", st->name);
+        diag_error(E->D, at, "'%s' is already defined", st->name);
         return;
     }
     double x;
-    bool ok = sched_eval(E, st->a, s, 0, &x, true);
+    bool ok = sched_eval(E, expr, s, 0, &x, true);
     if (ok && !isfinite(x)) {
-        diag_error(E->D, st->a->loc, "schedule '%s' is not a finite number at step 0 (%g)", st->name, x);
+        diag_error(E->D, expr->loc, "schedule '%s' is not a finite number at step 0 (%g)", st->name, x);
         ok = false;
     }
     if (!ok) {
-        scope_bind(E, E->global, st->name, v_new(E, V_NONE), st->b->loc);   /* later uses stay silent */
+        scope_bind(E, E->global, st->name, v_new(E, V_NONE), at);   /* later uses stay silent */
         return;
     }
     Value *v = v_new(E, V_SCHED);
-    v->sched = st->a;
+    v->sched = expr;
     v->scope = s;
     v->s = st->name;
-    scope_bind(E, E->global, st->name, v, st->b->loc);
+    scope_bind(E, E->global, st->name, v, at);
     grow(E, (void **)&E->P->schedules, &E->cap_scheds, E->P->nschedules, sizeof(ScheduleDecl));
-    E->P->schedules[E->P->nschedules++] = (ScheduleDecl){st->name, st->a, s, st->b->loc};
+    E->P->schedules[E->P->nschedules++] = (ScheduleDecl){st->name, expr, s, at};
 }
 
 /* "x0{k}_lambdas" with k an integer in scope → "x00_lambdas" */
@@ -465,22 +470,23 @@ static const char *interpolate(Elab *E, const Node *name, Scope *s) {
 
 /* log NAME = PARAM | PARAM[i] | PARAM[:, j] …: one row of a parameter, read at logging time. */
 void decl_log(Elab *E, const Node *st, Scope *s) {
-    const char *name = st->b->kind == N_STRING ? interpolate(E, st->b, s) : st->name;
+    const Node *ident = st->def.ident;
+    const char *name = ident->kind == N_STRING ? interpolate(E, ident, s) : st->name;
     if (!name) return;
     for (int i = 0; i < E->P->nlogs; i++)
         if (strcmp(E->P->logs[i].name, name) == 0) {
-            diag_error(E->D, st->b->loc, "log '%s' is declared twice", name);
+            diag_error(E->D, ident->loc, "log '%s' is declared twice", name);
             return;
         }
-    const Node *e = st->a, *idx = NULL;
+    const Node *e = st->def.value, *idx = NULL;
     Value *v;
     if (e->kind == N_INDEX) {
-        v = eval(E, e->a, s);
+        v = eval(E, e->index.base, s);
         if (!v) return;
         if (v->kind == V_FAMILY) v = eval(E, e, s);   /* g[0] names a member, not an index */
         else {
-            idx = e->list;
-            e = e->a;
+            idx = e->index.args;
+            e = e->index.base;
         }
     } else {
         v = eval(E, e, s);
@@ -491,7 +497,7 @@ void decl_log(Elab *E, const Node *st, Scope *s) {
         return;
     }
     const IrNode *t = v->t;
-    LogDecl L = {.name = name, .param = t->name, .offset = 0, .stride = 1, .count = ir_numel(t), .loc = st->b->loc};
+    LogDecl L = {.name = name, .param = t->name, .offset = 0, .stride = 1, .count = ir_numel(t), .loc = ident->loc};
     if (idx) {
         int64_t stride = ir_numel(t), axis = 0, free_axis = -1;
         for (const Node *a = idx; a; a = a->next, axis++) {
@@ -500,7 +506,7 @@ void decl_log(Elab *E, const Node *st, Scope *s) {
                 return;
             }
             stride /= t->shape[axis];
-            if (a->kind == N_SLICE && !a->a && !a->b) {
+            if (a->kind == N_SLICE && !a->slice.lo && !a->slice.hi) {
                 if (free_axis >= 0) {
                     diag_error(E->D, a->loc, "a log takes one ':' axis");
                     return;
@@ -523,11 +529,11 @@ void decl_log(Elab *E, const Node *st, Scope *s) {
             L.offset += k * stride;
         }
         if (axis != t->ndim || free_axis < 0) {
-            diag_error(E->D, st->a->loc, "a log reads a vector: index every axis but one, which is ':'");
+            diag_error(E->D, st->def.value->loc, "a log reads a vector: index every axis but one, which is ':'");
             return;
         }
     } else if (t->ndim != 1) {
-        diag_error(E->D, st->a->loc, "a log reads a vector; index the parameter, as in lambdas[:, 0]");
+        diag_error(E->D, st->def.value->loc, "a log reads a vector; index the parameter, as in lambdas[:, 0]");
         return;
     }
     grow(E, (void **)&E->P->logs, &E->cap_logs, E->P->nlogs, sizeof(LogDecl));
@@ -535,16 +541,16 @@ void decl_log(Elab *E, const Node *st, Scope *s) {
 }
 
 void stmt_probe(Elab *E, const Node *st, Scope *s) {
-    const char *name = path_name(E, st->a, s);
-    Value *v = eval(E, st->b, s);
+    const char *name = path_name(E, st->probe.path, s);
+    Value *v = eval(E, st->probe.value, s);
     if (!name || !v) return;
     if (v->kind != V_TENSOR) {
-        diag_error(E->D, st->b->loc, "a probe records a tensor, got %s", v_describe(E, v));
+        diag_error(E->D, st->probe.value->loc, "a probe records a tensor, got %s", v_describe(E, v));
         return;
     }
     for (int i = 0; i < E->P->nprobes; i++)
         if (strcmp(E->P->probes[i].name, name) == 0) {
-            diag_error(E->D, st->a->loc, "probe '%s' is recorded twice", name);
+            diag_error(E->D, st->probe.path->loc, "probe '%s' is recorded twice", name);
             return;
         }
     grow(E, (void **)&E->P->probes, &E->cap_probes, E->P->nprobes, sizeof(ProbeDecl));

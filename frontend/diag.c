@@ -1,6 +1,6 @@
 /* diag.c — the one reporter of model-file diagnostics.
  *
- *   models/x.gptc:12:5: error: unknown name 'dimm'
+ *   models/x.gptc:12:9: error: unknown name 'dimm'
  *      12 |     x = dimm * 2
  *         |         ^
  */

@@ -1,7 +1,9 @@
 /* elab.c — from parsed files to a checked program: statements (executed at compile time:
- * loops, conditions, assignments, returns), the model body, and fe_compile's phases:
- * load + include (source.c) → config (config.c) → top-level declarations in order
- * (decl.c) → the model body → unused-name warnings. Expressions: expr.c. */
+ * let, fn, loops, conditions, assignments, returns), the model body, and fe_compile's
+ * phases: load + include (source.c) → config (config.c) and T → the top-level statements
+ * in order (declarations: decl.c) → the model body → warnings for unused parameters and
+ * inputs. Also the queries of a compiled Program (fe_config, fe_schedule_value…).
+ * Expressions: expr.c. */
 #include "frontend/elab.h"
 
 #include <libgen.h>
@@ -23,7 +25,8 @@ static bool only_at_top(Elab *E, const Node *st) {
 
 static bool only_in_body(Elab *E, const Node *st) {
     if (E->context == CTX_FN || E->context == CTX_MODEL) return true;
-    diag_error(E->D, st->kind == N_ASSIGN ? st->a->loc : st->loc, "%s is only allowed inside fn and model%s", st->kind == N_ASSIGN ? "assignment" :
+    Loc at = st->kind == N_ASSIGN ? st->assign.target->loc : st->loc;
+    diag_error(E->D, at, "%s is only allowed inside fn and model%s", st->kind == N_ASSIGN ? "assignment" :
                st->kind == N_RETURN ? "'return'" : "'probe'",
                st->kind == N_ASSIGN ? "; use 'let NAME = …' for a constant" : "");
     return false;
@@ -31,8 +34,8 @@ static bool only_in_body(Elab *E, const Node *st) {
 
 /* Assignment updates the nearest binding of the current fn or model, else binds here. */
 static void stmt_assign(Elab *E, const Node *st, Scope *s) {
-    Value *v = eval(E, st->b, s);
-    const Node *lhs = st->a;
+    Value *v = eval(E, st->assign.value, s);
+    const Node *lhs = st->assign.target;
     if (!v && lhs->kind != N_NAME) return;
     if (!v) v = v_new(E, V_NONE);   /* later uses stay silent instead of 'unknown name' */
     if (lhs->kind == N_NAME) {
@@ -45,21 +48,23 @@ static void stmt_assign(Elab *E, const Node *st, Scope *s) {
         scope_bind(E, s, lhs->name, v, lhs->loc);
         return;
     }
-    if (lhs->kind == N_INDEX && lhs->a->kind == N_NAME && ast_count(lhs->list) == 1 && lhs->list->kind != N_SLICE) {
-        Binding *b = scope_find(s, lhs->a->name);
+    if (lhs->kind == N_INDEX && lhs->index.base->kind == N_NAME && ast_count(lhs->index.args) == 1 &&
+        lhs->index.args->kind != N_SLICE) {
+        const Node *map = lhs->index.base, *key = lhs->index.args;
+        Binding *b = scope_find(s, map->name);
         bool local = false;
         for (Scope *sc = s; sc && sc != E->global; sc = sc->parent)
             for (Binding *x = sc->head; x; x = x->next) local |= x == b;
         if (b && b->val->kind == V_MAP && !local) {
-            diag_error(E->D, lhs->a->loc, "'%s' is a constant defined outside this fn or model; make a local map", lhs->a->name);
+            diag_error(E->D, map->loc, "'%s' is a constant defined outside this fn or model; make a local map", map->name);
             return;
         }
         if (!b || b->val->kind != V_MAP) {
-            diag_error(E->D, lhs->a->loc, "'%s[…] = …' needs '%s' to be a map, as in %s = {}", lhs->a->name,
-                       lhs->a->name, lhs->a->name);
+            diag_error(E->D, map->loc, "'%s[…] = …' needs '%s' to be a map, as in %s = {}", map->name, map->name,
+                       map->name);
             return;
         }
-        Value *k = eval(E, lhs->list, s);
+        Value *k = eval(E, key, s);
         if (k) v_map_put(E, b->val, k, v);
         return;
     }
@@ -68,19 +73,19 @@ static void stmt_assign(Elab *E, const Node *st, Scope *s) {
 
 static void stmt_for(Elab *E, const Node *st, Scope *s) {
     int count;
-    Value **vals = iteration_values(E, st->op, st->a, s, &count);
+    Value **vals = iteration_values(E, st->op, st->loop.iter, s, &count);
     for (int i = 0; i < count && !E->returned; i++) {
         if (!count_iteration(E, st->loc)) return;
         Scope *inner = scope_new(E, s);
-        scope_bind(E, inner, st->name, vals[i], st->b->loc);
-        exec_list(E, st->list, inner);
+        scope_bind(E, inner, st->name, vals[i], st->loop.ident->loc);
+        exec_list(E, st->loop.body, inner);
     }
 }
 
 static void stmt_if(Elab *E, const Node *st, Scope *s) {
     bool c;
-    if (!eval_cond(E, st->a, s, &c)) return;
-    const Node *body = c ? st->list : st->list2;
+    if (!eval_cond(E, st->branch.cond, s, &c)) return;
+    const Node *body = c ? st->branch.then : st->branch.els;
     if (body) exec_list(E, body, scope_new(E, s));
 }
 
@@ -88,17 +93,17 @@ static void stmt_let(Elab *E, const Node *st, Scope *s) {
     if (!only_at_top(E, st)) return;
     Binding *b = scope_find(s, st->name);
     if (b) {
-        diag_error(E->D, st->b->loc, "'%s' is already defined%s", st->name,
+        diag_error(E->D, st->def.ident->loc, "'%s' is already defined%s", st->name,
                    strcmp(st->name, "T") == 0 ? " (T is the sequence length)" : "");
         if (b->loc.src) diag_note(E->D, b->loc, "defined here");
         return;
     }
-    Value *v = eval(E, st->a, s);
+    Value *v = eval(E, st->def.value, s);
     if (v && (v->kind == V_TENSOR || v->kind == V_SCHED)) {
-        diag_error(E->D, st->a->loc, "'let' binds a compile-time value, got %s", v_describe(E, v));
+        diag_error(E->D, st->def.value->loc, "'let' binds a compile-time value, got %s", v_describe(E, v));
         v = NULL;
     }
-    scope_bind(E, s, st->name, v ? v : v_new(E, V_NONE), st->b->loc);
+    scope_bind(E, s, st->name, v ? v : v_new(E, V_NONE), st->def.ident->loc);
 }
 
 static void stmt_fn(Elab *E, const Node *st, Scope *s) {
@@ -107,7 +112,7 @@ static void stmt_fn(Elab *E, const Node *st, Scope *s) {
         diag_error(E->D, st->loc, "'%s' is already defined", st->name);
         return;
     }
-    for (const Node *p = st->list2; p; p = p->next)
+    for (const Node *p = st->fn.params; p; p = p->next)
         for (const Node *q = p->next; q; q = q->next)
             if (strcmp(p->name, q->name) == 0) diag_error(E->D, q->loc, "parameter '%s' appears twice", q->name);
     Value *v = v_new(E, V_FUNC);
@@ -137,7 +142,7 @@ void exec_stmt(Elab *E, const Node *st, Scope *s) {
     case N_ASSIGN: if (only_in_body(E, st)) stmt_assign(E, st, s); break;
     case N_RETURN:
         if (!only_in_body(E, st)) break;
-        E->ret = eval(E, st->a, s);
+        E->ret = eval(E, st->ret.value, s);
         E->returned = true;
         break;
     case N_FOR: stmt_for(E, st, s); break;
@@ -169,7 +174,7 @@ static void elab_model(Elab *E, const Node *model) {
     E->context = CTX_MODEL;
     E->returned = false;
     E->ret = NULL;
-    exec_list(E, model->list, local);
+    exec_list(E, model->block.body, local);
     E->context = CTX_TOP;
     if (!E->returned) {
         if (E->D->nerrors == 0) diag_error(E->D, model->loc, "model does not return a loss");

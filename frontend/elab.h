@@ -1,5 +1,6 @@
-/* elab.h — internal interface between elab.c, value.c, builtins.c and sched.c
- * (not part of the front end's public face). */
+/* elab.h — internal interface of the elaborator: elab.c, source.c, config.c, decl.c,
+ * expr.c, builtins.c, sched.c, scope.c and value.c (not part of the front end's public
+ * face). */
 #ifndef GPTC_ELAB_H
 #define GPTC_ELAB_H
 
@@ -71,21 +72,22 @@ Value *v_map_get(const Value *map, const Value *key);
 void v_map_put(Elab *E, Value *map, Value *key, Value *val);
 bool v_to_int(Elab *E, const Value *v, Loc loc, const char *what, int64_t *out);
 
-/* scopes (elab.c) */
+/* scope.c */
 Scope *scope_new(Elab *E, Scope *parent);
 Binding *scope_find(Scope *s, const char *name);
 void scope_bind(Elab *E, Scope *s, const char *name, Value *v, Loc loc);
 const char *scope_suggest(Scope *s, const char *name);   /* nearest visible name or NULL */
+int edit_distance(const char *a, const char *b);
 
-/* expressions (elab.c) */
+/* expr.c */
 Value *eval(Elab *E, const Node *n, Scope *s);
 Value *call_function(Elab *E, const Value *fn, Value **args, const Loc *locs, int nargs, Loc at);
 IrNode *as_tensor(Elab *E, Value *v, Loc loc, const char *what);   /* numbers → CONST */
 IrNode *sched_node(Elab *E, const char *name);
 void graph_at(Elab *E, Loc loc);        /* stamp new graph nodes with this location */
-
-/* scope.c */
-int edit_distance(const char *a, const char *b);
+bool eval_cond(Elab *E, const Node *n, Scope *s, bool *out);
+Value **iteration_values(Elab *E, int op, const Node *iter, Scope *s, int *count);
+bool count_iteration(Elab *E, Loc loc);
 
 /* source.c */
 Node *load_flat(Elab *E, const Source *src, const Source **stack, int depth);
@@ -107,11 +109,6 @@ void decl_optim(Elab *E, const Node *st, Scope *s);
 void decl_schedule(Elab *E, const Node *st, Scope *s);
 void decl_log(Elab *E, const Node *st, Scope *s);
 void stmt_probe(Elab *E, const Node *st, Scope *s);
-
-/* expr.c (with eval, call_function, as_tensor above) */
-bool eval_cond(Elab *E, const Node *n, Scope *s, bool *out);
-Value **iteration_values(Elab *E, int op, const Node *bound, Scope *s, int *count);
-bool count_iteration(Elab *E, Loc loc);
 
 /* elab.c */
 void exec_list(Elab *E, const Node *list, Scope *s);

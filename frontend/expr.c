@@ -82,7 +82,7 @@ static Value *eval_name(Elab *E, const Node *n, Scope *s) {
 }
 
 static Value *eval_member(Elab *E, const Node *n, Scope *s) {
-    Value *a = eval(E, n->a, s);
+    Value *a = eval(E, n->member.base, s);
     if (!a) return NULL;
     if (a->kind != V_FAMILY) {
         diag_error(E->D, n->loc, "'.%s': only parameter families have members, this is a %s", n->name,
@@ -93,35 +93,35 @@ static Value *eval_member(Elab *E, const Node *n, Scope *s) {
 }
 
 static Value *eval_index(Elab *E, const Node *n, Scope *s) {
-    Value *a = eval(E, n->a, s);
+    Value *a = eval(E, n->index.base, s);
     if (!a) return NULL;
-    int nidx = ast_count(n->list);
+    const Node *idx = n->index.args;
     if (a->kind == V_TENSOR) return t_index(E, a, n, s);
-    if (nidx != 1 || n->list->kind == N_SLICE) {
+    if (ast_count(idx) != 1 || idx->kind == N_SLICE) {
         diag_error(E->D, n->loc, "a %s takes exactly one index", v_kind_name(a));
         return NULL;
     }
-    Value *k = eval(E, n->list, s);
+    Value *k = eval(E, idx, s);
     if (!k) return NULL;
     switch (a->kind) {
     case V_FAMILY: {
         int64_t i;
-        if (!v_to_int(E, k, n->list->loc, "a parameter family index", &i)) return NULL;
+        if (!v_to_int(E, k, idx->loc, "a parameter family index", &i)) return NULL;
         return resolve_path(E, arena_printf(E->A, "%s.%lld", a->s, (long long)i), n->loc, true);
     }
     case V_LIST: {
         int64_t i;
-        if (!v_to_int(E, k, n->list->loc, "a list index", &i)) return NULL;
+        if (!v_to_int(E, k, idx->loc, "a list index", &i)) return NULL;
         if (i < 0) i += a->n;
         if (i < 0 || i >= a->n) {
-            diag_error(E->D, n->list->loc, "index %lld is out of range for a list of %d", (long long)i, a->n);
+            diag_error(E->D, idx->loc, "index %lld is out of range for a list of %d", (long long)i, a->n);
             return NULL;
         }
         return a->items[i];
     }
     case V_MAP: {
         Value *v = v_map_get(a, k);
-        if (!v) diag_error(E->D, n->list->loc, "key %s is not in the map", v_describe(E, k));
+        if (!v) diag_error(E->D, idx->loc, "key %s is not in the map", v_describe(E, k));
         return v;
     }
     default:
@@ -137,16 +137,17 @@ bool count_iteration(Elab *E, Loc loc) {
     return false;
 }
 
-/* The values a `for` or comprehension runs over: 0..n-1, a list's items, a map's keys. */
-Value **iteration_values(Elab *E, int op, const Node *bound, Scope *s, int *count) {
-    Value *b = eval(E, bound, s);
+/* The values a `for` or comprehension runs over: 0..iter−1 for '<'; for 'in', the items
+ * of a list or the keys of a map. */
+Value **iteration_values(Elab *E, int op, const Node *iter, Scope *s, int *count) {
+    Value *b = eval(E, iter, s);
     *count = -1;   /* -1: error (reported) */
     if (!b) return NULL;
     if (op == '<') {
         int64_t n;
-        if (!v_to_int(E, b, bound->loc, "a loop bound", &n)) return NULL;
+        if (!v_to_int(E, b, iter->loc, "a loop bound", &n)) return NULL;
         if (n > MAX_ITERATIONS) {
-            diag_error(E->D, bound->loc, "loop bound %lld is too large", (long long)n);
+            diag_error(E->D, iter->loc, "loop bound %lld is too large", (long long)n);
             return NULL;
         }
         *count = 0;
@@ -166,7 +167,7 @@ Value **iteration_values(Elab *E, int op, const Node *bound, Scope *s, int *coun
         *count = b->n;
         return vals;
     }
-    diag_error(E->D, bound->loc, "'for … in' needs a list or a map, got %s", v_describe(E, b));
+    diag_error(E->D, iter->loc, "'for … in' needs a list or a map, got %s", v_describe(E, b));
     return NULL;
 }
 
@@ -182,7 +183,7 @@ bool eval_cond(Elab *E, const Node *n, Scope *s, bool *out) {
 
 static Value *eval_comp(Elab *E, const Node *n, Scope *s) {
     int count;
-    Value **vals = iteration_values(E, n->op, n->b, s, &count);
+    Value **vals = iteration_values(E, n->op, n->comp.iter, s, &count);
     if (count < 0) return NULL;
     Value *list = v_new(E, V_LIST);
     list->items = arena_alloc(E->A, sizeof(Value *) * (size_t)(count ? count : 1));
@@ -191,9 +192,9 @@ static Value *eval_comp(Elab *E, const Node *n, Scope *s) {
         Scope *inner = scope_new(E, s);
         scope_bind(E, inner, n->name, vals[i], n->loc);
         bool keep = true;
-        if (n->c && !eval_cond(E, n->c, inner, &keep)) return NULL;
+        if (n->comp.filter && !eval_cond(E, n->comp.filter, inner, &keep)) return NULL;
         if (!keep) continue;
-        Value *v = eval(E, n->a, inner);
+        Value *v = eval(E, n->comp.elem, inner);
         if (!v) return NULL;
         list->items[list->n++] = v;
     }
@@ -202,9 +203,9 @@ static Value *eval_comp(Elab *E, const Node *n, Scope *s) {
 
 static Value *eval_list(Elab *E, const Node *n, Scope *s) {
     Value *list = v_new(E, V_LIST);
-    int count = ast_count(n->list);
+    int count = ast_count(n->list.items);
     list->items = arena_alloc(E->A, sizeof(Value *) * (size_t)(count ? count : 1));
-    for (const Node *e = n->list; e; e = e->next) {
+    for (const Node *e = n->list.items; e; e = e->next) {
         if (e->kind == N_KWARG) {
             diag_error(E->D, e->loc, "'%s = …' is only allowed in a call", e->name);
             return NULL;
@@ -218,15 +219,15 @@ static Value *eval_list(Elab *E, const Node *n, Scope *s) {
 
 static Value *eval_map(Elab *E, const Node *n, Scope *s) {
     Value *map = v_new(E, V_MAP);
-    for (const Node *p = n->list; p; p = p->next) {
-        Value *k = eval(E, p->a, s), *v = eval(E, p->b, s);
+    for (const Node *p = n->list.items; p; p = p->next) {
+        Value *k = eval(E, p->pair.key, s), *v = eval(E, p->pair.value, s);
         if (!k || !v) return NULL;
         if (!v_is_num(k) && k->kind != V_STRING && k->kind != V_BOOL) {
-            diag_error(E->D, p->a->loc, "a map key must be a number, a bool or a string, got %s", v_describe(E, k));
+            diag_error(E->D, p->pair.key->loc, "a map key must be a number, a bool or a string, got %s", v_describe(E, k));
             return NULL;
         }
         if (v_map_get(map, k)) {
-            diag_error(E->D, p->a->loc, "key %s appears twice in the map", v_describe(E, k));
+            diag_error(E->D, p->pair.key->loc, "key %s appears twice in the map", v_describe(E, k));
             return NULL;
         }
         v_map_put(E, map, k, v);
@@ -339,8 +340,9 @@ too_long:
 }
 
 static Value *tensor_binary(Elab *E, int op, Value *a, Value *b, const Node *n) {
-    IrNode *x = as_tensor(E, a, n->a->loc, "the left operand");
-    IrNode *y = as_tensor(E, b, n->b->loc, "the right operand");
+    const Node *lhs = n->binary.lhs, *rhs = n->binary.rhs;
+    IrNode *x = as_tensor(E, a, lhs->loc, "the left operand");
+    IrNode *y = as_tensor(E, b, rhs->loc, "the right operand");
     if (!x || !y) return NULL;
     graph_at(E, n->loc);
     if (op == T_POW) {
@@ -352,7 +354,7 @@ static Value *tensor_binary(Elab *E, int op, Value *a, Value *b, const Node *n) 
     }
     if (op == '@') {
         CallArgs ca = {.args = (Value *[]){v_tensor(E, x), v_tensor(E, y)},
-                       .locs = (Loc[]){n->a->loc, n->b->loc}, .nargs = 2, .at = n->loc, .name = "@"};
+                       .locs = (Loc[]){lhs->loc, rhs->loc}, .nargs = 2, .at = n->loc, .name = "@"};
         return builtin_call(E, builtin_lookup("matmul"), &ca);
     }
     if (op != '+' && op != '-' && op != '*' && op != '/') {
@@ -365,26 +367,27 @@ static Value *tensor_binary(Elab *E, int op, Value *a, Value *b, const Node *n) 
 
 static Value *eval_binary(Elab *E, const Node *n, Scope *s) {
     int op = n->op;
-    Value *a = eval(E, n->a, s);
+    const Node *lhs = n->binary.lhs, *rhs = n->binary.rhs;
+    Value *a = eval(E, lhs, s);
     if (!a && op != T_AND && op != T_OR) {
-        eval(E, n->b, s);   /* report its errors too */
+        eval(E, rhs, s);   /* report its errors too */
         return NULL;
     }
     if (!a) return NULL;
     if (op == T_AND || op == T_OR) {
         if (a->kind != V_BOOL) {
-            diag_error(E->D, n->a->loc, "'%s' needs bools, got %s", op == T_AND ? "and" : "or", v_describe(E, a));
+            diag_error(E->D, lhs->loc, "'%s' needs bools, got %s", op == T_AND ? "and" : "or", v_describe(E, a));
             return NULL;
         }
         if ((op == T_AND) != (a->i != 0)) return a;   /* short circuit */
-        Value *b = eval(E, n->b, s);
+        Value *b = eval(E, rhs, s);
         if (b && b->kind != V_BOOL) {
-            diag_error(E->D, n->b->loc, "'%s' needs bools, got %s", op == T_AND ? "and" : "or", v_describe(E, b));
+            diag_error(E->D, rhs->loc, "'%s' needs bools, got %s", op == T_AND ? "and" : "or", v_describe(E, b));
             return NULL;
         }
         return b;
     }
-    Value *b = eval(E, n->b, s);
+    Value *b = eval(E, rhs, s);
     if (!a || !b) return NULL;
     if (op == T_IN) {
         if (b->kind == V_LIST) {
@@ -393,7 +396,7 @@ static Value *eval_binary(Elab *E, const Node *n, Scope *s) {
             return v_bool(E, false);
         }
         if (b->kind == V_MAP) return v_bool(E, v_map_get(b, a) != NULL);
-        diag_error(E->D, n->b->loc, "'in' needs a list or a map on its right, got %s", v_describe(E, b));
+        diag_error(E->D, rhs->loc, "'in' needs a list or a map on its right, got %s", v_describe(E, b));
         return NULL;
     }
     if (v_is_num(a) && v_is_num(b)) return num_binary(E, op, a, b, n->loc);
@@ -411,7 +414,7 @@ static Value *eval_binary(Elab *E, const Node *n, Scope *s) {
 }
 
 static Value *eval_unary(Elab *E, const Node *n, Scope *s) {
-    Value *a = eval(E, n->a, s);
+    Value *a = eval(E, n->unary.operand, s);
     if (!a) return NULL;
     if (n->op == T_NOT) {
         if (a->kind == V_BOOL) return v_bool(E, !a->i);
@@ -426,7 +429,7 @@ static Value *eval_unary(Elab *E, const Node *n, Scope *s) {
         return v_int(E, -a->i);
     }
     if (a->kind == V_FLOAT) return v_float(E, -a->f);
-    IrNode *t = as_tensor(E, a, n->a->loc, "the operand of '-'");
+    IrNode *t = as_tensor(E, a, n->unary.operand->loc, "the operand of '-'");
     if (!t) return NULL;
     if (!ir_dtype_is_float(t->dtype)) {
         diag_error(E->D, n->loc, "arithmetic needs a float tensor, got %s", v_describe(E, a));
@@ -440,7 +443,7 @@ static Value *eval_unary(Elab *E, const Node *n, Scope *s) {
 
 Value *call_function(Elab *E, const Value *fnv, Value **args, const Loc *locs, int nargs, Loc at) {
     const Node *fn = fnv->fn;
-    int nparams = ast_count(fn->list2);
+    int nparams = ast_count(fn->fn.params);
     if (nargs != nparams) {
         diag_error(E->D, at, "fn '%s' takes %d argument%s, %d given", fn->name, nparams,
                    nparams == 1 ? "" : "s", nargs);
@@ -452,19 +455,19 @@ Value *call_function(Elab *E, const Value *fnv, Value **args, const Loc *locs, i
     }
     Scope *local = scope_new(E, fnv->scope);
     int i = 0;
-    for (const Node *p = fn->list2; p; p = p->next, i++) scope_bind(E, local, p->name, args[i], locs[i]);
+    for (const Node *p = fn->fn.params; p; p = p->next, i++) scope_bind(E, local, p->name, args[i], locs[i]);
     (void)locs;
     int saved_ctx = E->context;
     Value *saved_ret = E->ret;
     E->context = CTX_FN;
     E->depth++;
     Value *result;
-    if (fn->a) {
-        result = eval(E, fn->a, local);
+    if (fn->fn.expr) {
+        result = eval(E, fn->fn.expr, local);
     } else {
         E->ret = NULL;
         E->returned = false;
-        exec_list(E, fn->list, local);
+        exec_list(E, fn->fn.body, local);
         result = E->ret;
         if (!E->returned && E->D->nerrors == 0)
             diag_error(E->D, fn->loc, "fn '%s' ends without 'return'", fn->name);
@@ -477,13 +480,13 @@ Value *call_function(Elab *E, const Value *fnv, Value **args, const Loc *locs, i
 }
 
 static Value *eval_call(Elab *E, const Node *n, Scope *s) {
-    Value *callee = eval(E, n->a, s);
+    Value *callee = eval(E, n->call.callee, s);
     if (!callee) return NULL;
     if (callee->kind != V_FUNC && callee->kind != V_BUILTIN) {
-        diag_error(E->D, n->a->loc, "%s is not a function", v_describe(E, callee));
+        diag_error(E->D, n->call.callee->loc, "%s is not a function", v_describe(E, callee));
         return NULL;
     }
-    int count = ast_count(n->list) + (n->kind == N_GENCALL);
+    int count = ast_count(n->call.args) + (n->kind == N_GENCALL);
     CallArgs a = {.at = n->loc, .name = callee->kind == V_FUNC ? callee->fn->name : builtin_name((int)callee->i)};
     a.args = arena_alloc(E->A, sizeof(Value *) * (size_t)(count + 1));
     a.locs = arena_alloc(E->A, sizeof(Loc) * (size_t)(count + 1));
@@ -492,14 +495,14 @@ static Value *eval_call(Elab *E, const Node *n, Scope *s) {
     a.kwloc = arena_alloc(E->A, sizeof(Loc) * (size_t)(count + 1));
     a.kw_used = arena_alloc(E->A, sizeof(bool) * (size_t)(count + 1));
     if (n->kind == N_GENCALL) {
-        a.args[0] = eval_comp(E, n->b, s);
-        a.locs[0] = n->b->loc;
+        a.args[0] = eval_comp(E, n->call.comp, s);
+        a.locs[0] = n->call.comp->loc;
         if (!a.args[0]) return NULL;
         a.nargs = 1;
     }
     bool failed = false;
-    for (const Node *e = n->list; e; e = e->next) {
-        Value *v = eval(E, e->kind == N_KWARG ? e->a : e, s);
+    for (const Node *e = n->call.args; e; e = e->next) {
+        Value *v = eval(E, e->kind == N_KWARG ? e->kwarg.value : e, s);
         if (!v) {
             failed = true;   /* go on: the other arguments' errors are reported too */
             continue;
@@ -570,8 +573,8 @@ static Value *eval_node(Elab *E, const Node *n, Scope *s) {
     case N_BINARY: return eval_binary(E, n, s);
     case N_COND: {
         bool c;
-        if (!eval_cond(E, n->a, s, &c)) return NULL;
-        return eval(E, c ? n->b : n->c, s);
+        if (!eval_cond(E, n->branch.cond, s, &c)) return NULL;
+        return eval(E, c ? n->branch.then : n->branch.els, s);
     }
     case N_LIST: return eval_list(E, n, s);
     case N_MAP: return eval_map(E, n, s);

@@ -3,7 +3,7 @@
  * Pipeline inside this folder:
  *   lexer.l   characters → tokens (Go-style automatic ';' at line ends)
  *   parser.y  tokens → AST (pure bison parser, error recovery at ';')
- *   ast.c     AST builders, arena, include resolution
+ *   ast.c     the arena, AST nodes
  *   diag.c    the one reporter: "file:line:col: error: msg", source line, caret
  *   source.c  model files and includes
  *   config.c  config entries, set, presets, --set
@@ -16,8 +16,9 @@
  *   sched.c   schedules: numeric expressions of the step, evaluated at run time
  *
  * Ownership: everything a compilation allocates (AST, strings, values, program tables)
- * lives in the Arena of its FeCompile and is freed by fe_free(). Library code never
- * exits; model-file errors are counted in Diag and reported with their location. */
+ * lives in the Arena of its FeCompile; fe_free() releases it and the forward graph.
+ * Library code never exits; model-file errors are counted in Diag and reported with
+ * their location. */
 #ifndef GPTC_FRONTEND_H
 #define GPTC_FRONTEND_H
 
@@ -68,40 +69,46 @@ void diag_note(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(pri
 void diag_vreport(Diag *d, Loc loc, const char *kind, const char *fmt, va_list ap);
 
 /* ---- AST (ast.c) ------------------------------------------------------------------ */
+/* A node's children are the fields of one member of its union, named at the start of the
+ * kind's line below: "binary: lhs op rhs" means n->binary.lhs and n->binary.rhs. NAME is
+ * n->name; a member's ident, where it has one, is NAME's node (kept for its location).
+ * Lists of nodes are linked through next. */
 typedef enum {
     /* expressions */
-    N_INT, N_FLOAT, N_STRING, N_BOOL, N_NAME,
-    N_MEMBER,       /* a.name */
-    N_INDEX,        /* a[list]; list items are expressions or N_SLICE */
-    N_SLICE,        /* a:b inside an index; a, b may be NULL */
-    N_CALL,         /* a(list); list items are expressions or N_KWARG */
-    N_KWARG,        /* name = a */
-    N_UNARY,        /* op a */
-    N_BINARY,       /* a op b */
-    N_COND,         /* if a then b else c */
-    N_LIST,         /* [list] */
-    N_MAP,          /* {list of N_PAIR} */
-    N_PAIR,         /* a: b */
-    N_COMP,         /* [a for name < b if c] / [a for name in b if c]; op = '<' or T_IN */
-    N_GENCALL,      /* name(a for var ...): a = callee name node, b = N_COMP */
+    N_INT, N_FLOAT, N_STRING, N_BOOL, N_NAME,   /* leaves: ival, fval or name */
+    N_MEMBER,       /* member: base.NAME */
+    N_INDEX,        /* index: base[args]; args are expressions or N_SLICE */
+    N_SLICE,        /* slice: lo:hi inside an index; lo, hi may be NULL */
+    N_CALL,         /* call: callee(args); args are expressions or N_KWARG */
+    N_KWARG,        /* kwarg: NAME = value */
+    N_UNARY,        /* unary: op operand */
+    N_BINARY,       /* binary: lhs op rhs */
+    N_COND,         /* branch: if cond then then else els */
+    N_LIST,         /* list: [items] */
+    N_MAP,          /* list: {items}; items are N_PAIR */
+    N_PAIR,         /* pair: key: value */
+    N_COMP,         /* comp: [elem for NAME < iter if filter] / [elem for NAME in iter if filter];
+                       op = '<' or T_IN; filter may be NULL */
+    N_GENCALL,      /* call: callee(comp), comp an N_COMP (args NULL) */
     /* statements */
-    N_INCLUDE,      /* include "name" */
-    N_CONFIG,       /* config { list } */
-    N_PRESET,       /* preset name { list } */
-    N_SET,          /* set name = a */
-    N_LET,          /* let name = a */
-    N_PARAM,        /* param a : b init c, overrides in list  opt d */
-    N_INPUT,        /* input name : b */
-    N_OPTIM,        /* optim name = a */
-    N_SCHEDULE,     /* schedule name = a */
-    N_LOG,          /* log name = a (name may hold {expr} interpolations) */
-    N_PROBE,        /* probe a = b */
-    N_FN,           /* fn name(params in list2) body in list, or = a */
-    N_MODEL,        /* model { list } */
-    N_FOR,          /* for name < a { list } / for name in a { list }; op = '<' or T_IN */
-    N_IF,           /* if a { list } else { list2 } */
-    N_ASSIGN,       /* a = b */
-    N_RETURN,       /* return a */
+    N_INCLUDE,      /* include "NAME" */
+    N_CONFIG,       /* block: config { body } */
+    N_PRESET,       /* block: preset NAME { body }; ident is NAME's node */
+    N_SET,          /* def: set NAME = value */
+    N_LET,          /* def: let NAME = value */
+    N_PARAM,        /* param: param path : type  init init, overrides  opt opt; overrides are
+                       N_PAIR [key] = value (slice key's initializer); init, opt may be NULL */
+    N_INPUT,        /* input: input NAME : type */
+    N_OPTIM,        /* def: optim NAME = value */
+    N_SCHEDULE,     /* def: schedule NAME = value */
+    N_LOG,          /* def: log NAME = value; NAME may be a string with {name} interpolations */
+    N_PROBE,        /* probe: probe path = value */
+    N_FN,           /* fn: fn NAME(params) { body } / fn NAME(params) = expr; params are N_NAME */
+    N_MODEL,        /* block: model { body } */
+    N_FOR,          /* loop: for NAME < iter { body } / for NAME in iter { body }; op = '<' or T_IN */
+    N_IF,           /* branch: if cond { then } else { els }; els is NULL, a block or one N_IF */
+    N_ASSIGN,       /* assign: target = value */
+    N_RETURN,       /* ret: return value */
 } NodeKind;
 
 typedef struct Node Node;
@@ -112,8 +119,28 @@ struct Node {
     const char *name;       /* identifier / string text */
     int64_t ival;
     double fval;
-    Node *a, *b, *c, *d;
-    Node *list, *list2;     /* singly linked through next */
+    union {                 /* the children, by kind (see NodeKind) */
+        struct { Node *base; } member;
+        struct { Node *base, *args; } index;
+        struct { Node *lo, *hi; } slice;
+        struct { Node *callee, *args, *comp; } call;
+        struct { Node *value; } kwarg;
+        struct { Node *operand; } unary;
+        struct { Node *lhs, *rhs; } binary;
+        struct { Node *cond, *then, *els; } branch;
+        struct { Node *items; } list;
+        struct { Node *key, *value; } pair;
+        struct { Node *elem, *iter, *filter; } comp;
+        struct { Node *ident, *body; } block;
+        struct { Node *ident, *value; } def;
+        struct { Node *path, *type, *init, *overrides, *opt; } param;
+        struct { Node *ident, *type; } input;
+        struct { Node *path, *value; } probe;
+        struct { Node *params, *body, *expr; } fn;
+        struct { Node *ident, *iter, *body; } loop;
+        struct { Node *target, *value; } assign;
+        struct { Node *value; } ret;
+    };
     Node *next;
 };
 
@@ -162,7 +189,7 @@ struct Value {
     int64_t i;           /* V_INT, V_BOOL; V_BUILTIN index */
     double f;            /* V_FLOAT */
     const char *s;       /* V_STRING; V_FAMILY prefix ("blocks.3.attn") */
-    Value **items;       /* V_LIST items; V_MAP keys then values (2*n) */
+    Value **items;       /* V_LIST items; V_MAP key, value pairs: items[2i], items[2i+1] */
     int n;
     IrNode *t;           /* V_TENSOR */
     const Node *fn;      /* V_FUNC */
@@ -292,7 +319,7 @@ int64_t fe_param_count(const ParamDecl *p);
 double fe_schedule_value(FeCompile *c, const char *name, int64_t step);
 double fe_optim_arg(FeCompile *c, const OptimGroup *g, const char *key, int64_t step, double dflt);
 
-/* internal, shared by elab.c and builtins.c */
+/* internal, shared by elab.c and source.c */
 Source *fe_load_source(FeCompile *c, const char *path, Loc from);
 bool fe_source_loaded(FeCompile *c, const char *path);
 

@@ -28,11 +28,31 @@ static void yyerror(YYLTYPE *loc, void *scanner, ParseCtx *ctx, const char *msg)
 
 static Loc L(ParseCtx *ctx, YYLTYPE l) { return (Loc){ctx->src, l.first_line, l.first_column}; }
 static Node *mk(ParseCtx *ctx, NodeKind k, YYLTYPE l) { return ast_new(ctx->arena, k, L(ctx, l)); }
-static Node *mk2(ParseCtx *ctx, NodeKind k, YYLTYPE l, Node *a, Node *b) {
-    Node *n = mk(ctx, k, l); n->a = a; n->b = b; return n;
+/* KEYWORD NAME = value: set, let, optim, schedule, log */
+static Node *mk_def(ParseCtx *ctx, NodeKind k, YYLTYPE l, Node *ident, Node *value) {
+    Node *n = mk(ctx, k, l); n->name = ident->name; n->def.ident = ident; n->def.value = value; return n;
 }
-static Node *binop(ParseCtx *ctx, YYLTYPE l, int op, Node *a, Node *b) {
-    Node *n = mk2(ctx, N_BINARY, l, a, b); n->op = op; return n;
+static Node *mk_unary(ParseCtx *ctx, YYLTYPE l, int op, Node *operand) {
+    Node *n = mk(ctx, N_UNARY, l); n->op = op; n->unary.operand = operand; return n;
+}
+static Node *mk_binary(ParseCtx *ctx, YYLTYPE l, int op, Node *lhs, Node *rhs) {
+    Node *n = mk(ctx, N_BINARY, l); n->op = op; n->binary.lhs = lhs; n->binary.rhs = rhs; return n;
+}
+static Node *mk_pair(ParseCtx *ctx, YYLTYPE l, Node *key, Node *value) {
+    Node *n = mk(ctx, N_PAIR, l); n->pair.key = key; n->pair.value = value; return n;
+}
+/* for NAME < iter { body } / for NAME in iter { body }; op = '<' or T_IN */
+static Node *mk_for(ParseCtx *ctx, YYLTYPE l, int op, Node *ident, Node *iter, Node *body) {
+    Node *n = mk(ctx, N_FOR, l); n->op = op; n->name = ident->name;
+    n->loop.ident = ident; n->loop.iter = iter; n->loop.body = body; return n;
+}
+/* elem for NAME < iter / elem for NAME in iter; the filter comes later */
+static Node *mk_comp(ParseCtx *ctx, YYLTYPE l, int op, Node *elem, Node *ident, Node *iter) {
+    Node *n = mk(ctx, N_COMP, l); n->op = op; n->name = ident->name; n->comp.elem = elem; n->comp.iter = iter; return n;
+}
+/* N_IF (then, els: statement lists) or N_COND (expressions) */
+static Node *mk_branch(ParseCtx *ctx, NodeKind k, YYLTYPE l, Node *cond, Node *then, Node *els) {
+    Node *n = mk(ctx, k, l); n->branch.cond = cond; n->branch.then = then; n->branch.els = els; return n;
 }
 #define APPEND(dst, src, x) do { (dst) = (src); if (x) { (x)->next = NULL; \
     if ((dst).tail) (dst).tail->next = (x); else (dst).head = (x); (dst).tail = (x); } } while (0)
@@ -78,54 +98,55 @@ stmts: %empty                   { EMPTY($$); }
 block: '{' stmts '}'            { $$ = $2; }
      ;
 
-stmt: T_INCLUDE T_STRING        { $$ = mk(ctx, N_INCLUDE, @1); $$->name = $2->name; $$->a = $2; }
-    | T_CONFIG block            { $$ = mk(ctx, N_CONFIG, @1); $$->list = $2.head; }
-    | T_PRESET name_node block  { $$ = mk(ctx, N_PRESET, @1); $$->name = $2->name; $$->a = $2; $$->list = $3.head; }
-    | T_SET name_node '=' expr  { $$ = mk2(ctx, N_SET, @1, $4, $2); $$->name = $2->name; }
-    | T_LET name_node '=' expr  { $$ = mk2(ctx, N_LET, @1, $4, $2); $$->name = $2->name; }
+stmt: T_INCLUDE T_STRING        { $$ = mk(ctx, N_INCLUDE, @1); $$->name = $2->name; }
+    | T_CONFIG block            { $$ = mk(ctx, N_CONFIG, @1); $$->block.body = $2.head; }
+    | T_PRESET name_node block
+        { $$ = mk(ctx, N_PRESET, @1); $$->name = $2->name; $$->block.ident = $2; $$->block.body = $3.head; }
+    | T_SET name_node '=' expr  { $$ = mk_def(ctx, N_SET, @1, $2, $4); }
+    | T_LET name_node '=' expr  { $$ = mk_def(ctx, N_LET, @1, $2, $4); }
     | param_stmt
-    | T_INPUT name_node ':' expr    { $$ = mk2(ctx, N_INPUT, @1, $2, $4); $$->name = $2->name; }
-    | T_OPTIM name_node '=' expr    { $$ = mk2(ctx, N_OPTIM, @1, $4, $2); $$->name = $2->name; }
-    | T_SCHEDULE name_node '=' expr { $$ = mk2(ctx, N_SCHEDULE, @1, $4, $2); $$->name = $2->name; }
-    | T_LOG name_node '=' expr      { $$ = mk2(ctx, N_LOG, @1, $4, $2); $$->name = $2->name; }
-    | T_LOG T_STRING '=' expr       { $$ = mk2(ctx, N_LOG, @1, $4, $2); $$->name = $2->name; }
-    | T_PROBE postfix '=' expr      { $$ = mk2(ctx, N_PROBE, @1, $2, $4); }
+    | T_INPUT name_node ':' expr
+        { $$ = mk(ctx, N_INPUT, @1); $$->name = $2->name; $$->input.ident = $2; $$->input.type = $4; }
+    | T_OPTIM name_node '=' expr    { $$ = mk_def(ctx, N_OPTIM, @1, $2, $4); }
+    | T_SCHEDULE name_node '=' expr { $$ = mk_def(ctx, N_SCHEDULE, @1, $2, $4); }
+    | T_LOG name_node '=' expr      { $$ = mk_def(ctx, N_LOG, @1, $2, $4); }
+    | T_LOG T_STRING '=' expr       { $$ = mk_def(ctx, N_LOG, @1, $2, $4); }
+    | T_PROBE postfix '=' expr      { $$ = mk(ctx, N_PROBE, @1); $$->probe.path = $2; $$->probe.value = $4; }
     | T_FN name_node '(' opt_names ')' block
-        { $$ = mk(ctx, N_FN, @1); $$->name = $2->name; $$->list2 = $4.head; $$->list = $6.head; }
+        { $$ = mk(ctx, N_FN, @1); $$->name = $2->name; $$->fn.params = $4.head; $$->fn.body = $6.head; }
     | T_FN name_node '(' opt_names ')' '=' expr
-        { $$ = mk(ctx, N_FN, @1); $$->name = $2->name; $$->list2 = $4.head; $$->a = $7; }
-    | T_MODEL block             { $$ = mk(ctx, N_MODEL, @1); $$->list = $2.head; }
+        { $$ = mk(ctx, N_FN, @1); $$->name = $2->name; $$->fn.params = $4.head; $$->fn.expr = $7; }
+    | T_MODEL block             { $$ = mk(ctx, N_MODEL, @1); $$->block.body = $2.head; }
     | block_stmt
-    | postfix '=' expr          { $$ = mk2(ctx, N_ASSIGN, @2, $1, $3); }
-    | T_RETURN expr             { $$ = mk2(ctx, N_RETURN, @1, $2, NULL); }
+    | postfix '=' expr          { $$ = mk(ctx, N_ASSIGN, @2); $$->assign.target = $1; $$->assign.value = $3; }
+    | T_RETURN expr             { $$ = mk(ctx, N_RETURN, @1); $$->ret.value = $2; }
     ;
 
 name_node: T_IDENT ;
 
-block_stmt: T_FOR name_node '<' expr block
-        { $$ = mk2(ctx, N_FOR, @1, $4, $2); $$->op = '<'; $$->name = $2->name; $$->list = $5.head; }
-    | T_FOR name_node T_IN expr block
-        { $$ = mk2(ctx, N_FOR, @1, $4, $2); $$->op = T_IN; $$->name = $2->name; $$->list = $5.head; }
+block_stmt: T_FOR name_node '<' expr block     { $$ = mk_for(ctx, @1, '<', $2, $4, $5.head); }
+    | T_FOR name_node T_IN expr block           { $$ = mk_for(ctx, @1, T_IN, $2, $4, $5.head); }
     | if_stmt
     ;
 
-if_stmt: T_IF expr block                    { $$ = mk2(ctx, N_IF, @1, $2, NULL); $$->list = $3.head; }
-       | T_IF expr block T_ELSE block       { $$ = mk2(ctx, N_IF, @1, $2, NULL); $$->list = $3.head; $$->list2 = $5.head; }
-       | T_IF expr block T_ELSE if_stmt     { $$ = mk2(ctx, N_IF, @1, $2, NULL); $$->list = $3.head; $$->list2 = $5; $5->next = NULL; }
+if_stmt: T_IF expr block                    { $$ = mk_branch(ctx, N_IF, @1, $2, $3.head, NULL); }
+       | T_IF expr block T_ELSE block       { $$ = mk_branch(ctx, N_IF, @1, $2, $3.head, $5.head); }
+       | T_IF expr block T_ELSE if_stmt     { $$ = mk_branch(ctx, N_IF, @1, $2, $3.head, $5); $5->next = NULL; }
        ;
 
 /* param PATH : DTYPE[SHAPE] init EXPR, [I] = EXPR … opt EXPR */
-param_stmt: T_PARAM postfix ':' expr  { $$ = mk2(ctx, N_PARAM, @1, $2, $4); }
+param_stmt: T_PARAM postfix ':' expr
+        { $$ = mk(ctx, N_PARAM, @1); $$->param.path = $2; $$->param.type = $4; }
     | param_stmt T_INIT expr overrides
-        { $$ = $1; if ($$->c) diag_error(ctx->diag, L(ctx, @2), "parameter has two 'init' clauses");
-          $$->c = $3; $$->list = $4.head; }
+        { $$ = $1; if ($$->param.init) diag_error(ctx->diag, L(ctx, @2), "parameter has two 'init' clauses");
+          $$->param.init = $3; $$->param.overrides = $4.head; }
     | param_stmt T_OPT expr
-        { $$ = $1; if ($$->d) diag_error(ctx->diag, L(ctx, @2), "parameter has two 'opt' clauses");
-          $$->d = $3; }
+        { $$ = $1; if ($$->param.opt) diag_error(ctx->diag, L(ctx, @2), "parameter has two 'opt' clauses");
+          $$->param.opt = $3; }
     ;
 
 overrides: %empty                           { EMPTY($$); }
-    | overrides ',' '[' expr ']' '=' expr   { Node *p = mk2(ctx, N_PAIR, @3, $4, $7); APPEND($$, $1, p); }
+    | overrides ',' '[' expr ']' '=' expr   { Node *p = mk_pair(ctx, @3, $4, $7); APPEND($$, $1, p); }
     ;
 
 opt_names: %empty               { EMPTY($$); }
@@ -136,34 +157,34 @@ names: name_node                { ONE($$, $1); }
      ;
 
 expr: postfix
-    | '-' expr %prec UMINUS     { $$ = mk2(ctx, N_UNARY, @1, $2, NULL); $$->op = '-'; }
-    | T_NOT expr                { $$ = mk2(ctx, N_UNARY, @1, $2, NULL); $$->op = T_NOT; }
-    | expr '+' expr             { $$ = binop(ctx, @2, '+', $1, $3); }
-    | expr '-' expr             { $$ = binop(ctx, @2, '-', $1, $3); }
-    | expr '*' expr             { $$ = binop(ctx, @2, '*', $1, $3); }
-    | expr '/' expr             { $$ = binop(ctx, @2, '/', $1, $3); }
-    | expr T_FLOORDIV expr      { $$ = binop(ctx, @2, T_FLOORDIV, $1, $3); }
-    | expr '%' expr             { $$ = binop(ctx, @2, '%', $1, $3); }
-    | expr '@' expr             { $$ = binop(ctx, @2, '@', $1, $3); }
-    | expr T_POW expr           { $$ = binop(ctx, @2, T_POW, $1, $3); }
-    | expr T_EQ expr            { $$ = binop(ctx, @2, T_EQ, $1, $3); }
-    | expr T_NE expr            { $$ = binop(ctx, @2, T_NE, $1, $3); }
-    | expr '<' expr             { $$ = binop(ctx, @2, '<', $1, $3); }
-    | expr T_LE expr            { $$ = binop(ctx, @2, T_LE, $1, $3); }
-    | expr '>' expr             { $$ = binop(ctx, @2, '>', $1, $3); }
-    | expr T_GE expr            { $$ = binop(ctx, @2, T_GE, $1, $3); }
-    | expr T_IN expr            { $$ = binop(ctx, @2, T_IN, $1, $3); }
-    | expr T_AND expr           { $$ = binop(ctx, @2, T_AND, $1, $3); }
-    | expr T_OR expr            { $$ = binop(ctx, @2, T_OR, $1, $3); }
+    | '-' expr %prec UMINUS     { $$ = mk_unary(ctx, @1, '-', $2); }
+    | T_NOT expr                { $$ = mk_unary(ctx, @1, T_NOT, $2); }
+    | expr '+' expr             { $$ = mk_binary(ctx, @2, '+', $1, $3); }
+    | expr '-' expr             { $$ = mk_binary(ctx, @2, '-', $1, $3); }
+    | expr '*' expr             { $$ = mk_binary(ctx, @2, '*', $1, $3); }
+    | expr '/' expr             { $$ = mk_binary(ctx, @2, '/', $1, $3); }
+    | expr T_FLOORDIV expr      { $$ = mk_binary(ctx, @2, T_FLOORDIV, $1, $3); }
+    | expr '%' expr             { $$ = mk_binary(ctx, @2, '%', $1, $3); }
+    | expr '@' expr             { $$ = mk_binary(ctx, @2, '@', $1, $3); }
+    | expr T_POW expr           { $$ = mk_binary(ctx, @2, T_POW, $1, $3); }
+    | expr T_EQ expr            { $$ = mk_binary(ctx, @2, T_EQ, $1, $3); }
+    | expr T_NE expr            { $$ = mk_binary(ctx, @2, T_NE, $1, $3); }
+    | expr '<' expr             { $$ = mk_binary(ctx, @2, '<', $1, $3); }
+    | expr T_LE expr            { $$ = mk_binary(ctx, @2, T_LE, $1, $3); }
+    | expr '>' expr             { $$ = mk_binary(ctx, @2, '>', $1, $3); }
+    | expr T_GE expr            { $$ = mk_binary(ctx, @2, T_GE, $1, $3); }
+    | expr T_IN expr            { $$ = mk_binary(ctx, @2, T_IN, $1, $3); }
+    | expr T_AND expr           { $$ = mk_binary(ctx, @2, T_AND, $1, $3); }
+    | expr T_OR expr            { $$ = mk_binary(ctx, @2, T_OR, $1, $3); }
     | T_IF expr T_THEN expr T_ELSE expr
-        { $$ = mk2(ctx, N_COND, @1, $2, $4); $$->c = $6; }
+        { $$ = mk_branch(ctx, N_COND, @1, $2, $4, $6); }
     ;
 
 postfix: primary
-    | postfix '.' name_node             { $$ = mk2(ctx, N_MEMBER, @2, $1, NULL); $$->name = $3->name; }
-    | postfix '[' index_args ']'        { $$ = mk2(ctx, N_INDEX, @2, $1, NULL); $$->list = $3.head; }
-    | postfix '(' opt_args ')'          { $$ = mk2(ctx, N_CALL, @1, $1, NULL); $$->list = $3.head; }
-    | postfix '(' comp ')'              { $$ = mk2(ctx, N_GENCALL, @1, $1, $3); }
+    | postfix '.' name_node             { $$ = mk(ctx, N_MEMBER, @2); $$->name = $3->name; $$->member.base = $1; }
+    | postfix '[' index_args ']'        { $$ = mk(ctx, N_INDEX, @2); $$->index.base = $1; $$->index.args = $3.head; }
+    | postfix '(' opt_args ')'          { $$ = mk(ctx, N_CALL, @1); $$->call.callee = $1; $$->call.args = $3.head; }
+    | postfix '(' comp ')'              { $$ = mk(ctx, N_GENCALL, @1); $$->call.callee = $1; $$->call.comp = $3; }
     ;
 
 primary: T_IDENT
@@ -174,26 +195,25 @@ primary: T_IDENT
     | T_TRUE                    { $$ = mk(ctx, N_BOOL, @1); $$->ival = 1; }
     | T_FALSE                   { $$ = mk(ctx, N_BOOL, @1); $$->ival = 0; }
     | '(' expr ')'              { $$ = $2; }
-    | '[' opt_args ']'          { $$ = mk(ctx, N_LIST, @1); $$->list = $2.head; }
+    | '[' opt_args ']'          { $$ = mk(ctx, N_LIST, @1); $$->list.items = $2.head; }
     | '[' comp ']'              { $$ = $2; }
     | '{' '}'                   { $$ = mk(ctx, N_MAP, @1); }
-    | '{' pairs '}'             { $$ = mk(ctx, N_MAP, @1); $$->list = $2.head; }
-    | '{' pairs ';' '}'         { $$ = mk(ctx, N_MAP, @1); $$->list = $2.head; }
+    | '{' pairs '}'             { $$ = mk(ctx, N_MAP, @1); $$->list.items = $2.head; }
+    | '{' pairs ';' '}'         { $$ = mk(ctx, N_MAP, @1); $$->list.items = $2.head; }
     ;
 
 /* EXPR for NAME < BOUND [if COND]   or   EXPR for NAME in LIST [if COND] */
-comp: expr T_FOR name_node '<' expr
-        { $$ = mk2(ctx, N_COMP, @2, $1, $5); $$->op = '<'; $$->name = $3->name; }
-    | expr T_FOR name_node T_IN expr
-        { $$ = mk2(ctx, N_COMP, @2, $1, $5); $$->op = T_IN; $$->name = $3->name; }
+comp: expr T_FOR name_node '<' expr     { $$ = mk_comp(ctx, @2, '<', $1, $3, $5); }
+    | expr T_FOR name_node T_IN expr    { $$ = mk_comp(ctx, @2, T_IN, $1, $3, $5); }
     | comp T_IF expr
-        { $$ = $1; if ($$->c) diag_error(ctx->diag, L(ctx, @2), "comprehension has two 'if' filters"); $$->c = $3; }
+        { $$ = $1; if ($$->comp.filter) diag_error(ctx->diag, L(ctx, @2), "comprehension has two 'if' filters");
+          $$->comp.filter = $3; }
     ;
 
 pairs: pair                     { ONE($$, $1); }
      | pairs ',' pair           { APPEND($$, $1, $3); }
      ;
-pair: expr ':' expr             { $$ = mk2(ctx, N_PAIR, @2, $1, $3); }
+pair: expr ':' expr             { $$ = mk_pair(ctx, @2, $1, $3); }
     ;
 
 opt_args: %empty                { EMPTY($$); }
@@ -204,7 +224,7 @@ args: arg                       { ONE($$, $1); }
     | args ',' arg              { APPEND($$, $1, $3); }
     ;
 arg: expr
-   | name_node '=' expr         { $$ = mk2(ctx, N_KWARG, @1, $3, NULL); $$->name = $1->name; }
+   | name_node '=' expr         { $$ = mk(ctx, N_KWARG, @1); $$->name = $1->name; $$->kwarg.value = $3; }
    ;
 
 index_args: %empty              { EMPTY($$); }
@@ -212,7 +232,7 @@ index_args: %empty              { EMPTY($$); }
           | index_args ',' index_arg { APPEND($$, $1, $3); }
           ;
 index_arg: expr
-         | opt_expr ':' opt_expr { $$ = mk2(ctx, N_SLICE, @2, $1, $3); }
+         | opt_expr ':' opt_expr { $$ = mk(ctx, N_SLICE, @2); $$->slice.lo = $1; $$->slice.hi = $3; }
          ;
 opt_expr: %empty                { $$ = NULL; }
         | expr

@@ -37,19 +37,20 @@ static bool ev_call(SchedCtx *c, const Node *n, Scope *s, double *out) {
     static const struct { const char *name; int nargs; } fns[] = {
         {"min", 2}, {"max", 2}, {"abs", 1}, {"sqrt", 1}, {"floor", 1}, {"ceil", 1},
         {"pow", 2}, {"exp", 1}, {"log", 1}, {"next_multiple", 2}};
-    if (n->kind != N_CALL || n->a->kind != N_NAME)
+    if (n->kind != N_CALL || n->call.callee->kind != N_NAME)
         return fail(c, n->loc, "%s", "only builtin functions can be called in a schedule");
+    const Node *callee = n->call.callee;
     int k = -1;
     for (int i = 0; i < (int)(sizeof fns / sizeof fns[0]); i++)
-        if (strcmp(fns[i].name, n->a->name) == 0) k = i;
-    if (k < 0) return fail(c, n->a->loc, "'%s' cannot be used in a schedule", n->a->name);
+        if (strcmp(fns[i].name, callee->name) == 0) k = i;
+    if (k < 0) return fail(c, callee->loc, "'%s' cannot be used in a schedule", callee->name);
     double x[2] = {0, 0};
     int i = 0;
-    for (const Node *a = n->list; a; a = a->next, i++) {
+    for (const Node *a = n->call.args; a; a = a->next, i++) {
         if (i >= fns[k].nargs || a->kind == N_KWARG) break;
         if (!ev(c, a, s, &x[i])) return false;
     }
-    if (i != fns[k].nargs || ast_count(n->list) != fns[k].nargs)
+    if (i != fns[k].nargs || ast_count(n->call.args) != fns[k].nargs)
         return fail(c, n->loc, "%s() takes a different number of arguments here", fns[k].name);
     switch (k) {
     case 0: *out = fmin(x[0], x[1]); break;
@@ -97,7 +98,7 @@ static bool ev_name(SchedCtx *c, const Node *n, Scope *s, double *out) {
 
 static bool ev_binary(SchedCtx *c, const Node *n, Scope *s, double *out) {
     double a, b;
-    if (!ev(c, n->a, s, &a) || !ev(c, n->b, s, &b)) return false;
+    if (!ev(c, n->binary.lhs, s, &a) || !ev(c, n->binary.rhs, s, &b)) return false;
     switch (n->op) {
     case '+': *out = a + b; break;
     case '-': *out = a - b; break;
@@ -138,13 +139,13 @@ static bool ev_node(SchedCtx *c, const Node *n, Scope *s, double *out) {
     case N_CALL: return ev_call(c, n, s, out);
     case N_BINARY: return ev_binary(c, n, s, out);
     case N_UNARY:
-        if (!ev(c, n->a, s, out)) return false;
+        if (!ev(c, n->unary.operand, s, out)) return false;
         *out = n->op == '-' ? -*out : (double)(*out == 0);
         return true;
     case N_COND: {
         double cond;
-        if (!ev(c, n->a, s, &cond)) return false;
-        return ev(c, cond != 0 ? n->b : n->c, s, out);
+        if (!ev(c, n->branch.cond, s, &cond)) return false;
+        return ev(c, cond != 0 ? n->branch.then : n->branch.els, s, out);
     }
     default:
         return fail(c, n->loc, "%s", "a schedule is a number expression of step");

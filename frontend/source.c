@@ -1,6 +1,6 @@
-/* source.c — model files: reading, the text of --text compilations, includes spliced
- * in place (relative to the including file, then -I folders; cycles are errors; a file
- * already included is not included again). */
+/* source.c — model files: reading, model text handed in through FeOptions.text, includes
+ * spliced in place (relative to the including file, then -I folders; cycles are errors;
+ * a file already included is not included again). */
 #include "frontend/elab.h"
 
 #include <libgen.h>

@@ -58,8 +58,8 @@ bool v_equal(const Value *a, const Value *b) {
     }
 }
 
-/* Maps keep keys in items[0..n) and values in items[cap..cap+n); a linear search is
- * fine for the few-entry tables model files hold. */
+/* Maps keep key i in items[2i] and its value in items[2i+1]; a linear search is fine
+ * for the few-entry tables model files hold. */
 Value *v_map_get(const Value *map, const Value *key) {
     for (int i = 0; i < map->n; i++)
         if (v_equal(map->items[2 * i], key)) return map->items[2 * i + 1];

@@ -1,5 +1,7 @@
 /* test_autodiff.c — every primitive's gradient rule against central finite differences
- * in float64 (the ref backend evaluates both), and the passes (CSE, DCE, verify). */
+ * in float64 (the ref backend evaluates both), and the passes (CSE, DCE, verify). The last
+ * test holds the op table to it: every op autodiff claims a rule for was in a matching
+ * case, every other op is a backward primitive that cannot be differentiated. */
 #include <stdlib.h>
 
 #include "ir/ir.h"
@@ -76,13 +78,32 @@ static double eval_loss(Case *c, IrNode *loss, IrNode **grads, int ngrads, doubl
     return L;
 }
 
-/* Compares autodiff with central differences for every element of every leaf. */
-static void check_case(Case *c, IrNode *out, const char *what) {
-    IrNode *loss = probe_loss(c, out);
-    IrNode *grads[3];
-    char err[256];
-    CHECK(ir_autodiff(c->g, loss, c->x, c->nx, grads, err, sizeof err) == 0);
-    CHECK(ir_verify(c->g, err, sizeof err) == 0);
+/* checked[op]: op's gradient rule ran in a case that matched finite differences */
+static bool checked[IR_NOPS];
+
+/* The ops whose rules a case exercises: the nodes out depends on that depend on a
+ * differentiated leaf, and the fixed leaves out reads. */
+static void expression_ops(const Case *c, const IrNode *out, bool *ops) {
+    int n = out->id + 1;
+    bool *from_x = calloc((size_t)n, 1), *to_out = calloc((size_t)n, 1);
+    for (int i = 0; i < c->nx; i++) from_x[c->x[i]->id] = true;
+    for (int id = 0; id < n; id++)
+        for (int j = 0; j < c->g->nodes[id]->nin; j++) from_x[id] |= from_x[c->g->nodes[id]->in[j]->id];
+    to_out[out->id] = true;
+    for (int id = n - 1; id >= 0; id--)
+        if (to_out[id])
+            for (int j = 0; j < c->g->nodes[id]->nin; j++) to_out[c->g->nodes[id]->in[j]->id] = true;
+    for (int id = 0; id < n; id++) {
+        const IrNode *x = c->g->nodes[id];
+        if (to_out[id] && (from_x[id] || x->nin == 0)) ops[x->op] = true;
+    }
+    free(from_x);
+    free(to_out);
+}
+
+/* The largest difference between autodiff's gradients and central differences over every
+ * element of every leaf, relative to the largest gradient of that leaf. */
+static double fd_error(Case *c, IrNode *loss, IrNode **grads) {
     double *ad[3];
     for (int i = 0; i < c->nx; i++) ad[i] = malloc(sizeof(double) * (size_t)(ir_numel(c->x[i]) + 1));
     eval_loss(c, loss, grads, c->nx, ad);
@@ -102,8 +123,29 @@ static void check_case(Case *c, IrNode *out, const char *what) {
         }
         free(ad[i]);
     }
-    if (!(worst <= 1e-6)) fprintf(stderr, "%s: relative gradient error %.3g\n", what, worst);
-    CHECK(worst <= 1e-6);
+    return worst;
+}
+
+/* Compares autodiff with central differences; on a match, the ops of the expression count
+ * as checked. Frees the case. */
+static void check_case(Case *c, IrNode *out, const char *what) {
+    bool ops[IR_NOPS] = {false};
+    expression_ops(c, out, ops);
+    int failed_before = test_failed_checks;
+    IrNode *loss = probe_loss(c, out);
+    IrNode *grads[3];
+    char err[256];
+    int rc = ir_autodiff(c->g, loss, c->x, c->nx, grads, err, sizeof err);
+    if (rc != 0) fprintf(stderr, "%s: %s\n", what, err);
+    CHECK(rc == 0);
+    if (rc == 0) {
+        CHECK(ir_verify(c->g, err, sizeof err) == 0);
+        double worst = fd_error(c, loss, grads);
+        if (!(worst <= 1e-6)) fprintf(stderr, "%s: relative gradient error %.3g\n", what, worst);
+        CHECK(worst <= 1e-6);
+    }
+    if (test_failed_checks == failed_before)
+        for (int op = 0; op < IR_NOPS; op++) checked[op] |= ops[op];
     for (int i = 0; i < c->nx; i++) free(c->val[i]);
     for (int i = 0; i < c->nextra; i++) free(c->ival[i]);
     free(c->wval);
@@ -217,11 +259,68 @@ TEST(cross_entropy) {
     check_case(&c, ir_cross_entropy(c.g, z, ints(&c, "y", 5, 7, -1)), "CROSS_ENTROPY");
 }
 
-TEST(every_op_has_a_rule_or_is_a_backward_primitive) {
+/* Leaves no gradient flows into (constants, rotary tables) and the piecewise-constant ops
+ * (zero derivative wherever they are continuous), each inside an expression whose
+ * gradient is not zero. INPUT and SCALAR leaves are read by the cases above. */
+TEST(constant_leaves_and_piecewise_constant_ops) {
+    Case c = new_case();
+    int64_t s[2] = {3, 4};
+    IrNode *x = leaf(&c, "x", 2, s, -1, 1), *y = leaf(&c, "y", 2, s, -1, 1);
+    IrNode *cs = ir_binary(c.g, IR_MUL, x, ir_rope(c.g, IR_ROPE_COS, 3, 8, 100));
+    IrNode *sn = ir_binary(c.g, IR_MUL, y, ir_rope(c.g, IR_ROPE_SIN, 3, 8, 100));
+    IrNode *k = ir_binary(c.g, IR_MUL, x, ir_broadcast(c.g, ir_const(c.g, 1.5), 2, s));
+    check_case(&c, ir_binary(c.g, IR_ADD, ir_binary(c.g, IR_ADD, cs, sn), k), "ROPE_COS, ROPE_SIN, CONST");
+
+    c = new_case();   /* x * step(x): the derivative is step(x); nothing flows through STEP */
+    x = leaf(&c, "x", 2, s, -1, 1);
+    for (int i = 0; i < 12; i++) if (fabs(c.val[0][i]) < 0.05) c.val[0][i] = -0.3;
+    check_case(&c, ir_binary(c.g, IR_MUL, x, ir_unary(c.g, IR_STEP, x)), "x * STEP(x)");
+
+    c = new_case();   /* x * (x == rowmax(x)): each row's maximum; nothing flows through EQ */
+    x = leaf(&c, "x", 2, s, -1, 1);
+    IrNode *m = ir_broadcast(c.g, ir_reduce(c.g, IR_MAX, x, 1), 2, s);
+    check_case(&c, ir_binary(c.g, IR_MUL, x, ir_binary(c.g, IR_EQ, x, m)), "x * EQ(x, rowmax(x))");
+}
+
+/* Runs last. Every op of ops.def that ir_autodiff_has_rule() claims has a rule ran that
+ * rule in a case above that matched finite differences (an op added to ops.def, or a
+ * rule that returns no gradient, fails here). Every op it claims has none is a backward
+ * primitive that autodiff itself emits, and differentiating through it is an error
+ * naming the op. */
+TEST(every_op_with_a_rule_matches_finite_differences) {
+    IrGraph *g = ir_graph_new();
+    int64_t s[3] = {12, 2, 4}, t = 12, rows[2] = {12, 8};
+    IrNode *q = ir_leaf(g, IR_PARAM, "q", IR_F64, 3, s), *k = ir_leaf(g, IR_PARAM, "k", IR_F64, 3, s);
+    IrNode *v = ir_leaf(g, IR_PARAM, "v", IR_F64, 3, s);
+    IrNode *tok = ir_leaf(g, IR_INPUT, "tokens", IR_I32, 1, &t), *tgt = ir_leaf(g, IR_INPUT, "y", IR_I32, 1, &t);
+    IrNode *win = ir_leaf(g, IR_SCALAR, "window", IR_F32, 0, NULL);
+    IrNode *att = ir_attention(g, q, k, v, tok, win, 4, 8, 0.7);
+    IrNode *ce = ir_cross_entropy(g, ir_reshape(g, att, 2, rows), tgt);
+    IrNode *loss = ir_reshape(g, ir_reduce(g, IR_SUM, ce, 0), 0, NULL), *dq;
+    char err[256];
+    int n0 = g->n;
+    CHECK(ir_autodiff(g, loss, &q, 1, &dq, err, sizeof err) == 0);
+    int n1 = g->n;
     for (int op = 0; op < IR_NOPS; op++) {
-        bool backward = op == IR_ATTENTION_BWD || op == IR_CE_BWD;
-        CHECK(ir_autodiff_has_rule((IrOp)op) == !backward);
+        if (ir_autodiff_has_rule((IrOp)op)) {
+            if (!checked[op]) fprintf(stderr, "%s: no finite-difference case runs its rule\n", ir_op_name((IrOp)op));
+            CHECK(checked[op]);
+            continue;
+        }
+        IrNode *bwd = NULL;
+        for (int id = n0; id < n1 && !bwd; id++) if (g->nodes[id]->op == (IrOp)op) bwd = g->nodes[id];
+        if (!bwd) fprintf(stderr, "%s: has no rule, but autodiff does not emit it\n", ir_op_name((IrOp)op));
+        CHECK(bwd != NULL);
+        if (!bwd) continue;
+        int64_t n = ir_numel(bwd);
+        IrNode *l2 = ir_reshape(g, ir_reduce(g, IR_SUM, ir_reshape(g, bwd, 1, &n), 0), 0, NULL), *d2;
+        char want[64];
+        snprintf(want, sizeof want, "op %s (node %%", ir_op_name((IrOp)op));
+        err[0] = 0;
+        CHECK(ir_autodiff(g, l2, &q, 1, &d2, err, sizeof err) == -1);
+        CHECK(strncmp(err, want, strlen(want)) == 0 && strstr(err, ") has no gradient rule"));
     }
+    ir_graph_free(g);
 }
 
 TEST(unused_leaf_gets_zero_gradient) {
@@ -276,8 +375,9 @@ int main(void) {
     RUN(matmul_all_transposes_and_batched);
     RUN(attention);
     RUN(cross_entropy);
-    RUN(every_op_has_a_rule_or_is_a_backward_primitive);
+    RUN(constant_leaves_and_piecewise_constant_ops);
     RUN(unused_leaf_gets_zero_gradient);
     RUN(cse_and_dce);
+    RUN(every_op_with_a_rule_matches_finite_differences);   /* after every case */
     return test_summary();
 }

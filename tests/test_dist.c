@@ -1,4 +1,4 @@
-/* test_dist.c — runtime/dist.
+/* test_dist.c — the collectives across processes (runtime/dist.c).
  *
  *   test_dist              one process: world size 1, every collective a no-op, the
  *                          errors of a missing / wrong libmpi, caller bugs abort
@@ -290,9 +290,37 @@ TEST(owner_shards_work) {
     CHECK(mine == N);   /* every item owned by exactly one rank */
 }
 
+/* No rank leaves a barrier before every rank has reached it. Before the barrier each rank
+ * leaves a file in a folder all ranks share (one machine), the last rank after a pause;
+ * after it every rank must see all the files. The allreduces that follow are what the
+ * cleanup waits on, so that it does not depend on the barrier under test. */
 TEST(barrier) {
-    rt_dist_barrier();
-    rt_dist_barrier();
+    char dir[64] = "";
+    if (R == 0 && !mkdtemp(strcpy(dir, "/tmp/gptc-barrier-XXXXXX"))) dir[0] = 0;
+    rt_dist_bcast(dir, sizeof dir, 0);
+    CHECK(dir[0] != 0);
+    if (!dir[0]) return;
+    char mine[96], other[96];
+    snprintf(mine, sizeof mine, "%s/%d", dir, R);
+    for (int round = 0; round < 2; round++) {
+        if (R == S - 1) usleep(300 * 1000);
+        FILE *f = fopen(mine, "w");
+        CHECK(f != NULL);
+        if (f) fclose(f);
+        rt_dist_barrier();
+        int seen = 0;
+        for (int r = 0; r < S; r++) {
+            snprintf(other, sizeof other, "%s/%d", dir, r);
+            seen += access(other, F_OK) == 0;
+        }
+        if (seen != S) fprintf(stderr, "rank %d, round %d: %d of %d ranks had reached the barrier\n", R, round, seen, S);
+        CHECK(seen == S);
+        double done = 1;
+        rt_dist_allreduce_sum_f64(&done, 1);   /* every rank has looked */
+        CHECK(remove(mine) == 0);
+        rt_dist_allreduce_sum_f64(&done, 1);   /* every file is gone */
+    }
+    if (R == 0) CHECK(rmdir(dir) == 0);
 }
 
 static int under_mpirun(int *argc, char ***argv, const char *mode) {

@@ -1,10 +1,14 @@
 # gptc — one Makefile for the whole tree.
 #
-#   make            build/gptc (optimised, with debug info)
-#   make run        the main job: build, check and summarize the study's models
-#   make test       the whole test suite (runs under AddressSanitizer + UBSan)
-#   make asan       build-asan/gptc and the test binaries with ASan + UBSan
-#   make fuzz       build-fuzz/fuzz_frontend (libFuzzer, clang)
+#   make            build/gptc (optimised, with debug info), the test binaries and the CUDA
+#                   stand-in next to it
+#   make run        the main job (tools/main-job.sh): build build/gptc, check every variant
+#                   with every preset, prepare the Brown corpus, train x02 at the tiny preset
+#                   on the CPU and show its validation losses
+#   make test       the whole test suite: builds what it runs (make asan, make fuzz, side by
+#                   side), then tests/run.sh runs it under AddressSanitizer + UBSan
+#   make asan       build-asan/gptc, the test binaries and the stand-in with ASan + UBSan
+#   make fuzz       build-fuzz/fuzz_frontend (libFuzzer, clang; the library's front end only)
 #   make clean
 #
 # Sources are picked up by folder: every base/ formats/ ir/ frontend/ step/ codegen/ runtime/
@@ -21,6 +25,7 @@ CPPFLAGS  = -std=c11 -D_GNU_SOURCE -I. -I$(B)/gen -MMD -MP
 LDLIBS    = -fopenmp -lopenblas -lm -lpthread -ldl
 FLEX     ?= flex
 BISON    ?= bison
+JOBS     ?= $(shell nproc)
 
 STAGES    = base formats ir frontend step codegen runtime trainer study
 SRCS      = $(foreach s,$(STAGES),$(wildcard $(s)/*.c))
@@ -68,22 +73,23 @@ $(B)/tests/libcudamock.so: tests/cuda_mock.c
 asan:
 	$(MAKE) B=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 
+# the fuzz target calls the front end only: its library holds the stages that needs
 fuzz:
-	$(MAKE) B=build-fuzz CC=clang OPT=-O1 SAN="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libgptc.a
+	$(MAKE) B=build-fuzz CC=clang OPT=-O1 SAN="-fsanitize=fuzzer-no-link,address,undefined" \
+	    STAGES="base ir frontend" build-fuzz/libgptc.a
 	clang -std=c11 -D_GNU_SOURCE -I. -Ibuild-fuzz/gen -O1 -g -fsanitize=fuzzer,address,undefined -fopenmp \
 	    tests/fuzz_frontend.c build-fuzz/libgptc.a -o build-fuzz/fuzz_frontend $(LDLIBS)
 
-# The main job (README): build, then check and summarize the study's models.
+# The main job (README): build gptc, then tools/main-job.sh.
 run:
 	tools/deps.sh
-	$(MAKE) all
-	tools/main-job.sh
+	$(MAKE) $(B)/gptc
+	GPTC=$(B)/gptc tools/main-job.sh
 
+# The suite runs build-asan and build-fuzz only; the two trees build at once, on every core.
 test:
 	tools/deps.sh
-	$(MAKE) all
-	$(MAKE) asan
-	$(MAKE) fuzz
+	$(MAKE) -j$(JOBS) asan fuzz
 	tests/run.sh
 
 clean:

@@ -801,32 +801,36 @@ void st_writer_add(StWriter *w, const char *name, StDtype dtype, int ndim,
 static float st_f64_to_f32(double x) { return (float)x; }
 static float st_f32_id(float x) { return x; }
 
-void st_writer_add_f64(StWriter *w, const char *name, StDtype dtype, int ndim,
-                          const int64_t *shape, const double *src) {
+/* The tensor that add_f64 / add_f32 (named by fn) fill, and its element count in *n; NULL
+ * after recording the error (a non-float dtype, a bad name or shape, no data). */
+static WTensor *w_new_float(StWriter *w, const char *fn, const char *name, StDtype dtype, int ndim,
+                            const int64_t *shape, const void *src, size_t *n) {
     if (w && !w->failed && !st_dtype_is_float(dtype)) {
-        w_fail(w, "tensor '%s': add_f64 needs a float dtype, not %s", name ? name : "(null)",
-               st_dtype_name(dtype));
-        return;
+        w_fail(w, "tensor '%s': %s needs a float dtype, not %s", name ? name : "(null)", fn, st_dtype_name(dtype));
+        return NULL;
     }
     WTensor *t = w_new_tensor(w, name, dtype, ndim, shape);
-    if (!t) return;
-    size_t n = t->nbytes / st_dtype_size(dtype);
-    if (n && !src) { w_fail(w, "tensor '%s': NULL data", name); return; }
-    ST_CONVERT(dtype, t->data, n, src[i], st_f64_to_f32, st_f64_to_bf16, st_f64_to_f16);
+    if (!t) return NULL;
+    *n = t->nbytes / st_dtype_size(dtype);
+    if (*n && !src) {
+        w_fail(w, "tensor '%s': NULL data", name);
+        return NULL;
+    }
+    return t;
+}
+
+void st_writer_add_f64(StWriter *w, const char *name, StDtype dtype, int ndim,
+                          const int64_t *shape, const double *src) {
+    size_t n;
+    WTensor *t = w_new_float(w, "add_f64", name, dtype, ndim, shape, src, &n);
+    if (t) ST_CONVERT(dtype, t->data, n, src[i], st_f64_to_f32, st_f64_to_bf16, st_f64_to_f16);
 }
 
 void st_writer_add_f32(StWriter *w, const char *name, StDtype dtype, int ndim,
                           const int64_t *shape, const float *src) {
-    if (w && !w->failed && !st_dtype_is_float(dtype)) {
-        w_fail(w, "tensor '%s': add_f32 needs a float dtype, not %s", name ? name : "(null)",
-               st_dtype_name(dtype));
-        return;
-    }
-    WTensor *t = w_new_tensor(w, name, dtype, ndim, shape);
-    if (!t) return;
-    size_t n = t->nbytes / st_dtype_size(dtype);
-    if (n && !src) { w_fail(w, "tensor '%s': NULL data", name); return; }
-    ST_CONVERT(dtype, t->data, n, src[i], st_f32_id, bf16_from_f32, st_f32_to_f16);
+    size_t n;
+    WTensor *t = w_new_float(w, "add_f32", name, dtype, ndim, shape, src, &n);
+    if (t) ST_CONVERT(dtype, t->data, n, src[i], st_f32_id, bf16_from_f32, st_f32_to_f16);
 }
 
 void st_writer_meta(StWriter *w, const char *key, const char *value) {

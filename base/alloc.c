@@ -8,7 +8,7 @@
 
 static _Noreturn void out_of_memory(size_t n, const char *file, int line) {
     char b[32];
-    fprintf(stderr, "gptc: out of memory: cannot allocate %s (%zu bytes, %s:%d)\n", fmt_bytes((double)n, b, sizeof b),
+    fprintf(stderr, "gptc: " OUT_OF_MEMORY ": cannot allocate %s (%zu bytes, %s:%d)\n", fmt_bytes((double)n, b, sizeof b),
             n, file, line);
     exit(1);
 }
@@ -46,16 +46,22 @@ char *xstrndup_at(const char *s, size_t n, const char *file, int line) {
     return p;
 }
 
-char *xasprintf_at(const char *file, int line, const char *fmt, ...) {
-    va_list ap, ap2;
-    va_start(ap, fmt);
+char *xvasprintf_at(const char *file, int line, const char *fmt, va_list ap) {
+    va_list ap2;
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
     size_t len = n > 0 ? (size_t)n : 0;
     char *p = xmalloc_at(len + 1, file, line);
-    vsnprintf(p, len + 1, fmt, ap2);
-    va_end(ap2);
+    vsnprintf(p, len + 1, fmt, ap);
+    return p;
+}
+
+char *xasprintf_at(const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *p = xvasprintf_at(file, line, fmt, ap);
+    va_end(ap);
     return p;
 }
 
@@ -63,15 +69,19 @@ void *try_calloc(size_t n, size_t size, const char *what, char *err, size_t errl
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p && err && errlen) {
         char b[32];
-        snprintf(err, errlen, "out of memory: cannot allocate %s for %s", fmt_bytes((double)n * (double)size, b, sizeof b),
+        snprintf(err, errlen, OUT_OF_MEMORY ": cannot allocate %s for %s", fmt_bytes((double)n * (double)size, b, sizeof b),
                  what);
     }
     return p;
 }
 
-uint64_t physical_memory(void) {
+bool exceeds_memory(double need, char *why, size_t whylen) {
     long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
-    return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
+    double have = pages > 0 && size > 0 ? (double)pages * (double)size : 0;
+    if (have == 0 || need <= have) return false;   /* unknown: let the allocation decide */
+    char h[32];
+    snprintf(why, whylen, "this machine has %s", fmt_bytes(have, h, sizeof h));
+    return true;
 }
 
 const char *fmt_bytes(double bytes, char *buf, size_t len) {

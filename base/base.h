@@ -5,6 +5,7 @@
 #ifndef GPTC_BASE_H
 #define GPTC_BASE_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,19 +47,26 @@ void *xrealloc_at(void *p, size_t n, const char *file, int line);
 char *xstrdup_at(const char *s, const char *file, int line);
 char *xstrndup_at(const char *s, size_t n, const char *file, int line);
 char *xasprintf_at(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+char *xvasprintf_at(const char *file, int line, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
 #define xmalloc(n) xmalloc_at((n), __FILE__, __LINE__)
 #define xcalloc(n, size) xcalloc_at((n), (size), __FILE__, __LINE__)
 #define xrealloc(p, n) xrealloc_at((p), (n), __FILE__, __LINE__)
 #define xstrdup(s) xstrdup_at((s), __FILE__, __LINE__)
 #define xstrndup(s, n) xstrndup_at((s), (n), __FILE__, __LINE__)
 #define xasprintf(...) xasprintf_at(__FILE__, __LINE__, __VA_ARGS__)
+#define xvasprintf(fmt, ap) xvasprintf_at(__FILE__, __LINE__, (fmt), (ap))
+
+/* The phrase every out-of-memory error of the first kind holds, so that a command can tell
+ * one from other errors and add its hint. */
+#define OUT_OF_MEMORY "out of memory"
 
 /* calloc(n, size) (at least one byte), or NULL with
  * err = "out of memory: cannot allocate 12.30 GB for WHAT". */
 void *try_calloc(size_t n, size_t size, const char *what, char *err, size_t errlen);
 
-/* The machine's physical memory in bytes; 0 when it cannot be read. */
-uint64_t physical_memory(void);
+/* Whether need bytes exceed the machine's physical memory (Linux would grant them and
+ * kill the process once they are touched): then why = "this machine has 25.32 GB". */
+bool exceeds_memory(double need, char *why, size_t whylen);
 
 /* "12.30 GB" / "512.0 MB" / "4.0 KB" into buf; returns buf. */
 const char *fmt_bytes(double bytes, char *buf, size_t len);

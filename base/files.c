@@ -28,11 +28,7 @@ int fail_at(char *err, size_t errlen, const char *what, const char *fmt, ...) {
 
 /* fsync the folder holding path, so the rename is durable. */
 static int fsync_dir(const char *path) {
-    char *dir = strdup(path);
-    if (!dir) {
-        errno = ENOMEM;
-        return -1;
-    }
+    char *dir = xstrdup(path);
     char *slash = strrchr(dir, '/');
     if (!slash) strcpy(dir, ".");
     else if (slash == dir) dir[1] = 0;

@@ -280,7 +280,7 @@ static int64_t count_eot(const uint16_t *tok, int64_t n) {
 static double unigram_entropy(const uint16_t *tok, int64_t n, int *distinct) {
     int64_t *count = xcalloc(65536, sizeof *count);
     *distinct = 0;
-    if (!count || n == 0) { free(count); return 0; }
+    if (n == 0) { free(count); return 0; }
     for (int64_t i = 0; i < n; i++) count[tok[i]]++;
     double h = 0;
     for (int i = 0; i < 65536; i++)
@@ -438,13 +438,9 @@ static int data_info(const DataArgs *a) {
             if (fnmatch("*.bin", de->d_name, 0)) continue;
             if (n == cap) {
                 cap = cap ? 2 * cap : 16;
-                char **nn = xrealloc(names, (size_t)cap * sizeof *nn);
-                if (!nn) break;
-                names = nn;
+                names = xrealloc(names, (size_t)cap * sizeof *names);
             }
-            size_t len = strlen(p) + strlen(de->d_name) + 2;
-            if (!(names[n] = xmalloc(len))) break;
-            snprintf(names[n++], len, "%s/%s", p, de->d_name);
+            names[n++] = xasprintf("%s/%s", p, de->d_name);
         }
         closedir(dp);
         if (n == 0) rc |= data_error("no *.bin files in %s", p);

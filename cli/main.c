@@ -36,7 +36,7 @@ int usage_error(const char *cmd, const char *fmt, ...) {
 
 void cli_error(const char *cmd, const char *err) {
     fprintf(stderr, "gptc %s: %s\n", cmd, err);
-    if (strstr(err, "out of memory"))
+    if (strstr(err, OUT_OF_MEMORY))
         fprintf(stderr, "gptc %s: hint: a smaller preset (--preset NAME) or a shorter sequence (--set seq_len=N) "
                         "needs less memory\n", cmd);
 }

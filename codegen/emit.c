@@ -106,14 +106,10 @@ typedef struct {
 
 static const char *str(Em *e, const char *fmt, ...)
 {
-    va_list ap, ap2;
+    va_list ap;
     va_start(ap, fmt);
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    char *p = xvasprintf(fmt, ap);
     va_end(ap);
-    char *p = xmalloc((size_t)(n > 0 ? n : 0) + 1);
-    vsnprintf(p, (size_t)(n > 0 ? n : 0) + 1, fmt, ap2);
-    va_end(ap2);
     if (e->nstrs == e->capstrs) {
         e->capstrs = e->capstrs ? 2 * e->capstrs : 64;
         e->strs = xrealloc(e->strs, sizeof *e->strs * (size_t)e->capstrs);

@@ -59,11 +59,9 @@ static size_t leaf_bytes(const RtCpu *c)
 static int alloc_plan(RtCpu *c, char *err, size_t errlen)
 {
     size_t arena = (size_t)c->s->arena_bytes, leaves = leaf_bytes(c);
-    uint64_t have = physical_memory();
-    char a[32], l[32], t[32], h[32], why[160] = "";
-    if (have && arena + leaves > have)
-        snprintf(why, sizeof why, "this machine has %s", fmt_bytes((double)have, h, sizeof h));
-    else if ((c->arena = try_calloc(arena, 1, "the arena", why, sizeof why))) {
+    char a[32], l[32], t[32], why[160] = "";
+    if (!exceeds_memory((double)(arena + leaves), why, sizeof why) &&
+        (c->arena = try_calloc(arena, 1, "the arena", why, sizeof why))) {
         c->leaf = xcalloc((size_t)c->g->n, sizeof *c->leaf);
         for (int i = 0; i < c->g->n && !why[0]; i++)
             if (c->s->role[i] == CG_LEAF)
@@ -73,7 +71,7 @@ static int alloc_plan(RtCpu *c, char *err, size_t errlen)
         c->leaf_bytes = leaves;
         return 0;
     }
-    snprintf(err, errlen, "cpu: out of memory: the memory plan needs %s (arena %s, leaves %s); %s",
+    snprintf(err, errlen, "cpu: " OUT_OF_MEMORY ": the memory plan needs %s (arena %s, leaves %s); %s",
              fmt_bytes((double)(arena + leaves), t, sizeof t), fmt_bytes((double)arena, a, sizeof a),
              fmt_bytes((double)leaves, l, sizeof l), why);
     return -1;

@@ -153,7 +153,7 @@ static int allocate(RtGpu *c, char *err, size_t errlen)
     if (r != 0) {
         size_t free_b = 0, total = 0;
         rt_cu.cu.MemGetInfo(&free_b, &total);
-        snprintf(err, errlen, "cuda: out of memory on the device: the step needs %.2f GB (plan %.2f GB, leaves %.2f GB), %.2f GB "
+        snprintf(err, errlen, "cuda: " OUT_OF_MEMORY " on the device: the step needs %.2f GB (plan %.2f GB, leaves %.2f GB), %.2f GB "
                  "of %.2f GB are free: %s", c->bytes / 1e9, arena / 1e9, leaf_bytes / 1e9, free_b / 1e9, total / 1e9,
                  rt_cu_error(r));
         c->mem = 0;

@@ -9,21 +9,12 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <fnmatch.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
-#include <unistd.h>
-
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "data.c assumes a little-endian host"
-#endif
-
 
 static const char *kind_label(const char *kind) {
     if (!strcmp(kind, "train")) return "training";
@@ -32,11 +23,6 @@ static const char *kind_label(const char *kind) {
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static void free_names(char **names, int n) {
-    for (int i = 0; i < n; i++) free(names[i]);
-    free(names);
-}
 
 /* The paths of the regular files "*KIND*.bin" in dir, sorted by name; dir itself when it
  * is a file. */
@@ -54,17 +40,13 @@ static int list_shards(const char *dir, const char *kind, char ***out, int *nout
     }
     DIR *dp = opendir(dir);
     if (!dp) return fail_at(err, errlen, dir, "cannot open: %s", strerror(errno));
-    size_t plen = strlen(kind) + 8;
-    char *pattern = xmalloc(plen);
-    snprintf(pattern, plen, "*%s*.bin", kind);
+    char *pattern = xasprintf("*%s*.bin", kind);
     char **names = NULL;
-    int n = 0, cap = 0, rc = 0;
+    int n = 0, cap = 0;
     struct dirent *de;
     while ((de = readdir(dp))) {
         if (fnmatch(pattern, de->d_name, 0) != 0) continue;
-        size_t len = strlen(dir) + strlen(de->d_name) + 2;
-        char *p = xmalloc(len);
-        snprintf(p, len, "%s%s%s", dir, dir[0] && dir[strlen(dir) - 1] == '/' ? "" : "/", de->d_name);
+        char *p = xasprintf("%s%s%s", dir, dir[0] && dir[strlen(dir) - 1] == '/' ? "" : "/", de->d_name);
         struct stat fs;
         if (stat(p, &fs) != 0 || !S_ISREG(fs.st_mode)) { free(p); continue; }
         if (n == cap) {
@@ -74,9 +56,9 @@ static int list_shards(const char *dir, const char *kind, char ***out, int *nout
         names[n++] = p;
     }
     closedir(dp);
-    if (rc == 0 && n == 0) rc = fail_at(err, errlen, dir, "no %s files in %s", pattern, dir);
+    int rc = n == 0 ? fail_at(err, errlen, dir, "no %s files in %s", pattern, dir) : 0;
     free(pattern);
-    if (rc != 0) { free_names(names, n); return -1; }
+    if (rc != 0) return -1;
     qsort(names, (size_t)n, sizeof *names, cmp_str);   /* same folder: order of the names */
     *out = names;
     *nout = n;

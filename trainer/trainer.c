@@ -25,13 +25,12 @@ static int host_copies(Trainer *t, const Program *p, char *err, size_t errlen) {
     int64_t n = 0;
     for (int i = 0; i < p->nparams; i++) n += fe_param_count(&p->params[i]);
     double need = 4.0 * 8.0 * (double)n;
-    uint64_t have = physical_memory();
-    char why[160] = "", a[32], h[32];
-    if (have && need > (double)have) snprintf(why, sizeof why, "this machine has %s", fmt_bytes((double)have, h, sizeof h));
+    char why[160] = "", a[32];
     double ***arrays[4] = {&t->param, &t->grad, &t->state[0], &t->state[1]};
-    for (int k = 0; k < 4 && !why[0]; k++) *arrays[k] = alloc_like(p, why, sizeof why);
+    if (!exceeds_memory(need, why, sizeof why))
+        for (int k = 0; k < 4 && !why[0]; k++) *arrays[k] = alloc_like(p, why, sizeof why);
     if (!why[0]) return 0;
-    snprintf(err, errlen, "out of memory: the host copies of the parameters, gradients and optimizer state "
+    snprintf(err, errlen, OUT_OF_MEMORY ": the host copies of the parameters, gradients and optimizer state "
              "(4 x %lld values in double) need %s; %s", (long long)n, fmt_bytes(need, a, sizeof a), why);
     return -1;
 }

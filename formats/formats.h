@@ -1,7 +1,7 @@
 /* formats.h — the files gptc reads and writes: safetensors (parameters, checkpoints,
  * golden data) and token shards.
  *
- * ==== safetensors (safetensors.c) (parameters, checkpoints, golden data).
+ * ==== safetensors (safetensors.c) ====
  *
  * File format: an 8-byte little-endian u64 n, then n bytes of JSON, then the raw
  * little-endian tensor data. The JSON is an object mapping each tensor name to
@@ -145,16 +145,13 @@ uint16_t st_f32_to_f16(float x);     /* IEEE binary16; beyond 65504 rounds to in
 uint16_t st_f64_to_f16(double x);
 float st_f16_to_f32(uint16_t h);
 
-
 /* ==== Token shards (the modded-nanogpt / llm.c format; shard.c) ====
  *
  * Shard file (S-7.1):
  *   offset 0    : 256 little-endian int32 header words: [0] = 20240520 (magic),
  *                 [1] = 1 (version), [2] = N (tokens), [3..255] = 0
  *   offset 1024 : N little-endian uint16 token ids; bytes after them are ignored.
- *
- */
-
+ * The host must be little-endian. */
 
 #define SHARD_MAGIC 20240520
 #define SHARD_VERSION 1

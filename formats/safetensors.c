@@ -147,31 +147,31 @@ typedef struct {
     const char *path;
     char *err;
     size_t errlen;
-} st_json;
+} JsonParser;
 
-static int json_fail(st_json *p, const char *what) {
+static int json_fail(JsonParser *p, const char *what) {
     return fail_at(p->err, p->errlen, p->path, "invalid JSON header at byte %zu: %s", p->i, what);
 }
 
-static void json_ws(st_json *p) {
+static void json_ws(JsonParser *p) {
     while (p->i < p->n && (p->s[p->i] == ' ' || p->s[p->i] == '\t' || p->s[p->i] == '\n' ||
                            p->s[p->i] == '\r'))
         p->i++;
 }
 
 /* Skips whitespace; the next byte, or -1 at the end. */
-static int json_peek(st_json *p) {
+static int json_peek(JsonParser *p) {
     json_ws(p);
     return p->i < p->n ? (unsigned char)p->s[p->i] : -1;
 }
 
-static int json_expect(st_json *p, char c, const char *what) {
+static int json_expect(JsonParser *p, char c, const char *what) {
     if (json_peek(p) != (unsigned char)c) return json_fail(p, what);
     p->i++;
     return 0;
 }
 
-static int json_hex4(st_json *p, uint32_t *out) {
+static int json_hex4(JsonParser *p, uint32_t *out) {
     uint32_t v = 0;
     if (p->n - p->i < 4) return json_fail(p, "truncated \\u escape");
     for (int k = 0; k < 4; k++) {
@@ -187,7 +187,7 @@ static int json_hex4(st_json *p, uint32_t *out) {
 
 /* Parses a string at the cursor into the arena: *out is NUL-terminated, *len its length.
  * Strings containing NUL (\u0000) are rejected: names and metadata must be C strings. */
-static int json_string(st_json *p, char **out, size_t *len) {
+static int json_string(JsonParser *p, char **out, size_t *len) {
     if (json_peek(p) != '"') return json_fail(p, "expected a string");
     p->i++;
     char *dst = p->arena + p->arena_used, *o = dst;
@@ -246,7 +246,7 @@ static int json_string(st_json *p, char **out, size_t *len) {
 /* Parses a non-negative integer that fits int64. `what` names it in messages, e.g.
  * "tensor 'a': dim 1". Rejects fractions and exponents ("not an integer"), a minus sign
  * ("negative"), and non-numbers. */
-static int json_uint(st_json *p, const char *tname, const char *what, int64_t *out) {
+static int json_uint(JsonParser *p, const char *tname, const char *what, int64_t *out) {
     int c = json_peek(p);
     if (c != '-' && !(c >= '0' && c <= '9'))
         return fail_at(p->err, p->errlen, p->path, "tensor '%s': %s is not an integer "
@@ -289,7 +289,7 @@ static int json_uint(st_json *p, const char *tname, const char *what, int64_t *o
 }
 
 /* {"key": "value", ...} — the __metadata__ object; appends to *meta. */
-static int json_metadata(st_json *p, StMeta **meta, int *nmeta) {
+static int json_metadata(JsonParser *p, StMeta **meta, int *nmeta) {
     int cap = 0;
     if (json_expect(p, '{', "expected '{' after \"__metadata__\"")) return -1;
     if (json_peek(p) == '}') { p->i++; return 0; }
@@ -318,7 +318,7 @@ static int json_metadata(st_json *p, StMeta **meta, int *nmeta) {
 }
 
 /* {"dtype": ..., "shape": [...], "data_offsets": [b, e]} for tensor t (t->name is set). */
-static int json_tensor(st_json *p, StTensor *t) {
+static int json_tensor(JsonParser *p, StTensor *t) {
     int seen_dtype = 0, seen_shape = 0, seen_off = 0;
     const char *nm = t->name;
     if (json_expect(p, '{', "expected '{' for a tensor entry")) return -1;
@@ -386,7 +386,7 @@ static int json_tensor(st_json *p, StTensor *t) {
 }
 
 /* The whole header: {"name": {...}, "__metadata__": {...}, ...} then only whitespace. */
-static int json_header(st_json *p, StFile *f, StTensor **tensors, StMeta **meta) {
+static int json_header(JsonParser *p, StFile *f, StTensor **tensors, StMeta **meta) {
     int cap = 0, seen_meta = 0;
     if (json_expect(p, '{', "expected '{' at the start")) return -1;
     if (json_peek(p) == '}') p->i++;
@@ -567,7 +567,7 @@ int st_open(StFile *f, const char *path, char *err, size_t errlen) {
     f->data_len = size - 8 - n;
 
     f->strings_ = xmalloc((size_t)n + 1);
-    st_json p = {.s = (const char *)bytes + 8, .n = (size_t)n, .arena = f->strings_,
+    JsonParser p = {.s = (const char *)bytes + 8, .n = (size_t)n, .arena = f->strings_,
                  .path = path, .err = err, .errlen = errlen};
     StTensor *tensors = NULL;
     StMeta *meta = NULL;

@@ -4,20 +4,18 @@
 #include "formats/formats.h"
 #include "base/base.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "data.c assumes a little-endian host"
+#error "shard.c assumes a little-endian host"
 #endif
 
 static int32_t le32(const uint8_t *p) {

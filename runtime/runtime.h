@@ -26,7 +26,6 @@
  * (master weights, optimizer state) in float32. The ref and cpu backends reject them. */
 typedef enum { RT_F64, RT_F32, RT_BF16, RT_BF16_MASTER } RtPrec;
 
-
 typedef enum { RT_REF_BACKEND, RT_CPU_BACKEND, RT_CUDA_BACKEND } RtBackend;
 
 typedef struct RtExec RtExec;
@@ -110,7 +109,6 @@ const char *rt_prec_name(RtPrec p);   /* "f64", "f32", "bf16" */
  * OWNERSHIP: the module owns its only state (the library handle, kept loaded until the
  * process exits: Open MPI must not be unloaded). Buffers passed in are borrowed for the
  * duration of the call and modified in place where documented; nothing is handed out. */
-
 
 #define RT_DIST_CHUNK ((int64_t)1 << 28)   /* elements (bytes for bcast) per MPI call */
 

@@ -27,7 +27,6 @@ typedef struct {
 int step_grad_build(Program *p, StepGrad *gg, char *err, size_t errlen);
 void step_grad_free(StepGrad *gg);
 
-
 typedef struct {
     IrGraph *g;
     int nparams;

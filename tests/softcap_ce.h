@@ -28,7 +28,7 @@ static double softcap_grad(double z, double c)
 }
 
 /* l [T, V] = cap(z). l may alias z exactly (in place). */
-static void rt_ref_capped_logits_f64(const double *z, int T, int V, double cap, double *l)
+static void capped_logits_f64(const double *z, int T, int V, double cap, double *l)
 {
     assert(T >= 0 && V >= 1 && cap > 0);
     for (size_t x = 0; x < (size_t)T * V; x++) l[x] = softcap(z[x], cap);
@@ -36,7 +36,7 @@ static void rt_ref_capped_logits_f64(const double *z, int T, int V, double cap, 
 
 /* Forward: writes loss_row [T] and lse [T] (of the capped row). The mean loss is
  * (1/T) sum_t loss_row[t]; summing is left to the caller. */
-static void rt_ref_softcap_ce_fwd_f64(const double *z, const int32_t *targets, int T, int V, double cap,
+static void softcap_ce_fwd_f64(const double *z, const int32_t *targets, int T, int V, double cap,
                                       double *loss_row, double *lse)
 {
     assert(T >= 0 && V >= 1 && cap > 0);
@@ -57,7 +57,7 @@ static void rt_ref_softcap_ce_fwd_f64(const double *z, const int32_t *targets, i
  *   dz[t,j] = dloss_row[t] * (exp(l[t,j] - lse[t]) - [j == targets[t]])
  *             * c^3 / (z[t,j]^2 + c^2)^(3/2)
  * dz may alias z exactly (in place). */
-static void rt_ref_softcap_ce_bwd_f64(const double *z, const int32_t *targets, const double *lse,
+static void softcap_ce_bwd_f64(const double *z, const int32_t *targets, const double *lse,
                                       const double *dloss_row, int T, int V, double cap, double *dz)
 {
     assert(T >= 0 && V >= 1 && cap > 0);
@@ -87,32 +87,32 @@ static void narrow(const double *d, size_t n, float *x)
     for (size_t i = 0; i < n; i++) x[i] = (float)d[i];
 }
 
-static void rt_ref_capped_logits_f32(const float *z, int T, int V, double cap, float *l)
+static void capped_logits_f32(const float *z, int T, int V, double cap, float *l)
 {
     size_t n = (size_t)T * V;
     double *zd = widen(z, n);
-    rt_ref_capped_logits_f64(zd, T, V, cap, zd);
+    capped_logits_f64(zd, T, V, cap, zd);
     narrow(zd, n, l);
     free(zd);
 }
 
-static void rt_ref_softcap_ce_fwd_f32(const float *z, const int32_t *targets, int T, int V, double cap,
+static void softcap_ce_fwd_f32(const float *z, const int32_t *targets, int T, int V, double cap,
                                       float *loss_row, float *lse)
 {
     double *zd = widen(z, (size_t)T * V), *ld = malloc(sizeof *ld * ((size_t)T + 1)), *sd = malloc(sizeof *sd * ((size_t)T + 1));
     assert(ld && sd);
-    rt_ref_softcap_ce_fwd_f64(zd, targets, T, V, cap, ld, sd);
+    softcap_ce_fwd_f64(zd, targets, T, V, cap, ld, sd);
     narrow(ld, (size_t)T, loss_row);
     narrow(sd, (size_t)T, lse);
     free(zd), free(ld), free(sd);
 }
 
-static void rt_ref_softcap_ce_bwd_f32(const float *z, const int32_t *targets, const float *lse,
+static void softcap_ce_bwd_f32(const float *z, const int32_t *targets, const float *lse,
                                       const float *dloss_row, int T, int V, double cap, float *dz)
 {
     size_t n = (size_t)T * V;
     double *zd = widen(z, n), *sd = widen(lse, (size_t)T), *gd = widen(dloss_row, (size_t)T);
-    rt_ref_softcap_ce_bwd_f64(zd, targets, sd, gd, T, V, cap, zd);
+    softcap_ce_bwd_f64(zd, targets, sd, gd, T, V, cap, zd);
     narrow(zd, n, dz);
     free(zd), free(sd), free(gd);
 }

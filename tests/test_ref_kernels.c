@@ -645,12 +645,12 @@ TEST(ce_fwd_vs_direct)
     z[0] = 0; z[1] = 1e6; z[2] = -1e6; z[3] = 15;
     for (int t = 0; t < T; t++) y[t] = rng_int(0, V - 1);
     y[0] = 0; y[1] = V - 1;
-    rt_ref_capped_logits_f64(z, T, V, c, l);
+    capped_logits_f64(z, T, V, c, l);
     for (size_t x = 0; x < (size_t)T * V; x++) CHECK_NEAR(l[x], cap_direct(z[x], c), 1e-14);
     CHECK(l[0] == 0);
     CHECK_NEAR(l[1], 15, 2e-9); CHECK_NEAR(l[2], -15, 2e-9);
     CHECK_NEAR(l[3], 15 / sqrt(2.0), 1e-14);
-    rt_ref_softcap_ce_fwd_f64(z, y, T, V, c, loss, lse);
+    softcap_ce_fwd_f64(z, y, T, V, c, loss, lse);
     for (int t = 0; t < T; t++) {
         double s = 0;
         for (int j = 0; j < V; j++) s += exp(cap_direct(z[t * V + j], c));
@@ -661,11 +661,11 @@ TEST(ce_fwd_vs_direct)
     /* in place: l may alias z */
     double *zz = xcalloc((size_t)T * V, 8);
     memcpy(zz, z, sizeof(double) * T * V);
-    rt_ref_capped_logits_f64(zz, T, V, c, zz);
+    capped_logits_f64(zz, T, V, c, zz);
     CHECK(memcmp(zz, l, sizeof(double) * T * V) == 0);
     /* all-equal logits: loss = log V */
     for (int j = 0; j < V; j++) z[j] = 2.5;
-    rt_ref_softcap_ce_fwd_f64(z, y, 1, V, c, loss, lse);
+    softcap_ce_fwd_f64(z, y, 1, V, c, loss, lse);
     CHECK_NEAR(loss[0], log((double)V), 1e-14);
     free(z); free(l); free(zz);
 }
@@ -678,17 +678,17 @@ static void ce_fd_check(int T, int V, double c, double zr)
     fill(z, (size_t)T * V, -zr, zr);
     fill(g, (size_t)T, -1, 1);
     for (int t = 0; t < T; t++) y[t] = rng_int(0, V - 1);
-    rt_ref_softcap_ce_fwd_f64(z, y, T, V, c, loss, lse);
+    softcap_ce_fwd_f64(z, y, T, V, c, loss, lse);
     fill(dz, (size_t)T * V, 5, 6);
-    rt_ref_softcap_ce_bwd_f64(z, y, lse, g, T, V, c, dz);
+    softcap_ce_bwd_f64(z, y, lse, g, T, V, c, dz);
     const double h = 1e-6;
     for (size_t i = 0; i < (size_t)T * V; i++) {
         double z0 = z[i], fp = 0, fm = 0;
         z[i] = z0 + h;
-        rt_ref_softcap_ce_fwd_f64(z, y, T, V, c, loss, lse);
+        softcap_ce_fwd_f64(z, y, T, V, c, loss, lse);
         for (int t = 0; t < T; t++) fp += g[t] * loss[t];
         z[i] = z0 - h;
-        rt_ref_softcap_ce_fwd_f64(z, y, T, V, c, loss, lse);
+        softcap_ce_fwd_f64(z, y, T, V, c, loss, lse);
         for (int t = 0; t < T; t++) fm += g[t] * loss[t];
         z[i] = z0;
         fd[i] = (fp - fm) / (2 * h);
@@ -706,9 +706,9 @@ static void ce_fd_check(int T, int V, double c, double zr)
         CHECK_NEAR(s, 0, 1e-12);
     }
     /* in place: dz may alias z */
-    rt_ref_softcap_ce_fwd_f64(z, y, T, V, c, loss, lse);
+    softcap_ce_fwd_f64(z, y, T, V, c, loss, lse);
     memcpy(fd, z, sizeof(double) * T * V);
-    rt_ref_softcap_ce_bwd_f64(fd, y, lse, g, T, V, c, fd);
+    softcap_ce_bwd_f64(fd, y, lse, g, T, V, c, fd);
     CHECK(memcmp(fd, dz, sizeof(double) * T * V) == 0);
     free(z); free(dz); free(fd); free(loss); free(lse); free(g); free(y);
 }
@@ -736,12 +736,12 @@ TEST(ce_f32_vs_f64)
     for (int t = 0; t < T; t++) { y[t] = rng_int(0, V - 1); g[t] = 1.0 / T; gf[t] = (float)g[t]; }
     to_float(z, zf, n);
     to_double(zf, z, n);
-    rt_ref_capped_logits_f64(z, T, V, c, l);
-    rt_ref_capped_logits_f32(zf, T, V, c, lf);
-    rt_ref_softcap_ce_fwd_f64(z, y, T, V, c, loss, lse);
-    rt_ref_softcap_ce_fwd_f32(zf, y, T, V, c, lossf, lsef);
-    rt_ref_softcap_ce_bwd_f64(z, y, lse, g, T, V, c, dz);
-    rt_ref_softcap_ce_bwd_f32(zf, y, lsef, gf, T, V, c, dzf);
+    capped_logits_f64(z, T, V, c, l);
+    capped_logits_f32(zf, T, V, c, lf);
+    softcap_ce_fwd_f64(z, y, T, V, c, loss, lse);
+    softcap_ce_fwd_f32(zf, y, T, V, c, lossf, lsef);
+    softcap_ce_bwd_f64(z, y, lse, g, T, V, c, dz);
+    softcap_ce_bwd_f32(zf, y, lsef, gf, T, V, c, dzf);
     double e[4] = {rel_err_f(lf, l, n), rel_err_f(lossf, loss, T), rel_err_f(lsef, lse, T),
                    rel_err_f(dzf, dz, n)};
     for (int i = 0; i < 4; i++) {
@@ -778,16 +778,16 @@ TEST(ce_golden_tiny_x02)
                 for (int i = 0; i < d; i++) s += xn[t * d + i] * W[j * d + i];
                 z[t * Vp + j] = s;
             }
-        rt_ref_capped_logits_f64(z, T, Vp, 15, l);
+        capped_logits_f64(z, T, Vp, 15, l);
         double el = rel_err(l, glog, (size_t)T * Vp);
         CHECK(el <= 1e-13);
-        rt_ref_softcap_ce_fwd_f64(z, y, T, Vp, 15, loss, lse);
+        softcap_ce_fwd_f64(z, y, T, Vp, 15, loss, lse);
         double mean = 0;
         for (int t = 0; t < T; t++) mean += loss[t];
         mean /= T;
         CHECK_NEAR(mean / golden_loss, 1, 1e-13);
         for (int t = 0; t < T; t++) g[t] = 1.0 / T;
-        rt_ref_softcap_ce_bwd_f64(z, y, lse, g, T, Vp, 15, dz);
+        softcap_ce_bwd_f64(z, y, lse, g, T, Vp, 15, dz);
         for (int j = 0; j < Vp; j++)
             for (int i = 0; i < d; i++) {
                 double s = 0;

@@ -2,7 +2,7 @@
  * optimizer update, checkpoints), the training loop, the data loader, the logs, parameter
  * initialization and the parameter and batch files.
  *
- * ==== Steps (trainer.c)
+ * ==== Steps (trainer.c) ====
  * Ownership: a Trainer owns its graphs (besides the compiled model's, which it extends
  * with the backward pass), interpreters and host arrays; trainer_free releases them.
  * The FeCompile must outlive it. */
@@ -74,6 +74,7 @@ int trainer_load(Trainer *t, const char *path, bool with_state, TrainerExtra *ex
 /* ==== Parameter and batch files (params.c) ====
  * Ownership: value arrays returned by the loaders are malloc'ed, one per parameter or
  * input, and released with values_free / free by the caller. */
+
 /* values[i] = parameter i read from path (any float dtype, its declared shape). A missing
  * parameter, a wrong shape or a tensor the model does not declare is an error. */
 int params_load(const Program *p, const char *path, double **values, char *err, size_t errlen);
@@ -86,9 +87,8 @@ int batch_check_ids(const IrGraph *g, const char *path, int32_t *const *data, Ir
                        char *err, size_t errlen);
 
 /* ==== Initialization (init.c) ====
-Parameter initialization from the model's declarations, seeded.
+ * Parameter initialization from the model's declarations, seeded.
  * Ownership: init_params fills caller-allocated arrays (fe_param_count doubles each). */
-
 
 /* A small deterministic generator: splitmix64-seeded xoshiro256**. */
 typedef struct { uint64_t s[4]; } Rng;
@@ -103,7 +103,7 @@ double rng_normal(Rng *r);    /* N(0, 1), Box–Muller */
 void init_params(const Program *p, uint64_t seed, double **values);
 
 /* ==== The data loader (data.c) ====
-* Loader (S-7.2), per rank r of W, T tokens per rank, G = W·T:
+ * Loader (S-7.2), per rank r of W, T tokens per rank, G = W·T:
  *   open the first file; pos = 0
  *   every batch: while pos + G + 1 >= N(file): next file, pos = 0   (no wrap-around)
  *                start = pos + r·T; inputs = tok[start .. start+T-1];
@@ -170,7 +170,7 @@ int64_t loader_nbatches(const Loader *d);
 void loader_close(Loader *d);
 
 /* ==== Logs (runlog.c) ====
-A run's logs: RUN_DIR/log.txt in the modded-nanogpt format
+ * A run's logs: RUN_DIR/log.txt in the modded-nanogpt format
  *   step:125/5960 val_loss:4.324540 train_time:28089ms step_avg:224.72ms
  *   step:125/5960 x00_lambdas:[1.0, 0.5, …]
  *   step:126/5960 train_time:28313ms step_avg:224.71ms
@@ -210,10 +210,9 @@ void runlog_train(RunLog *l, const TrainRecord *r);
 void runlog_val(RunLog *l, const ValRecord *r);
 
 /* ==== The training loop (run.c) ====
-`gptc train`: the training loop of spec S-8.1 with validation, logs, checkpoints,
+ * `gptc train`: the training loop of spec S-8.1 with validation, logs, checkpoints,
  * resume, gradient accumulation and data parallelism (collectives: runtime.h).
  * Ownership: train_run borrows both compilations; everything else is its own. */
-
 
 enum { TRAIN_MAX_ACCUM = 64, TRAIN_INTERRUPTED = 2 };
 

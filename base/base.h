@@ -37,10 +37,9 @@ int mkdir_p(const char *path, char *err, size_t errlen);
  *  - memory whose size follows from the model (a backend's arena and leaves, the trainer's
  *    copies of the parameters and optimizer state) is asked for with try_calloc; a failure
  *    is an error returned to the command, which states the memory plan and a hint;
- *  - everything else goes through xmalloc, xcalloc, xrealloc, xstrdup, xstrndup and
- *    xasprintf, which on failure
- *    print "gptc: out of memory: cannot allocate N bytes (FILE:LINE)" and exit with
- *    status 1. */
+ *  - everything else goes through xmalloc, xcalloc, xrealloc, xstrdup, xstrndup,
+ *    xasprintf and xvasprintf, which on failure print "gptc: out of memory: cannot
+ *    allocate N bytes (FILE:LINE)" and exit with status 1. */
 void *xmalloc_at(size_t n, const char *file, int line);
 void *xcalloc_at(size_t n, size_t size, const char *file, int line);
 void *xrealloc_at(void *p, size_t n, const char *file, int line);

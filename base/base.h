@@ -1,7 +1,8 @@
 /* base.h — small helpers every stage shares, written once: error messages that name a
- * file, atomic file writes and mkdir -p (files.c); allocation with one policy for running
- * out of memory (alloc.c); loading a shared library at run time (lib.c); a monotonic clock
- * and bf16 conversion (here, inline). base/ depends on nothing else of gptc. */
+ * file, atomic file writes, mkdir -p and kinds of file (files.c); allocation with one
+ * policy for running out of memory (alloc.c); loading a shared library at run time
+ * (lib.c); a monotonic clock and bf16 conversion (here, inline). base/ depends on nothing
+ * else of gptc. */
 #ifndef GPTC_BASE_H
 #define GPTC_BASE_H
 
@@ -31,6 +32,10 @@ int write_atomic(const char *path, const Piece *pieces, int n, char *err, size_t
 /* mkdir -p: path and any missing parents (existing folders are fine; an existing file in
  * the way is an error). 0, or -1 with err. */
 int mkdir_p(const char *path, char *err, size_t errlen);
+
+/* What kind of file a stat mode is, for messages: "a folder", "a FIFO", "a character
+ * device", "a block device", "a socket", "a symbolic link", "a regular file". */
+const char *file_kind(unsigned int mode);
 
 /* ==== Allocation (alloc.c) ====
  * One policy for running out of memory, and never abort():

@@ -1,4 +1,4 @@
-/* files.c — error messages naming a file, atomic writes and mkdir -p (base.h). */
+/* files.c — error messages naming a file, atomic writes, mkdir -p and the kinds of file (base.h). */
 #include "base/base.h"
 
 #include <errno.h>
@@ -92,4 +92,17 @@ int mkdir_p(const char *path, char *err, size_t errlen) {
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
         return fail_at(err, errlen, path, "cannot create: %s", strerror(ENOTDIR));
     return 0;
+}
+
+const char *file_kind(unsigned int mode) {
+    switch (mode & S_IFMT) {
+    case S_IFDIR: return "a folder";
+    case S_IFIFO: return "a FIFO";
+    case S_IFCHR: return "a character device";
+    case S_IFBLK: return "a block device";
+    case S_IFSOCK: return "a socket";
+    case S_IFLNK: return "a symbolic link";
+    case S_IFREG: return "a regular file";
+    default: return "a file of unknown kind";
+    }
 }

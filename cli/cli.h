@@ -45,6 +45,10 @@ bool cli_parse_set(const char *s, ConfigOverride *o);
 int compile_model(FeCompile *c, const ModelArgs *m);
 /* "LONG,SHORT" → two integers; false if malformed. */
 bool cli_parse_window(const char *s, long *wl, long *ws);
+/* --window of cmd (grad, step) → *wl, *ws: LONG,SHORT in blocks with LONG >= 1 and
+ * 0 <= SHORT <= LONG (the schedule's w_L and w_S = w_L // 2, spec S-6). -1, or a usage
+ * error's exit status (2) saying what is valid. */
+int cli_window_arg(const char *cmd, const char *s, long *wl, long *ws);
 /* --backend and --dtype of cmd → *b, *prec; -1, or a usage error's exit status (2).
  * Defaults: f32 on the cpu backend; --dtype f64 alone selects ref (cpu is f32 only). */
 int cli_parse_exec(const char *cmd, const char *backend, const char *dtype, RtBackend *b, RtPrec *prec);

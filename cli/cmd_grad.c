@@ -18,6 +18,7 @@ const char grad_usage[] =
     "  --params FILE       every parameter of the model, by name, any float dtype\n"
     "  --batch FILE        every input of the model (tokens, targets), integer tensors\n"
     "  --window L,S        attention windows in blocks: the schedules window_long and window_short\n"
+    "                      (L >= 1, 0 <= S <= L)\n"
     CLI_EXEC_HELP "\n";
 
 typedef struct {
@@ -27,12 +28,19 @@ typedef struct {
     RtBackend be;
 } GradArgs;
 
+int cli_window_arg(const char *cmd, const char *s, long *wl, long *ws) {
+    if (!cli_parse_window(s, wl, ws)) return usage_error(cmd, "--window takes LONG,SHORT in blocks, got '%s'", s);
+    if (*wl < 1 || *ws < 0 || *ws > *wl)
+        return usage_error(cmd, "--window '%s': the long window is at least 1 block and the short one 0 to the long "
+                           "one (the schedule gives w_L >= 1 and w_S = w_L // 2), e.g. 3,1", s);
+    return -1;
+}
+
 static int check_grad_args(GradArgs *a) {
     if (!a->params || !a->batch || !a->window)
         return usage_error("grad", "--params, --batch and --window are required");
-    if (!cli_parse_window(a->window, &a->window_long, &a->window_short))
-        return usage_error("grad", "--window takes LONG,SHORT in blocks, got '%s'", a->window);
-    return cli_parse_exec("grad", a->backend, a->dtype, &a->be, &a->prec);
+    int rc = cli_window_arg("grad", a->window, &a->window_long, &a->window_short);
+    return rc >= 0 ? rc : cli_parse_exec("grad", a->backend, a->dtype, &a->be, &a->prec);
 }
 
 static int save_outputs(const char *path, RtExec *r, int n, const char *const *names, IrNode *const *nodes,

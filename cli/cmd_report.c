@@ -87,6 +87,10 @@ static int make_report(const ReportArgs *a, StPlotOptions *o) {
     StFigure *figs = NULL;
     int nruns = 0, nv = 0, nfigs = 0, rc = 0;
     for (int i = 0; i < a->ninputs && rc == 0; i++) rc = st_runs_find(a->inputs[i], &runs, &nruns, err, sizeof err);
+    for (int i = 0; i < nruns; i++)
+        if (runs[i].cut)
+            fprintf(stderr, "gptc report: warning: %s: the last line is cut (no end of line: a run writing it, or a disk "
+                    "that filled); it is left out\n", runs[i].cut);
     if (rc == 0 && nruns == 0) rc = fail_at(err, sizeof err, a->inputs[0], "no runs found (no log.txt, log.jsonl or log file with validation lines)");
     if (rc == 0) rc = st_variants_group(runs, nruns, &v, &nv, err, sizeof err);
     if (rc == 0 && nv == 0)

@@ -30,8 +30,8 @@ typedef struct {
 static int check_args(StepArgs *a) {
     if (!a->params || !a->batch || !a->window || !a->step || !a->out)
         return usage_error("step", "--params, --batch, --window, --step and --out are required");
-    if (!cli_parse_window(a->window, &a->wl, &a->ws))
-        return usage_error("step", "--window takes LONG,SHORT in blocks, got '%s'", a->window);
+    int rc = cli_window_arg("step", a->window, &a->wl, &a->ws);
+    if (rc >= 0) return rc;
     char *end;
     a->first = strtol(a->step, &end, 10);
     if (*end || a->first < 0) return usage_error("step", "--step takes a step index >= 0, got '%s'", a->step);
@@ -76,7 +76,7 @@ static int run_steps(FeCompile *c, const StepArgs *a) {
         }
         if (trainer_update(&t, a->first + k, err, sizeof err) != 0) goto out;
     }
-    if (trainer_save(&t, a->out, NULL, 0, err, sizeof err) != 0) goto out;
+    if (trainer_save(&t, a->out, NULL, 0, NULL, 0, err, sizeof err) != 0) goto out;
     rc = 0;
 out:
     if (rc) cli_error("step", err);

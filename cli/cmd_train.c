@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "runtime/runtime.h"
@@ -10,15 +11,25 @@
 
 const char train_usage[] =
     "usage: gptc train MODEL [--preset P] [--set NAME=VALUE]… --data DIR --out RUN_DIR\n"
-    "                  [--init P.safetensors] [--resume RUN_DIR] [--seed S] [--grad-accum G]\n"
+    "                  [--init P.safetensors] [--resume RUN_DIR [--allow-change]] [--overwrite]\n"
+    "                  [--seed S] [--grad-accum G]\n"
     "                  [--checkpoint-every N] [--backend cpu|ref|cuda] [--dtype f32|f64|bf16] [--quiet]\n"
     "Trains for the config's 'steps' (override with --set steps=…), validating at step 0,\n"
     "every 'val_every' steps and at the end on 'val_tokens' tokens of DIR's *val*.bin shards;\n"
     "training reads DIR's *train*.bin shards in name order. RUN_DIR receives log.txt\n"
     "(modded-nanogpt format), log.jsonl and checkpoint.safetensors (parameters, optimizer\n"
     "state, step, data position; written atomically at each validation and every N steps).\n"
-    "  --init FILE          start from these parameters with a fresh optimizer\n"
-    "  --resume RUN_DIR     continue the run in RUN_DIR (= --out) from its checkpoint, exactly\n"
+    "One trainer at a time writes RUN_DIR (it holds RUN_DIR/train.lock); a fresh run does not\n"
+    "start in a folder that holds a run. A non-finite loss or a write that fails (a full disk)\n"
+    "stops the run; the checkpoint of the last good step stays.\n"
+    "  --init FILE          start from these parameters (or a checkpoint's) with a fresh optimizer\n"
+    "  --resume RUN_DIR     continue the run in RUN_DIR (= --out) from its checkpoint, exactly; the\n"
+    "                       model, config and micro-batches a step (ranks × --grad-accum) must be\n"
+    "                       the run's, its logs at least as long as the checkpoint recorded; a\n"
+    "                       finished run says so and trains nothing\n"
+    "  --allow-change       resume although the model, config or micro-batches a step differ\n"
+    "  --overwrite          start afresh in a folder that holds a run, replacing its logs and\n"
+    "                       checkpoint\n"
     "  --seed S             initialization seed when starting fresh (default 0)\n"
     "  --grad-accum G       G micro-batches of seq_len tokens per step (default 1)\n"
     CLI_EXEC_HELP
@@ -27,12 +38,35 @@ const char train_usage[] =
 
 typedef struct {
     const char *data, *out, *init, *resume, *seed, *accum, *every, *backend, *dtype;
+    bool overwrite, allow_change;
+    char *out_dir;              /* --out without trailing slashes (allocated) */
 } TrainArgs;
 
-static int check_args(const TrainArgs *a, TrainOptions *o) {
+/* path without its trailing slashes ("/" stays), allocated. */
+static char *folder_name(const char *path) {
+    char *s = xstrdup(path);
+    size_t n = strlen(s);
+    while (n > 1 && s[n - 1] == '/') s[--n] = 0;
+    return s;
+}
+
+/* Whether two folder arguments name one folder: the same name up to trailing slashes, or
+ * the same folder on disk. */
+static bool same_folder(const char *a, const char *b) {
+    char *x = folder_name(a), *y = folder_name(b);
+    bool same = !strcmp(x, y);
+    free(x), free(y);
+    struct stat sa, sb;
+    return same || (stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino);
+}
+
+static int check_args(TrainArgs *a, TrainOptions *o) {
     if (!a->data || !a->out) return usage_error("train", "--data and --out are required");
     if (a->init && a->resume) return usage_error("train", "--init and --resume exclude each other");
-    if (a->resume && strcmp(a->resume, a->out) != 0)
+    if (a->resume && a->overwrite)
+        return usage_error("train", "--resume continues the run in the folder, --overwrite replaces it: choose one");
+    if (a->allow_change && !a->resume) return usage_error("train", "--allow-change is for --resume");
+    if (a->resume && !same_folder(a->resume, a->out))
         return usage_error("train", "--resume continues a run in its own folder: give --out the same folder ('%s')", a->resume);
     int rc = cli_parse_exec("train", a->backend, a->dtype, &o->backend, &o->prec);
     if (rc >= 0) return rc;
@@ -45,7 +79,10 @@ static int check_args(const TrainArgs *a, TrainOptions *o) {
     o->checkpoint_every = a->every ? (int)strtol(a->every, &end, 10) : 0;
     if (a->every && (*end || o->checkpoint_every < 1))
         return usage_error("train", "--checkpoint-every takes a number of steps >= 1, got '%s'", a->every);
-    o->data_dir = a->data, o->out_dir = a->out, o->init_path = a->init, o->resume_dir = a->resume;
+    a->out_dir = folder_name(a->out);
+    o->data_dir = a->data, o->out_dir = o->resume_dir = a->out_dir, o->init_path = a->init;
+    if (!a->resume) o->resume_dir = NULL;
+    o->overwrite = a->overwrite, o->allow_change = a->allow_change;
     return -1;
 }
 
@@ -60,7 +97,8 @@ int cmd_train(int argc, char **argv) {
     TrainOptions o = {.verbose = true};
     const CliOpt opts[] = {CLI_OPT("--data", &a.data), CLI_OPT("--out", &a.out), CLI_OPT("--init", &a.init), CLI_OPT("--resume", &a.resume),
                            CLI_OPT("--seed", &a.seed), CLI_OPT("--grad-accum", &a.accum), CLI_OPT("--checkpoint-every", &a.every),
-                           CLI_OPT("--backend", &a.backend), CLI_OPT("--dtype", &a.dtype), CLI_FLAG("--quiet", &quiet)};
+                           CLI_OPT("--backend", &a.backend), CLI_OPT("--dtype", &a.dtype), CLI_FLAG("--quiet", &quiet),
+                           CLI_FLAG("--overwrite", &a.overwrite), CLI_FLAG("--allow-change", &a.allow_change)};
     ModelArgs m;
     char usage[4096];
     snprintf(usage, sizeof usage, "%s%s", train_usage, model_options);
@@ -68,6 +106,7 @@ int cmd_train(int argc, char **argv) {
     o.verbose = !quiet;
     if (rc < 0) rc = check_args(&a, &o);
     if (rc >= 0) {
+        free(a.out_dir);
         free_model_args(&m);
         rt_dist_finalize();
         return rc;
@@ -82,12 +121,14 @@ int cmd_train(int argc, char **argv) {
     fclose(quiet_out);
     if (rc == 0) {
         int r = train_run(&c, &ev, &o, err, sizeof err);
-        if (r != 0) cli_error("train", err);
-        rc = r == 0 ? 0 : r == TRAIN_INTERRUPTED ? 130 : 1;
-        if (r != 0 && rt_dist_size() > 1 && r != TRAIN_INTERRUPTED) rt_dist_abort(1);
+        if (r == TRAIN_FINISHED && rt_dist_rank() == 0) fprintf(stderr, "gptc train: %s\n", err);
+        else if (r != 0 && r != TRAIN_FINISHED) cli_error("train", err);
+        rc = r == 0 || r == TRAIN_FINISHED ? 0 : r == TRAIN_INTERRUPTED ? 130 : 1;
+        if (rc == 1 && rt_dist_size() > 1) rt_dist_abort(1);
     }
     fe_free(&c);
     fe_free(&ev);
+    free(a.out_dir);
     free_model_args(&m);
     rt_dist_finalize();
     return rc;

@@ -42,7 +42,8 @@ int shard_write(const char *path, const uint16_t *tokens, int64_t n, char *err, 
 /* ---- one shard ---- */
 
 int shard_probe(Shard *s, char *err, size_t errlen) {
-    int fd = open(s->path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer */
+    int fd = open(s->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return fail_at(err, errlen, s->path, "cannot open: %s", strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
@@ -52,7 +53,8 @@ int shard_probe(Shard *s, char *err, size_t errlen) {
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return fail_at(err, errlen, s->path, "not a regular file");
+        return fail_at(err, errlen, s->path, "%s, not a regular file: expected a token shard file (*.bin)",
+                       file_kind(st.st_mode));
     }
     uint8_t h[12];
     ssize_t got = st.st_size >= SHARD_HEADER_BYTES ? pread(fd, h, sizeof h, 0) : 0;

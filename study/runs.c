@@ -56,6 +56,7 @@ static double *parse_list(const char *s, int *n, const char **end) {
     while (*s != ']') {
         char *e;
         double x = strtod(s, &e);
+        if (e == s && !strncmp(s, "null", 4)) x = NAN, e = (char *)s + 4;   /* log.jsonl's non-finite number */
         if (e == s) break;
         if (*n == cap) v = xrealloc(v, sizeof *v * (size_t)(cap *= 2));
         v[(*n)++] = x;
@@ -116,6 +117,8 @@ static void read_jsonl_line(StRun *r, const char *line) {
         }
         char *e;
         double x = strtod(val, &e);
+        if (e == val && !strncmp(val, "null", 4)) x = NAN, e = (char *)val + 4;
+        if (e == val) break;
         if (len == 4 && !strncmp(key, "step", 4)) step = x;
         else if (len == 8 && !strncmp(key, "val_loss", 8)) loss = x;
         else if (len == 13 && !strncmp(key, "train_time_ms", 13)) ms = x;
@@ -137,7 +140,12 @@ int st_run_read(StRun *r, const char *path, char *err, size_t errlen) {
     bool jsonl = ends_with(path, ".jsonl");
     char *line = NULL;
     size_t cap = 0;
-    while (getline(&line, &cap, f) > 0) {
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        if (line[n - 1] != '\n') {   /* the last line, cut: its numbers may be too */
+            r->cut = xstrdup(path);
+            break;
+        }
         if (jsonl) read_jsonl_line(r, line);
         else read_txt_line(r, line);
     }
@@ -239,7 +247,7 @@ void st_run_free(StRun *r) {
     for (int i = 0; i < r->nvec; i++) free(r->vec[i].name), free(r->vec[i].v);
     free(r->vec);
     free(r->step), free(r->loss), free(r->ms);
-    free(r->path), free(r->variant);
+    free(r->path), free(r->variant), free(r->cut);
     memset(r, 0, sizeof *r);
 }
 

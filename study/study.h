@@ -28,10 +28,13 @@ typedef struct {
     double *loss, *ms;         /* (nval,) validation loss, training time in ms */
     int nvec;
     StVector *vec;             /* each logged vector as last logged */
+    char *cut;                 /* the log whose last line has no end (cut while written), left out; or NULL */
 } StRun;
 
 /* Reads one log: a modded-nanogpt log.txt-format file or a gptc log.jsonl (by name).
- * Lines that are neither validation nor vector lines are ignored. 0, or -1 with err. */
+ * Lines that are neither validation nor vector lines are ignored; so is a last line
+ * without its end of line (r->cut names the log then). In log.jsonl, null stands for a
+ * number that was not finite. 0, or -1 with err. */
 int st_run_read(StRun *r, const char *log_path, char *err, size_t errlen);
 /* Reads a gptc run folder (log.txt, else log.jsonl; run.json's variant if present). */
 int st_run_read_dir(StRun *r, const char *dir, char *err, size_t errlen);

@@ -3,7 +3,8 @@
  * train.out, its settings in run.json), SWEEP_DIR/sweep.json describing the whole.
  *
  * Resuming is by looking: a run whose log validated at its last step is skipped, one with
- * a checkpoint is continued with --resume, any other is started afresh. Children run in
+ * a checkpoint is continued with --resume, any other is started afresh (with --overwrite
+ * when it left logs: it died before its first checkpoint). Children run in
  * their own process group, so a terminal's Ctrl-C reaches the sweep alone, which forwards
  * it once (to the group: a launcher such as mpirun and its ranks); and they get SIGINT if
  * the sweep dies, so they always stop at a checkpoint. */
@@ -226,11 +227,21 @@ int st_sweep_prepare(StSweep *s, const char *command, char *err, size_t errlen) 
 
 /* ---- children ----------------------------------------------------------------------------------- */
 
-/* [LAUNCHER… exe] train TRAIN_ARGS… --set NAME=V… then --seed S --out DIR, or --resume DIR
- * --out DIR; argv[0] is "gptc" without a launcher (what ps shows; the program is s->exe).
- * The strings borrow from s, r, seed and *words (freed by the caller). */
+/* Whether a log of dir is there and not empty. */
+static bool has_log(const char *dir) {
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/log.txt", dir);
+    if (stat(path, &st) == 0 && st.st_size > 0) return true;
+    snprintf(path, sizeof path, "%s/log.jsonl", dir);
+    return stat(path, &st) == 0 && st.st_size > 0;
+}
+
+/* [LAUNCHER… exe] train TRAIN_ARGS… --set NAME=V… then --seed S --out DIR [--overwrite], or
+ * --resume DIR --out DIR; argv[0] is "gptc" without a launcher (what ps shows; the program
+ * is s->exe). The strings borrow from s, r, seed and *words (freed by the caller). */
 static char **child_argv(const StSweep *s, const StSweepRun *r, char *seed, char **words) {
-    char **argv = xcalloc((size_t)(s->ntrain_args + 2 * r->nsets + 10) + (s->launcher ? strlen(s->launcher) : 0), sizeof *argv);
+    char **argv = xcalloc((size_t)(s->ntrain_args + 2 * r->nsets + 11) + (s->launcher ? strlen(s->launcher) : 0), sizeof *argv);
     int n = 0;
     *words = s->launcher ? xstrdup(s->launcher) : NULL;
     char *save = NULL;
@@ -242,6 +253,7 @@ static char **child_argv(const StSweep *s, const StSweepRun *r, char *seed, char
     if (r->state == SW_RESUME) argv[n++] = "--resume", argv[n++] = r->dir;
     else argv[n++] = "--seed", argv[n++] = seed;
     argv[n++] = "--out", argv[n++] = r->dir;
+    if (r->state != SW_RESUME && has_log(r->dir)) argv[n++] = "--overwrite";
     return argv;
 }
 

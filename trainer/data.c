@@ -31,6 +31,9 @@ static int list_shards(const char *dir, const char *kind, char ***out, int *nout
     *nout = 0;
     struct stat st;
     if (stat(dir, &st) != 0) return fail_at(err, errlen, dir, "cannot open: %s", strerror(errno));
+    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+        return fail_at(err, errlen, dir, "%s: expected a folder of *%s*.bin shards or one shard file", file_kind(st.st_mode),
+                       kind);
     if (S_ISREG(st.st_mode)) {
         char **one = xmalloc(sizeof *one);
         one[0] = xstrdup(dir);
@@ -179,6 +182,15 @@ int loader_set_state(Loader *d, const int64_t state[2], char *err, size_t errlen
     d->pos = pos;
     d->batches = b;
     return 0;
+}
+
+void loader_align_state(const Loader *d, int64_t state[2]) {
+    int64_t f = state[0], pos = state[1], G = d->T * d->world;
+    if (f < 0 || f >= d->nfiles || pos <= 0) return;
+    pos = (pos + G - 1) / G * G;
+    if (pos > d->files[f].ntokens - 2 && f + 1 < d->nfiles) f++, pos = 0;
+    state[0] = f;
+    state[1] = pos;
 }
 
 void loader_close(Loader *d) {

@@ -1,7 +1,8 @@
 /* run.c — the training loop of spec S-8.1 on a backend (runtime.h): validation at step 0,
  * every val_every steps and at the end; gradient accumulation over micro-batches and
  * averaging across ranks; logs; atomic checkpoints that a resumed run continues exactly;
- * a clean stop on SIGINT and on a non-finite loss.
+ * a clean stop on SIGINT, on a non-finite loss and on a write that fails, keeping the last
+ * good checkpoint; the run folder's safeguards (runfolder.c) before anything is written.
  *
  * Ranks and micro-batches. With W processes and G micro-batches per step, the data are
  * read as by W·G ranks of the spec's loader: process r computes virtual ranks r·G .. r·G +
@@ -32,7 +33,8 @@ static int64_t cfg_int(const Program *p, const char *name, int64_t dflt) {
 
 /* ---- evaluation (the validation graph, T = val_seq_len) ------------------------------------- */
 
-static double eval_batch(TrainRun *r, const int32_t *in, const int32_t *tg, double wl, double ws, char *err, size_t errlen) {
+static int eval_batch(TrainRun *r, const int32_t *in, const int32_t *tg, double wl, double ws, double *v, char *err,
+                      size_t errlen) {
     Program *p = &r->eval_c->prog;
     RtExec *e = r->eval_r;
     for (int i = 0; i < p->nparams; i++) rt_exec_set(e, p->params[i].node, r->t.param[i]);
@@ -40,9 +42,9 @@ static double eval_batch(TrainRun *r, const int32_t *in, const int32_t *tg, doub
     rt_exec_set_i32(e, r->eval_targets, tg);
     rt_exec_set_scalar(e, "window_long", wl);
     rt_exec_set_scalar(e, "window_short", ws);
-    double v = NAN;
-    if (rt_exec_run(e, err, errlen) == 0) rt_exec_get(e, p->graph->outputs[0], &v);
-    return v;
+    if (rt_exec_run(e, err, errlen) != 0) return -1;
+    rt_exec_get(e, p->graph->outputs[0], v);
+    return 0;
 }
 
 /* S-8.1: nb = val_tokens / (W·T_val) batches per rank, each rank's mean, averaged. */
@@ -54,9 +56,10 @@ static int validate(TrainRun *r, int64_t step, double *val_loss, char *err, size
         Loader *d = &r->val[j];
         loader_reset(d);
         for (int64_t b = 0; b < r->val_batches; b++) {
-            if (loader_next(d, r->val_tokens, r->val_targets, err, errlen) != 0) return -1;
-            double v = eval_batch(r, r->val_tokens, r->val_targets, wl, ws, err, errlen);
-            if (isnan(v) && err[0]) return -1;
+            double v;
+            if (loader_next(d, r->val_tokens, r->val_targets, err, errlen) != 0 ||
+                eval_batch(r, r->val_tokens, r->val_targets, wl, ws, &v, err, errlen) != 0)
+                return -1;
             sum += v / (double)r->val_batches;
         }
     }
@@ -68,7 +71,7 @@ static int validate(TrainRun *r, int64_t step, double *val_loss, char *err, size
 
 /* ---- checkpoints ---------------------------------------------------------------------------- */
 
-enum { X_STEP, X_VAL_DONE, X_TRAIN_MS, X_LOG_TXT, X_LOG_JSONL, X_SEED, X_NDATA };
+enum { X_STEP, X_VAL_DONE, X_TRAIN_MS, X_LOG_TXT, X_LOG_JSONL, X_SEED, X_ACCUM, X_RANKS, X_NDATA };
 
 /* The fields a checkpoint holds beside the parameters: X_NDATA fixed ones, then a file and a
  * position for the loader of each micro-batch. Values start as the defaults a load keeps
@@ -80,8 +83,9 @@ typedef struct {
 } CkptFields;
 
 static void ckpt_fields(const TrainRun *r, CkptFields *f) {
-    static const char *const fixed[X_NDATA] = {"trainer.step",      "trainer.val_done",    "run.train_time_us",
-                                               "run.log_txt_bytes", "run.log_jsonl_bytes", "trainer.seed"};
+    static const char *const fixed[X_NDATA] = {"trainer.step",        "trainer.val_done", "run.train_time_us",
+                                               "run.log_txt_bytes",   "run.log_jsonl_bytes", "trainer.seed",
+                                               "run.grad_accum",      "run.ranks"};
     for (int i = 0; i < X_NDATA; i++) f->x[i] = (TrainerExtra){fixed[i], i == X_STEP ? -1 : 0};
     f->n = X_NDATA;
     for (int j = 0; j < r->accum; j++) {
@@ -92,26 +96,61 @@ static void ckpt_fields(const TrainRun *r, CkptFields *f) {
     }
 }
 
-/* next_step: the step the run continues with; val_done: its validation is logged already. */
+/* The first non-finite parameter value, as "'head' holds nan (element 17)" into where; false
+ * when every value is finite. */
+static bool nonfinite_param(const TrainRun *r, char *where, size_t len) {
+    const Program *p = &r->c->prog;
+    for (int i = 0; i < r->t.np; i++) {
+        int64_t n = fe_param_count(&p->params[i]);
+        for (int64_t k = 0; k < n; k++)
+            if (!isfinite(r->t.param[i][k])) {
+                double v = r->t.param[i][k];
+                snprintf(where, len, "'%s' holds %s (element %lld)", p->params[i].name,
+                         isnan(v) ? "nan" : v > 0 ? "inf" : "-inf", (long long)k);
+                return true;
+            }
+    }
+    return false;
+}
+
+/* next_step: the step the run continues with; val_done: its validation is logged already.
+ * Parameters that are not finite are never saved: the checkpoint there stays. Every rank
+ * checks them (they hold the same values) and keeps the step saved, so every rank stops
+ * alike and says the same. */
 static int save_checkpoint(TrainRun *r, int64_t next_step, bool val_done, char *err, size_t errlen) {
     trainer_sync(&r->t);   /* collective with sharded Muon on cuda: every rank takes part */
-    if (rt_dist_rank() != 0) return 0;
+    char where[256];
+    if (nonfinite_param(r, where, sizeof where)) {
+        snprintf(err, errlen, "step %lld: parameter %s after the update of step %lld", (long long)next_step, where,
+                 (long long)next_step - 1);
+        return -1;
+    }
+    if (rt_dist_rank() != 0) {
+        r->ckpt_step = next_step;   /* rank 0 writes it, or ends the job */
+        return 0;
+    }
     CkptFields f;
     ckpt_fields(r, &f);
     f.x[X_STEP].value = next_step;
     f.x[X_VAL_DONE].value = val_done;
     f.x[X_TRAIN_MS].value = (int64_t)llround(r->train_ms * 1000);
-    runlog_sizes(&r->log, &f.x[X_LOG_TXT].value, &f.x[X_LOG_JSONL].value);
+    if (runlog_sizes(&r->log, &f.x[X_LOG_TXT].value, &f.x[X_LOG_JSONL].value, err, errlen) != 0) return -1;
     f.x[X_SEED].value = (int64_t)r->opt.seed;
+    f.x[X_ACCUM].value = r->id.grad_accum;
+    f.x[X_RANKS].value = r->id.ranks;
     for (int j = 0; j < r->accum; j++) {
         int64_t st[2];
         loader_get_state(&r->train[j], st);
         f.x[X_NDATA + 2 * j].value = st[0];
         f.x[X_NDATA + 2 * j + 1].value = st[1];
     }
+    const StMeta meta[3] = {
+        {"gptc.model", r->id.model}, {"gptc.model_hash", r->id.model_hash}, {"gptc.config", r->id.config}};
     char path[4096];
     snprintf(path, sizeof path, "%s/checkpoint.safetensors", r->opt.out_dir);
-    return trainer_save(&r->t, path, f.x, f.n, err, errlen);
+    if (trainer_save(&r->t, path, f.x, f.n, meta, 3, err, errlen) != 0) return -1;
+    r->ckpt_step = next_step;
+    return 0;
 }
 
 /* Parameters, optimizer state, step, clock, log sizes and data positions of a run folder. */
@@ -127,8 +166,13 @@ static int resume_from(TrainRun *r, const char *dir, int64_t *step, bool *val_do
         snprintf(err, errlen, "%s: not a training checkpoint of %d micro-batches (trainer.* entries missing)", path, r->accum);
         return -1;
     }
+    /* Every micro-batch's loader is at the same file and position. A micro-batch the run did
+     * not have (more of them, allowed by --allow-change) continues from the first one's; with
+     * another batch size the position moves on to the next batch boundary. */
     for (int j = 0; j < r->accum; j++) {
         int64_t st[2] = {x[X_NDATA + 2 * j].value, x[X_NDATA + 2 * j + 1].value};
+        if (st[0] < 0) st[0] = x[X_NDATA].value, st[1] = x[X_NDATA + 1].value;
+        loader_align_state(&r->train[j], st);
         if (loader_set_state(&r->train[j], st, err, errlen) != 0) return -1;
     }
     *step = x[X_STEP].value;
@@ -136,12 +180,19 @@ static int resume_from(TrainRun *r, const char *dir, int64_t *step, bool *val_do
     r->train_ms = (double)x[X_TRAIN_MS].value / 1000;
     *txt = x[X_LOG_TXT].value;
     *jsonl = x[X_LOG_JSONL].value;
+    r->ckpt_step = *step;
     return 0;
 }
 
 /* ---- logging -------------------------------------------------------------------------------- */
 
-static void log_validation(TrainRun *r, int64_t step, double val_loss) {
+/* A window schedule's value at step, for the logs; -1 when the model has no such schedule. */
+static int64_t window_at(FeCompile *c, const char *name, int64_t step) {
+    double v = fe_schedule_value(c, name, step);
+    return isfinite(v) ? (int64_t)v : -1;
+}
+
+static int log_validation(TrainRun *r, int64_t step, double val_loss, char *err, size_t errlen) {
     trainer_sync(&r->t);
     const Program *p = &r->c->prog;
     int nl = p->nlogs;
@@ -158,15 +209,16 @@ static void log_validation(TrainRun *r, int64_t step, double val_loss) {
         for (int64_t k = 0; k < L->count; k++) vecs[i][k] = r->t.param[pi][L->offset + k * L->stride];
     }
     ValRecord v = {step, r->steps, val_loss, r->train_ms,
-                     {(int64_t)fe_schedule_value(r->c, "window_long", step), (int64_t)fe_schedule_value(r->c, "window_short", step)},
+                     {window_at(r->c, "window_long", step), window_at(r->c, "window_short", step)},
                      nl, names, vecs, counts};
-    if (rt_dist_rank() == 0) runlog_val(&r->log, &v);
-    if (rt_dist_rank() == 0 && r->opt.verbose)
+    int rc = rt_dist_rank() == 0 ? runlog_val(&r->log, &v, err, errlen) : 0;
+    if (rc == 0 && rt_dist_rank() == 0 && r->opt.verbose)
         fprintf(stderr, "%sstep %lld/%lld  val_loss %.6f  train_time %.0f ms\n", r->progress_shown ? "\n" : "",
                 (long long)step, (long long)r->steps, val_loss, r->train_ms);
     r->progress_shown = false;
     for (int i = 0; i < nl; i++) free(vecs[i]);
     free(names), free(vecs), free(counts);
+    return rc;
 }
 
 static void progress(TrainRun *r, int64_t step, double loss, double step_ms) {
@@ -226,11 +278,16 @@ static int open_data(TrainRun *r, char *err, size_t errlen) {
         return -1;
     }
     r->val_batches = val_tokens / (r->T_val * world);
+    struct stat st;
+    if (rt_dist_rank() == 0 && stat(r->opt.data_dir, &st) == 0 && S_ISREG(st.st_mode))
+        fprintf(stderr, "gptc train: warning: --data %s is one shard file, which serves both training and validation: "
+                "the validation loss is measured on tokens the model trains on (a folder with *train*.bin and "
+                "*val*.bin shards keeps them apart)\n", r->opt.data_dir);
     return 0;
 }
 
-static int setup(TrainRun *r, FeCompile *c, FeCompile *eval_c, const TrainOptions *opt, char *err, size_t errlen) {
-    memset(r, 0, sizeof *r);
+/* The run's settings, before anything is built. */
+static int configure(TrainRun *r, FeCompile *c, FeCompile *eval_c, const TrainOptions *opt, char *err, size_t errlen) {
     r->c = c;
     r->eval_c = eval_c;
     r->opt = *opt;
@@ -240,10 +297,37 @@ static int setup(TrainRun *r, FeCompile *c, FeCompile *eval_c, const TrainOption
     r->T_val = eval_c->prog.T;
     r->steps = cfg_int(&c->prog, "steps", 0);
     r->val_every = cfg_int(&c->prog, "val_every", 0);
+    r->lock_fd = -1;
+    r->ckpt_step = -1;
+    runfolder_identity(c, r->accum, rt_dist_size(), &r->id);
     if (r->steps <= 0) {
         snprintf(err, errlen, "the config's 'steps' must be positive");
         return -1;
     }
+    return 0;
+}
+
+/* The run folder: a fresh run must not replace a run there, a resumed one must continue
+ * the same run (TRAIN_FINISHED when it has nothing left to do); every rank checks the
+ * checkpoint it will read, so every rank stops alike. Checked once before the model is
+ * built (a quick answer, nothing written), and again once rank 0 holds the folder's lock,
+ * which it takes then (creating the folder), clearing what dead writers left and, with
+ * --overwrite, the old checkpoint. */
+static int check_folder(TrainRun *r, bool lock, char *err, size_t errlen) {
+    const TrainOptions *o = &r->opt;
+    bool rank0 = rt_dist_rank() == 0;
+    if (lock && rank0) {
+        if (runfolder_lock(o->out_dir, &r->lock_fd, err, errlen) != 0) return -1;
+        runfolder_remove_stale(o->out_dir, stderr);
+    }
+    if (o->resume_dir) return runfolder_check_resume(o->resume_dir, &r->id, o->allow_change, r->steps, rank0, err, errlen);
+    if (!rank0 || runfolder_check_fresh(o->out_dir, o->overwrite, err, errlen) != 0) return rank0 ? -1 : 0;
+    return lock && o->overwrite ? runfolder_clear(o->out_dir, err, errlen) : 0;
+}
+
+static int setup(TrainRun *r, char *err, size_t errlen) {
+    FeCompile *c = r->c, *eval_c = r->eval_c;
+    const TrainOptions *opt = &r->opt;
     if (trainer_init(&r->t, c, opt->backend, opt->prec, err, errlen) != 0) return -1;
     if (r->t.device_grads && r->accum > 1) {
         snprintf(err, errlen, "the cuda backend keeps gradients on the device and does not accumulate micro-batches: "
@@ -279,12 +363,24 @@ static void teardown(TrainRun *r) {
     free(r->train_tokens), free(r->train_targets), free(r->val_tokens), free(r->val_targets);
     rt_exec_free(r->eval_r);
     trainer_free(&r->t);
-    runlog_close(&r->log);
+    runlog_close(&r->log, NULL, 0);
+    runfolder_unlock(r->lock_fd);
+    runfolder_identity_free(&r->id);
 }
 
-/* mkdir -p: the folder and any missing parents. */
+/* --init: parameters of a parameter file, or of a checkpoint (said, with where its run
+ * continues instead). */
+static int init_from(TrainRun *r, const char *path, char *err, size_t errlen) {
+    TrainerExtra step = {"trainer.step", -1};
+    if (trainer_load(&r->t, path, false, &step, 1, err, errlen) != 0) return -1;
+    if (step.value >= 0 && rt_dist_rank() == 0)
+        fprintf(stderr, "gptc train: %s is a training checkpoint (step %lld): this run starts from its parameters at "
+                "step 0 with a fresh optimizer (--resume on its folder continues that run)\n", path, (long long)step.value);
+    return 0;
+}
+
 /* Starting point: --resume (everything), --init (parameters, fresh optimizer) or a seeded
- * initialization. Opens the logs accordingly. */
+ * initialization; parameters that are not finite are refused. Opens the logs accordingly. */
 static int start_state(TrainRun *r, int64_t *first, bool *val_done, char *err, size_t errlen) {
     int64_t txt = -1, jsonl = -1;
     *first = 0;
@@ -292,12 +388,17 @@ static int start_state(TrainRun *r, int64_t *first, bool *val_done, char *err, s
     if (r->opt.resume_dir) {
         if (resume_from(r, r->opt.resume_dir, first, val_done, &txt, &jsonl, err, errlen) != 0) return -1;
     } else if (r->opt.init_path) {
-        if (trainer_load(&r->t, r->opt.init_path, false, NULL, 0, err, errlen) != 0) return -1;
+        if (init_from(r, r->opt.init_path, err, errlen) != 0) return -1;
     } else {
         init_params(&r->c->prog, r->opt.seed, r->t.param);
     }
+    const char *from = r->opt.resume_dir ? r->opt.resume_dir : r->opt.init_path;
+    char where[256];
+    if (from && nonfinite_param(r, where, sizeof where)) {
+        snprintf(err, errlen, "%s: parameter %s: refusing to start from it", from, where);
+        return -1;
+    }
     if (rt_dist_rank() != 0) return 0;
-    if (mkdir_p(r->opt.out_dir, err, errlen) != 0) return -1;
     return runlog_open(&r->log, r->opt.out_dir, txt, jsonl, err, errlen);
 }
 
@@ -305,50 +406,83 @@ static bool is_val_step(const TrainRun *r, int64_t s) {
     return s == r->steps || (r->val_every > 0 && s % r->val_every == 0);
 }
 
+/* err += what the run folder keeps after an error: the step its checkpoint holds. */
+static void say_kept(const TrainRun *r, char *err, size_t errlen) {
+    size_t n = strlen(err);
+    if (n >= errlen - 1) return;
+    if (r->ckpt_step >= 0)
+        snprintf(err + n, errlen - n, "; stopped. The last good checkpoint is %s/checkpoint.safetensors, at step %lld",
+                 r->opt.out_dir, (long long)r->ckpt_step);
+    else
+        snprintf(err + n, errlen - n, "; stopped before a checkpoint was written");
+}
+
+static const char *nonfinite_name(double v) { return isnan(v) ? "nan" : v > 0 ? "inf" : "-inf"; }
+
+/* One step of the loop: the validation of step s when it is due, then the training step s
+ * (unless s is the end). Logs and checkpoints; a non-finite loss stops before either. */
+static int loop_step(TrainRun *r, int64_t s, bool skip_val, char *err, size_t errlen) {
+    FeCompile *c = r->c;
+    const TrainOptions *opt = &r->opt;
+    if (is_val_step(r, s) && !skip_val) {
+        double v;
+        if (validate(r, s, &v, err, errlen) != 0) return -1;
+        if (!isfinite(v)) {
+            snprintf(err, errlen, "step %lld: the validation loss is %s", (long long)s, nonfinite_name(v));
+            return -1;
+        }
+        if (log_validation(r, s, v, err, errlen) != 0 || save_checkpoint(r, s, true, err, errlen) != 0) return -1;
+    }
+    if (s == r->steps) return 0;
+    double t0 = clock_seconds() * 1e3, loss;
+    if (train_step(r, s, &loss, err, errlen) != 0) return -1;
+    if (!isfinite(loss)) {
+        snprintf(err, errlen, "step %lld: the training loss is %s", (long long)s, nonfinite_name(loss));
+        return -1;
+    }
+    double dt = clock_seconds() * 1e3 - t0;
+    r->train_ms += dt;
+    TrainRecord tr = {s, r->steps, loss, fe_schedule_value(c, "lr_mul", s), r->train_ms,
+                        {window_at(c, "window_long", s), window_at(c, "window_short", s)}};
+    if (rt_dist_rank() == 0 && runlog_train(&r->log, &tr, err, errlen) != 0) return -1;
+    progress(r, s, loss, dt);
+    if (opt->checkpoint_every > 0 && (s + 1) % opt->checkpoint_every == 0 && !is_val_step(r, s + 1))
+        if (save_checkpoint(r, s + 1, false, err, errlen) != 0) return -1;
+    if (interrupted) {
+        if (save_checkpoint(r, s + 1, false, err, errlen) != 0) return -1;
+        snprintf(err, errlen, "interrupted after step %lld; checkpoint written to %s/checkpoint.safetensors "
+                 "(continue with --resume %s)", (long long)s + 1, opt->out_dir, opt->out_dir);
+        return TRAIN_INTERRUPTED;
+    }
+    return 0;
+}
+
 int train_run(FeCompile *c, FeCompile *eval_c, const TrainOptions *opt, char *err, size_t errlen) {
     TrainRun *r = xcalloc(1, sizeof *r);
     int64_t first = 0;
     bool val_done = false;
-    int rc = setup(r, c, eval_c, opt, err, errlen);
+    err[0] = 0;
+    int rc = configure(r, c, eval_c, opt, err, errlen);
+    if (rc == 0) rc = check_folder(r, false, err, errlen);
+    if (rc == 0) rc = setup(r, err, errlen);
+    if (rc == 0) rc = check_folder(r, true, err, errlen);
     if (rc == 0) rc = start_state(r, &first, &val_done, err, errlen);
     r->first_step = first;
     void (*old)(int) = signal(SIGINT, on_sigint);
+    /* a file-size limit (ulimit -f) then fails a write with EFBIG, reported like a full disk,
+     * instead of killing the run in the middle of one */
+    void (*old_xfsz)(int) = signal(SIGXFSZ, SIG_IGN);
     interrupted = 0;
+    bool started = rc == 0;
     for (int64_t s = first; rc == 0 && s <= r->steps; s++) {
-        if (is_val_step(r, s) && !(s == first && val_done)) {
-            double v;
-            if ((rc = validate(r, s, &v, err, errlen)) != 0) break;
-            log_validation(r, s, v);
-            if ((rc = save_checkpoint(r, s, true, err, errlen)) != 0) break;
-        }
+        rc = loop_step(r, s, s == first && val_done, err, errlen);
         if (s == r->steps) break;
-        double t0 = clock_seconds() * 1e3, loss;
-        if ((rc = train_step(r, s, &loss, err, errlen)) != 0) break;
-        if (!isfinite(loss)) {
-            snprintf(err, errlen, "step %lld: the training loss is %s; stopped. The last good checkpoint is "
-                     "%s/checkpoint.safetensors", (long long)s, isnan(loss) ? "nan" : loss > 0 ? "inf" : "-inf", opt->out_dir);
-            rc = -1;
-            break;
-        }
-        double dt = clock_seconds() * 1e3 - t0;
-        r->train_ms += dt;
-        TrainRecord tr = {s, r->steps, loss, fe_schedule_value(c, "lr_mul", s), r->train_ms,
-                            {(int64_t)fe_schedule_value(c, "window_long", s), (int64_t)fe_schedule_value(c, "window_short", s)}};
-        if (rt_dist_rank() == 0) runlog_train(&r->log, &tr);
-        progress(r, s, loss, dt);
-        if (opt->checkpoint_every > 0 && (s + 1) % opt->checkpoint_every == 0 && !is_val_step(r, s + 1))
-            rc = save_checkpoint(r, s + 1, false, err, errlen);
-        if (rc == 0 && interrupted) {
-            rc = save_checkpoint(r, s + 1, false, err, errlen);
-            if (rc == 0) {
-                snprintf(err, errlen, "interrupted after step %lld; checkpoint written to %s/checkpoint.safetensors "
-                         "(continue with --resume %s)", (long long)s + 1, opt->out_dir, opt->out_dir);
-                rc = TRAIN_INTERRUPTED;
-            }
-        }
     }
     if (r->progress_shown) fputc('\n', stderr);
+    if (rc == 0) rc = runlog_close(&r->log, err, errlen);
+    if (started && rc == -1) say_kept(r, err, errlen);
     signal(SIGINT, old);
+    signal(SIGXFSZ, old_xfsz);
     teardown(r);
     free(r);
     return rc;

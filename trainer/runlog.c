@@ -2,6 +2,9 @@
  * analysis scripts read it) and log.jsonl, one JSON object per line for tools. */
 #include "trainer/trainer.h"
 
+#include "base/base.h"
+
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,78 +55,118 @@ void float_repr(double v, char *buf, size_t len) {
 }
 
 int runlog_open(RunLog *l, const char *dir, int64_t txt_size, int64_t jsonl_size, char *err, size_t errlen) {
-    char path[4096];
-    const char *names[2] = {"log.txt", "log.jsonl"};
+    l->txt_path = xasprintf("%s/log.txt", dir);
+    l->jsonl_path = xasprintf("%s/log.jsonl", dir);
+    const char *paths[2] = {l->txt_path, l->jsonl_path};
     int64_t sizes[2] = {txt_size, jsonl_size};
     FILE **files[2] = {&l->txt, &l->jsonl};
     for (int i = 0; i < 2; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         /* a resumed run cuts what the interrupted run logged after its checkpoint */
-        if (sizes[i] >= 0 && truncate(path, sizes[i]) != 0 && sizes[i] > 0) {
-            snprintf(err, errlen, "%s: cannot cut back to %lld bytes", path, (long long)sizes[i]);
-            return -1;
-        }
-        *files[i] = fopen(path, sizes[i] >= 0 ? "a" : "w");
-        if (!*files[i]) {
-            snprintf(err, errlen, "%s: cannot write", path);
-            return -1;
-        }
+        if (sizes[i] >= 0 && truncate(paths[i], sizes[i]) != 0 && sizes[i] > 0)
+            return fail_at(err, errlen, paths[i], "cannot cut back to %lld bytes: %s", (long long)sizes[i], strerror(errno));
+        *files[i] = fopen(paths[i], sizes[i] >= 0 ? "a" : "w");
+        if (!*files[i]) return fail_at(err, errlen, paths[i], "cannot write: %s", strerror(errno));
     }
     return 0;
 }
 
-void runlog_close(RunLog *l) {
-    if (l->txt) fclose(l->txt);
-    if (l->jsonl) fclose(l->jsonl);
-    l->txt = l->jsonl = NULL;
+/* Flushes f; -1 with "PATH: cannot write: REASON" when any write to it since the last
+ * check failed (stdio keeps the error until then; errno was cleared before the record). */
+static int flush_checked(FILE *f, const char *path, char *err, size_t errlen) {
+    if (fflush(f) == 0 && !ferror(f)) return 0;
+    return fail_at(err, errlen, path, "cannot write: %s", strerror(errno ? errno : EIO));
 }
 
-void runlog_sizes(RunLog *l, int64_t *txt, int64_t *jsonl) {
-    fflush(l->txt);
-    fflush(l->jsonl);
+static int flush_both(RunLog *l, char *err, size_t errlen) {
+    if (flush_checked(l->txt, l->txt_path, err, errlen) != 0) return -1;
+    return flush_checked(l->jsonl, l->jsonl_path, err, errlen);
+}
+
+int runlog_close(RunLog *l, char *err, size_t errlen) {
+    int rc = 0;
+    FILE *files[2] = {l->txt, l->jsonl};
+    const char *paths[2] = {l->txt_path, l->jsonl_path};
+    for (int i = 0; i < 2; i++) {
+        if (!files[i]) continue;
+        errno = 0;
+        bool bad = ferror(files[i]) != 0;
+        if ((fclose(files[i]) != 0 || bad) && rc == 0)
+            rc = fail_at(err, errlen, paths[i], "cannot write: %s", strerror(errno ? errno : EIO));
+    }
+    free(l->txt_path);
+    free(l->jsonl_path);
+    memset(l, 0, sizeof *l);
+    return rc;
+}
+
+int runlog_sizes(RunLog *l, int64_t *txt, int64_t *jsonl, char *err, size_t errlen) {
+    errno = 0;
+    if (flush_both(l, err, errlen) != 0) return -1;
     *txt = ftell(l->txt);
     *jsonl = ftell(l->jsonl);
+    if (*txt < 0 || *jsonl < 0)
+        return fail_at(err, errlen, *txt < 0 ? l->txt_path : l->jsonl_path, "cannot tell its size: %s", strerror(errno));
+    return 0;
 }
 
-static void json_list(FILE *f, const double *v, int n) {
+/* A number for JSON: Python's repr when finite, else null (JSON has no NaN or infinity). */
+static void json_num(double v, char *buf, size_t len) {
+    if (isfinite(v)) float_repr(v, buf, len);
+    else snprintf(buf, len, "null");
+}
+
+/* The "window" pair of log.jsonl: [long, short], null for a window the model does not have. */
+static void json_window(FILE *f, const int64_t w[2]) {
+    fputc('[', f);
+    for (int i = 0; i < 2; i++)
+        if (w[i] >= 0) fprintf(f, "%s%lld", i ? ", " : "", (long long)w[i]);
+        else fprintf(f, "%snull", i ? ", " : "");
+    fputc(']', f);
+}
+
+/* "[a, b, …]": Python's repr of each value (log.txt), or JSON numbers (log.jsonl). */
+static void write_list(FILE *f, const double *v, int n, bool json) {
     char b[40];
     fputc('[', f);
     for (int i = 0; i < n; i++) {
-        float_repr(v[i], b, sizeof b);
+        if (json) json_num(v[i], b, sizeof b);
+        else float_repr(v[i], b, sizeof b);
         fprintf(f, "%s%s", i ? ", " : "", b);
     }
     fputc(']', f);
 }
 
-void runlog_train(RunLog *l, const TrainRecord *r) {
+int runlog_train(RunLog *l, const TrainRecord *r, char *err, size_t errlen) {
+    errno = 0;
     fprintf(l->txt, "step:%lld/%lld train_time:%.0fms step_avg:%.2fms\n", (long long)r->step + 1, (long long)r->steps,
             r->train_ms, r->train_ms / (double)(r->step + 1));
     char b[40];
-    float_repr(r->loss, b, sizeof b);
+    json_num(r->loss, b, sizeof b);
     fprintf(l->jsonl, "{\"step\": %lld, \"train_loss\": %s, ", (long long)r->step, b);
-    float_repr(r->lr, b, sizeof b);
-    fprintf(l->jsonl, "\"lr\": %s, \"window\": [%lld, %lld], \"train_time_ms\": %.3f}\n", b, (long long)r->window[0],
-            (long long)r->window[1], r->train_ms);
-    fflush(l->txt);
-    fflush(l->jsonl);
+    json_num(r->lr, b, sizeof b);
+    fprintf(l->jsonl, "\"lr\": %s, \"window\": ", b);
+    json_window(l->jsonl, r->window);
+    fprintf(l->jsonl, ", \"train_time_ms\": %.3f}\n", r->train_ms);
+    return flush_both(l, err, errlen);
 }
 
-void runlog_val(RunLog *l, const ValRecord *r) {
+int runlog_val(RunLog *l, const ValRecord *r, char *err, size_t errlen) {
+    errno = 0;
     double avg = r->train_ms / (double)(r->step > 1 ? r->step : 1);
     fprintf(l->txt, "step:%lld/%lld val_loss:%.6f train_time:%.0fms step_avg:%.2fms\n", (long long)r->step,
             (long long)r->steps, r->val_loss, r->train_ms, avg);
     char b[40];
-    float_repr(r->val_loss, b, sizeof b);
-    fprintf(l->jsonl, "{\"step\": %lld, \"val_loss\": %s, \"train_time_ms\": %.3f, \"window\": [%lld, %lld]",
-            (long long)r->step, b, r->train_ms, (long long)r->window[0], (long long)r->window[1]);
+    json_num(r->val_loss, b, sizeof b);
+    fprintf(l->jsonl, "{\"step\": %lld, \"val_loss\": %s, \"train_time_ms\": %.3f, \"window\": ", (long long)r->step, b,
+            r->train_ms);
+    json_window(l->jsonl, r->window);
     for (int i = 0; i < r->nvectors; i++) {
         fprintf(l->txt, "step:%lld/%lld %s:", (long long)r->step, (long long)r->steps, r->names[i]);
-        json_list(l->txt, r->vectors[i], r->counts[i]);
+        write_list(l->txt, r->vectors[i], r->counts[i], false);
         fputc('\n', l->txt);
         fprintf(l->jsonl, ", \"%s\": ", r->names[i]);
-        json_list(l->jsonl, r->vectors[i], r->counts[i]);
+        write_list(l->jsonl, r->vectors[i], r->counts[i], true);
     }
     fprintf(l->jsonl, "}\n");
-    fflush(l->txt);
-    fflush(l->jsonl);
+    return flush_both(l, err, errlen);
 }

@@ -208,7 +208,8 @@ static const char *state_kind(const Trainer *t, int i, int k) {
     return t->ug.nstate[i] == 2 ? (k == 0 ? "adam_m" : "adam_v") : "muon_buf";
 }
 
-int trainer_save(Trainer *t, const char *path, const TrainerExtra *extra, int nextra, char *err, size_t errlen) {
+int trainer_save(Trainer *t, const char *path, const TrainerExtra *extra, int nextra, const StMeta *meta, int nmeta,
+                 char *err, size_t errlen) {
     const Program *p = &t->c->prog;
     trainer_sync(t);
     StWriter *w = st_writer_new();
@@ -225,12 +226,15 @@ int trainer_save(Trainer *t, const char *path, const TrainerExtra *extra, int ne
     st_writer_add(w, "trainer.adam_steps", ST_I64, 0, NULL, &steps);
     for (int i = 0; i < nextra; i++) st_writer_add(w, extra[i].name, ST_I64, 0, NULL, &extra[i].value);
     st_writer_meta(w, "format", "gptc checkpoint: parameters, optimizer state (adam_m., adam_v., muon_buf.), trainer.*");
+    for (int i = 0; i < nmeta; i++) st_writer_meta(w, meta[i].key, meta[i].value);
     int rc = st_writer_save(w, path, err, errlen);
     st_writer_free(w);
     return rc;
 }
 
-static bool is_known(const Trainer *t, const char *name, const TrainerExtra *extra, int nextra) {
+/* checkpoint: the file is a checkpoint, whose trainer.* and run.* bookkeeping a load passes
+ * over unless asked for as extras */
+static bool is_known(const Trainer *t, const char *name, const TrainerExtra *extra, int nextra, bool checkpoint) {
     const Program *p = &t->c->prog;
     const char *dot = strchr(name, '.');
     bool state = dot && (!strncmp(name, "adam_m.", 7) || !strncmp(name, "adam_v.", 7) || !strncmp(name, "muon_buf.", 9));
@@ -240,7 +244,7 @@ static bool is_known(const Trainer *t, const char *name, const TrainerExtra *ext
     if (!strcmp(name, "trainer.adam_steps")) return true;
     for (int i = 0; i < nextra; i++)
         if (!strcmp(extra[i].name, name)) return true;
-    return false;
+    return checkpoint && (!strncmp(name, "trainer.", 8) || !strncmp(name, "run.", 4));
 }
 
 /* A scalar I64 tensor (the trainer's counters). */
@@ -262,14 +266,14 @@ int trainer_load(Trainer *t, const char *path, bool with_state, TrainerExtra *ex
     StFile f;
     if (st_open(&f, path, err, errlen) != 0) return -1;
     int rc = 0;
+    bool has_state = st_find(&f, "trainer.adam_steps") != NULL;
     for (int i = 0; i < f.ntensors && rc == 0; i++)
-        if (!is_known(t, f.tensors[i].name, extra, nextra)) {
+        if (!is_known(t, f.tensors[i].name, extra, nextra, has_state)) {
             snprintf(err, errlen, "%s: tensor '%s' is not a parameter of this model", path, f.tensors[i].name);
             rc = -1;
         }
     for (int i = 0; i < t->np && rc == 0; i++)
         rc = st_read_f64(&f, p->params[i].name, p->params[i].ndim, p->params[i].shape, t->param[i], err, errlen);
-    bool has_state = st_find(&f, "trainer.adam_steps") != NULL;
     t->adam_steps = 0;
     for (int i = 0; i < t->np; i++)
         for (int k = 0; k < 2; k++) memset(t->state[k][i], 0, sizeof(double) * (size_t)fe_param_count(&p->params[i]));

@@ -64,10 +64,14 @@ int trainer_update(Trainer *t, int64_t step, char *err, size_t errlen);
  * t->dev_stale. */
 void trainer_sync(Trainer *t);
 /* Parameters (model names), optimizer state (adam_m.NAME, adam_v.NAME, muon_buf.NAME),
- * trainer.adam_steps and the extras, written atomically. */
-int trainer_save(Trainer *t, const char *path, const TrainerExtra *extra, int nextra, char *err, size_t errlen);
+ * trainer.adam_steps, the extras and the metadata pairs (nmeta, may be 0), written
+ * atomically. */
+int trainer_save(Trainer *t, const char *path, const TrainerExtra *extra, int nextra, const StMeta *meta, int nmeta,
+                 char *err, size_t errlen);
 /* Reads parameters, and the optimizer state when present and with_state; a fresh state
- * otherwise. Extras present in the file are read into extra[].value. */
+ * otherwise. Extras present in the file are read into extra[].value. Of a checkpoint (a
+ * file with trainer.adam_steps), trainer.* and run.* tensors that are not among the extras
+ * are passed over, so its parameters can start another run. */
 int trainer_load(Trainer *t, const char *path, bool with_state, TrainerExtra *extra, int nextra, char *err,
                     size_t errlen);
 
@@ -162,6 +166,10 @@ void loader_reset(Loader *d);
  * end or not a multiple of G) is an error and leaves the loader as it was. */
 void loader_get_state(const Loader *d, int64_t state[2]);
 int loader_set_state(Loader *d, const int64_t state[2], char *err, size_t errlen);
+/* A state saved with another batch (T or world size): its position rounded up to this
+ * loader's next batch boundary, or the next file's start when that is past the file's last
+ * batch. A state these files, T and W could have made is left as it is. */
+void loader_align_state(const Loader *d, int64_t state[2]);
 
 /* How many batches the files serve in all, from the start. */
 int64_t loader_nbatches(const Loader *d);
@@ -174,23 +182,27 @@ void loader_close(Loader *d);
  *   step:125/5960 val_loss:4.324540 train_time:28089ms step_avg:224.72ms
  *   step:125/5960 x00_lambdas:[1.0, 0.5, …]
  *   step:126/5960 train_time:28313ms step_avg:224.71ms
- * and RUN_DIR/log.jsonl, one object per training step and per validation.
- * Ownership: RunLog owns its two FILEs; records are borrowed for the call. */
+ * and RUN_DIR/log.jsonl, one JSON object per line for each training step and validation
+ * (a non-finite number is written null, so every line stays JSON).
+ * Every write is checked: a record that cannot be written entirely (a full disk) is an
+ * error "RUN_DIR/log.txt: cannot write: No space left on device".
+ * Ownership: RunLog owns its two FILEs and their paths; records are borrowed for the call. */
 
 typedef struct {
     FILE *txt, *jsonl;
+    char *txt_path, *jsonl_path;
 } RunLog;
 
 typedef struct {
     int64_t step, steps;      /* the step just taken (0-based) and the run's length */
     double loss, lr, train_ms;
-    int64_t window[2];
+    int64_t window[2];         /* long, short in blocks; -1: the model has no such schedule */
 } TrainRecord;
 
 typedef struct {
     int64_t step, steps;
     double val_loss, train_ms;
-    int64_t window[2];
+    int64_t window[2];         /* as in TrainRecord */
     int nvectors;             /* the model's log declarations */
     const char *const *names;
     double *const *vectors;
@@ -202,19 +214,64 @@ typedef struct {
 void float_repr(double v, char *buf, size_t len);
 
 /* Opens DIR/log.txt and DIR/log.jsonl: new files when the sizes are -1, else appends after
- * cutting them to the given sizes (a resumed run drops what followed its checkpoint). */
+ * cutting them to the given sizes (a resumed run drops what followed its checkpoint; the
+ * caller has checked that the files are that long). */
 int runlog_open(RunLog *l, const char *dir, int64_t txt_size, int64_t jsonl_size, char *err, size_t errlen);
-void runlog_close(RunLog *l);
-void runlog_sizes(RunLog *l, int64_t *txt, int64_t *jsonl);
-void runlog_train(RunLog *l, const TrainRecord *r);
-void runlog_val(RunLog *l, const ValRecord *r);
+/* Closes both files (a closed RunLog is fine); -1 when what was buffered could not be written. */
+int runlog_close(RunLog *l, char *err, size_t errlen);
+/* The bytes written so far, everything flushed. */
+int runlog_sizes(RunLog *l, int64_t *txt, int64_t *jsonl, char *err, size_t errlen);
+int runlog_train(RunLog *l, const TrainRecord *r, char *err, size_t errlen);
+int runlog_val(RunLog *l, const ValRecord *r, char *err, size_t errlen);
+
+/* ==== The run folder (runfolder.c) ====
+ * A run folder holds one run: log.txt, log.jsonl, checkpoint.safetensors (written by
+ * rank 0), and train.lock, which the trainer writing the folder holds an advisory lock
+ * (flock) on, its PID inside. Checkpoints record how the run was made: the model's text
+ * (a hash, and its path), the resolved config (metadata gptc.model_hash, gptc.model,
+ * gptc.config) and the micro-batches and ranks (run.grad_accum, run.ranks), so a resumed
+ * run continues the same run or says what differs. W ranks × G micro-batches read the data
+ * as W·G ranks, so only a change of the product W·G changes a step.
+ * Ownership: a RunIdentity owns its strings (runfolder_identity_free). */
+
+typedef struct {
+    char model_hash[17];        /* FNV-1a 64 of the model's source files, hex */
+    char *model;                /* the model file as given */
+    char *config;               /* "vocab=200 eot=199 dim=8 …", every config entry, resolved */
+    int64_t grad_accum, ranks;
+} RunIdentity;
+
+void runfolder_identity(const FeCompile *c, int grad_accum, int ranks, RunIdentity *id);
+void runfolder_identity_free(RunIdentity *id);
+
+/* Creates dir if needed and locks it: *fd holds the lock until runfolder_unlock. Another
+ * holder is an error naming its PID. */
+int runfolder_lock(const char *dir, int *fd, char *err, size_t errlen);
+void runfolder_unlock(int fd);
+/* Removes dir/checkpoint.safetensors.tmp.PID files whose writer is gone (killed while it
+ * wrote), saying so on note. Call it holding the lock. */
+void runfolder_remove_stale(const char *dir, FILE *note);
+/* A fresh run's folder (it may not exist yet): one that holds a run (a checkpoint, or a
+ * log that is not empty) is an error saying what is there, unless overwrite. */
+int runfolder_check_fresh(const char *dir, bool overwrite, char *err, size_t errlen);
+/* Removes dir's checkpoint, if any, for a run that replaces the one there (its logs are
+ * then rewritten from their start). Call it holding the lock. */
+int runfolder_clear(const char *dir, char *err, size_t errlen);
+/* What --resume continues: dir's checkpoint must be a training checkpoint; TRAIN_FINISHED
+ * (err says so) when it holds the finished run; the model, config and micro-batches a step
+ * (ranks × micro-batches) it records must be now's unless allow_change (a checkpoint that
+ * does not record them passes); the run must not be past `steps`; with check_logs, both
+ * logs must hold at least the bytes the checkpoint recorded (never padded). 0 to resume,
+ * -1 with err otherwise. */
+int runfolder_check_resume(const char *dir, const RunIdentity *now, bool allow_change, int64_t steps, bool check_logs,
+                           char *err, size_t errlen);
 
 /* ==== The training loop (run.c) ====
  * `gptc train`: the training loop of spec S-8.1 with validation, logs, checkpoints,
  * resume, gradient accumulation and data parallelism (collectives: runtime.h).
  * Ownership: train_run borrows both compilations; everything else is its own. */
 
-enum { TRAIN_MAX_ACCUM = 64, TRAIN_INTERRUPTED = 2 };
+enum { TRAIN_MAX_ACCUM = 64, TRAIN_INTERRUPTED = 2, TRAIN_FINISHED = 3 };
 
 typedef struct {
     const char *data_dir, *out_dir;
@@ -226,6 +283,8 @@ typedef struct {
     RtPrec prec;
     RtBackend backend;
     bool verbose;               /* validation lines on stderr */
+    bool overwrite;             /* a fresh run may replace the run out_dir holds */
+    bool allow_change;          /* resume although the model, config or micro-batches a step differ */
 } TrainOptions;
 
 typedef struct {
@@ -243,10 +302,15 @@ typedef struct {
     double train_ms;
     RunLog log;
     bool tty, progress_shown;
+    int lock_fd;                /* rank 0: the run folder's lock (runfolder.c), else -1 */
+    int64_t ckpt_step;          /* the step the folder's checkpoint holds; -1: none */
+    RunIdentity id;             /* what the checkpoints record of how the run was made */
 } TrainRun;
 
 /* Trains; 0 at the end of training, TRAIN_INTERRUPTED after SIGINT (checkpoint written,
- * message in err), -1 with a message on an error (a non-finite loss included). */
+ * message in err), TRAIN_FINISHED when --resume finds the run finished (nothing trained,
+ * message in err), -1 with a message on an error (a non-finite loss, a write that failed).
+ * An error after the first checkpoint says which step the checkpoint kept holds. */
 int train_run(FeCompile *c, FeCompile *eval_c, const TrainOptions *opt, char *err, size_t errlen);
 
 #endif

@@ -29,7 +29,7 @@ for s in tiny_x02 small_x00 small_x04; do
     for mode in f64/ref f32/ref f32/cpu; do
         dt=${mode%/*} be=${mode#*/}
         tol=1e-9; [ $dt = f32 ] && tol=1e-5
-        run=$tmp/$s-$dt
+        run=$tmp/$s-$dt-$be
         if ! "$GPTC" train "${args[@]}" --out "$run" --dtype $dt --backend $be >"$tmp/log" 2>&1; then fail "$s $mode train runs" "$(tail -5 "$tmp/log")"; continue; fi
         got_t=$(sed -n 's/.*"train_loss": \([^,]*\),.*/\1/p' "$run/log.jsonl" | tr '\n' ' ')
         got_v=$(sed -n 's/.*"val_loss": \([^,]*\),.*/\1/p' "$run/log.jsonl" | tr '\n' ' ')

@@ -666,7 +666,8 @@ static void c_ew_body(Em *e, Buf *o)
 }
 
 /* CUDA: elementwise one thread per point; reductions one block per row when the axis is
- * the innermost non-trivial one (coalesced), else one thread per row */
+ * the innermost non-trivial one (coalesced; 32 to 256 threads, the row's length rounded up
+ * to a power of two), else one thread per row */
 static int64_t points(const CgKernel *k)
 {
     int64_t n = 1;
@@ -802,8 +803,10 @@ void cg_cuda_launch(const CgKernel *k, int64_t *blocks, int *threads)
     *threads = 256;
     if (vec8_kernel(k)) *blocks = (pts / 8 + 255) / 256;
     else if (k->axis < 0) *blocks = (pts + 255) / 256;
-    else if (inner_axis(k)) *blocks = rows_of(k);
-    else *blocks = (rows_of(k) + 255) / 256;
+    else if (inner_axis(k)) {   /* a block a row: no more threads than the row has points, a warp at least */
+        *blocks = rows_of(k);
+        while (*threads > 32 && *threads / 2 >= k->dom[k->axis]) *threads /= 2;
+    } else *blocks = (rows_of(k) + 255) / 256;
     if (*blocks < 1) *blocks = 1;
 }
 

@@ -1,7 +1,7 @@
 # gptc — one Makefile for the whole tree.
 #
-#   make            build/gptc (optimised, with debug info), the test binaries and the CUDA
-#                   stand-in next to it
+#   make            build/gptc (optimised, with debug info), the CUDA emulator's library next
+#                   to it, the test binaries and the CUDA stand-in
 #   make run        the main job (tools/main-job.sh): build build/gptc, check every variant
 #                   with every preset, prepare the Brown corpus, train x02 at the tiny preset
 #                   on the CPU and show its validation losses
@@ -35,7 +35,7 @@ TEST_SRCS = $(wildcard tests/test_*.c)
 TEST_BINS = $(TEST_SRCS:tests/%.c=$(B)/tests/%)
 
 .PHONY: all run test asan fuzz clean
-all: $(B)/gptc $(TEST_BINS) $(B)/tests/libcudamock.so
+all: $(B)/gptc $(TEST_BINS) $(B)/tests/libcudamock.so $(B)/libgptc-cudaemu.so $(B)/tests/libgptc-cudaemu-san.so
 
 $(B)/gen/parser.c $(B)/gen/parser.h &: frontend/parser.y
 	@mkdir -p $(B)/gen
@@ -65,13 +65,44 @@ $(B)/tests/%: tests/%.c tests/test.h $(B)/libgptc.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(SAN) $(WARN) $< $(B)/libgptc.a -o $@ $(LDLIBS)
 
+# The CUDA emulator (GPTC_CUDA_EMULATE=1): a shared library that gptc loads in place of
+# libcuda, NVRTC, cuBLASLt and NCCL; it sits next to gptc. Its API alone is exported. The
+# suite's gptc (build-asan) loads one built without sanitizers (EMU_SAN, EMU_OPT: the
+# kernels it runs make every access a call into it, four times slower under ASan); the
+# sanitized one, $(B)/tests/libgptc-cudaemu-san.so, is what test_cuda_emu loads.
+EMU_SAN  ?= $(SAN)
+EMU_OPT  ?= $(OPT)
+EMU_SRCS  = $(wildcard emu/*.c)
+EMU_OBJS  = $(EMU_SRCS:%.c=$(B)/emu/%.pic.o) $(B)/emu/prelude.pic.o
+EMU_SOBJS = $(EMU_SRCS:%.c=$(B)/emu-san/%.pic.o) $(B)/emu/prelude.pic.o
+$(B)/emu/emu/%.pic.o: emu/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(EMU_OPT) -g $(EMU_SAN) $(WARN) -fPIC -fvisibility=hidden -c $< -o $@
+$(B)/emu-san/emu/%.pic.o: emu/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SAN) $(WARN) -fPIC -fvisibility=hidden -c $< -o $@
+$(B)/emu/prelude.pic.o: emu/prelude.S emu/prelude.cuh
+	@mkdir -p $(dir $@)
+	$(CC) -c $< -o $@
+$(B)/libgptc-cudaemu.so: $(EMU_OBJS)
+	$(CC) $(EMU_OPT) -g $(EMU_SAN) -shared $^ -o $@ -lpthread -ldl -lrt
+$(B)/tests/libgptc-cudaemu-san.so: $(EMU_SOBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN) -shared $^ -o $@ -lpthread -ldl -lrt
+
+# the emulator's shared-memory collectives, tested on their own (emu/ is not in libgptc.a)
+$(B)/tests/test_emu_comm: tests/test_emu_comm.c tests/test.h emu/comm.c emu/comm.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SAN) $(WARN) tests/test_emu_comm.c emu/comm.c -o $@ -lpthread -lrt
+
 # the recording stand-in for the CUDA driver and cuBLASLt (tests/sh/cuda_mock.sh)
 $(B)/tests/libcudamock.so: tests/cuda_mock.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -shared -fPIC $< -o $@
 
 asan:
-	$(MAKE) B=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+	$(MAKE) B=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	    EMU_SAN= EMU_OPT=-O2
 
 # the fuzz target calls the front end only: its library holds the stages that needs
 fuzz:
@@ -95,4 +126,4 @@ test:
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(OBJS:.o=.d) $(CLI_OBJS:.o=.d)
+-include $(OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(EMU_OBJS:.o=.d) $(EMU_SOBJS:.o=.d)

@@ -82,6 +82,11 @@ const char *fmt_bytes(double bytes, char *buf, size_t len);
  * for the first name. */
 void *lib_open(const char *const *names, int n, int flags, int *which, char *why, size_t whylen);
 
+/* With GPTC_CUDA_EMULATE set (to anything but 0), the CUDA emulator's library, which the cuda
+ * backend and NVRTC load in place of libcuda, libnvrtc, libcublasLt and libnccl:
+ * $GPTC_LIBCUDAEMU, else libgptc-cudaemu.so next to the running program. NULL otherwise. */
+const char *cuda_emulator(void);
+
 /* ==== Clock and bf16 ==== */
 
 /* Seconds on the monotonic clock (for durations). */

@@ -4,7 +4,11 @@
 #include "base/base.h"
 
 #include <dlfcn.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 void *lib_open(const char *const *names, int n, int flags, int *which, char *why, size_t whylen) {
     if (why && whylen) why[0] = 0;
@@ -20,4 +24,25 @@ void *lib_open(const char *const *names, int n, int flags, int *which, char *why
         first = false;
     }
     return NULL;
+}
+
+const char *cuda_emulator(void) {
+    static char path[PATH_MAX + 64];
+    const char *on = getenv("GPTC_CUDA_EMULATE");
+    if (!on || !*on || !strcmp(on, "0")) return NULL;
+    if (path[0]) return path;
+    const char *forced = getenv("GPTC_LIBCUDAEMU");
+    if (forced && *forced) {
+        snprintf(path, sizeof path, "%s", forced);
+        return path;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = 0;
+    /* next to gptc; a test binary sits one folder further down (build/tests/) */
+    snprintf(path, sizeof path, "%s/libgptc-cudaemu.so", exe);
+    if (access(path, R_OK) != 0) snprintf(path, sizeof path, "%s/../libgptc-cudaemu.so", exe);
+    return path;
 }

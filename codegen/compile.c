@@ -9,7 +9,9 @@
  *
  * NVRTC is loaded with dlopen, so gptc starts on machines without CUDA; it is looked up
  * as libnvrtc.so, libnvrtc.so.13, libnvrtc.so.12 and under $CUDA_HOME (default
- * /usr/local/cuda)/lib64. */
+ * /usr/local/cuda)/lib64. Under GPTC_CUDA_EMULATE the CUDA emulator's library stands in
+ * for it: its "cubins" are modules for the host, and the cache key holds the emulator's
+ * compilers, so the two never share an entry. */
 #include "codegen/codegen.h"
 #include "base/base.h"
 
@@ -131,6 +133,7 @@ typedef const char *(*FnError)(int);
 
 static struct {
     void *lib;
+    const char *(*emu_id)(void);   /* the CUDA emulator's compilers, for the cache key */
     FnCreate create;
     FnCompile compile;
     FnSize cubin_size, log_size;
@@ -153,10 +156,17 @@ static int load_nvrtc(char *err, size_t errlen)
     snprintf(alt, sizeof alt, "%s/lib64/libnvrtc.so", cg_cuda_home());
     const char *names[] = {"libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12", alt};
     char why[512];
-    if (!(nv.lib = lib_open(names, 4, RTLD_NOW, NULL, why, sizeof why))) {
+    const char *emu[] = {cuda_emulator()};
+    if (emu[0] && !(nv.lib = lib_open(emu, 1, RTLD_NOW | RTLD_GLOBAL, NULL, why, sizeof why))) {
+        snprintf(err, errlen, "the CUDA emulator: %s ($GPTC_CUDA_EMULATE) cannot be loaded (%s); make builds it next to "
+                 "gptc (or set GPTC_LIBCUDAEMU)", emu[0], why);
+        return -1;
+    }
+    if (!nv.lib && !(nv.lib = lib_open(names, 4, RTLD_NOW, NULL, why, sizeof why))) {
         snprintf(err, errlen, "NVRTC (libnvrtc.so) cannot be loaded (%s): install the CUDA toolkit or set CUDA_HOME", why);
         return -1;
     }
+    nv.emu_id = (const char *(*)(void))dlsym(nv.lib, "gptcEmuCompilerId");
     nv.create = (FnCreate)dlsym(nv.lib, "nvrtcCreateProgram");
     nv.compile = (FnCompile)dlsym(nv.lib, "nvrtcCompileProgram");
     nv.cubin_size = (FnSize)dlsym(nv.lib, "nvrtcGetCUBINSize");
@@ -241,6 +251,7 @@ int cg_compile_cuda(const char *src, const char *arch, char *path, size_t pathle
     nv.version(&maj, &min);
     snprintf(ver, sizeof ver, "nvrtc %d.%d", maj, min);
     uint64_t h = hash_str(ver, hash_str(arch, hash_str(src, 1469598103934665603ull)));
+    if (nv.emu_id) h = hash_str(nv.emu_id(), h);   /* an emulated module is no cubin */
     snprintf(path, pathlen, "%s/%016llx.cubin", dir, (unsigned long long)h);
     snprintf(logpath, sizeof logpath, "%s/%016llx.log", dir, (unsigned long long)h);
     *cached = exists(path) && exists(logpath);

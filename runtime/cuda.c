@@ -67,6 +67,7 @@ struct RtGpu {
     IrNode **allreduce;             /* nodes averaged across ranks once produced (NCCL) */
     int nallreduce;
     char bad_input[256];            /* an index out of range, reported by the next run */
+    char **label;                   /* by node id, for the emulator's messages (describe) */
 };
 
 static size_t align_up(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
@@ -82,6 +83,56 @@ static CUdeviceptr dev_of(const RtGpu *c, int id)
 }
 
 static bool is_bf16(const RtGpu *c, int id) { return cg_store_dtype(c->s, id) == IR_BF16; }
+
+/* ---- what the emulator is told --------------------------------------------------------------
+ * Before each launch and product the tensors it may touch are described to the CUDA emulator
+ * (rt_cu.cu.EmuTensors), which then checks every access against its tensor and names the
+ * node and model line in its errors. On a GPU the entry point is absent and nothing is done. */
+
+enum { D_READ = 0, D_WRITE = 1, D_READ_WRITE = 2, D_MAX = 512 };   /* a kernel takes fewer */
+typedef struct {
+    int n;
+    CUdeviceptr base[D_MAX];
+    size_t bytes[D_MAX];
+    int mode[D_MAX];
+    const char *label[D_MAX];
+} Described;
+
+static bool describing(void) { return rt_cu.cu.EmuTensors != NULL; }
+
+/* "%35 MUL (models/gpt2m.gptc:57)" for every node, when describing */
+static void make_labels(RtGpu *c)
+{
+    if (!describing()) return;
+    c->label = xcalloc((size_t)c->g->n, sizeof *c->label);
+    for (int id = 0; id < c->g->n; id++) {
+        const IrNode *n = c->g->nodes[id];
+        c->label[id] = xasprintf("%%%d %s%s%s (%s:%d)", id, ir_op_name(n->op), n->name ? " " : "", n->name ? n->name : "",
+                                 n->src_file ? n->src_file : "?", n->src_line);
+    }
+}
+
+static const char *node_label(const RtGpu *c, int id) { return c->label ? c->label[id] : ""; }
+
+static void describe(Described *d, CUdeviceptr base, size_t bytes, int mode, const char *label)
+{
+    if (d->n == D_MAX) abort();   /* more than a launch can take (32 KiB of parameters) */
+    d->base[d->n] = base, d->bytes[d->n] = bytes, d->mode[d->n] = mode, d->label[d->n++] = label;
+}
+
+/* the whole memory of node id's storage (a view's base node) */
+static void describe_node(const RtGpu *c, Described *d, int id, int mode)
+{
+    int64_t off;
+    int b = cg_storage(c->s, id, &off);
+    if (b < 0) return;
+    describe(d, dev_of(c, b), (size_t)ir_numel(c->g->nodes[b]) * (size_t)cg_elem_bytes(c->s, b), mode, node_label(c, b));
+}
+
+static void describe_send(const Described *d, const char *what)
+{
+    if (describing()) rt_cu.cu.EmuTensors(what, d->n, d->base, d->bytes, d->mode, d->label);
+}
 
 /* ---- layout ------------------------------------------------------------------------------ */
 
@@ -226,8 +277,18 @@ static int launch(const RtGpu *c, CUfunction f, int64_t blocks_x, int blocks_y, 
     return 0;
 }
 
-static int convert(const RtGpu *c, CUdeviceptr from, IrDtype from_t, CUdeviceptr to, int64_t n, char *err, size_t errlen)
+/* n elements of node `id` from one storage type to the other, at `to` */
+static int convert(const RtGpu *c, int id, CUdeviceptr from, IrDtype from_t, CUdeviceptr to, int64_t n, char *err,
+                   size_t errlen)
 {
+    if (describing()) {
+        Described d = {0};
+        describe(&d, from, (size_t)n * (from_t == IR_BF16 ? 2 : 4), D_READ, node_label(c, id));
+        describe(&d, to, (size_t)n * (from_t == IR_BF16 ? 4 : 2), D_WRITE, node_label(c, id));
+        char what[300];
+        snprintf(what, sizeof what, "converts %s to %s", node_label(c, id), from_t == IR_BF16 ? "f32" : "bf16");
+        describe_send(&d, what);
+    }
     void *p[] = {&from, &n, &to};
     return launch(c, c->lib[0][from_t == IR_BF16 ? L_TO_F32 : L_TO_BF16], (n + 255) / 256, 1, 256, p, err, errlen);
 }
@@ -242,7 +303,7 @@ static int operand(const RtGpu *c, const IrNode *x, IrDtype want, size_t *scratc
     if (have == want) return 0;
     CUdeviceptr to = c->scratch + *scratch_off;
     *scratch_off += align_up((size_t)ir_numel(x) * 4);
-    if (convert(c, *out, have, to, ir_numel(x), err, errlen)) return -1;
+    if (convert(c, x->id, *out, have, to, ir_numel(x), err, errlen)) return -1;
     *out = to;
     return 0;
 }
@@ -331,6 +392,13 @@ static int run_gemm(const RtGpu *c, int k, char *err, size_t errlen)
     CUdeviceptr a, b, d = dev_of(c, n->id);
     size_t so = 0;
     if (operand(c, n->in[0], want, &so, &a, err, errlen) || operand(c, n->in[1], want, &so, &b, err, errlen)) return -1;
+    if (describing()) {
+        Described dd = {0};
+        describe(&dd, a, (size_t)ir_numel(n->in[0]) * (want == IR_BF16 ? 2 : 4), D_READ, node_label(c, n->in[0]->id));
+        describe(&dd, b, (size_t)ir_numel(n->in[1]) * (want == IR_BF16 ? 2 : 4), D_READ, node_label(c, n->in[1]->id));
+        describe_node(c, &dd, n->id, D_WRITE);
+        describe_send(&dd, node_label(c, n->id));
+    }
     const Gemm *gm = &c->gemm[k];
     const float one = 1.0f, zero = 0.0f;
     LT_CHECK(rt_cu.lt.Matmul(c->lt, gm->desc, &one, (const void *)(uintptr_t)b, gm->a, (const void *)(uintptr_t)a, gm->b,
@@ -345,8 +413,44 @@ static int run_doc_ids(const RtGpu *c, const IrNode *op, int T, char *err, size_
 {
     CUdeviceptr tokens = dev_of(c, op->in[3]->id), doc = c->doc;
     int eot = (int)op->iattr[1];
+    if (describing()) {
+        Described d = {0};
+        describe_node(c, &d, op->in[3]->id, D_READ);
+        describe(&d, doc, (size_t)T * 4, D_WRITE, "document ids");
+        describe_send(&d, "document ids");
+    }
     void *p[] = {&tokens, &T, &eot, &doc};
     return launch(c, c->lib[0][L_DOC], 1, 1, 1024, p, err, errlen);
+}
+
+/* what the attention kernels touch: q, k, v (and dout) as computed from, document ids, the
+ * window, the workspace (lse, then Di) and the outputs */
+typedef struct {
+    const IrNode *n;
+    CUdeviceptr in[4];              /* q, k, v, dout (0 in the forward pass) */
+    CUdeviceptr doc;
+    size_t m, stat;                 /* bytes of one [T, H, D] operand and of one [H, T] statistic */
+} AttnArgs;
+
+/* pass 0: forward; 1: backward statistics; 2: dq; 3: dk and dv */
+static void describe_attention(const RtGpu *c, const AttnArgs *a, int pass)
+{
+    if (!describing()) return;
+    static const char *const passes[] = {"forward", "backward statistics", "backward dq", "backward dk, dv"};
+    const IrNode *n = a->n;
+    Described d = {0};
+    for (int i = 0; i < (pass ? 4 : 3); i++) describe(&d, a->in[i], a->m, D_READ, node_label(c, n->in[i == 3 ? 5 : i]->id));
+    describe(&d, a->doc, (size_t)n->in[0]->shape[0] * 4, D_READ, "document ids");
+    describe_node(c, &d, n->in[4]->id, D_READ);
+    CUdeviceptr out = dev_of(c, n->id);
+    if (pass == 0) describe_node(c, &d, n->id, D_WRITE), describe(&d, c->work, a->stat, D_WRITE, "attention lse");
+    if (pass == 1) describe(&d, c->work, 2 * a->stat, D_WRITE, "attention lse and Di");
+    if (pass >= 2) describe(&d, c->work, 2 * a->stat, D_READ, "attention lse and Di");
+    if (pass == 2) describe(&d, out, a->m, D_WRITE, node_label(c, n->id));
+    if (pass == 3) describe(&d, out + a->m, 2 * a->m, D_WRITE, node_label(c, n->id));
+    char what[320];
+    snprintf(what, sizeof what, "attention %s of %s", passes[pass], node_label(c, n->id));
+    describe_send(&d, what);
 }
 
 static int run_attention(const RtGpu *c, const IrNode *n, char *err, size_t errlen)
@@ -369,16 +473,21 @@ static int run_attention(const RtGpu *c, const IrNode *n, char *err, size_t errl
     if (run_doc_ids(c, n, T, err, errlen)) return -1;
     float scale = (float)n->fattr[0];
     int64_t bx = (T + 63) / 64;
+    CUdeviceptr m = (CUdeviceptr)((int64_t)T * H * D * (want == IR_BF16 ? 2 : 4)), dk = out + m, dv = out + 2 * m;
+    const AttnArgs a = {n, {qd, kd, vd, dout}, doc, (size_t)m, (size_t)H * T * 4};
     if (n->op == IR_ATTENTION) {
         void *p[] = {&qd, &kd, &vd, &doc, &T, &H, &D, &B, &win, &scale, &out, &work};
+        describe_attention(c, &a, 0);
         return launch(c, lib[L_ATTN_FWD], bx, H, 256, p, err, errlen);
     }
-    CUdeviceptr m = (CUdeviceptr)((int64_t)T * H * D * (want == IR_BF16 ? 2 : 4)), dk = out + m, dv = out + 2 * m;
     void *ps[] = {&qd, &kd, &vd, &doc, &T, &H, &D, &B, &win, &scale, &dout, &work};
     void *pq[] = {&qd, &kd, &vd, &doc, &T, &H, &D, &B, &win, &scale, &dout, &work, &out};
     void *pk[] = {&qd, &kd, &vd, &doc, &T, &H, &D, &B, &win, &scale, &dout, &work, &dk, &dv};
-    if (launch(c, lib[L_ATTN_STATS], bx, H, 256, ps, err, errlen) || launch(c, lib[L_ATTN_DQ], bx, H, 256, pq, err, errlen))
-        return -1;
+    describe_attention(c, &a, 1);
+    if (launch(c, lib[L_ATTN_STATS], bx, H, 256, ps, err, errlen)) return -1;
+    describe_attention(c, &a, 2);
+    if (launch(c, lib[L_ATTN_DQ], bx, H, 256, pq, err, errlen)) return -1;
+    describe_attention(c, &a, 3);
     return launch(c, lib[L_ATTN_DKV], bx, H, 256, pk, err, errlen);
 }
 
@@ -388,13 +497,39 @@ static int run_scatter(const RtGpu *c, const IrNode *n, char *err, size_t errlen
     CUdeviceptr rows = dev_of(c, n->in[0]->id), idx = dev_of(c, n->in[1]->id), out = dev_of(c, n->id);
     void *pz[] = {&out, &total};
     void *ps[] = {&rows, &idx, &cnt, &row, &out};
+    Described d = {0};
+    describe_node(c, &d, n->id, D_WRITE);
+    describe_send(&d, node_label(c, n->id));
     if (launch(c, c->lib[0][L_ZERO], (total + 255) / 256, 1, 256, pz, err, errlen)) return -1;
+    d.n = 0;
+    describe_node(c, &d, n->in[0]->id, D_READ);
+    describe_node(c, &d, n->in[1]->id, D_READ);
+    describe_node(c, &d, n->id, D_READ_WRITE);
+    describe_send(&d, node_label(c, n->id));
     return launch(c, c->lib[is_bf16(c, n->in[0]->id)][L_SCATTER], (cnt * row + 255) / 256, 1, 256, ps, err, errlen);
 }
 
 /* ---- the step ---------------------------------------------------------------------------- */
 
 static int allreduce_after(const RtGpu *c, int k, char *err, size_t errlen);
+
+static bool is_root_of(const CgKernel *k, int id)
+{
+    for (int i = 0; i < k->nroots; i++)
+        if (k->roots[i] == id) return true;
+    return false;
+}
+
+static void describe_loop(const RtGpu *c, const CgKernel *k)
+{
+    if (!describing()) return;
+    Described d = {0};
+    for (int j = 0; j < k->nargs; j++) describe_node(c, &d, k->args[j], is_root_of(k, k->args[j]) ? D_WRITE : D_READ);
+    char what[320];
+    snprintf(what, sizeof what, "computes %s%s", k->nroots ? node_label(c, k->roots[0]) : "?",
+             k->nroots > 1 ? " and more" : "");
+    describe_send(&d, what);
+}
 
 static int enqueue_step(const RtGpu *c, char *err, size_t errlen)
 {
@@ -408,6 +543,7 @@ static int enqueue_step(const RtGpu *c, char *err, size_t errlen)
             cg_cuda_launch(kk, &blocks, &threads);
             void **p = xcalloc((size_t)kk->nargs, sizeof *p);
             for (int j = 0; j < kk->nargs; j++) p[j] = &c->args[k][j];
+            describe_loop(c, kk);
             rc = launch(c, c->fn[kk->func], blocks, 1, threads, p, err, errlen);
             free(p);
             break;
@@ -501,6 +637,7 @@ RtGpu *rt_gpu_new(const IrGraph *g, RtPrec prec, IrNode *const *keep, int nkeep,
     }
     bind_args(c);
     index_bounds(c);
+    make_labels(c);
     fill_constants(c);
     return c;
 }
@@ -541,6 +678,8 @@ void rt_gpu_free(RtGpu *c)
     free(c->leaf_off);
     free(c->index_bound);
     free(c->allreduce);
+    for (int i = 0; c->label && i < c->g->n; i++) free(c->label[i]);
+    free(c->label);
     cg_step_free(c->s);
     free(c);
 }
@@ -654,7 +793,7 @@ void rt_gpu_copy(RtGpu *dst, const IrNode *leaf, const RtGpu *src, const IrNode 
     CUresult r = 0;
     char err[256];
     if (from == to) r = rt_cu.cu.MemcpyDtoDAsync(d, s, (size_t)ir_numel(n) * (size_t)cg_elem_bytes(src->s, n->id), dst->stream);
-    else if (convert(dst, s, from, d, ir_numel(n), err, sizeof err)) {
+    else if (convert(dst, leaf->id, s, from, d, ir_numel(n), err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         exit(1);
     }

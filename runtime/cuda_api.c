@@ -16,7 +16,7 @@ RtCuda rt_cu;
 static void *open_lib(const char *env, const char *const *names, int n, bool toolkit, const char *what,
                       const char *hint, char *libname, size_t len, char *err, size_t errlen)
 {
-    const char *forced = getenv(env);
+    const char *forced = cuda_emulator() ? cuda_emulator() : getenv(env);
     char why[512] = "", home[600];
     snprintf(home, sizeof home, "%s/lib64/%s", cg_cuda_home(), names[0]);
     const char *tries[6];
@@ -26,9 +26,11 @@ static void *open_lib(const char *env, const char *const *names, int n, bool too
         for (int i = 0; i < n && i < 4; i++) tries[k++] = names[i];
         if (toolkit) tries[k++] = home;
     }
-    if (forced && *forced) snprintf(libname, len, "%s ($%s)", forced, env);
+    if (cuda_emulator()) snprintf(libname, len, "%s ($GPTC_CUDA_EMULATE)", forced);
+    else if (forced && *forced) snprintf(libname, len, "%s ($%s)", forced, env);
     else snprintf(libname, len, "%s", names[0]);
     void *h = lib_open(tries, k, RTLD_NOW | RTLD_GLOBAL, NULL, why, sizeof why);
+    if (!h && cuda_emulator()) what = "the CUDA emulator", hint = "make builds it next to gptc (or set GPTC_LIBCUDAEMU)";
     if (!h) snprintf(err, errlen, "%s: %s cannot be loaded: %s; %s", what, libname, why, hint);
     return h;
 }
@@ -85,6 +87,7 @@ static int load_driver(char *err, size_t errlen)
     SYM(lib, d->GraphDestroy, "cuGraphDestroy");
     SYM(lib, d->GraphExecDestroy, "cuGraphExecDestroy");
     SYM(lib, d->GetErrorString, "cuGetErrorString");
+    *(void **)&d->EmuTensors = dlsym(lib, "gptcEmuTensors");   /* the emulator's alone */
     return 0;
 }
 

@@ -66,6 +66,12 @@ typedef struct {
     CUresult (*GraphDestroy)(CUgraph);
     CUresult (*GraphExecDestroy)(CUgraphExec);
     CUresult (*GetErrorString)(CUresult, const char **);
+    /* The CUDA emulator's only entry point of its own (NULL on a GPU): the tensors the next
+     * launch or product may touch, each [base, base + bytes) read (0), written whole before it
+     * is read (1) or both (2), with a label naming its node and model line; `what` names the
+     * work. Its checks then hold every access to its tensor and name it in errors. */
+    void (*EmuTensors)(const char *what, int n, const CUdeviceptr *base, const size_t *bytes, const int *mode,
+                       const char *const *label);
 } RtCuDriver;
 
 /* ---- cuBLASLt ---- */

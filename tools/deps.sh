@@ -5,6 +5,7 @@ need=()
 command -v flex  >/dev/null || need+=(flex)
 command -v bison >/dev/null || need+=(bison)
 command -v cc    >/dev/null || need+=(gcc)
+command -v c++   >/dev/null || need+=(g++)       # the CUDA emulator compiles kernels for the host with it
 command -v clang >/dev/null || need+=(clang)
 command -v make  >/dev/null || need+=(make)
 command -v node  >/dev/null || need+=(nodejs)

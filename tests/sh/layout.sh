@@ -17,8 +17,9 @@ declare -A may=(
     [trainer]="base formats ir frontend step codegen runtime"
     [study]="base"
     [cli]="base formats ir frontend step codegen runtime trainer study"
+    [emu]=""                                     # a library of its own, loaded at run time
 )
-stages="base formats ir frontend step codegen runtime trainer study cli"   # pipeline order
+stages="base formats ir frontend step codegen runtime trainer study cli emu"   # pipeline order, then the emulator
 for stage in $stages; do
     bad=()
     for f in "$stage"/*.[chly]; do

@@ -72,8 +72,7 @@ const char *emu_error_text(int code)
 
 static const char *kind_name(int kind) { return kind == EMU_LOAD ? "load" : kind == EMU_STORE ? "store" : "atomic"; }
 
-static void report(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
-static void report(int code, const char *fmt, ...)
+void emu_fail(int code, const char *fmt, ...)
 {
     char where[512], what[1024];
     va_list ap;
@@ -118,22 +117,22 @@ static void global_access(EmuWorker *w, uintptr_t p, size_t n, int kind)
     if (ts && !hit) {
         char near[512];
         nearest(ts, p, near, sizeof near);
-        report(EMU_ILLEGAL_ADDRESS, "%s of %zu bytes at %#lx, outside every tensor of the launch: %s", kind_name(kind), n,
+        emu_fail(EMU_ILLEGAL_ADDRESS, "%s of %zu bytes at %#lx, outside every tensor of the launch: %s", kind_name(kind), n,
                (unsigned long)p, near);
     }
     if (!ts && !emu_dev_inside(p, n))
-        report(EMU_ILLEGAL_ADDRESS, "%s of %zu bytes at %#lx, outside every allocation", kind_name(kind), n,
+        emu_fail(EMU_ILLEGAL_ADDRESS, "%s of %zu bytes at %#lx, outside every allocation", kind_name(kind), n,
                (unsigned long)p);
     if (n > 1 && n <= 16 && (p & (n - 1)))
-        report(EMU_MISALIGNED_ADDRESS, "misaligned %zu-byte %s at %#lx (%s + %zu)", n, kind_name(kind), (unsigned long)p,
+        emu_fail(EMU_MISALIGNED_ADDRESS, "misaligned %zu-byte %s at %#lx (%s + %zu)", n, kind_name(kind), (unsigned long)p,
                hit ? hit->label : "an allocation", hit ? (size_t)(p - hit->base) : (size_t)0);
     if (hit && kind != EMU_LOAD && hit->mode == EMU_READ)
-        report(EMU_ILLEGAL_ADDRESS, "%s of %zu bytes into %s (at byte %zu), which the launch only reads", kind_name(kind),
+        emu_fail(EMU_ILLEGAL_ADDRESS, "%s of %zu bytes into %s (at byte %zu), which the launch only reads", kind_name(kind),
                n, hit->label, (size_t)(p - hit->base));
     if (kind != EMU_STORE) {
         size_t bad = emu_first_unwritten(p, n);
         if (bad < n)
-            report(EMU_LAUNCH_FAILED, "%s of %zu bytes at %s + %zu, which nothing wrote before", kind_name(kind), n,
+            emu_fail(EMU_LAUNCH_FAILED, "%s of %zu bytes at %s + %zu, which nothing wrote before", kind_name(kind), n,
                    hit ? hit->label : "an allocation", hit ? (size_t)(p + bad - hit->base) : (size_t)0);
     }
     if (kind != EMU_LOAD) emu_mark_written(p, n);
@@ -154,7 +153,7 @@ static void shared_word(EmuWorker *w, EmuShEntry *e, size_t off, int kind)
     char other[64];
     if (e->gen != w->gen) {   /* nothing of this block touched it yet */
         if (kind != EMU_STORE)
-            report(EMU_LAUNCH_FAILED, "%s of the word at byte %zu of the __shared__ arrays before any thread of its "
+            emu_fail(EMU_LAUNCH_FAILED, "%s of the word at byte %zu of the __shared__ arrays before any thread of its "
                    "block wrote it: a missing __syncthreads (the writer runs later), or shared memory never written",
                    kind_name(kind), off);
         *e = (EmuShEntry){w->gen, ep, UINT32_MAX, me, 0};
@@ -163,7 +162,7 @@ static void shared_word(EmuWorker *w, EmuShEntry *e, size_t off, int kind)
     if (kind == EMU_ATOMIC) return;
     if (e->wepoch == ep && e->writer != me) {
         other_thread(w, e->writer, other, sizeof other);
-        report(EMU_LAUNCH_FAILED, "shared-memory race: %s of the word at byte %zu of the __shared__ arrays, which %s "
+        emu_fail(EMU_LAUNCH_FAILED, "shared-memory race: %s of the word at byte %zu of the __shared__ arrays, which %s "
                "wrote with no __syncthreads between", kind_name(kind), off, other);
     }
     if (kind == EMU_LOAD) {
@@ -174,7 +173,7 @@ static void shared_word(EmuWorker *w, EmuShEntry *e, size_t off, int kind)
     if (e->repoch == ep && e->reader != me) {
         if (e->reader == EMU_MANY) snprintf(other, sizeof other, "other threads");
         else other_thread(w, e->reader, other, sizeof other);
-        report(EMU_LAUNCH_FAILED, "shared-memory race: store to the word at byte %zu of the __shared__ arrays, which %s "
+        emu_fail(EMU_LAUNCH_FAILED, "shared-memory race: store to the word at byte %zu of the __shared__ arrays, which %s "
                "read with no __syncthreads between", off, other);
     }
     e->writer = me, e->wepoch = ep;
@@ -184,7 +183,7 @@ static void shared_access(EmuWorker *w, uintptr_t p, size_t n, int kind)
 {
     size_t off = p - w->sh_lo;
     if (n > 1 && n <= 16 && (p & (n - 1)))
-        report(EMU_MISALIGNED_ADDRESS, "misaligned %zu-byte %s of shared memory (byte %zu of the __shared__ arrays)", n,
+        emu_fail(EMU_MISALIGNED_ADDRESS, "misaligned %zu-byte %s of shared memory (byte %zu of the __shared__ arrays)", n,
                kind_name(kind), off);
     if (off + n > w->sh_size) n = w->sh_size - off;
     for (size_t g = off / 4; g <= (off + n - 1) / 4; g++) shared_word(w, &w->sh[g], 4 * g, kind);

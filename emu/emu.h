@@ -8,7 +8,8 @@
  * every global and shared access of a kernel goes through check.c. Stream work runs when it
  * is enqueued, or is recorded into a graph while the stream captures (driver.c).
  *
- *   driver.c   the driver API: device, memory, modules, launches, copies, streams, graphs
+ *   driver.c   the driver API: device, memory, launches, copies, streams, graphs
+ *   module.c   modules: the compiled kernels loaded, once per worker thread
  *   exec.c     a launch: the worker pool, blocks on fibers, barriers, warp shuffles, atomics
  *   fiber.c    stacks and the context switch
  *   check.c    the access checks (tensor extents, unwritten reads, shared-memory races,
@@ -210,6 +211,8 @@ extern __thread EmuWorker *emu_worker __attribute__((tls_model("initial-exec")))
 void emu_where(char *out, size_t len);
 /* stops the running CUDA thread's block after an error (never returns to the kernel) */
 void emu_abort_block(void) __attribute__((noreturn));
+/* records "cuda emulator: WHERE: WHAT" as the error (check.c) and stops the block */
+void emu_fail(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
 
 /* ---- the access checks (check.c), called by the kernels' instrumentation ------------------- */
 enum { EMU_LOAD = 0, EMU_STORE = 1, EMU_ATOMIC = 2 };

@@ -15,7 +15,6 @@
 #include "emu/emu.h"
 
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,20 +124,6 @@ static void thread_name(const EmuWorker *w, int i, char *out, size_t len)
     snprintf(out, len, "thread %s", t);
 }
 
-/* records the error at the running thread and stops its block */
-static void fail(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
-static void fail(int code, const char *fmt, ...)
-{
-    char where[512], what[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    emu_where(where, sizeof where);
-    emu_error(code, "cuda emulator: %s: %s", where, what);
-    emu_abort_block();
-}
-
 void emu_abort_block(void)
 {
     EmuWorker *w = emu_worker;
@@ -178,13 +163,13 @@ EXPORT void emu_syncthreads(int line)
 {
     EmuWorker *w = emu_worker;
     if (w->exited > 0)
-        fail(EMU_LAUNCH_FAILED, "reaches __syncthreads (line %d of the CUDA source) after %d threads of its block "
+        emu_fail(EMU_LAUNCH_FAILED, "reaches __syncthreads (line %d of the CUDA source) after %d threads of its block "
              "returned: a barrier some threads never reach", line, w->exited);
     if (w->arrived == 0) w->bar_line = line, w->bar_first = w->cur->index;
     else if (line != w->bar_line) {
         char other[64];
         thread_name(w, w->bar_first, other, sizeof other);
-        fail(EMU_LAUNCH_FAILED, "waits at __syncthreads on line %d while %s waits at the one on line %d", line, other,
+        emu_fail(EMU_LAUNCH_FAILED, "waits at __syncthreads on line %d while %s waits at the one on line %d", line, other,
              w->bar_line);
     }
     if (++w->arrived < w->alive) {
@@ -207,13 +192,13 @@ static unsigned warp_lanes(const EmuWorker *w, int base)
 static void check_mask(EmuWorker *w, unsigned mask, int lane, int base, int line)
 {
     if (!(mask & (1u << lane)))
-        fail(EMU_LAUNCH_FAILED, "calls a warp shuffle (line %d) with a mask %#x that lacks its own lane", line, mask);
+        emu_fail(EMU_LAUNCH_FAILED, "calls a warp shuffle (line %d) with a mask %#x that lacks its own lane", line, mask);
     if (mask & ~warp_lanes(w, base))
-        fail(EMU_LAUNCH_FAILED, "calls a warp shuffle (line %d) with a mask %#x that names lanes beyond the block",
+        emu_fail(EMU_LAUNCH_FAILED, "calls a warp shuffle (line %d) with a mask %#x that names lanes beyond the block",
              line, mask);
     for (int l = 0; w->exited && l < 32; l++)   /* only once some thread returned */
         if ((mask & (1u << l)) && w->t[base + l].state == EMU_EXITED)
-            fail(EMU_LAUNCH_FAILED, "calls a warp shuffle (line %d) whose mask names lane %d, which has returned",
+            emu_fail(EMU_LAUNCH_FAILED, "calls a warp shuffle (line %d) whose mask names lane %d, which has returned",
                  line, l);
 }
 
@@ -225,15 +210,15 @@ EXPORT unsigned emu_shfl_xor(unsigned mask, unsigned bits, int lane_mask, int wi
     EmuWarp *wp = &w->warp[t->index / 32];
     check_mask(w, mask, lane, base, line);
     if (width < 1 || width > 32 || (width & (width - 1)))
-        fail(EMU_LAUNCH_FAILED, "calls a warp shuffle (line %d) of width %d, not a power of two up to 32", line, width);
+        emu_fail(EMU_LAUNCH_FAILED, "calls a warp shuffle (line %d) of width %d, not a power of two up to 32", line, width);
     if (wp->arrived == 0) wp->mask = mask, wp->line = line;
     else if (wp->mask != mask || wp->line != line)
-        fail(EMU_LAUNCH_FAILED, "meets its warp at a shuffle on line %d, where other lanes wait at line %d (or with "
+        emu_fail(EMU_LAUNCH_FAILED, "meets its warp at a shuffle on line %d, where other lanes wait at line %d (or with "
              "another mask)", line, wp->line);
     int src = lane ^ (lane_mask & 31);
     if (src / width > lane / width) src = lane;   /* beyond its segment of the warp: its own value */
     if (!(mask & (1u << src)))
-        fail(EMU_LAUNCH_FAILED, "reads lane %d in a warp shuffle (line %d), which its mask leaves out", src, line);
+        emu_fail(EMU_LAUNCH_FAILED, "reads lane %d in a warp shuffle (line %d), which its mask leaves out", src, line);
     t->shfl_in = bits;
     t->shfl_src = base + src;
     if (++wp->arrived < __builtin_popcount(mask)) {
@@ -278,12 +263,12 @@ static void thread_returns(EmuWorker *w)
     if (w->arrived > 0) {
         char other[64];
         thread_name(w, w->bar_first, other, sizeof other);
-        fail(EMU_LAUNCH_FAILED, "returns while %s and others wait at __syncthreads (line %d): a barrier some threads "
+        emu_fail(EMU_LAUNCH_FAILED, "returns while %s and others wait at __syncthreads (line %d): a barrier some threads "
              "never reach", other, w->bar_line);
     }
     const EmuWarp *wp = &w->warp[t->index / 32];
     if (wp->arrived > 0 && (wp->mask & (1u << (t->index % 32))))
-        fail(EMU_LAUNCH_FAILED, "returns while lanes of its warp wait for it at a shuffle (line %d)", wp->line);
+        emu_fail(EMU_LAUNCH_FAILED, "returns while lanes of its warp wait for it at a shuffle (line %d)", wp->line);
     EmuThread *next = next_in_warp(w, t);
     if (next) w->cur = next, emu_self = &next->info;
     emu_fiber_exit(&t->fiber, next ? &next->fiber : &w->sched);

@@ -12,8 +12,7 @@ cd "$(dirname "$0")/../.." || exit 1
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 export GPTC_CUDA_EMULATE=1
 
-declare -A cfg
-cfg[small_x04]="vocab=80 eot=0 dim=32 heads=4 head_dim=8 n_emb=5 block=4 seq_len=64"
+. tests/golden_sets.sh
 
 # ---- gptc train: 20 steps against the cpu backend -------------------------------------------
 # A small model (dim 32, 4 heads of 8, T = 64) on token shards of a 200-word vocabulary

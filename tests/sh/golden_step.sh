@@ -7,11 +7,7 @@
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib.sh
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-declare -A cfg win
-cfg[tiny_x02]="vocab=200 eot=199 dim=64 heads=2 head_dim=32 n_emb=3 block=16 seq_len=256"
-cfg[small_x00]="vocab=96 eot=95 dim=32 heads=2 head_dim=16 n_emb=1 block=8 seq_len=128"
-cfg[small_x04]="vocab=80 eot=0 dim=32 heads=4 head_dim=8 n_emb=5 block=4 seq_len=64"
-win[tiny_x02]=3,1; win[small_x00]=5,2; win[small_x04]=7,3
+. tests/golden_sets.sh
 
 check() {   # check NAME FILE REF TOL [--only PREFIX]
     local name=$1 f=$2 ref=$3 tol=$4; shift 4

@@ -101,13 +101,32 @@ static void nearest(const EmuTensors *ts, uintptr_t p, char *out, size_t len)
 
 /* ---- global memory ----------------------------------------------------------------------------- */
 
+/* the tensor [p, p + n) lies in: the thread's last one, else a binary search of the tensors
+ * (sorted by base), looking back past a few that start later inside an earlier one */
 static const EmuTensor *find_tensor(EmuThread *t, const EmuTensors *ts, uintptr_t p, size_t n)
 {
     const EmuTensor *last = t->last;
     if (last && p >= last->base && p + n <= last->base + last->bytes) return last;
-    for (int i = 0; i < ts->n; i++)
-        if (p >= ts->t[i].base && p + n <= ts->t[i].base + ts->t[i].bytes) return t->last = &ts->t[i];
+    int lo = 0, hi = ts->n;   /* the first tensor whose base is above p */
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (ts->t[mid].base <= p) lo = mid + 1;
+        else hi = mid;
+    }
+    for (int i = lo - 1; i >= 0 && i >= lo - 8; i--)
+        if (p + n <= ts->t[i].base + ts->t[i].bytes) return t->last = &ts->t[i];
     return NULL;
+}
+
+/* the first of n bytes of shadow that is unwritten, or n: words at a time for small accesses */
+static size_t first_unwritten(uintptr_t p, size_t n)
+{
+    if (n == 4 || n == 8) {
+        uint64_t w = 0;
+        memcpy(&w, emu_shadow(p), n);
+        if (w == (n == 4 ? 0x01010101ull : 0x0101010101010101ull)) return n;
+    }
+    return emu_first_unwritten(p, n);
 }
 
 static void global_access(EmuWorker *w, uintptr_t p, size_t n, int kind)
@@ -130,7 +149,7 @@ static void global_access(EmuWorker *w, uintptr_t p, size_t n, int kind)
         emu_fail(EMU_ILLEGAL_ADDRESS, "%s of %zu bytes into %s (at byte %zu), which the launch only reads", kind_name(kind),
                n, hit->label, (size_t)(p - hit->base));
     if (kind != EMU_STORE) {
-        size_t bad = emu_first_unwritten(p, n);
+        size_t bad = first_unwritten(p, n);
         if (bad < n)
             emu_fail(EMU_LAUNCH_FAILED, "%s of %zu bytes at %s + %zu, which nothing wrote before", kind_name(kind), n,
                    hit ? hit->label : "an allocation", hit ? (size_t)(p + bad - hit->base) : (size_t)0);

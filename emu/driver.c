@@ -178,6 +178,13 @@ EXPORT CUresult cuMemFree_v2(CUdeviceptr p)
 
 static EmuTensors *pending;
 
+static int by_base(const void *a, const void *b)
+{
+    uintptr_t x = ((const EmuTensor *)a)->base, y = ((const EmuTensor *)b)->base;
+    return x < y ? -1 : x > y;
+}
+
+/* a copy, its tensors sorted by base (check.c searches them) */
 EmuTensors *emu_tensors_copy(const EmuTensors *t)
 {
     if (!t) return NULL;
@@ -189,6 +196,7 @@ EmuTensors *emu_tensors_copy(const EmuTensors *t)
         c->t[i] = t->t[i];
         c->t[i].label = strdup(t->t[i].label ? t->t[i].label : "");
     }
+    qsort(c->t, (size_t)c->n, sizeof *c->t, by_base);
     return c;
 }
 

@@ -491,21 +491,25 @@ static int run_attention(const RtGpu *c, const IrNode *n, char *err, size_t errl
     return launch(c, lib[L_ATTN_DKV], bx, H, 256, pk, err, errlen);
 }
 
+/* cg_zero writes the sum; then the scatter reads rows and indices and adds into it */
+static void describe_scatter(const RtGpu *c, const IrNode *n, bool adding)
+{
+    if (!describing()) return;
+    Described d = {0};
+    if (adding) describe_node(c, &d, n->in[0]->id, D_READ), describe_node(c, &d, n->in[1]->id, D_READ);
+    describe_node(c, &d, n->id, adding ? D_READ_WRITE : D_WRITE);
+    describe_send(&d, node_label(c, n->id));
+}
+
 static int run_scatter(const RtGpu *c, const IrNode *n, char *err, size_t errlen)
 {
     long cnt = (long)ir_numel(n->in[1]), row = cnt ? (long)(ir_numel(n->in[0]) / cnt) : 0, total = (long)ir_numel(n);
     CUdeviceptr rows = dev_of(c, n->in[0]->id), idx = dev_of(c, n->in[1]->id), out = dev_of(c, n->id);
     void *pz[] = {&out, &total};
     void *ps[] = {&rows, &idx, &cnt, &row, &out};
-    Described d = {0};
-    describe_node(c, &d, n->id, D_WRITE);
-    describe_send(&d, node_label(c, n->id));
+    describe_scatter(c, n, false);
     if (launch(c, c->lib[0][L_ZERO], (total + 255) / 256, 1, 256, pz, err, errlen)) return -1;
-    d.n = 0;
-    describe_node(c, &d, n->in[0]->id, D_READ);
-    describe_node(c, &d, n->in[1]->id, D_READ);
-    describe_node(c, &d, n->id, D_READ_WRITE);
-    describe_send(&d, node_label(c, n->id));
+    describe_scatter(c, n, true);
     return launch(c, c->lib[is_bf16(c, n->in[0]->id)][L_SCATTER], (cnt * row + 255) / 256, 1, 256, ps, err, errlen);
 }
 

@@ -84,6 +84,8 @@ CgStep *cg_fuse(const IrGraph *g, IrNode *const *keep, int nkeep, CgStore store,
 void cg_step_free(CgStep *s);
 /* the node whose memory holds n's elements (n itself, or a view's base), or -1 */
 int cg_storage(const CgStep *s, int id, int64_t *offset);
+/* n is a SUM or MAX over an axis of size 1: the identity, which no kernel loops over */
+bool cg_trivial_reduce(const IrNode *n);
 
 /* ---- storage.c ---- */
 /* fills s->store (called by cg_fuse once the kernels are formed) */

@@ -162,11 +162,35 @@ static const char *linearize(Em *e, const Idx *x, const IrNode *n)
     return s;
 }
 
+/* Do n and in differ only by axes of size 1 (the same sizes, in order, once those are left out)? */
+static bool squeeze_only(const IrNode *n, const IrNode *in)
+{
+    int i = 0, j = 0;
+    for (;;) {
+        while (i < n->ndim && n->shape[i] == 1) i++;
+        while (j < in->ndim && in->shape[j] == 1) j++;
+        if (i == n->ndim || j == in->ndim) return i == n->ndim && j == in->ndim;
+        if (n->shape[i++] != in->shape[j++]) return false;
+    }
+}
+
 /* idx of n's elements seen through reshape: the same linear index in in's shape */
 static Idx map_reshape(Em *e, const Idx *x, const IrNode *n, const IrNode *in)
 {
     Idx r = {.nd = in->ndim};
-    const char *L = itmp(e, linearize(e, x, n));
+    if (squeeze_only(n, in)) {          /* size-1 axes added or removed: the other axes keep their index */
+        for (int d = 0, j = 0; d < in->ndim; d++) {
+            if (in->shape[d] == 1) r.c[d] = "0";
+            else {
+                while (n->shape[j] == 1) j++;
+                r.c[d] = x->c[j++];
+            }
+        }
+        r.lin = x->lin;
+        return r;
+    }
+    /* the row's own linear index stays named so (reduce_val recognizes it) */
+    const char *L = x->lin && !strcmp(x->lin, "row") ? x->lin : itmp(e, linearize(e, x, n));
     int64_t stride = 1;
     for (int d = in->ndim - 1; d >= 0; d--) {
         if (in->shape[d] == 1) r.c[d] = "0";
@@ -220,12 +244,20 @@ static const char *canon(Em *e, int d)
     return names[d];
 }
 
-/* Is (n, x) a per-row value of a reduction kernel: n of reduced shape read at the row's own
- * index? Such values are computed once per row, in mid. */
-static bool row_value(Em *e, const IrNode *n, const Idx *x)
+static int64_t rows_of(const CgKernel *k)
+{
+    int64_t r = 1;
+    for (int d = 0; d < k->ndim; d++)
+        if (d != k->axis) r *= k->dom[d];
+    return r;
+}
+
+/* Is x the row's own index for n, of reduced shape: the row's coordinates (the axis
+ * kept as 0 or dropped), or the row's linear index when n has one element a row? */
+static bool at_row(Em *e, const IrNode *n, const Idx *x)
 {
     const CgKernel *k = e->k;
-    if (k->axis < 0 || e->in_p1) return false;
+    if (x->lin && !strcmp(x->lin, "row") && ir_numel(n) == rows_of(k)) return true;
     if (n->ndim == k->ndim) {
         if (n->shape[k->axis] != 1) return false;
         for (int d = 0; d < n->ndim; d++) {
@@ -241,6 +273,13 @@ static bool row_value(Em *e, const IrNode *n, const Idx *x)
         j++;
     }
     return true;
+}
+
+/* Is (n, x) a per-row value of a reduction kernel: n of reduced shape read at the row's own
+ * index? Such values are computed once per row, in mid. */
+static bool row_value(Em *e, const IrNode *n, const Idx *x)
+{
+    return e->k->axis >= 0 && !e->in_p1 && at_row(e, n, x);
 }
 
 /* ---- arguments and loads ------------------------------------------------------------------- */
@@ -327,9 +366,14 @@ static bool own_reduction(Em *e, const IrNode *x, int axis)
     return k->axis == axis && x->ndim == k->ndim && !memcmp(x->shape, k->dom, sizeof(int64_t) * (size_t)k->ndim);
 }
 
+/* The accumulators hold the row's own reductions: read at any other index (a slice or a
+ * pad shifting a non-reduced axis, inside a reduced root computed in mid), the
+ * reduction must be stored. */
 static const char *reduce_val(Em *e, const IrNode *n, const Idx *x)
 {
-    if (!own_reduction(e, n->in[0], (int)n->iattr[0]) || e->cur != &e->mid) return fail(e, n->id);
+    if (cg_trivial_reduce(n)) return val(e, n->in[0], x);   /* one element: itself, at the same index */
+    if (!own_reduction(e, n->in[0], (int)n->iattr[0]) || e->cur != &e->mid || !at_row(e, n, x))
+        return fail(e, n->id);
     return acc_ref(e, n->id, n->op == IR_SUM ? 's' : 'x', n->id);
 }
 
@@ -337,7 +381,7 @@ static const char *reduce_val(Em *e, const IrNode *n, const Idx *x)
 static const char *ce_val(Em *e, const IrNode *n, const Idx *x)
 {
     const IrNode *a = n->in[0];
-    if (!own_reduction(e, a, a->ndim - 1) || e->cur != &e->mid) return fail(e, n->id);
+    if (!own_reduction(e, a, a->ndim - 1) || e->cur != &e->mid || !at_row(e, n, x)) return fail(e, n->id);
     const char *lse = acc_ref(e, a->id, 'l', n->id);
     const char *tgt = val(e, n->in[1], x);
     Idx ai = {.nd = a->ndim};
@@ -447,15 +491,28 @@ static const char *val(Em *e, const IrNode *n, const Idx *x)
 
 /* ---- kernels ---------------------------------------------------------------------------- */
 
+/* n's coordinates at linear index v (a root of reduced shape that is not the domain's) */
+static void delinearize_idx(Em *e, Idx *x, const IrNode *n, const char *v)
+{
+    int64_t stride = 1;
+    for (int d = n->ndim - 1; d >= 0; d--) {
+        x->c[d] = n->shape[d] == 1 ? "0" : str(e, "%s / %lld %% %lld", v, (long long)stride, (long long)n->shape[d]);
+        stride *= n->shape[d];
+    }
+}
+
 static Idx canon_idx(Em *e, const IrNode *n)
 {
     Idx x = {.nd = n->ndim};
     const CgKernel *k = e->k;
     if (k->axis >= 0 && !(n->ndim == k->ndim && n->shape[k->axis] == k->dom[k->axis])) {
-        for (int d = 0, j = 0; d < k->ndim; d++) {   /* a reduced root: the row's index */
+        bool rows_shape = n->ndim == k->ndim || n->ndim == k->ndim - 1;
+        for (int d = 0, j = 0; d < k->ndim && rows_shape; d++) {   /* a reduced root: the row's index */
             if (n->ndim == k->ndim) x.c[d] = d == k->axis ? "0" : canon(e, d);
             else if (d != k->axis) x.c[j++] = canon(e, d);
+            if (d != k->axis && n->shape[n->ndim == k->ndim ? d : j - 1] != k->dom[d]) rows_shape = false;
         }
+        if (!rows_shape) delinearize_idx(e, &x, n, "row");   /* rows laid out in another shape */
         x.lin = "row";
         return x;
     }
@@ -554,14 +611,6 @@ static void delinearize(Buf *o, const CgKernel *k, const char *v, int skip_axis,
         bput(o, "        CG_UNUSED const long i%d = %s / %lld %% %lld;\n", d, v, (long long)stride, (long long)k->dom[d]);
         stride *= k->dom[d];
     }
-}
-
-static int64_t rows_of(const CgKernel *k)
-{
-    int64_t r = 1;
-    for (int d = 0; d < k->ndim; d++)
-        if (d != k->axis) r *= k->dom[d];
-    return r;
 }
 
 static void acc_decls(Em *e, Buf *o)

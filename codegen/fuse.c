@@ -13,11 +13,11 @@
  * Kernels: the roots in id order, each library root on its own, consecutive loop roots
  * with the same iteration signature (domain, reduced axis) grouped into one kernel as long
  * as the emitter accepts the group. The signature of a loop root is set by the first
- * reduction its inlined expression reaches (SUM/MAX, or the row logsumexp inside
- * CROSS_ENTROPY and CE_BWD): its input shape and axis; without one the root's own shape,
- * elementwise. Whether the emitter accepts a group is tried in the C dialect. When it
- * rejects a kernel it names a node to materialize; that node is forced and the pass
- * backtracks to it (form_kernels).
+ * reduction its inlined expression reaches (SUM/MAX over an axis longer than 1, or the row
+ * logsumexp inside CROSS_ENTROPY and CE_BWD): its input shape and axis; without one the
+ * root's own shape, elementwise. Whether the emitter accepts a group is tried in the C
+ * dialect. When it rejects a kernel it names a node to materialize; that node is forced
+ * and the pass backtracks to it (form_kernels).
  *
  * Then cg_fuse assigns the storage dtypes (storage.c), emits every loop kernel in both
  * dialects, with kernels of equal source sharing one CgFunc named by its hash, and makes
@@ -50,6 +50,11 @@ int cg_storage(const CgStep *s, int id, int64_t *offset)
         return s->view_base[id];
     }
     return s->role[id] == CG_LEAF || s->role[id] == CG_ROOT ? id : -1;
+}
+
+bool cg_trivial_reduce(const IrNode *n)
+{
+    return ir_op_class(n->op) == IRC_REDUCE && n->in[0]->shape[n->iattr[0]] == 1;
 }
 
 /* n (a movement node over a materialized input) reads a contiguous range of it:
@@ -149,14 +154,18 @@ typedef struct {
     int64_t dom[IR_MAX_DIMS];
 } Sig;
 
-/* the first reduction reached from n through inlined nodes (n included), or NULL;
+/* the first reduction reached from n through inlined nodes (n included), or NULL
+ * (reductions over an axis of size 1 are looked through);
  * seen[id] == stamp marks the nodes visited in this search */
 static const IrNode *first_reduce(const CgStep *s, const IrNode *n, int *seen, int stamp, bool top)
 {
     if (seen[n->id] == stamp) return NULL;
     seen[n->id] = stamp;
     if (!top && s->role[n->id] != CG_INLINE) return NULL;
-    if (ir_op_class(n->op) == IRC_REDUCE || n->op == IR_CROSS_ENTROPY || n->op == IR_CE_BWD) return n;
+    /* a reduction over an axis of size 1 copies its input: the kernel's domain is its own */
+    if ((ir_op_class(n->op) == IRC_REDUCE && !cg_trivial_reduce(n)) || n->op == IR_CROSS_ENTROPY ||
+        n->op == IR_CE_BWD)
+        return n;
     for (int j = 0; j < n->nin; j++) {
         const IrNode *r = first_reduce(s, n->in[j], seen, stamp, false);
         if (r) return r;

@@ -1,6 +1,7 @@
 /* cmd_model.c — commands that read a model: check, summary, ir. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -36,7 +37,39 @@ const char check_usage[] =
     "Parses and checks a model file: names, compile-time values, every tensor shape and dtype.\n"
     "Prints located errors and warnings; exit status 1 if there are errors.\n\n";
 
+/* What gptc train would refuse: inputs it cannot feed, parameters that change with T when
+ * validation builds the model with T = val_seq_len. The validation build's own errors are
+ * shown, introduced, when it is the only one to fail. */
+static int check_trainable(FeCompile *c, const ModelArgs *m) {
+    const ConfigEntry *v = fe_config(&c->prog, "val_seq_len");
+    bool other = v && v->is_int && v->value > 0 && (int64_t)v->value != c->prog.T;
+    FeCompile ev;
+    char *msgs = NULL;
+    size_t len = 0;
+    FILE *out = other ? open_memstream(&msgs, &len) : NULL;
+    if (other && out) {
+        FeOptions fo = {.path = m->model, .preset = m->preset, .sets = m->sets, .nsets = m->nsets,
+                        .include_dirs = m->ninclude ? (const char **)m->include_dirs : NULL,
+                        .seq_config = "val_seq_len"};
+        int bad = fe_compile(&ev, &fo, out);
+        fclose(out);
+        if (bad) {
+            fprintf(stderr, "gptc check: with T = val_seq_len = %lld (the validation graph):\n%s", (long long)v->value,
+                    msgs ? msgs : "");
+            c->diag.nerrors += ev.diag.nerrors;
+        } else {
+            fe_check_trainable(c, &ev);
+        }
+        fe_free(&ev);
+        free(msgs);
+    } else {
+        fe_check_trainable(c, NULL);
+    }
+    return c->diag.nerrors ? 1 : 0;
+}
+
 static int check_body(FeCompile *c, const ModelArgs *m, void *ctx) {
+    if (check_trainable(c, m) != 0) return 1;
     printf("%s: ok (%d parameters, %d graph nodes, %d warning%s)\n", m->model, c->prog.nparams, c->prog.graph->n,
            c->diag.nwarnings, c->diag.nwarnings == 1 ? "" : "s");
     return 0;

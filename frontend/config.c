@@ -2,6 +2,7 @@
  * overrides applied (file `set` < preset < --set), then evaluated entry by entry. */
 #include "frontend/elab.h"
 
+#include <math.h>
 #include <string.h>
 
 /* ---- config, presets and overrides ---------------------------------------------------- */
@@ -113,6 +114,28 @@ static void apply_overrides(Elab *E, Node *stmts, ConfigSlot *slots, int n, cons
     }
 }
 
+/* --set NAME=VALUE with a non-integer VALUE for an entry that is an integer without it:
+ * an integral VALUE becomes an integer, another is refused (NULL). */
+static Value *cli_value(Elab *E, const ConfigSlot *s) {
+    const ConfigOverride *o = s->cli;
+    if (o->is_int) return v_int(E, (int64_t)o->value);
+    Value *d = eval(E, s->override ? s->override : s->expr, E->global);
+    if (!d || (d->kind != V_INT && d->kind != V_BOOL)) return v_float(E, o->value);
+    if (o->value == floor(o->value) && fabs(o->value) < 9e15) return v_int(E, (int64_t)o->value);
+    diag_error(E->D, (Loc){0}, "--set %s=%g: config '%s' is an integer (%lld without --set), not %g", o->name, o->value,
+               s->name, (long long)d->i, o->value);
+    diag_note(E->D, s->loc, "'%s' is defined here", s->name);
+    return NULL;
+}
+
+/* A value of an entry the trainer reads (steps), checked where it is set, before a schedule
+ * turns it into a follow-on error: at the --set, or at the entry in the file. */
+static void trainer_entry_ok(Elab *E, const ConfigSlot *s, const Value *v) {
+    const char *why = fe_trainer_entry_error(s->name, v_num(v));
+    if (why && s->cli) diag_error(E->D, (Loc){0}, "--set %s=%g: config '%s' %s", s->name, v_num(v), s->name, why);
+    else if (why) diag_error(E->D, s->loc, "config '%s' %s, got %g", s->name, why, v_num(v));
+}
+
 void eval_config(Elab *E, Node *stmts, const FeOptions *opt) {
     ConfigSlot *slots = arena_alloc(E->A, sizeof(ConfigSlot) * 512);
     int n = collect_config(E, stmts, slots, 512);
@@ -123,7 +146,7 @@ void eval_config(Elab *E, Node *stmts, const FeOptions *opt) {
     for (int i = 0; i < n; i++) {
         ConfigSlot *s = &slots[i];
         Value *v;
-        if (s->cli) v = s->cli->is_int ? v_int(E, (int64_t)s->cli->value) : v_float(E, s->cli->value);
+        if (s->cli) v = cli_value(E, s);
         else v = eval(E, s->override ? s->override : s->expr, E->global);
         if (!v) continue;
         if (v->kind == V_BOOL) v = v_int(E, v->i);
@@ -132,6 +155,7 @@ void eval_config(Elab *E, Node *stmts, const FeOptions *opt) {
                        "config '%s' must be a number, got %s", s->name, v_describe(E, v));
             continue;
         }
+        trainer_entry_ok(E, s, v);   /* reported; still bound, so that nothing follows from it */
         scope_bind(E, E->global, s->name, v, s->loc);
         E->P->config[E->P->nconfig++] = (ConfigEntry){s->name, v_num(v), v->kind == V_INT, s->loc};
     }

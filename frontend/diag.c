@@ -23,7 +23,7 @@ static void print_caret(FILE *out, Loc loc) {
     int len;
     const char *text = line_text(loc.src, loc.line, &len);
     fprintf(out, "%5d | ", loc.line);
-    for (int i = 0; i < len; i++) fputc(text[i] == '\t' ? ' ' : (text[i] == '\r' ? ' ' : text[i]), out);
+    for (int i = 0; i < len; i++) fputc(text[i] == '\t' || text[i] == '\r' || text[i] == 0 ? ' ' : text[i], out);
     fprintf(out, "\n      | ");
     for (int i = 1; i < loc.col && i <= len; i++) fputc(' ', out);
     fprintf(out, "^\n");

@@ -108,8 +108,11 @@ static void stmt_let(Elab *E, const Node *st, Scope *s) {
 
 static void stmt_fn(Elab *E, const Node *st, Scope *s) {
     if (!only_at_top(E, st)) return;
-    if (scope_find(s, st->name) || builtin_lookup(st->name) >= 0) {
-        diag_error(E->D, st->loc, "'%s' is already defined", st->name);
+    Loc at = st->fn.ident->loc;
+    Binding *b = scope_find(s, st->name);
+    if (b || builtin_lookup(st->name) >= 0) {
+        diag_error(E->D, at, "'%s' is already defined%s", st->name, b ? "" : " (a builtin)");
+        if (b && b->loc.src) diag_note(E->D, b->loc, "first defined here");
         return;
     }
     for (const Node *p = st->fn.params; p; p = p->next)
@@ -118,7 +121,7 @@ static void stmt_fn(Elab *E, const Node *st, Scope *s) {
     Value *v = v_new(E, V_FUNC);
     v->fn = st;
     v->scope = s;
-    scope_bind(E, s, st->name, v, st->loc);
+    scope_bind(E, s, st->name, v, at);
 }
 
 void exec_stmt(Elab *E, const Node *st, Scope *s) {
@@ -252,6 +255,81 @@ int fe_compile(FeCompile *c, const FeOptions *opt, FILE *diag_out) {
     else elab_model(E, model);
     if (c->diag.nerrors == 0) warn_unused(E);
     return c->diag.nerrors ? 1 : 0;
+}
+
+/* ---- the checks of a model that is to be trained ------------------------------------------------ */
+
+static const char *type_str(IrDtype dt, int ndim, const int64_t *shape, char *buf, int len) {
+    char sb[128];
+    snprintf(buf, (size_t)len, "%s%s", ir_dtype_name(dt), ir_shape_str(ndim, shape, sb, sizeof sb));
+    return buf;
+}
+
+/* The inputs of c in declaration order: the trainer feeds 'tokens' and 'targets', i32[T]. */
+static void check_inputs(FeCompile *c) {
+    Elab *E = c->elab;
+    const Binding *in[64];
+    int n = 0;
+    for (const Binding *b = E->global->head; b; b = b->next)
+        if (b->val && b->val->kind == V_TENSOR && b->val->t->op == IR_INPUT && n < 64) in[n++] = b;
+    char want[160], got[160];
+    int64_t T = c->prog.T;
+    type_str(IR_I32, 1, &T, want, sizeof want);
+    for (int i = n - 1; i >= 0; i--) {
+        const IrNode *t = in[i]->val->t;
+        if (strcmp(in[i]->name, "tokens") != 0 && strcmp(in[i]->name, "targets") != 0)
+            diag_error(E->D, in[i]->loc, "the trainer feeds only the inputs 'tokens' and 'targets', each i32[T]; "
+                       "'%s' would have no value: compute it in the model from them", in[i]->name);
+        else if (t->dtype != IR_I32 || t->ndim != 1 || t->shape[0] != T)
+            diag_error(E->D, in[i]->loc, "the trainer feeds input '%s' as i32[T] (%s), not %s", in[i]->name, want,
+                       type_str(t->dtype, t->ndim, t->shape, got, sizeof got));
+    }
+}
+
+static const ParamDecl *param_named(const Program *p, const char *name) {
+    for (int i = 0; i < p->nparams; i++)
+        if (strcmp(p->params[i].name, name) == 0) return &p->params[i];
+    return NULL;
+}
+
+static bool same_type(const ParamDecl *a, const ParamDecl *b) {
+    if (a->dtype != b->dtype || a->ndim != b->ndim) return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i]) return false;
+    return true;
+}
+
+const char *fe_trainer_entry_error(const char *name, double value) {
+    if (strcmp(name, "steps") == 0 && (value != floor(value) || value < 1))
+        return "(the number of training steps) must be an integer of at least 1";
+    return NULL;
+}
+
+int fe_check_trainable(FeCompile *c, FeCompile *eval) {
+    int before = c->diag.nerrors;
+    check_inputs(c);
+    if (!eval || eval == c) return c->diag.nerrors - before;
+    const Program *p = &c->prog, *q = &eval->prog;
+    long long T = (long long)p->T, Tv = (long long)q->T;
+    char a[160], b[160];
+    for (int i = 0; i < p->nparams; i++) {
+        const ParamDecl *x = &p->params[i], *y = param_named(q, x->name);
+        if (!y)
+            diag_error(&c->diag, x->loc, "parameter '%s' exists with T = seq_len = %lld but not with T = val_seq_len = "
+                       "%lld: validation runs on the trained parameters, so they must not depend on T; "
+                       "set val_seq_len = seq_len (%lld)", x->name, T, Tv, T);
+        else if (!same_type(x, y))
+            diag_error(&c->diag, x->loc, "parameter '%s' is %s with T = seq_len = %lld but %s with T = val_seq_len = "
+                       "%lld: validation runs on the trained parameters, so their shapes must not depend on T; "
+                       "set val_seq_len = seq_len (%lld)", x->name, type_str(x->dtype, x->ndim, x->shape, a, sizeof a),
+                       T, type_str(y->dtype, y->ndim, y->shape, b, sizeof b), Tv, T);
+    }
+    for (int i = 0; i < q->nparams; i++)
+        if (!param_named(p, q->params[i].name))
+            diag_error(&c->diag, q->params[i].loc, "parameter '%s' exists with T = val_seq_len = %lld but not with "
+                       "T = seq_len = %lld: validation runs on the trained parameters, so they must not depend on T; "
+                       "set val_seq_len = seq_len (%lld)", q->params[i].name, Tv, T, T);
+    return c->diag.nerrors - before;
 }
 
 void fe_free(FeCompile *c) {

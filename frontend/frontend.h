@@ -136,7 +136,7 @@ struct Node {
         struct { Node *path, *type, *init, *overrides, *opt; } param;
         struct { Node *ident, *type; } input;
         struct { Node *path, *value; } probe;
-        struct { Node *params, *body, *expr; } fn;
+        struct { Node *ident, *params, *body, *expr; } fn;
         struct { Node *ident, *iter, *body; } loop;
         struct { Node *target, *value; } assign;
         struct { Node *value; } ret;
@@ -311,6 +311,17 @@ typedef struct {
  * are allowed); messages have been printed to `diag_out`. fe_free() releases all. */
 int fe_compile(FeCompile *c, const FeOptions *opt, FILE *diag_out);
 void fe_free(FeCompile *c);
+
+/* The checks of a model that gptc check and gptc train make: the trainer feeds only the
+ * inputs 'tokens' and 'targets', i32[T]; validation
+ * runs `eval`, the model compiled with T = val_seq_len (NULL when it equals seq_len), on
+ * the parameters trained with `c`, so no parameter may change with T. Errors are reported
+ * to c's diagnostics, at the declarations; returns their count. */
+int fe_check_trainable(FeCompile *c, FeCompile *eval);
+/* Why the trainer cannot take this value of a config entry ("(the number of training
+ * steps) must be …"), or NULL when it can or does not read the entry; the config's
+ * evaluation reports it where the value is set. */
+const char *fe_trainer_entry_error(const char *name, double value);
 
 const ConfigEntry *fe_config(const Program *p, const char *name);
 int64_t fe_param_count(const ParamDecl *p);

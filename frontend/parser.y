@@ -113,9 +113,11 @@ stmt: T_INCLUDE T_STRING        { $$ = mk(ctx, N_INCLUDE, @1); $$->name = $2->na
     | T_LOG T_STRING '=' expr       { $$ = mk_def(ctx, N_LOG, @1, $2, $4); }
     | T_PROBE postfix '=' expr      { $$ = mk(ctx, N_PROBE, @1); $$->probe.path = $2; $$->probe.value = $4; }
     | T_FN name_node '(' opt_names ')' block
-        { $$ = mk(ctx, N_FN, @1); $$->name = $2->name; $$->fn.params = $4.head; $$->fn.body = $6.head; }
+        { $$ = mk(ctx, N_FN, @1); $$->name = $2->name; $$->fn.ident = $2; $$->fn.params = $4.head;
+          $$->fn.body = $6.head; }
     | T_FN name_node '(' opt_names ')' '=' expr
-        { $$ = mk(ctx, N_FN, @1); $$->name = $2->name; $$->fn.params = $4.head; $$->fn.expr = $7; }
+        { $$ = mk(ctx, N_FN, @1); $$->name = $2->name; $$->fn.ident = $2; $$->fn.params = $4.head;
+          $$->fn.expr = $7; }
     | T_MODEL block             { $$ = mk(ctx, N_MODEL, @1); $$->block.body = $2.head; }
     | block_stmt
     | postfix '=' expr          { $$ = mk(ctx, N_ASSIGN, @2); $$->assign.target = $1; $$->assign.value = $3; }

@@ -24,6 +24,19 @@ Source *find_source(FeCompile *c, const char *path) {
 
 bool fe_source_loaded(FeCompile *c, const char *path) { return find_source(c, path) != NULL; }
 
+/* A NUL byte in the text: reported where it is (the lexer would stop there). */
+static bool nul_byte(FeCompile *c, const Source *src) {
+    const char *nul = memchr(src->text, 0, src->len);
+    if (!nul) return false;
+    Loc at = {src, 1, 1};
+    for (const char *p = src->text; p < nul; p++) {
+        if (*p == '\n') at.line++, at.col = 1;
+        else at.col++;
+    }
+    diag_error(&c->diag, at, "unexpected byte 0x00 (NUL): a model file is text");
+    return true;
+}
+
 Source *fe_load_source(FeCompile *c, const char *path, Loc from) {
     Source *old = find_source(c, path);
     if (old) return old;
@@ -47,19 +60,16 @@ Source *fe_load_source(FeCompile *c, const char *path, Loc from) {
     size_t n = fread(text, 1, (size_t)st.st_size, f);
     fclose(f);
     text[n] = 0;
-    if (memchr(text, 0, n)) {
-        diag_error(&c->diag, from, "model file '%s' contains a NUL byte", path);
-        return NULL;
-    }
     Source *src = arena_alloc(&c->arena, sizeof *src);
     src->name = arena_strdup(&c->arena, path);
+    src->text = text;
+    src->len = n;
+    if (nul_byte(c, src)) return NULL;
     char *real = realpath(path, NULL);
     if (real) {
         src->real = arena_strdup(&c->arena, real);
         free(real);
     }
-    src->text = text;
-    src->len = n;
     c->sources[c->nsources++] = src;
     return src;
 }
@@ -110,14 +120,11 @@ Node *load_flat(Elab *E, const Source *src, const Source **stack, int depth) {
 
 
 Source *source_from_text(FeCompile *c, const FeOptions *opt) {
-    if (memchr(opt->text, 0, opt->text_len)) {
-        diag_error(&c->diag, (Loc){0}, "model text contains a NUL byte");
-        return NULL;
-    }
     Source *src = arena_alloc(&c->arena, sizeof *src);
     src->name = arena_strdup(&c->arena, opt->path);
     src->text = arena_strndup(&c->arena, opt->text, opt->text_len);
     src->len = opt->text_len;
+    if (nul_byte(c, src)) return NULL;
     c->sources[c->nsources++] = src;
     return src;
 }

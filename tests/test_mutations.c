@@ -127,11 +127,11 @@ static const Accepted expected[] = {
      * nothing but a value depends on the number: learning rates, betas, eps, Newton-Schulz
      * coefficients, initial values, schedule constants, the entries of the layer lists and
      * dictionaries, and the configs the training graph does not read (val_seq_len,
-     * val_tokens, val_every, window_max; steps takes all but 0, which makes progress 0/0 at
-     * step 0). Sizes and indices take few: heads * head_dim must equal dim, sizes are
-     * positive integers, indices lie in their range, logit_cap > 0. */
-    {BASE, "0", 0, NULL, 91}, {BASE, "-1", 0, NULL, 98}, {BASE, "7", 0, NULL, 106},
-    {BASE, "100000000", 0, NULL, 104}, {BASE, "1e300", 0, NULL, 95}, {BASE, "0.5", 0, NULL, 92},
+     * val_tokens, val_every, window_max; steps, in the config and two presets, must be an
+     * integer of at least 1). Sizes and indices take few: heads * head_dim must equal dim,
+     * sizes are positive integers, indices lie in their range, logit_cap > 0. */
+    {BASE, "0", 0, NULL, 91}, {BASE, "-1", 0, NULL, 95}, {BASE, "7", 0, NULL, 106},
+    {BASE, "100000000", 0, NULL, 104}, {BASE, "1e300", 0, NULL, 95}, {BASE, "0.5", 0, NULL, 89},
     /* set n_emb = 7: more embeddings than the study's 5, still a model */
     {X02, "7", 0, NULL, 1},
 };

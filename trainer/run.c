@@ -300,6 +300,11 @@ static int configure(TrainRun *r, FeCompile *c, FeCompile *eval_c, const TrainOp
     r->lock_fd = -1;
     r->ckpt_step = -1;
     runfolder_identity(c, r->accum, rt_dist_size(), &r->id);
+    int bad = fe_check_trainable(c, r->T_val != r->T ? eval_c : NULL);   /* located, on c's diagnostics */
+    if (bad) {
+        snprintf(err, errlen, "the model cannot be trained as it is: %d error%s above", bad, bad == 1 ? "" : "s");
+        return -1;
+    }
     if (r->steps <= 0) {
         snprintf(err, errlen, "the config's 'steps' must be positive");
         return -1;

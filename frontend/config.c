@@ -133,7 +133,7 @@ static Value *cli_value(Elab *E, const ConfigSlot *s) {
 static void trainer_entry_ok(Elab *E, const ConfigSlot *s, const Value *v) {
     const char *why = fe_trainer_entry_error(s->name, v_num(v));
     if (why && s->cli) diag_error(E->D, (Loc){0}, "--set %s=%g: config '%s' %s", s->name, v_num(v), s->name, why);
-    else if (why) diag_error(E->D, s->loc, "config '%s' %s, got %g", s->name, why, v_num(v));
+    else if (why) diag_error(E->D, s->loc, "config '%s' %s, not %g", s->name, why, v_num(v));
 }
 
 void eval_config(Elab *E, Node *stmts, const FeOptions *opt) {

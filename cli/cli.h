@@ -49,6 +49,9 @@ bool cli_parse_window(const char *s, long *wl, long *ws);
  * 0 <= SHORT <= LONG (the schedule's w_L and w_S = w_L // 2, spec S-6). -1, or a usage
  * error's exit status (2) saying what is valid. */
 int cli_window_arg(const char *cmd, const char *s, long *wl, long *ws);
+/* --window's values into executor e: sugar for the schedules window_long and window_short
+ * of the study's models (a model without them ignores it); set after the schedules. */
+void cli_set_window(RtExec *e, double wl, double ws);
 /* --backend and --dtype of cmd → *b, *prec; -1, or a usage error's exit status (2).
  * Defaults: f32 on the cpu backend; --dtype f64 alone selects ref (cpu is f32 only). */
 int cli_parse_exec(const char *cmd, const char *backend, const char *dtype, RtBackend *b, RtPrec *prec);

@@ -53,7 +53,9 @@ static int run_bench(FeCompile *c, long steps, long warmup, double wl, double ws
     int rc = 0;
     for (long s = 0; s < warmup + steps && rc == 0; s++) {
         double t0 = clock_seconds() * 1e3, loss;
-        rc = trainer_grad(&t, tok, tok + 1, wl, ws, &loss, err, sizeof err);
+        trainer_set_schedules(&t, 0);   /* the schedules at step 0, the windows as printed */
+        cli_set_window(t.grad_r, wl, ws);
+        rc = trainer_grad(&t, tok, tok + 1, &loss, err, sizeof err);
         if (rc == 0) rc = trainer_update(&t, s, err, sizeof err);
         rt_exec_sync(t.upd_r);   /* the update runs asynchronously on cuda: time it whole */
         double dt = clock_seconds() * 1e3 - t0;

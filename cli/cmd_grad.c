@@ -86,8 +86,9 @@ static RtExec *run_step(FeCompile *c, const GradArgs *a) {
     }
     for (int i = 0; i < p->nparams; i++) rt_exec_set(r, p->params[i].node, vals[i]);
     for (int i = 0; i < ninputs; i++) rt_exec_set_i32(r, leaves[i], inputs[i]);
-    rt_exec_set_scalar(r, "window_long", (double)a->window_long);
-    rt_exec_set_scalar(r, "window_short", (double)a->window_short);
+    for (int i = 0; i < p->nschedules; i++)   /* every schedule at step 0, then --window */
+        rt_exec_set_scalar(r, p->schedules[i].name, fe_schedule_value(c, p->schedules[i].name, 0));
+    cli_set_window(r, (double)a->window_long, (double)a->window_short);
     values_free(vals, p->nparams);
     free(vals);
     for (int i = 0; i < ninputs; i++) free(inputs[i]);

@@ -71,7 +71,9 @@ static int run_steps(FeCompile *c, const StepArgs *a) {
     for (long k = 0; k < a->k; k++) {
         if (k > 0 || !a->grads) {
             double loss;
-            if (trainer_grad(&t, tokens, targets, (double)a->wl, (double)a->ws, &loss, err, sizeof err) != 0) goto out;
+            trainer_set_schedules(&t, a->first + k);
+            cli_set_window(t.grad_r, a->wl, a->ws);
+            if (trainer_grad(&t, tokens, targets, &loss, err, sizeof err) != 0) goto out;
             printf("step %ld: loss %.12g\n", a->first + k, loss);
         }
         if (trainer_update(&t, a->first + k, err, sizeof err) != 0) goto out;

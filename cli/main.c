@@ -119,6 +119,11 @@ bool cli_parse_window(const char *s, long *wl, long *ws) {
     return end != t && !*end;
 }
 
+void cli_set_window(RtExec *e, double wl, double ws) {
+    rt_exec_set_scalar(e, "window_long", wl);
+    rt_exec_set_scalar(e, "window_short", ws);
+}
+
 int cli_parse_exec(const char *cmd, const char *backend, const char *dtype, RtBackend *b, RtPrec *prec) {
     if (dtype && strcmp(dtype, "f64") && strcmp(dtype, "f32") && strcmp(dtype, "bf16"))
         return usage_error(cmd, "--dtype is f64, f32 or bf16, got '%s'", dtype);

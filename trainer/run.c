@@ -33,15 +33,14 @@ static int64_t cfg_int(const Program *p, const char *name, int64_t dflt) {
 
 /* ---- evaluation (the validation graph, T = val_seq_len) ------------------------------------- */
 
-static int eval_batch(TrainRun *r, const int32_t *in, const int32_t *tg, double wl, double ws, double *v, char *err,
+static int eval_batch(TrainRun *r, const int32_t *in, const int32_t *tg, int64_t step, double *v, char *err,
                       size_t errlen) {
     Program *p = &r->eval_c->prog;
     RtExec *e = r->eval_r;
     for (int i = 0; i < p->nparams; i++) rt_exec_set(e, p->params[i].node, r->t.param[i]);
     rt_exec_set_i32(e, r->eval_tokens, in);
     rt_exec_set_i32(e, r->eval_targets, tg);
-    rt_exec_set_scalar(e, "window_long", wl);
-    rt_exec_set_scalar(e, "window_short", ws);
+    trainer_schedules(r->eval_c, e, step);
     if (rt_exec_run(e, err, errlen) != 0) return -1;
     rt_exec_get(e, p->graph->outputs[0], v);
     return 0;
@@ -50,7 +49,6 @@ static int eval_batch(TrainRun *r, const int32_t *in, const int32_t *tg, double 
 /* S-8.1: nb = val_tokens / (W·T_val) batches per rank, each rank's mean, averaged. */
 static int validate(TrainRun *r, int64_t step, double *val_loss, char *err, size_t errlen) {
     trainer_sync(&r->t);   /* the evaluation reads the host parameters */
-    double wl = fe_schedule_value(r->c, "window_long", step), ws = fe_schedule_value(r->c, "window_short", step);
     double sum = 0;
     for (int j = 0; j < r->accum; j++) {
         Loader *d = &r->val[j];
@@ -58,7 +56,7 @@ static int validate(TrainRun *r, int64_t step, double *val_loss, char *err, size
         for (int64_t b = 0; b < r->val_batches; b++) {
             double v;
             if (loader_next(d, r->val_tokens, r->val_targets, err, errlen) != 0 ||
-                eval_batch(r, r->val_tokens, r->val_targets, wl, ws, &v, err, errlen) != 0)
+                eval_batch(r, r->val_tokens, r->val_targets, step, &v, err, errlen) != 0)
                 return -1;
             sum += v / (double)r->val_batches;
         }
@@ -235,12 +233,12 @@ static void progress(TrainRun *r, int64_t step, double loss, double step_ms) {
 static int train_step(TrainRun *r, int64_t s, double *loss, char *err, size_t errlen) {
     Trainer *t = &r->t;
     const Program *p = &r->c->prog;
-    double wl = fe_schedule_value(r->c, "window_long", s), ws = fe_schedule_value(r->c, "window_short", s);
+    trainer_set_schedules(t, s);
     double total = 0;
     for (int j = 0; j < r->accum; j++) {
         double lj;
         if (loader_next(&r->train[j], r->train_tokens, r->train_targets, err, errlen) != 0) return -1;
-        if (trainer_grad(t, r->train_tokens, r->train_targets, wl, ws, &lj, err, errlen) != 0) return -1;
+        if (trainer_grad(t, r->train_tokens, r->train_targets, &lj, err, errlen) != 0) return -1;
         total += lj;
         for (int i = 0; r->accum > 1 && i < t->np; i++) {   /* one micro-batch: t->grad is the sum */
             int64_t n = fe_param_count(&p->params[i]);

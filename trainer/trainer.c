@@ -99,16 +99,24 @@ void trainer_free(Trainer *t) {
 
 static void push_state(Trainer *t);
 
-int trainer_grad(Trainer *t, const int32_t *tokens, const int32_t *targets, double window_long,
-                    double window_short, double *loss, char *err, size_t errlen) {
+void trainer_schedules(FeCompile *c, RtExec *e, int64_t step) {
+    for (int i = 0; i < c->prog.nschedules; i++) {
+        const char *name = c->prog.schedules[i].name;
+        rt_exec_set_scalar(e, name, fe_schedule_value(c, name, step));
+    }
+}
+
+void trainer_set_schedules(Trainer *t, int64_t step) { trainer_schedules(t->c, t->grad_r, step); }
+
+void trainer_set_scalar(Trainer *t, const char *name, double v) { rt_exec_set_scalar(t->grad_r, name, v); }
+
+int trainer_grad(Trainer *t, const int32_t *tokens, const int32_t *targets, double *loss, char *err, size_t errlen) {
     Program *p = &t->c->prog;
     if (t->resident && t->dev_stale) push_state(t);
     if (!t->resident)
         for (int i = 0; i < t->np; i++) rt_exec_set(t->grad_r, p->params[i].node, t->param[i]);
     rt_exec_set_i32(t->grad_r, t->tokens, tokens);
     rt_exec_set_i32(t->grad_r, t->targets, targets);
-    rt_exec_set_scalar(t->grad_r, "window_long", window_long);
-    rt_exec_set_scalar(t->grad_r, "window_short", window_short);
     const IrGraph *g = p->graph;
     int rc = rt_exec_run(t->grad_r, err, errlen);
     if (rc == 0) rt_exec_get(t->grad_r, g->outputs[t->gg.loss_out], loss);

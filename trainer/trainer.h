@@ -53,9 +53,15 @@ typedef struct {
 
 int trainer_init(Trainer *t, FeCompile *c, RtBackend backend, RtPrec prec, char *err, size_t errlen);
 void trainer_free(Trainer *t);
-/* Loss and t->grad on one batch (T tokens and targets). */
-int trainer_grad(Trainer *t, const int32_t *tokens, const int32_t *targets, double window_long,
-                    double window_short, double *loss, char *err, size_t errlen);
+/* Every schedule of program c at step `step` into executor e: each scalar a graph reads is
+ * a schedule of the model, set by its name, whatever it is called. */
+void trainer_schedules(FeCompile *c, RtExec *e, int64_t step);
+/* The gradient executor's schedules at `step`; then trainer_set_scalar may override one
+ * (the command line's --window). */
+void trainer_set_schedules(Trainer *t, int64_t step);
+void trainer_set_scalar(Trainer *t, const char *name, double v);
+/* Loss and t->grad on one batch (T tokens and targets), with the schedules set last. */
+int trainer_grad(Trainer *t, const int32_t *tokens, const int32_t *targets, double *loss, char *err, size_t errlen);
 /* One optimizer step of t->param with t->grad, schedules at step index `step`. With
  * several ranks each Muon matrix is updated by its owner and broadcast with its momentum. */
 int trainer_update(Trainer *t, int64_t step, char *err, size_t errlen);

@@ -51,10 +51,10 @@ static int run_bench(FeCompile *c, long steps, long warmup, double wl, double ws
         tok[i] = (e && rng_uniform(&rng) < 0.0025) ? (int32_t)e->value : (int32_t)(rng_next(&rng) % (uint64_t)V);
     double *ms = xmalloc(sizeof(double) * (size_t)(steps + 1));
     int rc = 0;
+    trainer_set_schedules(&t, 0);   /* the schedules at step 0, the windows as printed; they stay set */
+    cli_set_window(t.grad_r, wl, ws);
     for (long s = 0; s < warmup + steps && rc == 0; s++) {
         double t0 = clock_seconds() * 1e3, loss;
-        trainer_set_schedules(&t, 0);   /* the schedules at step 0, the windows as printed */
-        cli_set_window(t.grad_r, wl, ws);
         rc = trainer_grad(&t, tok, tok + 1, &loss, err, sizeof err);
         if (rc == 0) rc = trainer_update(&t, s, err, sizeof err);
         rt_exec_sync(t.upd_r);   /* the update runs asynchronously on cuda: time it whole */

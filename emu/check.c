@@ -159,12 +159,6 @@ static void global_access(EmuWorker *w, uintptr_t p, size_t n, int kind)
 
 /* ---- shared memory ----------------------------------------------------------------------------- */
 
-static void other_thread(const EmuWorker *w, int i, char *out, size_t len)
-{
-    const EmuDim3 t = w->t[i].info.tid;
-    snprintf(out, len, "thread (%u,%u,%u)", t.x, t.y, t.z);
-}
-
 static void shared_word(EmuWorker *w, EmuShEntry *e, size_t off, int kind)
 {
     const uint16_t me = (uint16_t)w->cur->index;
@@ -180,7 +174,7 @@ static void shared_word(EmuWorker *w, EmuShEntry *e, size_t off, int kind)
     }
     if (kind == EMU_ATOMIC) return;
     if (e->wepoch == ep && e->writer != me) {
-        other_thread(w, e->writer, other, sizeof other);
+        emu_thread_name(w, e->writer, other, sizeof other);
         emu_fail(EMU_LAUNCH_FAILED, "shared-memory race: %s of the word at byte %zu of the __shared__ arrays, which %s "
                "wrote with no __syncthreads between", kind_name(kind), off, other);
     }
@@ -191,7 +185,7 @@ static void shared_word(EmuWorker *w, EmuShEntry *e, size_t off, int kind)
     }
     if (e->repoch == ep && e->reader != me) {
         if (e->reader == EMU_MANY) snprintf(other, sizeof other, "other threads");
-        else other_thread(w, e->reader, other, sizeof other);
+        else emu_thread_name(w, e->reader, other, sizeof other);
         emu_fail(EMU_LAUNCH_FAILED, "shared-memory race: store to the word at byte %zu of the __shared__ arrays, which %s "
                "read with no __syncthreads between", off, other);
     }

@@ -231,8 +231,6 @@ typedef struct {
 
 static Graph *capture;   /* the recording, while the stream captures */
 
-bool emu_capturing(void) { return capture != NULL; }
-
 static void op_free(EmuOp *op)
 {
     if (!op) return;

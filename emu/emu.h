@@ -121,7 +121,6 @@ struct EmuOp {
 /* takes ownership of op (malloc'ed); when `described`, the tensors the runtime described
  * last are attached to it */
 int emu_submit(EmuOp *op, bool described);
-bool emu_capturing(void);
 
 /* ---- a launch (exec.c) ----------------------------------------------------------------------- */
 typedef struct {
@@ -209,6 +208,8 @@ extern __thread EmuWorker *emu_worker __attribute__((tls_model("initial-exec")))
 
 /* "kernel k_… (computes %35 MUL at …:57), block (3,0,0), thread (17,0,0)" */
 void emu_where(char *out, size_t len);
+/* "thread (x,y,z)" of the running block's thread i */
+void emu_thread_name(const EmuWorker *w, int i, char *out, size_t len);
 /* stops the running CUDA thread's block after an error (never returns to the kernel) */
 void emu_abort_block(void) __attribute__((noreturn));
 /* records "cuda emulator: WHERE: WHAT" as the error (check.c) and stops the block */

@@ -116,8 +116,7 @@ void emu_where(char *out, size_t len)
              ts ? ts->what : "", ts ? ")" : "", b, t);
 }
 
-/* "thread (x,y,z)" of the block's thread i */
-static void thread_name(const EmuWorker *w, int i, char *out, size_t len)
+void emu_thread_name(const EmuWorker *w, int i, char *out, size_t len)
 {
     char t[48];
     dim_text(t, sizeof t, w->t[i].info.tid);
@@ -168,7 +167,7 @@ EXPORT void emu_syncthreads(int line)
     if (w->arrived == 0) w->bar_line = line, w->bar_first = w->cur->index;
     else if (line != w->bar_line) {
         char other[64];
-        thread_name(w, w->bar_first, other, sizeof other);
+        emu_thread_name(w, w->bar_first, other, sizeof other);
         emu_fail(EMU_LAUNCH_FAILED, "waits at __syncthreads on line %d while %s waits at the one on line %d", line, other,
              w->bar_line);
     }
@@ -262,7 +261,7 @@ static void thread_returns(EmuWorker *w)
     w->alive--, w->exited++;
     if (w->arrived > 0) {
         char other[64];
-        thread_name(w, w->bar_first, other, sizeof other);
+        emu_thread_name(w, w->bar_first, other, sizeof other);
         emu_fail(EMU_LAUNCH_FAILED, "returns while %s and others wait at __syncthreads (line %d): a barrier some threads "
              "never reach", other, w->bar_line);
     }

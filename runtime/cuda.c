@@ -116,7 +116,10 @@ static const char *node_label(const RtGpu *c, int id) { return c->label ? c->lab
 
 static void describe(Described *d, CUdeviceptr base, size_t bytes, int mode, const char *label)
 {
-    if (d->n == D_MAX) abort();   /* more than a launch can take (32 KiB of parameters) */
+    if (d->n == D_MAX) {   /* more than a launch can take (32 KiB of parameters) */
+        fprintf(stderr, "cuda: a launch touching more than %d tensors\n", D_MAX);
+        abort();
+    }
     d->base[d->n] = base, d->bytes[d->n] = bytes, d->mode[d->n] = mode, d->label[d->n++] = label;
 }
 

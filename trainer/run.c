@@ -33,14 +33,12 @@ static int64_t cfg_int(const Program *p, const char *name, int64_t dflt) {
 
 /* ---- evaluation (the validation graph, T = val_seq_len) ------------------------------------- */
 
-static int eval_batch(TrainRun *r, const int32_t *in, const int32_t *tg, int64_t step, double *v, char *err,
-                      size_t errlen) {
+static int eval_batch(TrainRun *r, const int32_t *in, const int32_t *tg, double *v, char *err, size_t errlen) {
     Program *p = &r->eval_c->prog;
     RtExec *e = r->eval_r;
     for (int i = 0; i < p->nparams; i++) rt_exec_set(e, p->params[i].node, r->t.param[i]);
     rt_exec_set_i32(e, r->eval_tokens, in);
     rt_exec_set_i32(e, r->eval_targets, tg);
-    trainer_schedules(r->eval_c, e, step);
     if (rt_exec_run(e, err, errlen) != 0) return -1;
     rt_exec_get(e, p->graph->outputs[0], v);
     return 0;
@@ -49,6 +47,7 @@ static int eval_batch(TrainRun *r, const int32_t *in, const int32_t *tg, int64_t
 /* S-8.1: nb = val_tokens / (W·T_val) batches per rank, each rank's mean, averaged. */
 static int validate(TrainRun *r, int64_t step, double *val_loss, char *err, size_t errlen) {
     trainer_sync(&r->t);   /* the evaluation reads the host parameters */
+    trainer_schedules(r->eval_c, r->eval_r, step);
     double sum = 0;
     for (int j = 0; j < r->accum; j++) {
         Loader *d = &r->val[j];
@@ -56,7 +55,7 @@ static int validate(TrainRun *r, int64_t step, double *val_loss, char *err, size
         for (int64_t b = 0; b < r->val_batches; b++) {
             double v;
             if (loader_next(d, r->val_tokens, r->val_targets, err, errlen) != 0 ||
-                eval_batch(r, r->val_tokens, r->val_targets, step, &v, err, errlen) != 0)
+                eval_batch(r, r->val_tokens, r->val_targets, &v, err, errlen) != 0)
                 return -1;
             sum += v / (double)r->val_batches;
         }

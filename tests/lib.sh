@@ -19,3 +19,13 @@ expect_output() {
     local out; out=$("$@" 2>&1)
     if printf '%s\n' "$out" | grep -qE -- "$pat"; then pass "$name"; else fail "$name" "no /$pat/ in output of: $*" "$(printf '%s\n' "$out" | head -20)"; fi
 }
+
+# ckpt_int FILE NAME — the value of the I64 scalar NAME of a safetensors file
+# (8 bytes of header length, the JSON header, then the data at the header's offsets)
+ckpt_int() {
+    local len off
+    len=$(od -An -t u8 -N8 "$1" | tr -d ' ')
+    off=$(head -c $((8 + len)) "$1" | tail -c +9 | grep -o "\"$2\":{[^}]*}" |
+          sed -n 's/.*"data_offsets":\[\([0-9]*\),.*/\1/p')
+    [ -n "$off" ] && od -An -t d8 -j $((8 + len + off)) -N8 "$1" | tr -d ' '
+}

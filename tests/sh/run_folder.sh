@@ -16,15 +16,6 @@ trap '[ -n "$mounted" ] && umount "$tmp/full"; rm -rf "$tmp"' EXIT
 G=tests/golden/tiny_x02
 bg=(tests/models/bigram.gptc --data $G --quiet)
 
-# ckpt_int FILE NAME — the value of the I64 scalar NAME of a safetensors file
-# (8 bytes of header length, the JSON header, then the data at the header's offsets)
-ckpt_int() {
-    local len off
-    len=$(od -An -t u8 -N8 "$1" | tr -d ' ')
-    off=$(head -c $((8 + len)) "$1" | tail -c +9 | grep -o "\"$2\":{[^}]*}" |
-          sed -n 's/.*"data_offsets":\[\([0-9]*\),.*/\1/p')
-    [ -n "$off" ] && od -An -t d8 -j $((8 + len + off)) -N8 "$1" | tr -d ' '
-}
 # sums DIR — checksums of a run folder's logs and checkpoint (what must not change)
 sums() { cat "$1/log.txt" "$1/log.jsonl" "$1/checkpoint.safetensors" 2>/dev/null | md5sum; }
 # valid_jsonl FILE — "valid" when every line is one JSON object (no NaN, no Infinity)

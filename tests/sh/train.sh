@@ -12,16 +12,6 @@ for kv in vocab=200 eot=199 dim=64 heads=2 head_dim=32 n_emb=3 block=16 seq_len=
           val_tokens=512 steps=6 val_every=3; do run+=(--set "$kv"); done
 gold=("${run[@]}" --checkpoint-every 1)
 
-# ckpt_int FILE NAME — the value of the I64 scalar NAME of a safetensors file
-# (8 bytes of header length, the JSON header, then the data at the header's offsets)
-ckpt_int() {
-    local len off
-    len=$(od -An -t u8 -N8 "$1" | tr -d ' ')
-    off=$(head -c $((8 + len)) "$1" | tail -c +9 | grep -o "\"$2\":{[^}]*}" |
-          sed -n 's/.*"data_offsets":\[\([0-9]*\),.*/\1/p')
-    [ -n "$off" ] && od -An -t d8 -j $((8 + len + off)) -N8 "$1" | tr -d ' '
-}
-
 "$GPTC" train "${gold[@]}" "${init[@]}" --out "$tmp/full" >/dev/null 2>&1
 expect_status "uninterrupted run" 0 test -f "$tmp/full/checkpoint.safetensors"
 

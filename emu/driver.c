@@ -330,6 +330,66 @@ EXPORT CUresult cuGraphExecDestroy(void *e)
     return EMU_OK;
 }
 
+/* ---- events ------------------------------------------------------------------------------ */
+
+/* An event holds the time its record reached the head of the stream: work runs when it is
+ * enqueued (or when its graph is launched), so that is when the record op runs. */
+typedef struct {
+    double ms;
+    bool recorded;
+} Event;
+
+typedef struct {
+    EmuOp op;
+    Event *e;
+} Record;
+
+static int record_run(EmuOp *op)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    Event *e = ((Record *)op)->e;
+    e->ms = ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+    e->recorded = true;
+    return EMU_OK;
+}
+
+EXPORT CUresult cuEventCreate(void **e, unsigned flags)
+{
+    *e = calloc(1, sizeof(Event));
+    return *e ? EMU_OK : EMU_OUT_OF_MEMORY;
+}
+
+EXPORT CUresult cuEventRecord(void *e, void *s)
+{
+    STICKY();
+    Record *r = calloc(1, sizeof *r);
+    if (!r) return EMU_OUT_OF_MEMORY;
+    *r = (Record){{record_run, NULL, NULL}, e};
+    return emu_submit(&r->op, false);
+}
+
+EXPORT CUresult cuEventSynchronize(void *e)
+{
+    if (capture) return emu_error(EMU_CAPTURE_UNSUPPORTED, "cuda emulator: cuEventSynchronize while the stream captures");
+    return emu_sticky();
+}
+
+EXPORT CUresult cuEventElapsedTime(float *ms, void *a, void *b)
+{
+    const Event *x = a, *y = b;
+    if (!x->recorded || !y->recorded)
+        return emu_error(EMU_INVALID_VALUE, "cuda emulator: cuEventElapsedTime of an event never recorded");
+    *ms = (float)(y->ms - x->ms);
+    return EMU_OK;
+}
+
+EXPORT CUresult cuEventDestroy_v2(void *e)
+{
+    free(e);
+    return EMU_OK;
+}
+
 /* ---- copies and memsets ------------------------------------------------------------------------ */
 
 typedef struct {

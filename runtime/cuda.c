@@ -23,6 +23,7 @@
 
 #include "codegen/codegen.h"
 #include "runtime/cuda_api.h"
+#include "runtime/cuda_profile.h"
 #include "runtime/ref_kernels.h"
 
 #include <math.h>
@@ -68,6 +69,8 @@ struct RtGpu {
     int nallreduce;
     char bad_input[256];            /* an index out of range, reported by the next run */
     char **label;                   /* by node id, for the emulator's messages (describe) */
+    RtGpuProfile *prof;             /* GPTC_PROFILE=1: every kernel timed (cuda_profile.c), else NULL */
+    char prof_name[32];
 };
 
 static size_t align_up(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
@@ -543,6 +546,7 @@ static int enqueue_step(const RtGpu *c, char *err, size_t errlen)
     for (int k = 0; k < c->s->nk; k++) {
         const CgKernel *kk = &c->s->k[k];
         int rc = 0;
+        if (c->prof && rt_gpu_profile_mark(c->prof, k, c->stream, err, errlen)) return -1;
         switch (kk->kind) {
         case CG_LOOP: {
             int64_t blocks;
@@ -562,7 +566,7 @@ static int enqueue_step(const RtGpu *c, char *err, size_t errlen)
         }
         if (rc || allreduce_after(c, k, err, errlen)) return -1;
     }
-    return 0;
+    return c->prof ? rt_gpu_profile_mark(c->prof, c->s->nk, c->stream, err, errlen) : 0;
 }
 
 /* gradients averaged across ranks as soon as their kernel has run (NCCL on the stream:
@@ -593,6 +597,7 @@ int rt_gpu_run(RtGpu *c, char *err, size_t errlen)
         c->bad_input[0] = 0;
         return -1;
     }
+    if (c->prof) return enqueue_step(c, err, errlen) || rt_gpu_profile_report(c->prof, NULL, err, errlen) ? -1 : 0;
     if (!c->use_graph) return enqueue_step(c, err, errlen);
     if (!c->graph) {
         CUgraph graph;
@@ -646,6 +651,14 @@ RtGpu *rt_gpu_new(const IrGraph *g, RtPrec prec, IrNode *const *keep, int nkeep,
     index_bounds(c);
     make_labels(c);
     fill_constants(c);
+    if (rt_gpu_profiling()) {
+        static int made;   /* executors are numbered in the order they are made, for the reports */
+        snprintf(c->prof_name, sizeof c->prof_name, "executor %d", ++made);
+        if (!(c->prof = rt_gpu_profile_new(c->s, c->prof_name, err, errlen))) {
+            rt_gpu_free(c);
+            return NULL;
+        }
+    }
     return c;
 }
 
@@ -666,6 +679,7 @@ void rt_gpu_free(RtGpu *c)
     if (!c) return;
     if (rt_cu.opened) rt_cu.cu.StreamSynchronize(c->stream);
     if (c->graph) rt_cu.cu.GraphExecDestroy(c->graph);
+    rt_gpu_profile_free(c->prof);
     if (c->gemm)
         for (int k = 0; k < c->s->nk; k++) {
             Gemm *gm = &c->gemm[k];

@@ -87,6 +87,11 @@ static int load_driver(char *err, size_t errlen)
     SYM(lib, d->GraphDestroy, "cuGraphDestroy");
     SYM(lib, d->GraphExecDestroy, "cuGraphExecDestroy");
     SYM(lib, d->GetErrorString, "cuGetErrorString");
+    SYM(lib, d->EventCreate, "cuEventCreate");
+    SYM(lib, d->EventRecord, "cuEventRecord");
+    SYM(lib, d->EventSynchronize, "cuEventSynchronize");
+    SYM(lib, d->EventElapsedTime, "cuEventElapsedTime");
+    SYM(lib, d->EventDestroy, "cuEventDestroy_v2");
     *(void **)&d->EmuTensors = dlsym(lib, "gptcEmuTensors");   /* the emulator's alone */
     return 0;
 }

@@ -28,6 +28,7 @@ typedef struct CUfunc_st *CUfunction;
 typedef struct CUstream_st *CUstream;
 typedef struct CUgraph_st *CUgraph;
 typedef struct CUgraphExec_st *CUgraphExec;
+typedef struct CUevent_st *CUevent;
 
 enum {
     RT_CU_ATTR_SM_COUNT = 16,          /* CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT */
@@ -66,6 +67,12 @@ typedef struct {
     CUresult (*GraphDestroy)(CUgraph);
     CUresult (*GraphExecDestroy)(CUgraphExec);
     CUresult (*GetErrorString)(CUresult, const char **);
+    /* events: only GPTC_PROFILE=1 uses them, to time each kernel of a run */
+    CUresult (*EventCreate)(CUevent *, unsigned);
+    CUresult (*EventRecord)(CUevent, CUstream);
+    CUresult (*EventSynchronize)(CUevent);
+    CUresult (*EventElapsedTime)(float *, CUevent, CUevent);
+    CUresult (*EventDestroy)(CUevent);
     /* The CUDA emulator's only entry point of its own (NULL on a GPU): the tensors the next
      * launch or product may touch, each [base, base + bytes) read (0), written whole before it
      * is read (1) or both (2), with a label naming its node and model line; `what` names the

@@ -313,6 +313,13 @@ CUresult cuGraphLaunch(void *exec, void *s)
 CUresult cuGraphDestroy(void *g) { free(g); return OK; }
 CUresult cuGraphExecDestroy(void *e) { free(e); return OK; }
 
+/* events: a mock runs nothing, so every interval is 0 ms */
+CUresult cuEventCreate(void **e, unsigned flags) { *e = calloc(1, 1); return *e ? OK : 2; }
+CUresult cuEventRecord(void *e, void *s) { return OK; }
+CUresult cuEventSynchronize(void *e) { return capturing ? fail(E_CAPTURE, "%scuEventSynchronize while capturing%lld", "", 0) : OK; }
+CUresult cuEventElapsedTime(float *ms, void *a, void *b) { *ms = 0; return OK; }
+CUresult cuEventDestroy_v2(void *e) { free(e); return OK; }
+
 /* ---- cuBLASLt --------------------------------------------------------------------------- */
 
 typedef struct { int transa, transb, compute; } Desc;

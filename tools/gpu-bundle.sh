@@ -97,4 +97,4 @@ echo "bundle: $G $(mib "$bundle") (must stay under $MAX_BUNDLE_MB MiB)"
 echo "travelling: working tree $(mib "$tree") + bundle = $(mib "$total") (device limit $LIMIT_MIB MiB)"
 if [ "$bundle" -gt $((MAX_BUNDLE_MB * 1048576)) ]; then echo "gpu-bundle: the bundle is over $MAX_BUNDLE_MB MiB" >&2; exit 1; fi
 if [ "$total" -gt $((LIMIT_MIB * 1048576)) ]; then echo "gpu-bundle: tree + bundle is over the $LIMIT_MIB MiB a device call may send" >&2; exit 1; fi
-echo "run there: bash tools/gpu-check.sh   (carry: [\".gpu\"], timeout_s 540; docs/gpu-check.md)"
+echo "run there: bash tools/gpu-check.sh   (carry: [\".gpu\"], timeout_s 360; docs/gpu-check.md)"

@@ -6,11 +6,19 @@
 #                    float64 loss and gradients
 #   d. curves        50 steps of x02 at the tiny preset from one init file, cpu (f32) and
 #                    cuda (bf16), training losses side by side
-#   e. bench         gptc bench at the medium preset (x00, x04) against bench/pytorch/bench.py
+#   e. bench         gptc bench at the medium preset (x00, x04)
+#   f. profile       one step of x04 at the medium preset with every kernel timed
+#                    (GPTC_PROFILE=1), measured against the roofline model's estimate per
+#                    kind of kernel
+#   g. pytorch       bench/pytorch/bench.py at the medium preset (1 and 5 embeddings), and
+#                    gptc against it
 # Every run has a time limit and the whole script a budget (GPU_CHECK_BUDGET seconds,
-# default 450), so it ends inside a 540 s device call; a failed stage is reported and the
-# next one runs. Logs go to ${OUT:-/tmp/gpu-check} (at most 8 files); the last output is
-# a table: stage | result | figures. Without a GPU it stops after a and b.
+# default 300), so it ends inside a 360 s device call: with the machine's start, one call
+# and a rerun fit the 15 minutes a task is lent. A failed stage is reported and the next
+# one runs. Logs go to ${OUT:-/tmp/gpu-check} (at most 8 files); the last output is a
+# table: stage | result | figures, then the profile's table. Without a GPU it stops after
+# a and b. LD_LIBRARY_PATH (the bundle's libraries, the toolkit's lib64) is set for gptc
+# alone: python3 and torch run with the machine's own.
 #   bash tools/gpu-check.sh            (from the repository root, .gpu carried)
 # For tests here: GPTC=PATH uses that binary (no build); GPU_CHECK_ASSUME_GPU=1 goes on
 # past a missing GPU.
@@ -18,15 +26,15 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 T0=$SECONDS
-BUDGET=${GPU_CHECK_BUDGET:-450}
+BUDGET=${GPU_CHECK_BUDGET:-300}
 PEAK_TFLOPS=${PEAK_TFLOPS:-989}       # bf16 dense peak for MFU (H100/H200 SXM), as bench.py
 OUTD=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUTD" || exit 1
 W=$(mktemp -d /tmp/gpu-check-work.XXXXXX) || exit 1
 trap 'rm -rf "$W"' EXIT
 LOG_ENV=$OUTD/env.log LOG_BUILD=$OUTD/build.log LOG_GOLDEN=$OUTD/golden.log
-LOG_CURVES=$OUTD/curves.log LOG_BENCH=$OUTD/bench.log SUMMARY=$OUTD/summary.txt
-: >"$LOG_ENV"; : >"$LOG_BUILD"; : >"$LOG_GOLDEN"; : >"$LOG_CURVES"; : >"$LOG_BENCH"
+LOG_CURVES=$OUTD/curves.log LOG_BENCH=$OUTD/bench.log LOG_PROFILE=$OUTD/profile.log SUMMARY=$OUTD/summary.txt
+: >"$LOG_ENV"; : >"$LOG_BUILD"; : >"$LOG_GOLDEN"; : >"$LOG_CURVES"; : >"$LOG_BENCH"; : >"$LOG_PROFILE"
 
 ROWS=()
 row() { ROWS+=("$1|$2|$3"); printf '  -> %s: %s  %s\n' "$1" "$2" "$3"; }
@@ -44,8 +52,10 @@ table() {
             printf '%-25s | %-6s | %s\n' "$s" "$res" "$fig"
         done
         printf '(%ss in all; logs in %s)\n' "$(elapsed)" "$OUTD"
+        [ -n "$PROFILE_TABLE" ] && printf '\n%s\n' "$PROFILE_TABLE"
     } | tee "$SUMMARY"
 }
+PROFILE_TABLE=
 
 HAVE_TIMEOUT=0; have timeout && HAVE_TIMEOUT=1
 # lim CAP RESERVE [STAGE_END]: seconds for the next run: CAP, or less so that RESERVE
@@ -118,18 +128,20 @@ if [ -f .gpu/lib.tar.xz ] && [ "$(cat "$LIBDIR/.sha256" 2>/dev/null)" != "$(cat 
     else echo "could not unpack .gpu/lib.tar.xz (no xz, no python3?)" | tee -a "$LOG_ENV"; fi
 fi
 [ -d .gpu ] || echo "no .gpu bundle here (tools/gpu-bundle.sh, carried as .gpu): only a local build can run" | tee -a "$LOG_ENV"
-export LD_LIBRARY_PATH=$LIBDIR:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# gptc's library path, for gptc alone (putting the toolkit's lib64 first for python3 is a
+# known way to break `import torch`)
+GPTC_LD=$LIBDIR:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 # the driver's folder on these images, last, in case ld.so.cache does not name libcuda.so.1
 if ! ldconfig -p 2>/dev/null | grep -qF libcuda.so.1 && [ -d /usr/local/nvidia/lib64 ]; then
-    export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:/usr/local/nvidia/lib64
+    GPTC_LD=$GPTC_LD:/usr/local/nvidia/lib64
 fi
-echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH" >>"$LOG_ENV"
+echo "gptc's LD_LIBRARY_PATH=$GPTC_LD" >>"$LOG_ENV"
 # the libraries gptc loads at run time (informative: gptc says itself what it cannot load)
 culibs=""
 for l in libcuda.so.1 libnvrtc.so libcublasLt.so libnccl.so.2; do
     found=""
     ldconfig -p 2>/dev/null | grep -qF "$l" && found=1
-    IFS=: read -ra dirs <<<"$LD_LIBRARY_PATH"
+    IFS=: read -ra dirs <<<"$GPTC_LD"
     for d in "${dirs[@]}" /usr/local/nvidia/lib64; do ls "$d/$l"* >/dev/null 2>&1 && found=1; done
     if [ -n "$found" ]; then culibs+="$l "; else culibs+="($l missing) "; missing+=("$l"); fi
 done
@@ -185,12 +197,15 @@ echo "build: $how" | tee -a "$LOG_BUILD"
 ok_gptc=0
 if [ -n "$GPTC" ]; then
     echo "gptc: $GPTC" | tee -a "$LOG_BUILD"
-    if ldd "$GPTC" 2>/dev/null | grep -q 'libgomp.*not found' && [ -e "$LIBDIR/fallback/libgomp.so.1" ]; then
-        export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$LIBDIR/fallback; echo "no libgomp.so.1 here: the bundle's" | tee -a "$LOG_BUILD"
+    if LD_LIBRARY_PATH=$GPTC_LD ldd "$GPTC" 2>/dev/null | grep -q 'libgomp.*not found' && [ -e "$LIBDIR/fallback/libgomp.so.1" ]; then
+        GPTC_LD=$GPTC_LD:$LIBDIR/fallback; echo "no libgomp.so.1 here: the bundle's" | tee -a "$LOG_BUILD"
     fi
-    ldd "$GPTC" >>"$LOG_BUILD" 2>&1
+    LD_LIBRARY_PATH=$GPTC_LD ldd "$GPTC" >>"$LOG_BUILD" 2>&1
+    # from here on $GPTC is a wrapper that gives gptc, and only gptc, its library path
+    real=$(cd "$(dirname "$GPTC")" && pwd)/$(basename "$GPTC")
+    printf '#!/usr/bin/env bash\nLD_LIBRARY_PATH=%q exec %q "$@"\n' "$GPTC_LD" "$real" >"$W/gptc" && chmod +x "$W/gptc" && GPTC=$W/gptc
     if "$GPTC" check models/gpt2m_x00.gptc --preset tiny >>"$LOG_BUILD" 2>&1; then ok_gptc=1
-    else echo "gptc does not run:" | tee -a "$LOG_BUILD"; ldd "$GPTC" 2>&1 | grep -E 'not found' | tee -a "$LOG_BUILD"; fi
+    else echo "gptc does not run:" | tee -a "$LOG_BUILD"; LD_LIBRARY_PATH=$GPTC_LD ldd "$real" 2>&1 | grep -E 'not found' | tee -a "$LOG_BUILD"; fi
 fi
 if [ $ok_gptc = 1 ]; then row "b. build" ok "$GPTC: $how"; else row "b. build" FAIL "no runnable gptc: $how"; fi
 
@@ -216,7 +231,7 @@ init_ok=0
 if [ -n "$DATA" ] && "$GPTC" init models/gpt2m_x02.gptc --preset tiny -o "$W/init.safetensors" --seed 0 >>"$LOG_CURVES" 2>&1; then
     init_ok=1
     threads=$(($(nproc) / 2)); [ $threads -lt 1 ] && threads=1
-    cpu_lim=$(lim 180 150)
+    cpu_lim=$(lim 120 110)
     OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads OMP_WAIT_POLICY=PASSIVE \
         run "$cpu_lim" "$W/train_cpu.out" "$GPTC" train models/gpt2m_x02.gptc "${TRAIN_ARGS[@]}" --out "$W/run_cpu" --backend cpu &
     cpu_pid=$!
@@ -224,21 +239,17 @@ fi
 
 # ---------------------------------------------------------------------------------------
 hdr "c. golden (gptc grad --backend cuda vs the float64 golden data)"
-# the sets, their config overrides, windows and losses: as tests/sh/golden_grad.sh
-sets=(tiny_x02 small_x00 small_x04)
-declare -A cfg win loss
-eval "$(grep -E '^(cfg|win)\[' tests/sh/golden_grad.sh)"
-for s in "${sets[@]}"; do
-    grep -qF "${cfg[$s]}" tests/sh/golden_grad.sh 2>/dev/null || echo "note: tests/sh/golden_grad.sh no longer has the config of $s used here" | tee -a "$LOG_GOLDEN"
-done
+# the sets, their config overrides, windows and losses: those of the golden tests
+. tests/golden_sets.sh
+sets=("${golden_sets[@]}")
 declare -A LTOL=([f32]=1e-4 [bf16]=2e-2) GTOL=([f32]=1e-4 [bf16]=5e-2)
-g_end=$((SECONDS + $(lim 110 230)))
+g_end=$((SECONDS + $(lim 70 170)))
 printf '%-10s %-5s %-10s %-10s %-24s %s\n' set dtype loss_rel grads_rel worst_tensor result
 for dt in f32 bf16; do
     for s in "${sets[@]}"; do
         G=tests/golden/$s
         args=(); for kv in ${cfg[$s]}; do args+=(--set "$kv"); done
-        l=$(lim 45 230 $g_end)
+        l=$(lim 30 170 $g_end)
         if [ "$l" -lt 5 ]; then row "c. golden $s $dt" SKIP "no time left"; continue; fi
         run "$l" "$W/grad.out" "$GPTC" grad models/gpt2m.gptc "${args[@]}" --params "$G/params.safetensors" \
             --batch "$G/inputs.safetensors" --window "${win[$s]}" --backend cuda --dtype $dt --grads "$W/g_${s}_$dt.safetensors"
@@ -270,7 +281,7 @@ if [ -z "$DATA" ]; then
 elif [ $init_ok = 0 ]; then
     row "d. curves" FAIL "gptc init failed (see curves.log)"
 else
-    l=$(lim 100 200)
+    l=$(lim 60 150)
     if [ "$l" -lt 10 ]; then crc=124; echo "no time left" >"$W/train_cuda.out"
     else run "$l" "$W/train_cuda.out" "$GPTC" train models/gpt2m_x02.gptc "${TRAIN_ARGS[@]}" --out "$W/run_cuda" --backend cuda --dtype bf16; crc=$?; fi
     wait "$cpu_pid"; prc=$?
@@ -305,13 +316,13 @@ fi
 [ -n "$cpu_pid" ] && wait "$cpu_pid" 2>/dev/null   # never let the cpu run overlap the benchmark
 
 # ---------------------------------------------------------------------------------------
-hdr "e. bench (medium, 65536 tokens a step, windows 27/13: gptc cuda bf16 vs PyTorch)"
+hdr "e. bench (medium, 65536 tokens a step, windows 27/13: gptc cuda bf16)"
 declare -A g_ms g_mb p_ms p_mb p_fl
 for k in 0 4; do
     n=$((k + 1))
-    l=$(lim 80 $((k == 0 ? 160 : 120)))
+    l=$(lim 60 $((k == 0 ? 100 : 70)))
     if [ "$l" -lt 10 ]; then row "e. gptc x0$k (n_emb $n)" SKIP "no time left"; continue; fi
-    run "$l" "$W/gb.out" "$GPTC" bench models/gpt2m_x0$k.gptc --preset medium --backend cuda --steps 10 --warmup 3 --window 27,13
+    run "$l" "$W/gb.out" "$GPTC" bench models/gpt2m_x0$k.gptc --preset medium --backend cuda --steps 3 --warmup 1 --window 27,13
     rc=$?; cat "$W/gb.out" >>"$LOG_BENCH"
     ms=$(sed -n 's/^median_ms_per_step: //p' "$W/gb.out"); mb=$(sed -n 's/^device_mb: //p' "$W/gb.out")
     su=$(sed -n 's/^setup_ms: //p' "$W/gb.out")
@@ -322,6 +333,47 @@ for k in 0 4; do
         row "e. gptc x0$k (n_emb $n)" FAIL "bench $(why $rc): $(errline "$W/gb.out")"
     fi
 done
+
+# ---------------------------------------------------------------------------------------
+hdr "f. profile (x04 medium: every kernel timed, against the roofline model's estimate)"
+# the second run of each executor (the first loads the module): per kind of kernel, the
+# measured time and the estimate, summed over the gradient step and the update
+l=$(lim 45 50)
+if [ "$l" -lt 15 ]; then row "f. profile x04" SKIP "no time left"
+else
+    GPTC_PROFILE=1 run "$l" "$W/prof.out" "$GPTC" bench models/gpt2m_x04.gptc --preset medium --backend cuda --steps 1 --warmup 1 --window 27,13
+    rc=$?; cat "$W/prof.out" >>"$LOG_PROFILE"
+    PROFILE_TABLE=$(awk '
+        /^cuda profile \(executor [0-9]+, run 2\)/ { on = 1; next }
+        /^cuda profile/ || /^  slowest:/ { on = 0 }
+        on && $0 ~ /^  [a-z]/ && $1 != "kind" {
+            n = NF; est = (n >= 5 && $(n - 1) ~ /^[0-9.]+$/ && $(n - 2) ~ /^[0-9.]+$/) ? 1 : 0
+            k = $1; for (i = 2; i <= n - 2 - 2 * est; i++) k = k " " $i
+            if (!(k in cnt)) order[no++] = k
+            cnt[k] += $(n - 1 - 2 * est); ms[k] += $(n - 2 * est); if (est) e[k] += $(n - 1); any += est
+        }
+        END {
+            if (!no) exit 1
+            printf "%-20s | %7s | %11s | %12s | %s\n", "kind (x04 medium)", "kernels", "measured_ms", "estimated_ms", "measured/estimated"
+            for (i = 0; i <= no; i++) {
+                if (i < no) { k = order[i]; tm += ms[k]; te += e[k]; c = cnt[k]; m = ms[k]; x = e[k] }
+                else { k = "all"; c = ""; m = tm; x = te }
+                xs = "-"; r = "-"   # (a ">" inside printf would redirect it)
+                if (any) xs = sprintf("%.3f", x)
+                if (any && x > 0) r = sprintf("%.2f", m / x)
+                printf "%-20s | %7s | %11.3f | %12s | %s\n", k, c, m, xs, r
+            }
+        }' "$W/prof.out")
+    if [ $rc -eq 0 ] && [ -n "$PROFILE_TABLE" ]; then
+        row "f. profile x04" ok "$(echo "$PROFILE_TABLE" | awk -F'|' '$1 ~ /^all / { gsub(/ /, ""); printf "%s ms measured, %s ms estimated (un-graphed, events between kernels)", $3, $4 }')"
+    else
+        PROFILE_TABLE=""
+        row "f. profile x04" FAIL "bench $(why $rc): $(errline "$W/prof.out")"
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------
+hdr "g. pytorch (bench/pytorch/bench.py, the same work), and gptc against it"
 BP=bench/pytorch/bench.py
 pt_extra=()
 if [ -f $BP ]; then
@@ -331,11 +383,11 @@ if [ -f $BP ]; then
     grep -q -- '--peak-tflops' $BP && pt_extra+=(--peak-tflops "$PEAK_TFLOPS")
 fi
 for n in 1 5; do
-    if [ ! -f $BP ]; then row "e. pytorch n_emb $n" SKIP "$BP missing"; continue; fi
-    if [ -z "$TORCH" ]; then row "e. pytorch n_emb $n" SKIP "python3 with torch missing"; continue; fi
-    l=$(lim 150 $((n == 1 ? 60 : 0)))
-    if [ "$l" -lt 15 ]; then row "e. pytorch n_emb $n" SKIP "no time left"; continue; fi
-    PYTHONUNBUFFERED=1 run "$l" "$W/pb.out" python3 $BP --preset medium --n-emb $n --tokens 65536 --steps 10 --warmup 3 \
+    if [ ! -f $BP ]; then row "g. pytorch n_emb $n" SKIP "$BP missing"; continue; fi
+    if [ -z "$TORCH" ]; then row "g. pytorch n_emb $n" SKIP "python3 with torch missing"; continue; fi
+    l=$(lim 90 $((n == 1 ? 30 : 0)))
+    if [ "$l" -lt 15 ]; then row "g. pytorch n_emb $n" SKIP "no time left"; continue; fi
+    PYTHONUNBUFFERED=1 run "$l" "$W/pb.out" python3 $BP --preset medium --n-emb $n --tokens 65536 --steps 3 --warmup 1 \
         --device cuda --compile "${pt_extra[@]}"
     rc=$?; cat "$W/pb.out" >>"$LOG_BENCH"
     line=$(grep '^pytorch preset=' "$W/pb.out" | tail -1)
@@ -343,9 +395,9 @@ for n in 1 5; do
     fl=$(echo "$line" | sed -n 's/.* flops=\([^ ]*\).*/\1/p'); mf=$(echo "$line" | sed -n 's/.* mfu=\([^ ]*\).*/\1/p')
     if [ $rc -eq 0 ] && num "$ms"; then
         p_ms[$n]=$ms; p_mb[$n]=$mb; p_fl[$n]=$fl
-        row "e. pytorch n_emb $n" ok "${ms} ms/step, peak ${mb} MB, ${fl} FLOP/step, MFU ${mf}"
+        row "g. pytorch n_emb $n" ok "${ms} ms/step, peak ${mb} MB, ${fl} FLOP/step, MFU ${mf}"
     else
-        row "e. pytorch n_emb $n" FAIL "bench.py $(why $rc): $(errline "$W/pb.out")"
+        row "g. pytorch n_emb $n" FAIL "bench.py $(why $rc): $(errline "$W/pb.out")"
     fi
 done
 # gptc against PyTorch: step-time ratio and MFU with PyTorch's FLOP count; per-embedding overhead
@@ -354,13 +406,13 @@ for n in 1 5; do
         f=$(awk -v g="${g_ms[$n]}" -v p="${p_ms[$n]}" -v fl="${p_fl[$n]}" -v pk="$PEAK_TFLOPS" \
             'BEGIN { printf "gptc/pytorch %.2f; MFU gptc %.3f pytorch %.3f", g / p, fl / (g / 1e3) / (pk * 1e12), fl / (p / 1e3) / (pk * 1e12) }')
         f+="; GPU MB gptc ${g_mb[$n]:-?} (planned) pytorch ${p_mb[$n]:-?} (peak)"
-        row "e. compare n_emb $n" "$(awk -v g="${g_ms[$n]}" -v p="${p_ms[$n]}" 'BEGIN { print (g <= p ? "faster" : "slower") }')" "$f (peak $PEAK_TFLOPS TFLOP/s)"
+        row "g. compare n_emb $n" "$(awk -v g="${g_ms[$n]}" -v p="${p_ms[$n]}" 'BEGIN { print (g <= p ? "faster" : "slower") }')" "$f (peak $PEAK_TFLOPS TFLOP/s)"
     fi
 done
 ovh() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f%%", (b - a) / 4 / a * 100 }'; }
 o=""
 [ -n "${g_ms[1]:-}" ] && [ -n "${g_ms[5]:-}" ] && o+="gptc $(ovh "${g_ms[1]}" "${g_ms[5]}") "
 [ -n "${p_ms[1]:-}" ] && [ -n "${p_ms[5]:-}" ] && o+="pytorch $(ovh "${p_ms[1]}" "${p_ms[5]}")"
-[ -n "$o" ] && row "e. per-embedding cost" ok "(t_x04 - t_x00)/4/t_x00: $o"
+[ -n "$o" ] && row "g. per-embedding cost" ok "(t_x04 - t_x00)/4/t_x00: $o"
 
 table

@@ -3,7 +3,8 @@
 # generated kernels, cuBLASLt products and graphs run here.
 #   - gptc grad on the three golden sets: f32 within loss 1e-6 / tensors 1e-4, bf16 within
 #     loss 2e-2 / tensors 5e-2 (relative, ‖a−b‖∞/‖b‖∞);
-#   - gptc step (f32) against after_step1 / after_step2, as golden_step.sh holds the cpu backend.
+#   - gptc step (f32) against after_step1 / after_step2, as golden_step.sh holds the cpu backend;
+#   - GPTC_PROFILE=1 times every kernel of the gradient step and adds them up per kind.
 # The emulator checks every access as it runs: any error it finds fails the command.
 # (cuda_emu_train.sh trains on it.)
 cd "$(dirname "$0")/../.." || exit 1
@@ -57,3 +58,27 @@ for s in tiny_x02 small_x00 small_x04; do
         done
     else fail "$s cuda f32 step runs on the emulator" "$(tail -5 "$tmp/log")"; fi
 done
+
+# ---- GPTC_PROFILE=1: every kernel timed between events ----------------------------------------
+# one f32 gradient step of small_x04: the report counts every kernel of the plan, once per
+# kind, and its kinds add up to its total
+s=small_x04; G=tests/golden/$s
+sets=(); for kv in ${cfg[$s]}; do sets+=(--set "$kv"); done
+if GPTC_PROFILE=1 "$GPTC" grad models/gpt2m.gptc "${sets[@]}" --params $G/params.safetensors --batch $G/inputs.safetensors \
+       --window "${win[$s]}" --backend cuda --dtype f32 >"$tmp/out" 2>"$tmp/prof" &&
+   "$GPTC" compile models/gpt2m.gptc "${sets[@]}" --target cuda --precision f32 -o "$tmp/c" >/dev/null 2>&1; then
+    want=$(awk '/^######## update/ { exit } /^ *[0-9]+ (loop|matmul|attention|attention_bwd|scatter_add) / { n++ } END { print n + 0 }' "$tmp/c/plan.txt")
+    r=$(awk '/^cuda profile \(executor 1, run 1\)/ {
+                 on = 1; split(substr($0, index($0, "): ") + 3), w, " "); total = w[1]; n = w[4]; next   # "X ms in N kernels…"
+             }
+             on && /^  slowest:/ { on = 0 }
+             on && /^  [a-z]/ && $1 != "kind" {   # kind, kernels, measured_ms[, estimated…]
+                 for (i = 1; i <= NF && $i !~ /^[0-9]+$/; i++) ;
+                 c += $i; s += $(i + 1)
+             }
+             END { printf "%d %d %.3f %.3f", n, c, total, s }' "$tmp/prof")
+    set -- $r
+    if [ "$1" = "$want" ] && [ "$2" = "$want" ] && awk -v a="$3" -v b="$4" 'BEGIN { d = a - b; exit !(a > 0 && d < 0.01 && d > -0.01) }'; then
+        pass "GPTC_PROFILE=1 times all $want kernels of the gradient step ($3 ms, kinds add up)"
+    else fail "GPTC_PROFILE=1 report" "kernels in plan.txt: $want; report: $r" "$(head -12 "$tmp/prof")"; fi
+else fail "GPTC_PROFILE=1 grad and compile run" "$(tail -5 "$tmp/prof")"; fi

@@ -5,6 +5,8 @@
  *   autodiff.c  reverse-mode differentiation, one rule per op
  *   cse.c       common-subexpression elimination
  *   dce.c       dead-code elimination
+ *   siblings.c  one product for products of one operand with adjacent pieces of another
+ *   chunk.c     large products consumed row by row computed in chunks of rows
  *   verify.c    the invariant checker
  *   pipeline.c  the passes in order (ir_optimize), checked between passes
  *
@@ -111,9 +113,24 @@ int ir_cse(IrGraph *g);
 /* Removes nodes no output depends on (PARAM and INPUT leaves are kept); renumbers ids.
  * Returns the number of nodes removed. */
 int ir_dce(IrGraph *g);
-/* verify → cse → verify → dce → verify; with GPTC_DUMP_IR set, prints the graph after
- * every pass to stderr. 0, or -1 with a message. */
+/* Turns MATMULs of the same a whose b are adjacent row ranges of one node into one
+ * product of the union (a view of that node) and a SLICE of it per original product, in
+ * place (siblings.c); keeps ids topological. Returns the number of products removed. */
+int ir_merge_siblings(IrGraph *g);
+/* verify → cse → verify → siblings → verify → dce → verify; with GPTC_DUMP_IR set,
+ * prints the graph after every pass to stderr. 0, or -1 with a message. */
 int ir_optimize(IrGraph *g, char *err, size_t errlen);
+
+/* ---- chunk.c ---- */
+/* Every 2-D MATMUL [M, N] (a not transposed) whose output is consumed row-locally down to
+ * per-row results (at most 16 values a row) and whose M exceeds a chunk's rows — max_rows,
+ * and at most max_elems / N when max_elems > 0, but no fewer than M / 64: every chunk
+ * repeats the chain, so their count is bounded — becomes chunks of that many rows, each
+ * followed by its rows of the chain, with the per-row results concatenated; later readers
+ * are unchanged.
+ * Run after ir_dce (a dead reader counts); leaves unused operands to ir_dce; keeps ids
+ * topological. Returns the number of products chunked. */
+int ir_chunk_rows(IrGraph *g, int64_t max_rows, int64_t max_elems);
 
 /* Can x be broadcast to shape (numpy rules, trailing axes aligned)? */
 bool ir_broadcastable(const IrNode *x, int ndim, const int64_t *shape);

@@ -18,6 +18,8 @@ int ir_optimize(IrGraph *g, char *err, size_t errlen) {
     if (after(g, "input", 0, err, errlen)) return -1;
     int merged = ir_cse(g);
     if (after(g, "cse", merged, err, errlen)) return -1;
+    int joined = ir_merge_siblings(g);
+    if (after(g, "siblings", joined, err, errlen)) return -1;
     int removed = ir_dce(g);
     return after(g, "dce", removed, err, errlen);
 }

@@ -1,5 +1,6 @@
 /* cmd_compile.c — gptc compile: the training step as generated kernels and a plan. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,7 @@
 
 const char compile_usage[] =
     "usage: gptc compile MODEL [--preset P] [--set NAME=VALUE]… --target c|cuda [--arch sm_90]\n"
-    "                   [--precision bf16|f32] -o DIR\n"
+    "                   [--precision bf16|f32] [--window L,S] [--doc-len N] -o DIR\n"
     "Fuses the training step (forward + backward, then the optimizer update), generates its\n"
     "kernels and compiles them through the kernel cache ($XDG_CACHE_HOME/gptc, default\n"
     "~/.cache/gptc; a warm start compiles nothing). DIR receives, for the gradient step\n"
@@ -21,11 +22,18 @@ const char compile_usage[] =
     "  NAME.cu + NAME.cubin    --target cuda: the CUDA kernels and the cubin (NVRTC)\n"
     "  NAME.ptxas.txt          --target cuda: registers and spills of every kernel (ptxas -v)\n"
     "  plan.txt                every kernel and library call in order, with launch shapes, bytes\n"
-    "                          read and written, FLOPs, and the memory plan\n"
+    "                          read and written, FLOPs, and the memory plan; --target cuda: each\n"
+    "                          one's estimated time on an H100, what bounds it, its occupancy\n"
     "  --arch ARCH             the CUDA architecture (default sm_90: H100, H200)\n"
     "  --precision P           storage of the cuda target, as `gptc train --backend cuda --dtype P`\n"
     "                          runs it: bf16 (default: bf16 weights and activations, float32\n"
-    "                          master weights, optimizer state and statistics) or f32\n\n";
+    "                          master weights, optimizer state and statistics) or f32\n"
+    "  --window L,S            attention windows in blocks for the estimate, as `gptc bench`\n"
+    "                          takes them (default: the schedules at step 0)\n"
+    "  --doc-len N             mean document length in tokens for the estimate (default 400, as\n"
+    "                          `gptc bench`'s random batch: an eot about every 400 tokens)\n"
+    "--target cuda then prints the step's estimated time on one H100 SXM (the roofline model),\n"
+    "split by bound and by kind of kernel, and the device memory training allocates.\n\n";
 
 static int copy_file(const char *from, const char *to)
 {
@@ -52,18 +60,38 @@ static int write_text(const char *dir, const char *name, const char *text)
     return 0;
 }
 
+/* gptc bench's random batch draws an eot with probability 0.0025: documents of 400 tokens */
+#define BENCH_DOC_LEN 400
+
 typedef struct {
     const char *dir, *target, *arch, *precision;
     int nkernels, nlibrary, nfuncs, ncached;
     int64_t fused, unfused, arena;
+    CgWorkload work;               /* --target cuda: the estimate's scalars and documents … */
+    CgRoofline est;                /* … its sums over both graphs (est.k unused) … */
+    int nestimated;                /* … and how many graphs ptxas's figures let it estimate */
+    CgDeviceMem mem[3];            /* gradient step, update, validation */
 } Out;
 
-/* sources, compiled object and plan section of one graph */
+/* the per-graph estimate r into the step's sums */
+static void add_estimate(Out *o, const CgRoofline *r)
+{
+    cg_time_add(&o->est.total, &r->total);
+    for (int k = 0; k < CG_EST_NKINDS; k++) {
+        cg_time_add(&o->est.kind[k], &r->kind[k]);
+        o->est.calls[k] += r->calls[k];
+        o->est.launches[k] += r->launches[k];
+    }
+}
+
+/* sources, compiled object, plan section and (cuda) estimate of one graph */
 static int emit_graph(const char *name, const CgStep *s, Out *o, FILE *plan)
 {
     bool cuda = !strcmp(o->target, "cuda");
     char file[256], path[4200], err[8192];
     bool cached;
+    CgPtxas px = {0};
+    CgRoofline est = {0};
     char *src = cg_step_source(s, cuda ? CG_CUDA : CG_C);
     snprintf(file, sizeof file, "%s.%s", name, cuda ? "cu" : "c");
     int rc = write_text(o->dir, file, src);
@@ -76,6 +104,9 @@ static int emit_graph(const char *name, const CgStep *s, Out *o, FILE *plan)
         if (rc == 0 && cuda) {
             snprintf(file, sizeof file, "%s.ptxas.txt", name);
             rc = write_text(o->dir, file, log ? log : "");
+            cg_ptxas_parse(log, &px);   /* none without the device build (the emulator without NVRTC) */
+            if (rc == 0 && px.n && (rc = cg_roofline(s, &px, &o->work, &est, err, sizeof err)))
+                fprintf(stderr, "gptc compile: %s\n", err);
         }
         free(log);
     }
@@ -86,7 +117,10 @@ static int emit_graph(const char *name, const CgStep *s, Out *o, FILE *plan)
     }
     free(src);
     fprintf(plan, "\n######## %s\n", name);
-    cg_write_plan(s, plan);
+    cg_write_plan(s, est.k ? &est : NULL, plan);
+    if (est.k) add_estimate(o, &est), o->nestimated++;
+    cg_roofline_free(&est);
+    cg_ptxas_free(&px);
     for (int i = 0; i < s->nk; i++) {
         if (s->k[i].kind == CG_LOOP) o->nkernels++;
         else o->nlibrary++;
@@ -98,7 +132,52 @@ static int emit_graph(const char *name, const CgStep *s, Out *o, FILE *plan)
     return rc;
 }
 
-static int compile_step(FeCompile *c, Out *o)
+/* The device memory of validation: the evaluation graph (T = val_seq_len) fused and planned
+ * as the trainer's evaluation executor is (trainer/run.c: optimized, the products read row
+ * by row in chunks of a training step's T rows unless GPTC_EVAL_CHUNK=0, the loss kept). */
+static int validation_memory(const ModelArgs *m, int64_t T, CgStore store, CgDeviceMem *mem)
+{
+    FeOptions fo = {.path = m->model, .preset = m->preset, .sets = m->sets, .nsets = m->nsets,
+                    .include_dirs = m->ninclude ? (const char **)m->include_dirs : NULL, .seq_config = "val_seq_len"};
+    FeCompile ev;
+    char err[1024];
+    FILE *quiet = fopen("/dev/null", "w");   /* the same file: its warnings were shown */
+    int rc = fe_compile(&ev, &fo, quiet ? quiet : stderr) ? -1 : 0;
+    if (quiet) fclose(quiet);
+    CgStep *s = NULL;
+    const char *chunk = getenv("GPTC_EVAL_CHUNK");
+    IrGraph *g = rc == 0 ? ev.prog.graph : NULL;
+    if (g && (ir_optimize(g, err, sizeof err) ||
+              ((!chunk || strcmp(chunk, "0")) && ir_chunk_rows(g, T, (int64_t)1 << 30) > 0 && ir_optimize(g, err, sizeof err)) ||
+              !(s = cg_fuse(g, g->outputs, 1, store, err, sizeof err)))) {
+        fprintf(stderr, "gptc compile: the validation graph: %s\n", err);
+        rc = -1;
+    }
+    if (s) cg_device_memory(s, NULL, mem);
+    cg_step_free(s);
+    fe_free(&ev);
+    return rc;
+}
+
+static void print_estimate(const Out *o, const char *window)
+{
+    const CgTime *t = &o->est.total;
+    if (o->nestimated < 2) {
+        printf("estimated step on H100: none: ptxas reported no registers (NVRTC did not compile for the device)\n");
+    } else {
+        printf("estimated step on H100: %.3f ms (tensor-core %.3f ms, CUDA-core %.3f ms, memory %.3f ms, "
+               "under-occupied %.3f ms, launch %.3f ms)\n", t->ms, t->tc, t->fp32, t->mem, t->under, t->launch);
+        printf("  assuming %s%sdocuments of %g tokens\n", window, *window ? " and " : "", o->work.doc_len);
+        for (int k = 0; k < CG_EST_NKINDS; k++)
+            printf("  %s: %d calls, %d launches, %.3f ms\n", cg_est_kind_name((CgEstKind)k), o->est.calls[k],
+                   o->est.launches[k], o->est.kind[k].ms);
+    }
+    printf("device memory for training: %.2f GB (gradient step %.2f GB, update %.2f GB, validation %.2f GB)\n",
+           (double)(o->mem[0].total + o->mem[1].total + o->mem[2].total) / 1e9, o->mem[0].total / 1e9,
+           o->mem[1].total / 1e9, o->mem[2].total / 1e9);
+}
+
+static int compile_step(FeCompile *c, const ModelArgs *m, const char *window, Out *o)
 {
     char err[1024];
     StepGrad gg = {0};
@@ -132,12 +211,22 @@ static int compile_step(FeCompile *c, Out *o)
     fprintf(plan, "# gptc compile: the training step, target %s%s%s, storage %s\n", o->target,
             strcmp(o->target, "cuda") ? "" : " ", strcmp(o->target, "cuda") ? "" : o->arch, o->precision);
     rc = emit_graph("grad", gs, o, plan) | emit_graph("update", us, o, plan);
+    bool cuda = !strcmp(o->target, "cuda");
+    if (rc == 0 && cuda) {
+        cg_device_memory(gs, NULL, &o->mem[0]);
+        cg_device_memory(us, NULL, &o->mem[1]);
+        if (fe_config(&c->prog, "val_seq_len"))   /* what the trainer validates with */
+            rc = validation_memory(m, c->prog.T, bf16 ? CG_STORE_BF16 : CG_STORE_F32, &o->mem[2]);
+        fprintf(plan, "\n######## validation\n# the evaluation graph (T = val_seq_len) as the trainer's evaluation "
+                      "executor allocates it\ndevice_bytes %zu\n", o->mem[2].total);
+    }
     if (fclose(plan)) rc = -1;
     if (rc == 0)
         printf("%s: %d loop kernels (%d distinct), %d library calls; elementwise traffic %.1f MB fused vs %.1f MB "
                "unfused; arena %.1f MB; %d of 2 objects from the cache; %.2f s\n",
                o->dir, o->nkernels, o->nfuncs, o->nlibrary, o->fused / 1e6, o->unfused / 1e6, o->arena / 1e6,
                o->ncached, clock_seconds() - t0);
+    if (rc == 0 && cuda) print_estimate(o, window);
 done:
     cg_step_free(gs);
     cg_step_free(us);
@@ -149,8 +238,10 @@ done:
 int cmd_compile(int argc, char **argv)
 {
     Out o = {.arch = NULL};
+    const char *window = NULL, *doc_len = NULL;
     const CliOpt opts[] = {CLI_OPT("--target", &o.target), CLI_OPT("--arch", &o.arch), CLI_OPT("-o", &o.dir),
-                           CLI_OPT("--precision", &o.precision)};
+                           CLI_OPT("--precision", &o.precision), CLI_OPT("--window", &window),
+                           CLI_OPT("--doc-len", &doc_len)};
     ModelArgs m;
     char usage[4096];
     snprintf(usage, sizeof usage, "%s%s", compile_usage, model_options);
@@ -164,6 +255,14 @@ int cmd_compile(int argc, char **argv)
         rc = usage_error("compile", "the c target stores float32 only (--precision f32)");
     if (rc < 0 && o.arch && strncmp(o.arch, "sm_", 3))
         rc = usage_error("compile", "--arch takes a CUDA architecture such as sm_90, got '%s'", o.arch);
+    long wl = -1, ws = -1, dl = BENCH_DOC_LEN;
+    if (rc < 0 && window) rc = cli_window_arg("compile", window, &wl, &ws);
+    if (rc < 0 && doc_len) {
+        char *end;
+        dl = strtol(doc_len, &end, 10);
+        if (end == doc_len || *end || dl < 1)
+            rc = usage_error("compile", "--doc-len takes a positive number of tokens, got '%s'", doc_len);
+    }
     char why[512];
     if (rc < 0 && mkdir_p(o.dir, why, sizeof why) != 0) {
         fprintf(stderr, "gptc compile: %s\n", why);
@@ -176,7 +275,24 @@ int cmd_compile(int argc, char **argv)
     if (!o.arch) o.arch = "sm_90";
     if (!o.precision) o.precision = strcmp(o.target, "cuda") ? "f32" : "bf16";
     FeCompile c;
-    rc = compile_model(&c, &m) ? 1 : compile_step(&c, &o);
+    rc = compile_model(&c, &m) ? 1 : 0;
+    /* the estimate's runtime scalars: every schedule at step 0, then --window's sugar for
+     * the two window schedules, as gptc bench sets them */
+    int ns = rc ? 0 : c.prog.nschedules;
+    CgScalar *sc = xcalloc((size_t)ns + 1, sizeof *sc);
+    for (int i = 0; i < ns; i++) {
+        sc[i].name = c.prog.schedules[i].name;
+        sc[i].value = fe_schedule_value(&c, sc[i].name, 0);
+        if (window && !strcmp(sc[i].name, "window_long")) sc[i].value = (double)wl;
+        if (window && !strcmp(sc[i].name, "window_short")) sc[i].value = (double)ws;
+    }
+    o.work = (CgWorkload){sc, ns, (double)dl};
+    char win[80] = "";
+    double wlv = rc ? NAN : window ? (double)wl : fe_schedule_value(&c, "window_long", 0);
+    double wsv = rc ? NAN : window ? (double)ws : fe_schedule_value(&c, "window_short", 0);
+    if (!isnan(wlv) && !isnan(wsv)) snprintf(win, sizeof win, "window %g,%g", wlv, wsv);   /* the models that have them */
+    if (rc == 0) rc = compile_step(&c, &m, win, &o);
+    free(sc);
     fe_free(&c);
     free_model_args(&m);
     return rc;

@@ -47,6 +47,14 @@ typedef struct {
     int func;                      /* index of its function in CgStep.funcs (CG_LOOP), or -1 */
     double flops;                  /* estimates, for plan.txt and benchmarks */
     int64_t bytes_read, bytes_written;
+    /* CUDA, a reduction split across blocks (emit.c): its axis in `chunks` chunks (0 or 1:
+     * not split), two launches (cg_cuda_launch, cg_cuda_launch2) of one function taking two
+     * more arguments, the partials' memory and the stage (0, 1); split_p2: the second
+     * launch computes full-size roots, per chunk; the partials take part_bytes of the
+     * arena at part_off (memplan.c), live during this kernel only */
+    int chunks;
+    bool split_p2;
+    int64_t part_bytes, part_off;
 } CgKernel;
 
 /* A distinct generated function (kernels of identical source share one). */
@@ -107,6 +115,9 @@ int cg_emit_loop(const CgStep *s, CgKernel *k, CgDialect d, const char *name, ch
 const char *cg_prelude(CgDialect d);
 /* CUDA launch shape of loop kernel k: blocks × threads. */
 void cg_cuda_launch(const CgKernel *k, int64_t *blocks, int *threads);
+/* The second launch of a split reduction (k->chunks > 1): blocks × threads; 0 × 0 for a
+ * kernel of one launch. */
+void cg_cuda_launch2(const CgKernel *k, int64_t *blocks, int *threads);
 
 /* ---- cuda_lib.c ---- */
 /* CUDA source of the library kernels (attention forward and backward, scatter-add),
@@ -137,11 +148,94 @@ const char *cg_cuda_home(void);
 /* The step's translation unit in dialect d: the prelude, for CUDA the library kernels
  * (cg_cuda_library), then every distinct loop function. */
 char *cg_step_source(const CgStep *s, CgDialect d);
-/* plan.txt: one line per kernel / library call (in order), totals, the memory plan. */
-void cg_write_plan(const CgStep *s, FILE *out);
+/* plan.txt: one line per kernel / library call (in order), totals, the memory plan; with
+ * est (cg_roofline, NULL for the C target) each line's estimate on an H100 too. */
+struct CgRoofline;
+void cg_write_plan(const CgStep *s, const struct CgRoofline *est, FILE *out);
 /* Totals over the loop kernels: bytes moved by the fused kernels, and by the same graph
  * unfused (every elementwise/reduction/movement node reading its inputs and writing its
  * output). */
 void cg_traffic(const CgStep *s, int64_t *fused_bytes, int64_t *unfused_bytes);
+
+/* ---- roofline.c ---- */
+/* A model of the cuda backend on one H100 SXM, until one measures it: the time of every
+ * launch of a fused step, and the device memory a cuda executor allocates.
+ *
+ * Time of one launch: launch + work / occ, with work = max(tensor-core FLOPs / rate,
+ * CUDA-core FLOPs / rate, bytes / bandwidth) and occ the fraction of the GPU its blocks
+ * fill (resident blocks per SM from ptxas's registers and shared memory, last partial wave
+ * included). Its split: `launch` to launch, `work` to its bound (tc, fp32 or mem),
+ * work · (1/occ − 1) to under-occupied. */
+
+/* ptxas's figures of one compiled function (NVRTC's log, cg_compile_cuda) */
+typedef struct {
+    char *name;
+    int regs, smem;                /* registers per thread, static shared bytes per block */
+} CgPtxasFunc;
+typedef struct {
+    CgPtxasFunc *f;
+    int n;
+} CgPtxas;
+/* Every function of the log with a "Used N registers" line; free with cg_ptxas_free. */
+void cg_ptxas_parse(const char *log, CgPtxas *p);
+void cg_ptxas_free(CgPtxas *p);
+
+typedef enum { CG_BOUND_LAUNCH, CG_BOUND_TC, CG_BOUND_FP32, CG_BOUND_MEM } CgBound;
+/* the kinds of work the step's time is totalled by: a library call's operand conversions
+ * count as CG_EST_CONVERT, its document ids and zeroing with the call */
+typedef enum {
+    CG_EST_LOOP, CG_EST_PRODUCT, CG_EST_ATTENTION, CG_EST_ATTENTION_BWD, CG_EST_SCATTER_ADD, CG_EST_CONVERT,
+    CG_EST_NKINDS
+} CgEstKind;
+
+/* milliseconds, split as above: ms = tc + fp32 + mem + under + launch */
+typedef struct {
+    double ms, tc, fp32, mem, under, launch;
+} CgTime;
+
+typedef struct {
+    CgTime t;                      /* every launch of the kernel or library call */
+    CgBound bound;                 /* … and the bound and occupancy of its longest launch */
+    double occ;
+    int launches;
+} CgKernelEst;
+
+typedef struct CgRoofline {
+    CgKernelEst *k;                /* by kernel index of the step */
+    CgTime total, kind[CG_EST_NKINDS];
+    int calls[CG_EST_NKINDS], launches[CG_EST_NKINDS];
+} CgRoofline;
+
+/* what the step is run on: runtime scalars by name (the attention window; an unnamed or
+ * absent window is taken as the whole sequence) and the mean document length in tokens
+ * (documents of exactly that length; <= 0: one document) */
+typedef struct {
+    const char *name;
+    double value;
+} CgScalar;
+typedef struct {
+    const CgScalar *scalars;
+    int nscalars;
+    double doc_len;
+} CgWorkload;
+
+/* Estimates every kernel of s (cuda dialect) from ptxas's figures px; -1 with a message
+ * when a launched function is not in px. Free with cg_roofline_free. */
+int cg_roofline(const CgStep *s, const CgPtxas *px, const CgWorkload *w, CgRoofline *r, char *err, size_t errlen);
+void cg_roofline_free(CgRoofline *r);
+void cg_time_add(CgTime *to, const CgTime *t);
+const char *cg_bound_name(CgBound b);
+const char *cg_est_kind_name(CgEstKind k);   /* "loop", "product", … "conversions" */
+
+/* The device memory of a cuda executor of s, the one allocation laid out as
+ * [arena | leaves | operand scratch | attention workspace | document ids | cuBLASLt
+ * workspace], every region a multiple of CG_DEVICE_ALIGN bytes. leaf_off (by node id, may
+ * be NULL) receives each leaf's byte offset in the leaf region, -1 for other nodes. */
+#define CG_DEVICE_ALIGN 256
+#define CG_LT_WORKSPACE ((size_t)32 << 20)   /* 32 MiB, enough for Hopper's cuBLASLt kernels */
+typedef struct {
+    size_t arena, leaves, scratch, work, doc, lt_work, total;
+} CgDeviceMem;
+void cg_device_memory(const CgStep *s, int64_t *leaf_off, CgDeviceMem *m);
 
 #endif

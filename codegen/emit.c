@@ -22,7 +22,13 @@
  *                CUDA: extern "C" __global__ with typed __restrict__ parameters
  *   loops        C: rows split across OpenMP threads (one thread below CG_PAR_MIN
  *                points), `omp simd` over the axis (or the last axis); CUDA: one thread per point, one thread block per row when
- *                the reduced axis is innermost (block_rows), else one thread per row
+ *                the reduced axis is innermost (block_rows), else one thread per row; a
+ *                reduction whose rows cannot fill the GPU is split along its axis into
+ *                chunks (split_chunks, cuda_split_body): two launches of one function
+ *   partials     CUDA split: two more parameters, cg_part and cg_stage; launch 1
+ *                (cg_stage 0) writes each chunk's accumulators to cg_part, a scratch
+ *                region of the arena; launch 2 (cg_stage 1) combines them in chunk order,
+ *                then runs mid and p2 (p2 per chunk, in parallel over the axis)
  *   bf16         CUDA only: bf16-stored tensors converted on load and store; elementwise
  *                kernels of a multiple of 8 points run 8 points per thread (vec8) and move
  *                bf16 tensors read or written at the point's own index as 16-byte accesses
@@ -31,7 +37,8 @@
  *   prelude      cg_prelude: C's cg_expf and CG_PAR_MIN; CUDA's block reductions
  *
  * Numerics: values are float; C accumulates reductions in double, CUDA in float (with
- * warp-shuffle tree reductions across the block when block_rows). */
+ * warp-shuffle tree reductions across the block when block_rows, and split reductions'
+ * chunks combined in chunk order). */
 #include "codegen/codegen.h"
 #include "base/base.h"
 
@@ -100,6 +107,7 @@ typedef struct {
     int culprit;
     bool failed, in_p1;
     bool block_rows;                 /* CUDA: one thread block per row */
+    int chunks;                      /* CUDA: the reduced axis split into this many chunks (1: not) */
     bool vec8;                       /* CUDA elementwise: 8 consecutive points per thread */
     unsigned char vin[VEC_ARGS], vout[VEC_ARGS];   /* bf16 args moved 16 bytes at a time */
 } Em;
@@ -529,7 +537,7 @@ static void store_root(Em *e, const IrNode *n)
     const char *v = val(e, n, &x);
     int a = arg_of(e, n->id);
     const char *lin = linearize(e, &x, n);
-    const char *guard = reduced && e->block_rows ? "if (threadIdx.x == 0) " : "";
+    const char *guard = reduced && e->chunks > 1 ? "if (cg_first) " : reduced && e->block_rows ? "if (threadIdx.x == 0) " : "";
     bool bf16 = e->d == CG_CUDA && cg_store_dtype(e->s, n->id) == IR_BF16;
     if (e->vec8 && bf16 && !strcmp(lin, "lin") && a < VEC_ARGS) {
         e->vout[a] = 1;                /* written as one 16-byte store after the loop */
@@ -624,17 +632,20 @@ static void acc_decls(Em *e, Buf *o)
     }
 }
 
-static void acc_finals(Em *e, Buf *o)
+/* block: the accumulators combined over the block's threads; results: the per-row
+ * results rs, rx, rl that mid reads */
+static void acc_finals(Em *e, Buf *o, bool block, bool results)
 {
     const char *t = e->d == CG_CUDA ? "float" : "double";
     for (int i = 0; i < e->nacc; i++) {
         int id = i;
         char kd = e->acc[i].kind;
-        if (e->block_rows) {
+        if (block) {
             if (kd == 's') bput(o, "        s%d = cg_block_sum(s%d);\n", id, id);
             else if (kd == 'x') bput(o, "        x%d = cg_block_max(x%d);\n", id, id);
             else bput(o, "        cg_block_lse(&m%d, &l%d);\n", id, id);
         }
+        if (!results) continue;
         if (kd == 's') bput(o, "        const float rs%d = (float)s%d;\n", id, id);
         else if (kd == 'x') bput(o, "        const float rx%d = (float)x%d;\n", id, id);
         else bput(o, "        const %s rl%d = m%d + log%s(l%d);\n", t, id, id, e->d == CG_CUDA ? "f" : "", id);
@@ -691,7 +702,7 @@ static void c_reduce_body(Em *e, Buf *o)
         simd_reduction(e, o, 'l', 0);
         bput(o, "    for (long i%d = 0; i%d < %lld; i%d++) {\n%s    }\n", a, a, R, a, e->p1b.text.p);
     }
-    acc_finals(e, o);
+    acc_finals(e, o, false, true);
     bput(o, "%s", e->mid.text.p ? e->mid.text.p : "");
     if (e->p2.text.n) bput(o, "#pragma omp simd\n    for (long i%d = 0; i%d < %lld; i%d++) {\n%s    }\n", a, a, R, a, e->p2.text.p);
     bput(o, "    }\n    }\n");
@@ -746,6 +757,149 @@ static void cuda_vec8_body(Em *e, Buf *o)
         if (e->vout[a]) bput(o, "    *(uint4 *)(b%d + lin0) = *(const uint4 *)w%d;\n", a, a);
 }
 
+static bool inner_axis(const CgKernel *k)
+{
+    for (int d = k->axis + 1; d < k->ndim; d++)
+        if (k->dom[d] != 1) return false;
+    return true;
+}
+
+/* ---- reductions split across blocks ------------------------------------------------------
+ * A reduction kernel launches a thread per row (or a block per row when the axis is
+ * innermost); with few long rows most of the GPU idles while each thread walks its row. Such
+ * a kernel has its axis cut into C chunks of L points: the first launch runs p1 on every
+ * (row, chunk) and stores the chunk's accumulators in the arena (partials[slot][chunk][row],
+ * rows fastest: adjacent threads, adjacent addresses); the second combines a row's C
+ * partials in chunk order — the same result whichever thread does it, and independent of
+ * the order blocks run — then runs mid, and p2 over its own chunk. Two launches rather than
+ * one whose last block combines: p2 needs every chunk's partials before any of its chunks
+ * starts, a barrier across the grid that only a launch boundary gives, and two launches need
+ * no counter to reset between replays of a captured graph. */
+enum {
+    CG_SMS = 132,                 /* streaming multiprocessors of the GPUs we target (H100) */
+    SPLIT_MIN_POINTS = 1 << 16,   /* smaller domains: a second launch costs more than it saves */
+    SPLIT_BLOCKS = 4 * CG_SMS,    /* chunks are added until the first launch has this many blocks */
+    SPLIT_MAX_CHUNKS = 256,       /* at most: the combination reads every chunk's partial */
+};
+
+static int64_t split_blocks(const CgKernel *k, int64_t chunks)
+{
+    return inner_axis(k) ? rows_of(k) * chunks : (rows_of(k) * chunks + 255) / 256;
+}
+
+/* C, the chunks k's axis is split into on CUDA (1: one launch). Chunks stay at least a
+ * block's worth of points long (inner axis; 32 points a thread otherwise). */
+static int split_chunks(const CgKernel *k)
+{
+    if (k->axis < 0 || points(k) < SPLIT_MIN_POINTS || split_blocks(k, 1) >= CG_SMS) return 1;
+    int64_t R = k->dom[k->axis], min_len = inner_axis(k) ? 256 : 32, c = 1;
+    while (split_blocks(k, c) < SPLIT_BLOCKS && 2 * c <= SPLIT_MAX_CHUNKS && R / (2 * c) >= min_len) c *= 2;
+    int64_t len = (R + c - 1) / c;
+    return (int)((R + len - 1) / len);   /* no chunk left empty */
+}
+
+static int64_t chunk_len(const CgKernel *k) { return (k->dom[k->axis] + k->chunks - 1) / k->chunks; }
+
+/* partial slots: one per accumulator, two (max, sum) per logsumexp */
+static int part_slots(const Em *e)
+{
+    int n = 0;
+    for (int i = 0; i < e->nacc; i++) n += e->acc[i].kind == 'l' ? 2 : 1;
+    return n;
+}
+
+/* "cg_part[(slot * C + chunk) * rows + row]" */
+static void part_at(Buf *o, const CgKernel *k, int slot, const char *chunk)
+{
+    bput(o, "cg_part[(%lldL * %d + %s) * %lld + row]", (long long)slot, k->chunks, chunk, (long long)rows_of(k));
+}
+
+/* row, cg_c (the chunk) and [cg_lo, cg_hi) (its points) of this thread or block; per_row:
+ * the no-p2 combination, a thread per row */
+static void split_index(Em *e, Buf *o, bool per_row)
+{
+    const CgKernel *k = e->k;
+    long long rows = rows_of(k), C = k->chunks, L = chunk_len(k), R = k->dom[k->axis];
+    if (per_row)
+        bput(o, "    const long row = (long)blockIdx.x * blockDim.x + threadIdx.x;\n    if (row >= %lld) return;\n", rows);
+    else if (e->block_rows) bput(o, "    const long row = blockIdx.x %% %lld, cg_c = blockIdx.x / %lld;\n", rows, rows);
+    else bput(o, "    const long cg_g = (long)blockIdx.x * blockDim.x + threadIdx.x;\n    if (cg_g >= %lld) return;\n"
+                 "    const long row = cg_g %% %lld, cg_c = cg_g / %lld;\n", rows * C, rows, rows);
+    if (!per_row) bput(o, "    const long cg_lo = cg_c * %lld, cg_hi = cg_lo + %lld < %lld ? cg_lo + %lld : %lld;\n", L, L, R, L, R);
+}
+
+/* launch 1: p1 over the chunk, the block's combination, the partials stored */
+static void split_stage1(Em *e, Buf *o)
+{
+    const CgKernel *k = e->k;
+    int a = k->axis;
+    const char *from = e->block_rows ? " + threadIdx.x" : "", *step = e->block_rows ? "blockDim.x" : "1";
+    split_index(e, o, false);
+    bput(o, "    {\n");
+    delinearize(o, k, "row", a, 0);
+    acc_decls(e, o);
+    if (e->nacc) bput(o, "    for (long i%d = cg_lo%s; i%d < cg_hi; i%d += %s) {\n%s    }\n", a, from, a, a, step, e->p1.text.p);
+    acc_finals(e, o, e->block_rows, false);
+    if (e->block_rows) bput(o, "        if (threadIdx.x == 0) {\n");
+    for (int i = 0, slot = 0; i < e->nacc; i++) {
+        char kd = e->acc[i].kind;
+        bput(o, "        ");
+        part_at(o, k, slot++, "cg_c");
+        bput(o, " = %c%d;\n", kd == 'l' ? 'm' : kd, i);
+        if (kd != 'l') continue;
+        bput(o, "        ");
+        part_at(o, k, slot++, "cg_c");
+        bput(o, " = l%d;\n", i);
+    }
+    if (e->block_rows) bput(o, "        }\n");
+    bput(o, "    }\n");
+}
+
+/* launch 2: the row's partials combined in chunk order, as p1 combines points; then mid
+ * (reduced roots stored once, by cg_first) and p2 over the chunk */
+static void split_stage2(Em *e, Buf *o)
+{
+    const CgKernel *k = e->k;
+    int a = k->axis;
+    bool p2 = e->p2.text.n > 0;
+    split_index(e, o, !p2);
+    bput(o, "    {\n");
+    delinearize(o, k, "row", a, 0);
+    acc_decls(e, o);
+    if (e->nacc) bput(o, "#pragma unroll 8\n    for (int cg_k = 0; cg_k < %d; cg_k++) {\n", k->chunks);
+    for (int i = 0, slot = 0; i < e->nacc; i++) {
+        char kd = e->acc[i].kind;
+        bput(o, "        {\n            const float cg_p = ");
+        part_at(o, k, slot++, "cg_k");
+        bput(o, ";\n");
+        if (kd == 's') bput(o, "            s%d += cg_p;\n", i);
+        else if (kd == 'x') bput(o, "            if (cg_p > x%d || cg_p != cg_p) x%d = cg_p;\n", i, i);
+        else {
+            bput(o, "            const float cg_q = ");
+            part_at(o, k, slot++, "cg_k");
+            bput(o, ";\n            if (cg_p > m%d) { l%d = l%d * expf(m%d - cg_p) + cg_q; m%d = cg_p; }\n"
+                    "            else if (cg_p != -INFINITY) l%d += cg_q * expf(cg_p - m%d);\n", i, i, i, i, i, i, i);
+        }
+        bput(o, "        }\n");
+    }
+    if (e->nacc) bput(o, "    }\n");
+    acc_finals(e, o, false, true);
+    bput(o, "        CG_UNUSED const bool cg_first = %s;\n",
+         !p2 ? "true" : e->block_rows ? "cg_c == 0 && threadIdx.x == 0" : "cg_c == 0");
+    bput(o, "%s", e->mid.text.p ? e->mid.text.p : "");
+    if (p2) bput(o, "    for (long i%d = cg_lo%s; i%d < cg_hi; i%d += %s) {\n%s    }\n", a,
+                 e->block_rows ? " + threadIdx.x" : "", a, a, e->block_rows ? "blockDim.x" : "1", e->p2.text.p);
+    bput(o, "    }\n");
+}
+
+static void cuda_split_body(Em *e, Buf *o)
+{
+    bput(o, "    if (cg_stage == 0) {\n");
+    split_stage1(e, o);
+    bput(o, "    return;\n    }\n");
+    split_stage2(e, o);
+}
+
 static void cuda_body(Em *e, Buf *o)
 {
     const CgKernel *k = e->k;
@@ -763,6 +917,10 @@ static void cuda_body(Em *e, Buf *o)
         bput(o, "%s    }\n", e->p2.text.p ? e->p2.text.p : "");
         return;
     }
+    if (e->chunks > 1) {
+        cuda_split_body(e, o);
+        return;
+    }
     int a = k->axis;
     long long R = k->dom[a];
     if (e->block_rows) bput(o, "    const long row = blockIdx.x;\n    {\n");
@@ -772,17 +930,10 @@ static void cuda_body(Em *e, Buf *o)
     acc_decls(e, o);
     const char *from = e->block_rows ? "threadIdx.x" : "0", *step = e->block_rows ? "blockDim.x" : "1";
     if (e->nacc) bput(o, "    for (long i%d = %s; i%d < %lld; i%d += %s) {\n%s    }\n", a, from, a, R, a, step, e->p1.text.p);
-    acc_finals(e, o);
+    acc_finals(e, o, e->block_rows, true);
     bput(o, "%s", e->mid.text.p ? e->mid.text.p : "");
     if (e->p2.text.n) bput(o, "    for (long i%d = %s; i%d < %lld; i%d += %s) {\n%s    }\n", a, from, a, R, a, step, e->p2.text.p);
     bput(o, "    }\n");
-}
-
-static bool inner_axis(const CgKernel *k)
-{
-    for (int d = k->axis + 1; d < k->ndim; d++)
-        if (k->dom[d] != 1) return false;
-    return true;
 }
 
 static void block_free(Block *b)
@@ -811,6 +962,7 @@ int cg_emit_loop(const CgStep *s, CgKernel *k, CgDialect d, const char *name, ch
     Em e = {.s = s, .k = k, .d = d, .culprit = -1};
     e.block_rows = d == CG_CUDA && k->axis >= 0 && inner_axis(k);
     e.vec8 = d == CG_CUDA && vec8_kernel(k);
+    e.chunks = d == CG_CUDA ? split_chunks(k) : 1;
     free(k->args);
     k->args = NULL;
     k->nargs = 0;
@@ -823,7 +975,11 @@ int cg_emit_loop(const CgStep *s, CgKernel *k, CgDialect d, const char *name, ch
         if (d == CG_CUDA) {
             bput(&o, "extern \"C\" __global__ void __launch_bounds__(256) %s(", name);
             emit_params(&e, &o);
+            if (e.chunks > 1) bput(&o, ", float *__restrict__ cg_part, const int cg_stage");
             bput(&o, ")\n{\n");
+            k->chunks = e.chunks;
+            k->split_p2 = e.p2.text.n > 0;
+            k->part_bytes = e.chunks > 1 ? (int64_t)part_slots(&e) * e.chunks * rows_of(k) * 4 : 0;
             cuda_body(&e, &o);
         } else {
             bput(&o, "void %s(void *const *a)\n{\n", name);
@@ -856,7 +1012,26 @@ void cg_cuda_launch(const CgKernel *k, int64_t *blocks, int *threads)
         *blocks = rows_of(k);
         while (*threads > 32 && *threads / 2 >= k->dom[k->axis]) *threads /= 2;
     } else *blocks = (rows_of(k) + 255) / 256;
+    if (k->chunks > 1) {        /* split: a block a (row, chunk), or a thread a (row, chunk) */
+        *blocks = split_blocks(k, k->chunks);
+        *threads = 256;
+        while (inner_axis(k) && *threads > 32 && *threads / 2 >= chunk_len(k)) *threads /= 2;
+    }
     if (*blocks < 1) *blocks = 1;
+}
+
+void cg_cuda_launch2(const CgKernel *k, int64_t *blocks, int *threads)
+{
+    *blocks = 0;
+    *threads = 0;
+    if (k->axis < 0 || k->chunks <= 1) return;
+    if (k->split_p2) {          /* p2 per chunk: the first launch's shape */
+        cg_cuda_launch(k, blocks, threads);
+        return;
+    }
+    int64_t rows = rows_of(k);  /* a thread a row */
+    *threads = rows < 256 ? (int)(rows + 31) / 32 * 32 : 256;
+    *blocks = (rows + *threads - 1) / *threads;
 }
 
 const char *cg_prelude(CgDialect d)

@@ -4,7 +4,8 @@
  * a view too); kept nodes live to the end of the step. Roots are placed in the order they
  * are written, each at the lowest 64-byte-aligned offset that no live root overlaps; a
  * root may take the memory of one whose last reader ran strictly before its writer, so no
- * kernel ever reads and writes the same bytes. */
+ * kernel ever reads and writes the same bytes. A CUDA reduction split across blocks gets
+ * its partials' scratch the same way, after its roots, live during that kernel only. */
 #include "codegen/codegen.h"
 #include "base/base.h"
 
@@ -45,6 +46,23 @@ static int by_offset(const void *a, const void *b)
     return (x->off > y->off) - (x->off < y->off);
 }
 
+/* bytes for kernel k, live to kernel `end`: the lowest offset no live region overlaps */
+static int64_t place(CgStep *s, Live *live, int *nlive, int k, int64_t bytes, int end)
+{
+    int64_t size = (bytes + ALIGN - 1) / ALIGN * ALIGN;
+    int m = 0;                                           /* drop regions whose last reader ran */
+    for (int j = 0; j < *nlive; j++)
+        if (live[j].end >= k) live[m++] = live[j];
+    *nlive = m;
+    qsort(live, (size_t)m, sizeof *live, by_offset);
+    int64_t at = 0;                                      /* lowest gap that fits */
+    for (int j = 0; j < m && live[j].off < at + size; j++)
+        if (live[j].off + live[j].size > at) at = live[j].off + live[j].size;
+    live[(*nlive)++] = (Live){at, size, end};
+    if (at + size > s->arena_bytes) s->arena_bytes = at + size;
+    return at;
+}
+
 void cg_memplan(CgStep *s, IrNode *const *keep, int nkeep)
 {
     int n = s->g->n, *last = xcalloc((size_t)n, sizeof *last);
@@ -54,23 +72,15 @@ void cg_memplan(CgStep *s, IrNode *const *keep, int nkeep)
     int nlive = 0;
     s->arena_bytes = 0;
     for (int i = 0; i < n; i++) s->offset[i] = -1;
-    for (int k = 0; k < s->nk; k++)
-        for (int r = 0; r < s->k[k].nroots; r++) {
-            const IrNode *node = s->g->nodes[s->k[k].roots[r]];
-            int64_t size = (ir_numel(node) * cg_elem_bytes(s, node->id) + ALIGN - 1) / ALIGN * ALIGN;
-            int m = 0;                                   /* drop roots whose last reader ran */
-            for (int j = 0; j < nlive; j++)
-                if (live[j].end >= k) live[m++] = live[j];
-            nlive = m;
-            qsort(live, (size_t)nlive, sizeof *live, by_offset);
-            int64_t at = 0;                              /* lowest gap that fits */
-            for (int j = 0; j < nlive && live[j].off < at + size; j++)
-                if (live[j].off + live[j].size > at) at = live[j].off + live[j].size;
-            s->offset[node->id] = at;
+    for (int k = 0; k < s->nk; k++) {
+        CgKernel *kk = &s->k[k];
+        for (int r = 0; r < kk->nroots; r++) {
+            const IrNode *node = s->g->nodes[kk->roots[r]];
             int end = last[node->id] < k ? k : last[node->id];
-            live[nlive++] = (Live){at, size, end};
-            if (at + size > s->arena_bytes) s->arena_bytes = at + size;
+            s->offset[node->id] = place(s, live, &nlive, k, ir_numel(node) * cg_elem_bytes(s, node->id), end);
         }
+        if (kk->part_bytes > 0) kk->part_off = place(s, live, &nlive, k, kk->part_bytes, k);
+    }
     free(last);
     free(live);
 }

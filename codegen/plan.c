@@ -1,8 +1,8 @@
 /* plan.c — the step's translation unit in each dialect (cg_step_source: the prelude, for
  * CUDA the kernels of cuda_lib.c, then every distinct loop function), plan.txt
- * (cg_write_plan: kernels and library calls in order with launch shapes, bytes, FLOPs and
- * output offsets, then the totals and the arena size) and the elementwise traffic fused
- * and unfused (cg_traffic). */
+ * (cg_write_plan: kernels and library calls in order with launch shapes, bytes, FLOPs,
+ * for the CUDA target the roofline estimate, and output offsets, then the totals and the
+ * arena size) and the elementwise traffic fused and unfused (cg_traffic). */
 #include "codegen/codegen.h"
 #include "base/base.h"
 
@@ -75,12 +75,13 @@ void cg_traffic(const CgStep *s, int64_t *fused, int64_t *unfused)
 
 static void shape_of(const IrNode *n, char *buf, int len) { ir_shape_str(n->ndim, n->shape, buf, len); }
 
-void cg_write_plan(const CgStep *s, FILE *out)
+void cg_write_plan(const CgStep *s, const CgRoofline *est, FILE *out)
 {
     int64_t rd_all = 0, wr_all = 0, launches = 0, lib = 0;
     double fl_all = 0;
     fprintf(out, "# the training step: kernels and library calls in execution order\n");
-    fprintf(out, "# idx kind function domain/op roots  launch(blocks x threads)  read_bytes written_bytes flops\n");
+    fprintf(out, "# idx kind function domain/op roots  launch(blocks x threads)  read_bytes written_bytes flops%s\n",
+            est ? "  est(H100) bound occupancy" : "");
     for (int i = 0; i < s->nk; i++) {
         const CgKernel *k = &s->k[i];
         char shape[128], buf[160];
@@ -103,6 +104,8 @@ void cg_write_plan(const CgStep *s, FILE *out)
             lib++;
         }
         fprintf(out, " read=%lld written=%lld flops=%.3g", (long long)rd, (long long)wr, flops);
+        if (est)
+            fprintf(out, " est=%.4fms bound=%s occ=%.2f", est->k[i].t.ms, cg_bound_name(est->k[i].bound), est->k[i].occ);
         for (int r = 0; r < k->nroots && r < 4; r++)
             fprintf(out, "%s%%%d@%lld", r ? "," : " out=", k->roots[r], (long long)s->offset[k->roots[r]]);
         if (k->nroots > 4) fprintf(out, ",…");
@@ -119,6 +122,20 @@ void cg_write_plan(const CgStep *s, FILE *out)
             s->nfuncs, (long long)lib);
     fprintf(out, "bytes_read %lld\nbytes_written %lld\nflops %.4g\n", (long long)rd_all, (long long)wr_all, fl_all);
     fprintf(out, "elementwise_bytes_fused %lld\nelementwise_bytes_unfused %lld\n", (long long)fused, (long long)unfused);
+    if (est) {
+        const CgTime *t = &est->total;
+        fprintf(out, "\n# estimated on one H100 SXM (roofline.c), ms: total = tensor-core + CUDA-core + memory +\n"
+                     "# under-occupied + launch\nestimated_ms %.4f\nestimated_split_ms %.4f %.4f %.4f %.4f %.4f\n",
+                t->ms, t->tc, t->fp32, t->mem, t->under, t->launch);
+        for (int k = 0; k < CG_EST_NKINDS; k++)
+            fprintf(out, "estimated_kind %s: %d calls, %d launches, %.4f ms\n", cg_est_kind_name((CgEstKind)k),
+                    est->calls[k], est->launches[k], est->kind[k].ms);
+        CgDeviceMem m;
+        cg_device_memory(s, NULL, &m);
+        fprintf(out, "\n# the cuda executor's one allocation (cg_device_memory)\n");
+        fprintf(out, "device_bytes %zu (arena %zu, leaves %zu, operand scratch %zu, attention workspace %zu, document ids "
+                     "%zu, cuBLASLt workspace %zu)\n", m.total, m.arena, m.leaves, m.scratch, m.work, m.doc, m.lt_work);
+    }
     fprintf(out, "\n# memory plan: one arena for every intermediate (leaves are separate)\n");
     fprintf(out, "arena_bytes %lld\n", (long long)s->arena_bytes);
 }

@@ -201,6 +201,8 @@ typedef struct EmuWorker {
     EmuModule *sh_mod;
     const EmuKernelEntry *entries;     /* the kernels of this worker's copy of sh_mod */
     int id;                            /* which copy of a module it runs */
+    void *warp_ops;                    /* exec.c's areas of warp-wide instructions (mma, ldmatrix),
+                                        * one a warp, made at the first */
     EmuShEntry *sh;                    /* their shadow, an entry a word */
     bool aborted;
 } EmuWorker;

@@ -4,11 +4,13 @@
  * The scheduler of a block runs its runnable threads in order, each until it waits (at
  * __syncthreads or a warp shuffle) or returns. The last thread to reach a barrier releases
  * the others and goes on; so does the last lane of a shuffle, after handing every lane the
- * value it reads. What a real GPU leaves undefined is reported and stops the launch:
+ * value it reads; at a warp-wide instruction (mma, ldmatrix), after computing every lane's
+ * results. What a real GPU leaves undefined is reported and stops the launch:
  *   - a barrier reached after some threads of the block returned, or while they wait at
  *     another barrier, or a thread that returns while others wait for it (divergent);
  *   - a shuffle whose mask names a lane that returned or is missing, or lanes that meet at
- *     different shuffles; threads that wait for each other forever.
+ *     different shuffles; a warp-wide instruction without every lane of the warp, or whose
+ *     lanes meet at different ones; threads that wait for each other forever.
  * Blocks are shared among the worker threads (GPTC_EMU_THREADS, default the machine's
  * cores, at most 16), as SMs share a grid: their order is not fixed, so float atomics may
  * sum in another order from run to run, as on the device. */
@@ -130,6 +132,17 @@ void emu_abort_block(void)
     emu_fiber_exit(&w->cur->fiber, &w->sched);
 }
 
+/* the per-warp areas of warp-wide instructions (mma, ldmatrix: emu_warp_op) */
+#define WARP_OP_WORDS 16   /* the most words a lane gives or takes */
+typedef void WarpOpFn(const unsigned *in, unsigned *out, int stride);
+typedef struct {
+    unsigned in[32 * WARP_OP_WORDS], out[32 * WARP_OP_WORDS];   /* lane l's at l * WARP_OP_WORDS */
+    WarpOpFn *op;                      /* the instruction the waiting lanes are at; NULL at a shuffle */
+} WarpOp;
+/* a worker's (EmuWorker.warp_ops), one a warp of its block, made at its first warp-wide
+ * instruction; workers live as long as the process */
+static WarpOp *warp_ops_of(const EmuWorker *w) { return w->warp_ops; }
+
 /* ---- barriers and shuffles --------------------------------------------------------------------- */
 
 /* the next runnable lane of t's warp after t, or NULL */
@@ -210,8 +223,11 @@ EXPORT unsigned emu_shfl_xor(unsigned mask, unsigned bits, int lane_mask, int wi
     check_mask(w, mask, lane, base, line);
     if (width < 1 || width > 32 || (width & (width - 1)))
         emu_fail(EMU_LAUNCH_FAILED, "calls a warp shuffle (line %d) of width %d, not a power of two up to 32", line, width);
-    if (wp->arrived == 0) wp->mask = mask, wp->line = line;
-    else if (wp->mask != mask || wp->line != line)
+    WarpOp *o = w->warp_ops ? &warp_ops_of(w)[t->index / 32] : NULL;
+    if (wp->arrived == 0) {
+        wp->mask = mask, wp->line = line;
+        if (o) o->op = NULL;   /* left over from a block stopped mid-instruction */
+    } else if (wp->mask != mask || wp->line != line || (o && o->op))
         emu_fail(EMU_LAUNCH_FAILED, "meets its warp at a shuffle on line %d, where other lanes wait at line %d (or with "
              "another mask)", line, wp->line);
     int src = lane ^ (lane_mask & 31);
@@ -231,6 +247,45 @@ EXPORT unsigned emu_shfl_xor(unsigned mask, unsigned bits, int lane_mask, int wi
     }
     wp->arrived = 0;
     return t->shfl_out;
+}
+
+/* ---- warp-wide instructions (the prelude's mma and ldmatrix) --------------------------------- */
+
+/* The running lane is at instruction op with nin words; once every lane of mask is, the last
+ * to arrive runs op over all of them and each lane takes its nout words into out. A lane reads
+ * its results before it can reach the next instruction, and the next op runs only once every
+ * lane has, so one area a warp suffices. */
+EXPORT void emu_warp_op(unsigned mask, const unsigned *in, int nin, unsigned *out, int nout, WarpOpFn *op, int line)
+{
+    EmuWorker *w = emu_worker;
+    EmuThread *t = w->cur;
+    int lane = t->index % 32, base = t->index - lane;
+    EmuWarp *wp = &w->warp[t->index / 32];
+    if (!w->warp_ops && !(w->warp_ops = calloc(EMU_MAX_THREADS / 32, sizeof(WarpOp))))
+        emu_fail(EMU_OUT_OF_MEMORY, "no memory for a warp-wide instruction (line %d)", line);
+    WarpOp *o = &warp_ops_of(w)[t->index / 32];
+    check_mask(w, mask, lane, base, line);
+    if (mask != warp_lanes(w, base))
+        emu_fail(EMU_LAUNCH_FAILED, "runs a warp-wide mma or ldmatrix (line %d) with lanes %#x, not the whole warp "
+             "(%#x): .sync.aligned needs every lane", line, mask, warp_lanes(w, base));
+    if (nin > WARP_OP_WORDS || nout > WARP_OP_WORDS)
+        emu_fail(EMU_LAUNCH_FAILED, "a warp-wide instruction (line %d) of more than %d words a lane", line, WARP_OP_WORDS);
+    if (wp->arrived == 0) wp->mask = mask, wp->line = line, o->op = op;
+    else if (wp->mask != mask || wp->line != line || o->op != op)
+        emu_fail(EMU_LAUNCH_FAILED, "meets its warp at a warp-wide instruction on line %d, where other lanes wait at "
+             "another one or a shuffle (line %d)", line, wp->line);
+    memcpy(o->in + lane * WARP_OP_WORDS, in, sizeof *in * (size_t)nin);
+    if (++wp->arrived < __builtin_popcount(mask)) wait_here(w, EMU_AT_WARP);
+    else {
+        op(o->in, o->out, WARP_OP_WORDS);
+        for (unsigned rest = mask; rest; rest &= rest - 1) {
+            EmuThread *l = &w->t[base + __builtin_ctz(rest)];
+            if (l->state == EMU_AT_WARP) l->state = EMU_RUNNABLE;
+        }
+        wp->arrived = 0;
+        o->op = NULL;
+    }
+    memcpy(out, o->out + lane * WARP_OP_WORDS, sizeof *out * (size_t)nout);
 }
 
 EXPORT float emu_atomic_add_f32(float *p, float v)

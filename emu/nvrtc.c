@@ -5,7 +5,9 @@
  *     options given. Its errors are the program's errors, and its log (ptxas -v) gives each
  *     kernel's registers and static shared memory, which the launches are held to.
  *  2. c++ -E expands the source's own macros, with __global__ and __launch_bounds__ turned
- *     into markers, so that every kernel and its bounds can be found in the text;
+ *     into markers, so that every kernel and its bounds can be found in the text, and
+ *     GPTC_CUDA_EMULATOR defined: where the source would run inline PTX (tensor-core mma,
+ *     ldmatrix) it calls the prelude's versions of those instructions instead;
  *  3. c++ compiles that text for the host, prelude.cuh in front and, after it, for each
  *     kernel a trampoline that calls it with a launch's parameter array, into a shared
  *     object. ThreadSanitizer's instrumentation (-fsanitize=thread, without its run-time
@@ -279,8 +281,9 @@ static int host_build(const Prog *p, const char *dir, char **log)
         return -1;
     }
     char *cmd = NULL;
-    int rc = asprintf(&cmd, "%s -std=c++17 -E -x c++ -I. -D__CUDACC__ -D__CUDA_ARCH__=900 -D__global__=__emu_global__ "
-                      "'-D__launch_bounds__(...)=__emu_lb__(__VA_ARGS__)' src.cu -o src.ii", cxx());
+    int rc = asprintf(&cmd, "%s -std=c++17 -E -x c++ -I. -D__CUDACC__ -D__CUDA_ARCH__=900 -DGPTC_CUDA_EMULATOR "
+                      "-D__global__=__emu_global__ '-D__launch_bounds__(...)=__emu_lb__(__VA_ARGS__)' "
+                      "src.cu -o src.ii", cxx());
     if (rc < 0 || run(dir, cmd, log)) {
         free(cmd);
         append(log, "cuda emulator: %s -E failed on the kernels' source\n", cxx());

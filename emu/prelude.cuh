@@ -10,6 +10,8 @@
  *   __syncthreads     a barrier of the block's fibers (exec.c checks that all reach the same one)
  *   __shfl_xor_sync   a rendezvous of the named lanes of the warp
  *   atomicAdd         an atomic read-modify-write, checked like any access
+ *   mma.sync, ldmatrix the tensor-core instructions the library wraps (below): a rendezvous
+ *                     of the whole warp, with the PTX ISA's fragment layouts
  *   __nv_bfloat16     two bytes; conversions round to nearest even, NaN to the canonical NaN
  *   uint4             16 bytes aligned to 16: a misaligned vector access is reported
  *
@@ -31,7 +33,7 @@
 #define __host__
 #define __forceinline__ inline __attribute__((always_inline))
 #define __noinline__ __attribute__((noinline))
-#define __align__(n) alignas(n)
+#define __align__(n) __attribute__((aligned(n)))   /* GNU: allowed after __shared__'s static */
 #define __shared__ static __attribute__((section("emu_shared")))
 
 struct EmuDim3 { unsigned x, y, z; };
@@ -94,12 +96,93 @@ inline __nv_bfloat16 __float2bfloat16(float f)
     return __nv_bfloat16{(unsigned short)(b >> 16)};
 }
 inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __float2bfloat16(f); }
+inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 h) { return h.__x; }
 
 /* ---- vector types ---- */
 struct alignas(16) uint4 { unsigned x, y, z, w; };
 struct alignas(16) float4 { float x, y, z, w; };
 struct alignas(8) uint2 { unsigned x, y; };
 struct alignas(8) float2 { float x, y; };
+
+/* ---- tensor-core instructions (the library's cg_mma, cg_ldsm, cg_ldsm_t under
+ * GPTC_CUDA_EMULATOR): mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 and
+ * ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16, warp-collective as on the device: every
+ * lane hands its registers to emu_warp_op (exec.c), the last to arrive computes every lane's
+ * results from all of them, each lane takes its own. The register <-> (row, column) maps are
+ * the PTX ISA's, "Matrix Fragments for mma.m16n8k16 with floating point type" and
+ * "Warp-level matrix load instruction: ldmatrix"; with g = lane / 4, c = lane % 4 and two
+ * bf16 a register, the lower-indexed element in its low half:
+ *   A 16x16: a0 (g, 2c..2c+1)  a1 (g+8, 2c..)  a2 (g, 2c+8..)  a3 (g+8, 2c+8..)
+ *   B 16x8:  b0 (2c..2c+1, g)  b1 (2c+8..2c+9, g)
+ *   C, D 16x8 float: d0, d1 (g, 2c), (g, 2c+1)  d2, d3 (g+8, 2c), (g+8, 2c+1)
+ *   ldmatrix .x4: lane l gives the address of row l % 8 of matrix l / 8; register i of lane l
+ *   is matrix i's row l / 4, elements 2(l % 4), 2(l % 4) + 1; with .trans, its column l / 4,
+ *   rows 2(l % 4) and 2(l % 4) + 1. ---- */
+extern "C" void emu_warp_op(unsigned mask, const unsigned *in, int nin, unsigned *out, int nout,
+                            void (*op)(const unsigned *in, unsigned *out, int stride), int line);
+inline float emu_bf16_lo(unsigned r) { return __uint_as_float(r << 16); }
+inline float emu_bf16_hi(unsigned r) { return __uint_as_float(r & 0xffff0000u); }
+inline unsigned emu_half(unsigned r, int i) { return i ? r >> 16 : r & 0xffffu; }
+
+/* lane l's words at in[l * stride]: a0..a3, b0, b1, c0..c3; out: d0..d3. Products of bf16 are
+ * exact in float; they are summed over k in order, then added to c. */
+__attribute__((no_sanitize_thread)) static void emu_mma_op(const unsigned *in, unsigned *out, int stride)
+{
+    float a[16][16], b[16][8];
+    for (int l = 0; l < 32; l++) {
+        const unsigned *r = in + l * stride;
+        const int g = l / 4, c = l % 4;
+        for (int i = 0; i < 4; i++) {
+            const int row = g + (i & 1) * 8, col = 2 * c + (i >> 1) * 8;
+            a[row][col] = emu_bf16_lo(r[i]), a[row][col + 1] = emu_bf16_hi(r[i]);
+        }
+        b[2 * c][g] = emu_bf16_lo(r[4]), b[2 * c + 1][g] = emu_bf16_hi(r[4]);
+        b[2 * c + 8][g] = emu_bf16_lo(r[5]), b[2 * c + 9][g] = emu_bf16_hi(r[5]);
+    }
+    for (int l = 0; l < 32; l++)
+        for (int i = 0; i < 4; i++) {
+            const int row = l / 4 + (i >> 1) * 8, col = 2 * (l % 4) + (i & 1);
+            float s = 0.0f;
+            for (int k = 0; k < 16; k++) s += a[row][k] * b[k][col];
+            out[l * stride + i] = __float_as_uint(__uint_as_float(in[l * stride + 6 + i]) + s);
+        }
+}
+
+/* lane l's words: the 16 bytes of the row it addressed */
+__attribute__((no_sanitize_thread)) static void emu_ldsm_op(const unsigned *in, unsigned *out, int stride)
+{
+    for (int l = 0; l < 32; l++)
+        for (int i = 0; i < 4; i++) out[l * stride + i] = in[(8 * i + l / 4) * stride + l % 4];
+}
+__attribute__((no_sanitize_thread)) static void emu_ldsm_t_op(const unsigned *in, unsigned *out, int stride)
+{
+    for (int l = 0; l < 32; l++)
+        for (int i = 0; i < 4; i++) {
+            const int g = l / 4, c = l % 4;
+            const unsigned lo = in[(8 * i + 2 * c) * stride + g / 2], hi = in[(8 * i + 2 * c + 1) * stride + g / 2];
+            out[l * stride + i] = emu_half(lo, g % 2) | emu_half(hi, g % 2) << 16;
+        }
+}
+
+/* d += a b, the warp's 16x8 tile (line: the caller's, for messages) */
+inline void emu_mma_m16n8k16_bf16(float d[4], const unsigned a[4], const unsigned b[2], int line = __builtin_LINE())
+{
+    const unsigned in[10] = {a[0], a[1], a[2], a[3], b[0], b[1], __float_as_uint(d[0]), __float_as_uint(d[1]),
+                             __float_as_uint(d[2]), __float_as_uint(d[3])};
+    unsigned out[4];
+    emu_warp_op(0xffffffffu, in, 10, out, 4, emu_mma_op, line);
+    for (int i = 0; i < 4; i++) d[i] = __uint_as_float(out[i]);
+}
+
+/* the lane's own row is read here, so its access is checked as the lane's (alignment, bounds,
+ * a shared-memory race or a missing barrier) */
+template <typename E>
+inline void emu_ldmatrix_x4(unsigned r[4], const E *row, int trans, int line = __builtin_LINE())
+{
+    const uint4 v = *(const uint4 *)row;
+    const unsigned in[4] = {v.x, v.y, v.z, v.w};
+    emu_warp_op(0xffffffffu, in, 4, r, 4, trans ? emu_ldsm_t_op : emu_ldsm_op, line);
+}
 
 /* ---- what the trampolines of nvrtc.c's second pass use: a kernel called with the
  * launch's parameter array, and its parameters' sizes ---- */

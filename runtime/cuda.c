@@ -30,15 +30,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ALIGN 256
-#define LT_WORKSPACE (32u << 20)   /* cuBLASLt workspace: 32 MiB, enough for Hopper's kernels */
+#define ALIGN CG_DEVICE_ALIGN              /* the regions of the one allocation (cg_device_memory) */
+#define LT_WORKSPACE CG_LT_WORKSPACE
 
-enum { L_DOC, L_ATTN_FWD, L_ATTN_STATS, L_ATTN_DQ, L_ATTN_DKV, L_ZERO, L_SCATTER, L_TO_BF16, L_TO_F32, L_NFN };
+/* L_ATTN_TC_*: the tensor-core attention (bf16, head dims multiples of 16), in both rows */
+enum { L_DOC, L_ATTN_FWD, L_ATTN_STATS, L_ATTN_DQ, L_ATTN_DKV, L_ATTN_TC_FWD, L_ATTN_TC_STATS, L_ATTN_TC_DQ,
+       L_ATTN_TC_DKV, L_ZERO, L_SCATTER, L_TO_BF16, L_TO_F32, L_NFN };
 static const char *const lib_names[2][L_NFN] = {
-    {"cg_doc_ids", "cg_attn_fwd_f32", "cg_attn_bwd_stats_f32", "cg_attn_bwd_dq_f32", "cg_attn_bwd_dkv_f32", "cg_zero",
+    {"cg_doc_ids", "cg_attn_fwd_f32", "cg_attn_bwd_stats_f32", "cg_attn_bwd_dq_f32", "cg_attn_bwd_dkv_f32",
+     "cg_attn_tc_fwd_bf16", "cg_attn_tc_bwd_stats_bf16", "cg_attn_tc_bwd_dq_bf16", "cg_attn_tc_bwd_dkv_bf16", "cg_zero",
      "cg_scatter_add_f32", "cg_to_bf16", "cg_to_f32"},
     {"cg_doc_ids", "cg_attn_fwd_bf16", "cg_attn_bwd_stats_bf16", "cg_attn_bwd_dq_bf16", "cg_attn_bwd_dkv_bf16",
-     "cg_zero", "cg_scatter_add_bf16", "cg_to_bf16", "cg_to_f32"},
+     "cg_attn_tc_fwd_bf16", "cg_attn_tc_bwd_stats_bf16", "cg_attn_tc_bwd_dq_bf16", "cg_attn_tc_bwd_dkv_bf16", "cg_zero",
+     "cg_scatter_add_bf16", "cg_to_bf16", "cg_to_f32"},
 };
 
 /* one cuBLASLt product, described once at creation */
@@ -70,6 +74,7 @@ struct RtGpu {
     char bad_input[256];            /* an index out of range, reported by the next run */
     char **label;                   /* by node id, for the emulator's messages (describe) */
     RtGpuProfile *prof;             /* GPTC_PROFILE=1: every kernel timed (cuda_profile.c), else NULL */
+    char *ptxas_log;                /* GPTC_PROFILE=1: NVRTC's log of the module, until the profile has it */
     char prof_name[32];
 };
 
@@ -142,44 +147,11 @@ static void describe_send(const Described *d, const char *what)
 
 /* ---- layout ------------------------------------------------------------------------------ */
 
-/* bytes of operand scratch the library op needs (operands stored otherwise than it computes) */
-static size_t conversion_bytes(const RtGpu *c, const IrNode *op)
+/* the layout is codegen's (cg_device_memory), so `gptc compile` states what is allocated here */
+static void plan_layout(RtGpu *c, CgDeviceMem *m)
 {
-    IrDtype want = cg_operand_dtype(c->s, op);
-    size_t sum = 0;
-    int nin = op->op == IR_MATMUL ? 2 : op->op == IR_ATTENTION ? 3 : op->op == IR_ATTENTION_BWD ? 6 : 0;
-    for (int j = 0; j < nin; j++) {
-        const IrNode *x = op->in[j];
-        if (x->dtype == IR_I32 || (op->op != IR_MATMUL && (j == 3 || j == 4))) continue;   /* tokens, window */
-        if (cg_store_dtype(c->s, x->id) != want) sum += align_up((size_t)ir_numel(x) * 4);
-    }
-    return sum;
-}
-
-static void plan_layout(RtGpu *c, size_t *leaf_bytes, size_t *scratch, size_t *work, size_t *doc)
-{
-    const IrGraph *g = c->g;
-    c->leaf_off = xcalloc((size_t)g->n, sizeof *c->leaf_off);
-    *leaf_bytes = *scratch = *work = *doc = 0;
-    for (int i = 0; i < g->n; i++) {
-        c->leaf_off[i] = -1;
-        if (c->s->role[i] != CG_LEAF) continue;
-        c->leaf_off[i] = (int64_t)*leaf_bytes;
-        *leaf_bytes += align_up((size_t)ir_numel(g->nodes[i]) * (size_t)cg_elem_bytes(c->s, i));
-    }
-    for (int k = 0; k < c->s->nk; k++) {
-        const IrNode *op = c->s->k[k].op;
-        if (!op) continue;
-        size_t conv = conversion_bytes(c, op);
-        if (conv > *scratch) *scratch = conv;
-        if (op->op == IR_ATTENTION || op->op == IR_ATTENTION_BWD) {
-            const IrNode *q = op->in[0];
-            size_t w = align_up((size_t)2 * (size_t)q->shape[0] * (size_t)q->shape[1] * 4);
-            size_t d = align_up((size_t)q->shape[0] * 4);
-            if (w > *work) *work = w;
-            if (d > *doc) *doc = d;
-        }
-    }
+    c->leaf_off = xcalloc((size_t)c->g->n, sizeof *c->leaf_off);
+    cg_device_memory(c->s, c->leaf_off, m);
 }
 
 /* every i32 leaf used as a row index: the bound its values must respect */
@@ -202,10 +174,10 @@ static void index_bounds(RtGpu *c)
 
 static int allocate(RtGpu *c, char *err, size_t errlen)
 {
-    size_t leaf_bytes, scratch, work, doc;
-    plan_layout(c, &leaf_bytes, &scratch, &work, &doc);
-    size_t arena = align_up((size_t)c->s->arena_bytes);
-    c->bytes = arena + leaf_bytes + scratch + work + doc + LT_WORKSPACE;
+    CgDeviceMem m;
+    plan_layout(c, &m);
+    size_t arena = m.arena, leaf_bytes = m.leaves, scratch = m.scratch, work = m.work, doc = m.doc;
+    c->bytes = m.total;
     CUresult r = rt_cu.cu.MemAlloc(&c->mem, c->bytes);
     if (r != 0) {
         size_t free_b = 0, total = 0;
@@ -237,7 +209,8 @@ static int load_module(RtGpu *c, char *err, size_t errlen)
     char *log = NULL;
     int rc = cg_compile_cuda(src, arch, path, sizeof path, &cached, &log, err, errlen);
     free(src);
-    free(log);
+    if (rt_gpu_profiling()) c->ptxas_log = log;
+    else free(log);
     if (rc) return -1;
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -481,20 +454,24 @@ static int run_attention(const RtGpu *c, const IrNode *n, char *err, size_t errl
     int64_t bx = (T + 63) / 64;
     CUdeviceptr m = (CUdeviceptr)((int64_t)T * H * D * (want == IR_BF16 ? 2 : 4)), dk = out + m, dv = out + 2 * m;
     const AttnArgs a = {n, {qd, kd, vd, dout}, doc, (size_t)m, (size_t)H * T * 4};
+    /* tensor cores where they apply: bf16, D a multiple of 16, rows loaded 16 bytes at a time
+     * (128 threads a block); else the CUDA-core kernels (256) */
+    const bool tc = want == IR_BF16 && D % 16 == 0 && (qd | kd | vd | dout) % 16 == 0 && out % 4 == 0;
+    const int fwd = tc ? L_ATTN_TC_FWD : L_ATTN_FWD, threads = tc ? 128 : 256;
     if (n->op == IR_ATTENTION) {
         void *p[] = {&qd, &kd, &vd, &doc, &T, &H, &D, &B, &win, &scale, &out, &work};
         describe_attention(c, &a, 0);
-        return launch(c, lib[L_ATTN_FWD], bx, H, 256, p, err, errlen);
+        return launch(c, lib[fwd], bx, H, threads, p, err, errlen);
     }
     void *ps[] = {&qd, &kd, &vd, &doc, &T, &H, &D, &B, &win, &scale, &dout, &work};
     void *pq[] = {&qd, &kd, &vd, &doc, &T, &H, &D, &B, &win, &scale, &dout, &work, &out};
     void *pk[] = {&qd, &kd, &vd, &doc, &T, &H, &D, &B, &win, &scale, &dout, &work, &dk, &dv};
     describe_attention(c, &a, 1);
-    if (launch(c, lib[L_ATTN_STATS], bx, H, 256, ps, err, errlen)) return -1;
+    if (launch(c, lib[fwd + (L_ATTN_STATS - L_ATTN_FWD)], bx, H, threads, ps, err, errlen)) return -1;
     describe_attention(c, &a, 2);
-    if (launch(c, lib[L_ATTN_DQ], bx, H, 256, pq, err, errlen)) return -1;
+    if (launch(c, lib[fwd + (L_ATTN_DQ - L_ATTN_FWD)], bx, H, threads, pq, err, errlen)) return -1;
     describe_attention(c, &a, 3);
-    return launch(c, lib[L_ATTN_DKV], bx, H, 256, pk, err, errlen);
+    return launch(c, lib[fwd + (L_ATTN_DKV - L_ATTN_FWD)], bx, H, threads, pk, err, errlen);
 }
 
 /* cg_zero writes the sum; then the scatter reads rows and indices and adds into it */
@@ -530,15 +507,53 @@ static bool is_root_of(const CgKernel *k, int id)
     return false;
 }
 
-static void describe_loop(const RtGpu *c, const CgKernel *k)
+/* stage 0: a kernel of one launch; 1 and 2: the launches of a split reduction, the first
+ * writing the partials (and no root), the second reading them and writing the roots */
+static void describe_loop(const RtGpu *c, const CgKernel *k, int stage)
 {
     if (!describing()) return;
     Described d = {0};
-    for (int j = 0; j < k->nargs; j++) describe_node(c, &d, k->args[j], is_root_of(k, k->args[j]) ? D_WRITE : D_READ);
+    for (int j = 0; j < k->nargs; j++) {
+        bool root = is_root_of(k, k->args[j]);
+        if (!(root && stage == 1)) describe_node(c, &d, k->args[j], root ? D_WRITE : D_READ);
+    }
+    if (stage && k->part_bytes > 0)
+        describe(&d, c->mem + (CUdeviceptr)k->part_off, (size_t)k->part_bytes, stage == 1 ? D_WRITE : D_READ,
+                 "the partials of a split reduction");
     char what[320];
-    snprintf(what, sizeof what, "computes %s%s", k->nroots ? node_label(c, k->roots[0]) : "?",
-             k->nroots > 1 ? " and more" : "");
+    snprintf(what, sizeof what, "%s %s%s", stage == 1 ? "computes partials of" : stage == 2 ? "combines partials into" : "computes",
+             k->nroots ? node_label(c, k->roots[0]) : "?", k->nroots > 1 ? " and more" : "");
     describe_send(&d, what);
+}
+
+/* loop kernel k: one launch, or the two of a reduction split across blocks (emit.c), the
+ * partials' arena memory and the stage after the kernel's own arguments */
+static int launch_loop(const RtGpu *c, int k, char *err, size_t errlen)
+{
+    const CgKernel *kk = &c->s->k[k];
+    int64_t blocks;
+    int threads, stage[2] = {0, 1}, rc;
+    CUdeviceptr part = c->mem + (CUdeviceptr)kk->part_off;
+    void **p = xcalloc((size_t)kk->nargs + 2, sizeof *p);
+    for (int j = 0; j < kk->nargs; j++) p[j] = &c->args[k][j];
+    cg_cuda_launch(kk, &blocks, &threads);
+    if (kk->chunks <= 1) {
+        describe_loop(c, kk, 0);
+        rc = launch(c, c->fn[kk->func], blocks, 1, threads, p, err, errlen);
+    } else {
+        p[kk->nargs] = &part;
+        p[kk->nargs + 1] = &stage[0];
+        describe_loop(c, kk, 1);
+        rc = launch(c, c->fn[kk->func], blocks, 1, threads, p, err, errlen);
+        if (!rc) {
+            p[kk->nargs + 1] = &stage[1];
+            cg_cuda_launch2(kk, &blocks, &threads);
+            describe_loop(c, kk, 2);
+            rc = launch(c, c->fn[kk->func], blocks, 1, threads, p, err, errlen);
+        }
+    }
+    free(p);
+    return rc;
 }
 
 static int enqueue_step(const RtGpu *c, char *err, size_t errlen)
@@ -548,17 +563,7 @@ static int enqueue_step(const RtGpu *c, char *err, size_t errlen)
         int rc = 0;
         if (c->prof && rt_gpu_profile_mark(c->prof, k, c->stream, err, errlen)) return -1;
         switch (kk->kind) {
-        case CG_LOOP: {
-            int64_t blocks;
-            int threads;
-            cg_cuda_launch(kk, &blocks, &threads);
-            void **p = xcalloc((size_t)kk->nargs, sizeof *p);
-            for (int j = 0; j < kk->nargs; j++) p[j] = &c->args[k][j];
-            describe_loop(c, kk);
-            rc = launch(c, c->fn[kk->func], blocks, 1, threads, p, err, errlen);
-            free(p);
-            break;
-        }
+        case CG_LOOP: rc = launch_loop(c, k, err, errlen); break;
         case CG_MATMUL: rc = run_gemm(c, k, err, errlen); break;
         case CG_ATTENTION:
         case CG_ATTENTION_BWD: rc = run_attention(c, kk->op, err, errlen); break;
@@ -597,7 +602,7 @@ int rt_gpu_run(RtGpu *c, char *err, size_t errlen)
         c->bad_input[0] = 0;
         return -1;
     }
-    if (c->prof) return enqueue_step(c, err, errlen) || rt_gpu_profile_report(c->prof, NULL, err, errlen) ? -1 : 0;
+    if (c->prof) return enqueue_step(c, err, errlen) || rt_gpu_profile_report(c->prof, err, errlen) ? -1 : 0;
     if (!c->use_graph) return enqueue_step(c, err, errlen);
     if (!c->graph) {
         CUgraph graph;
@@ -654,7 +659,7 @@ RtGpu *rt_gpu_new(const IrGraph *g, RtPrec prec, IrNode *const *keep, int nkeep,
     if (rt_gpu_profiling()) {
         static int made;   /* executors are numbered in the order they are made, for the reports */
         snprintf(c->prof_name, sizeof c->prof_name, "executor %d", ++made);
-        if (!(c->prof = rt_gpu_profile_new(c->s, c->prof_name, err, errlen))) {
+        if (!(c->prof = rt_gpu_profile_new(c->s, c->prof_name, c->ptxas_log, err, errlen))) {
             rt_gpu_free(c);
             return NULL;
         }
@@ -680,6 +685,7 @@ void rt_gpu_free(RtGpu *c)
     if (rt_cu.opened) rt_cu.cu.StreamSynchronize(c->stream);
     if (c->graph) rt_cu.cu.GraphExecDestroy(c->graph);
     rt_gpu_profile_free(c->prof);
+    free(c->ptxas_log);
     if (c->gemm)
         for (int k = 0; k < c->s->nk; k++) {
             Gemm *gm = &c->gemm[k];
@@ -757,6 +763,7 @@ void rt_gpu_set(RtGpu *c, const IrNode *leaf, const double *data)
 void rt_gpu_set_i32(RtGpu *c, const IrNode *leaf, const int32_t *data)
 {
     need_leaf(c, leaf);
+    if (c->prof) rt_gpu_profile_tokens(c->prof, leaf, data);
     int64_t n = ir_numel(leaf), bound = c->index_bound[leaf->id];
     for (int64_t i = 0; i < n; i++)
         if (data[i] < 0 || data[i] >= bound) {
@@ -779,6 +786,7 @@ void rt_gpu_set_scalar(RtGpu *c, const char *name, double v)
     for (int i = 0; i < c->g->n; i++) {
         const IrNode *n = c->g->nodes[i];
         if (n->op != IR_SCALAR || strcmp(n->name, name) || c->s->role[i] != CG_LEAF) continue;
+        if (c->prof) rt_gpu_profile_scalar(c->prof, n->name, v);
         double *vals = xcalloc((size_t)ir_numel(n), sizeof *vals);
         for (int64_t j = 0; j < ir_numel(n); j++) vals[j] = v;
         rt_gpu_set(c, n, vals);

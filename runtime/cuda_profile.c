@@ -2,6 +2,10 @@
  * events, reported per kind and as the slowest kernels, each beside the roofline model's
  * estimate when the caller has one (codegen/roofline.c).
  *
+ * The estimates are the roofline model's (codegen/roofline.c) for the kernels' ptxas
+ * figures, the runtime scalars last set (the attention window) and the documents of the
+ * tokens last set (their mean length, from the eot tokens).
+ *
  * Events are recorded between the launches, so a run that is profiled is launched kernel by
  * kernel (not replayed as a CUDA graph): each interval holds a kernel's launch and its
  * execution, plus what the runtime enqueues with it (operand conversions of a product or of
@@ -20,6 +24,10 @@ struct RtGpuProfile {
     const char *name;      /* the executor's, for the report's title */
     CUevent *ev;           /* ev[k] before kernel k, ev[nk] after the last */
     int runs;
+    CgPtxas ptxas;         /* the module's registers and shared memory, for the estimates */
+    CgScalar *scalars;     /* the runtime scalars as last set (names borrowed from the graph) */
+    int nscalars;
+    double doc_len;        /* mean document length of the tokens last set; 0: one document */
 };
 
 static const char *const kind_names[] = {
@@ -34,11 +42,12 @@ bool rt_gpu_profiling(void)
     return p && *p && strcmp(p, "0");
 }
 
-RtGpuProfile *rt_gpu_profile_new(const CgStep *s, const char *name, char *err, size_t errlen)
+RtGpuProfile *rt_gpu_profile_new(const CgStep *s, const char *name, const char *ptxas_log, char *err, size_t errlen)
 {
     RtGpuProfile *p = xcalloc(1, sizeof *p);
     p->s = s;
     p->name = name;
+    cg_ptxas_parse(ptxas_log, &p->ptxas);
     p->ev = xcalloc((size_t)s->nk + 1, sizeof *p->ev);
     for (int k = 0; k <= s->nk; k++) {
         CUresult r = rt_cu.cu.EventCreate(&p->ev[k], 0);
@@ -56,6 +65,29 @@ int rt_gpu_profile_mark(RtGpuProfile *p, int k, CUstream stream, char *err, size
     CUresult r = rt_cu.cu.EventRecord(p->ev[k], stream);
     if (r != 0) snprintf(err, errlen, "cuda: cuEventRecord failed (%s)", rt_cu_error(r));
     return r != 0 ? -1 : 0;
+}
+
+void rt_gpu_profile_scalar(RtGpuProfile *p, const char *name, double v)
+{
+    for (int i = 0; i < p->nscalars; i++)
+        if (!strcmp(p->scalars[i].name, name)) {
+            p->scalars[i].value = v;
+            return;
+        }
+    p->scalars = xrealloc(p->scalars, sizeof *p->scalars * (size_t)(p->nscalars + 1));
+    p->scalars[p->nscalars++] = (CgScalar){name, v};
+}
+
+void rt_gpu_profile_tokens(RtGpuProfile *p, const IrNode *leaf, const int32_t *data)
+{
+    for (int k = 0; k < p->s->nk; k++) {
+        const IrNode *op = p->s->k[k].op;
+        if (!op || (op->op != IR_ATTENTION && op->op != IR_ATTENTION_BWD) || op->in[3] != leaf) continue;
+        int64_t n = ir_numel(leaf), docs = 0;
+        for (int64_t i = 0; i < n; i++) docs += data[i] == op->iattr[1];
+        p->doc_len = docs ? (double)n / (double)docs : 0;
+        return;
+    }
 }
 
 static void kernel_label(const CgStep *s, int k, char *buf, size_t len)
@@ -111,9 +143,23 @@ static void report_slowest(const RtGpuProfile *p, const double *ms, const double
     }
 }
 
-int rt_gpu_profile_report(RtGpuProfile *p, const double *est, char *err, size_t errlen)
+/* the roofline model's estimate of each kernel, or NULL (no ptxas figures) */
+static double *estimates(const RtGpuProfile *p)
+{
+    CgWorkload w = {p->scalars, p->nscalars, p->doc_len};
+    CgRoofline r;
+    char why[256];
+    if (cg_roofline(p->s, &p->ptxas, &w, &r, why, sizeof why)) return NULL;
+    double *est = xcalloc((size_t)p->s->nk, sizeof *est);
+    for (int k = 0; k < p->s->nk; k++) est[k] = r.k[k].t.ms;
+    cg_roofline_free(&r);
+    return est;
+}
+
+int rt_gpu_profile_report(RtGpuProfile *p, char *err, size_t errlen)
 {
     const CgStep *s = p->s;
+    double *est = estimates(p);
     CUresult r = rt_cu.cu.EventSynchronize(p->ev[s->nk]);
     double *ms = xcalloc((size_t)s->nk, sizeof *ms), total = 0, total_est = 0;
     for (int k = 0; k < s->nk && r == 0; k++) {
@@ -126,6 +172,7 @@ int rt_gpu_profile_report(RtGpuProfile *p, const double *est, char *err, size_t 
     if (r != 0) {
         snprintf(err, errlen, "cuda: timing the kernels failed (%s)", rt_cu_error(r));
         free(ms);
+        free(est);
         return -1;
     }
     p->runs++;
@@ -135,6 +182,7 @@ int rt_gpu_profile_report(RtGpuProfile *p, const double *est, char *err, size_t 
     report_kinds(p, ms, est);
     report_slowest(p, ms, est);
     free(ms);
+    free(est);
     return 0;
 }
 
@@ -144,5 +192,7 @@ void rt_gpu_profile_free(RtGpuProfile *p)
     for (int k = 0; k <= p->s->nk; k++)
         if (p->ev[k]) rt_cu.cu.EventDestroy(p->ev[k]);
     free(p->ev);
+    cg_ptxas_free(&p->ptxas);
+    free(p->scalars);
     free(p);
 }

@@ -1,5 +1,6 @@
 /* test_cuda_emu.c — the CUDA emulator on kernels of its own: CUDA semantics (barriers,
- * shared memory, warp shuffles, atomics, bf16 rounding, graphs) and the checks, each
+ * shared memory, warp shuffles, atomics, bf16 rounding, graphs, the library's tensor-core
+ * wrappers cg_mma / cg_ldsm / cg_ldsm_t against matrix products) and the checks, each
  * planted bug caught and named (an out-of-bounds write, a missing __syncthreads, a
  * misaligned vector load, a divergent barrier, a read of memory never written, a shuffle
  * with a lane that returned, launches beyond the limits).
@@ -8,6 +9,7 @@
  * are compiled once by its NVRTC, then every case runs in a child process of its own,
  * since a fault is sticky, as on a device. */
 #include "base/base.h"
+#include "codegen/codegen.h"
 #include "test.h"
 
 #include <dlfcn.h>
@@ -63,6 +65,66 @@ static const char *const source =
     "extern \"C\" __global__ void __launch_bounds__(256) to_bf16(const float *x, __nv_bfloat16 *y, int n)\n"
     "{ int i = threadIdx.x; if (i < n) y[i] = __float2bfloat16(x[i]); }\n"
     "extern \"C\" __global__ void __launch_bounds__(32) bump(float *out) { atomicAdd(out, 1.0f); }\n";
+
+/* After the library (cg_cuda_library): one warp's products through its tensor-core wrappers.
+ * a [16, 16], b [16, 16] (k, n) and c [16, 16] row-major bf16 / float; d = a b + c as two
+ * 16x8 tiles. mma_direct builds the fragments from memory by the PTX ISA's layout (so the
+ * emulator's mma is held to it); mma_ldsm loads them with ldmatrix from shared memory: a by
+ * rows, b both as bᵀ rows (ldmatrix) and as b rows (ldmatrix .trans), d and d2. */
+static const char *const tc_source =
+    "__device__ unsigned pair(const __nv_bfloat16 *x, int ld, int r, int c)\n"
+    "{ return *(const unsigned short *)&x[r * ld + c] | (unsigned)*(const unsigned short *)&x[r * ld + c + 1] << 16; }\n"
+    "__device__ unsigned pair_t(const __nv_bfloat16 *x, int ld, int r, int c)   /* (r, c), (r + 1, c) */\n"
+    "{ return *(const unsigned short *)&x[r * ld + c] | (unsigned)*(const unsigned short *)&x[(r + 1) * ld + c] << 16; }\n"
+    "extern \"C\" __global__ void __launch_bounds__(32) mma_direct(const __nv_bfloat16 *a, const __nv_bfloat16 *b,\n"
+    "                                                          const float *c, float *d)\n"
+    "{\n"
+    "    const int g = threadIdx.x / 4, t = threadIdx.x % 4;\n"
+    "    const unsigned af[4] = {pair(a, 16, g, 2 * t), pair(a, 16, g + 8, 2 * t), pair(a, 16, g, 2 * t + 8),\n"
+    "                            pair(a, 16, g + 8, 2 * t + 8)};\n"
+    "    for (int n = 0; n < 2; n++) {\n"
+    "        const unsigned bf[2] = {pair_t(b, 16, 2 * t, 8 * n + g), pair_t(b, 16, 2 * t + 8, 8 * n + g)};\n"
+    "        float acc[4] = {c[g * 16 + 8 * n + 2 * t], c[g * 16 + 8 * n + 2 * t + 1], c[(g + 8) * 16 + 8 * n + 2 * t],\n"
+    "                        c[(g + 8) * 16 + 8 * n + 2 * t + 1]};\n"
+    "        cg_mma(acc, af, bf);\n"
+    "        d[g * 16 + 8 * n + 2 * t] = acc[0], d[g * 16 + 8 * n + 2 * t + 1] = acc[1];\n"
+    "        d[(g + 8) * 16 + 8 * n + 2 * t] = acc[2], d[(g + 8) * 16 + 8 * n + 2 * t + 1] = acc[3];\n"
+    "    }\n"
+    "}\n"
+    "extern \"C\" __global__ void __launch_bounds__(32) mma_ldsm(const __nv_bfloat16 *a, const __nv_bfloat16 *b,\n"
+    "                                                        const float *c, float *d, float *d2)\n"
+    "{\n"
+    "    __shared__ __align__(16) __nv_bfloat16 as[16][24], bs[16][24], bts[16][24];\n"
+    "    const int l = threadIdx.x, g = l / 4, t = l % 4;\n"
+    "    for (int e = l; e < 128; e += 32) {   /* a thread writes both halves of a word: no race */\n"
+    "        const int r = e / 8, k = e % 8 * 2;\n"
+    "        as[r][k] = a[r * 16 + k], as[r][k + 1] = a[r * 16 + k + 1];\n"
+    "        bs[r][k] = b[r * 16 + k], bs[r][k + 1] = b[r * 16 + k + 1];\n"
+    "        bts[r][k] = b[k * 16 + r], bts[r][k + 1] = b[(k + 1) * 16 + r];\n"
+    "    }\n"
+    "    __syncthreads();\n"
+    "    unsigned af[4], bt[4], bn[4];\n"
+    "    cg_ldsm(af, &as[(l & 7) + (l >> 3 & 1) * 8][(l >> 4) * 8]);\n"
+    "    cg_ldsm(bt, &bts[(l & 7) + (l >> 4) * 8][(l >> 3 & 1) * 8]);   /* n-tiles 0, 1 of bᵀ rows */\n"
+    "    cg_ldsm_t(bn, &bs[(l & 7) + (l >> 3 & 1) * 8][(l >> 4) * 8]);  /* the same from b's rows */\n"
+    "    for (int n = 0; n < 2; n++) {\n"
+    "        float x[4], y[4];\n"
+    "        for (int i = 0; i < 4; i++) x[i] = y[i] = c[(g + (i >> 1) * 8) * 16 + 8 * n + 2 * t + (i & 1)];\n"
+    "        cg_mma(x, af, bt + 2 * n);\n"
+    "        cg_mma(y, af, bn + 2 * n);\n"
+    "        for (int i = 0; i < 4; i++) {\n"
+    "            d[(g + (i >> 1) * 8) * 16 + 8 * n + 2 * t + (i & 1)] = x[i];\n"
+    "            d2[(g + (i >> 1) * 8) * 16 + 8 * n + 2 * t + (i & 1)] = y[i];\n"
+    "        }\n"
+    "    }\n"
+    "}\n"
+    "extern \"C\" __global__ void __launch_bounds__(32) mma_half(float *d)\n"
+    "{\n"
+    "    const unsigned a[4] = {0u, 0u, 0u, 0u}, b[2] = {0u, 0u};\n"
+    "    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};\n"
+    "    if (threadIdx.x < 16) cg_mma(acc, a, b);   /* half a warp: undefined on the device */\n"
+    "    d[threadIdx.x] = acc[0];\n"
+    "}\n";
 
 typedef unsigned long long Ptr;
 static struct {
@@ -135,8 +197,14 @@ static int compile_kernels(void)
     char inc[4200];
     snprintf(inc, sizeof inc, "--include-path=%s/include", home && *home ? home : "/usr/local/cuda");
     const char *opts[] = {"--gpu-architecture=sm_90", "--std=c++17", "-default-device", "--ptxas-options=-v", inc};
-    if (cu.create(&prog, source, "test.cu", 0, NULL, NULL)) return -1;
-    int rc = cu.compile(prog, 5, opts);
+    char *full = NULL;
+    if (asprintf(&full, "%s#ifndef INFINITY\n#define INFINITY __int_as_float(0x7f800000)\n#endif\n%s%s", source,
+                 cg_cuda_library(), tc_source) < 0)
+        return -1;
+    int rc = cu.create(&prog, full, "test.cu", 0, NULL, NULL);
+    free(full);
+    if (rc) return -1;
+    rc = cu.compile(prog, 5, opts);
     size_t n = 0;
     cu.log_size(prog, &n);
     char *log = calloc(n + 1, 1);
@@ -335,6 +403,66 @@ static void case_graph(void)
     CHECK(got == 192.0f);
 }
 
+/* ---- tensor cores ---------------------------------------------------------------------------- */
+
+/* small integers: every product and sum is exact in float, on the device as here */
+static void mma_operands(uint16_t a[256], uint16_t b[256], float c[256], double want[256])
+{
+    for (int i = 0; i < 256; i++) {
+        a[i] = bf16_from_f32((float)((i * 7 + i / 16 * 3) % 11 - 5));
+        b[i] = bf16_from_f32((float)((i * 5 + i / 16) % 9 - 4) * 0.5f);
+        c[i] = (float)(i % 13) - 6.0f;
+    }
+    for (int r = 0; r < 16; r++)
+        for (int n = 0; n < 16; n++) {
+            double s = c[r * 16 + n];
+            for (int k = 0; k < 16; k++) s += (double)bf16_to_f32(a[r * 16 + k]) * bf16_to_f32(b[k * 16 + n]);
+            want[r * 16 + n] = s;
+        }
+}
+
+static void case_mma_direct(void)
+{
+    uint16_t a[256], b[256];
+    float c[256], d[256];
+    double want[256];
+    mma_operands(a, b, c, want);
+    Ptr da = dev(sizeof a, (const float *)a), db = dev(sizeof b, (const float *)b), dc = dev(sizeof c, c),
+        dd = dev(sizeof d, NULL);
+    void *p[] = {&da, &db, &dc, &dd};
+    CHECK(run("mma_direct", 1, 32, p) == 0);
+    CHECK(cu.d2h(d, dd, sizeof d) == 0);
+    int bad = 0;
+    for (int i = 0; i < 256; i++) bad += d[i] != (float)want[i];
+    if (bad) fprintf(stderr, "mma_direct: %d of 256 elements differ from the product, e.g. d[0] = %g, want %g\n", bad,
+                     d[0], want[0]);
+    CHECK(bad == 0);
+}
+
+static void case_mma_ldsm(void)
+{
+    uint16_t a[256], b[256];
+    float c[256], d[256], d2[256];
+    double want[256];
+    mma_operands(a, b, c, want);
+    Ptr da = dev(sizeof a, (const float *)a), db = dev(sizeof b, (const float *)b), dc = dev(sizeof c, c),
+        dd = dev(sizeof d, NULL), dd2 = dev(sizeof d2, NULL);
+    void *p[] = {&da, &db, &dc, &dd, &dd2};
+    CHECK(run("mma_ldsm", 1, 32, p) == 0);
+    CHECK(cu.d2h(d, dd, sizeof d) == 0 && cu.d2h(d2, dd2, sizeof d2) == 0);
+    int bad = 0, bad2 = 0;
+    for (int i = 0; i < 256; i++) bad += d[i] != (float)want[i], bad2 += d2[i] != (float)want[i];
+    if (bad || bad2) fprintf(stderr, "mma_ldsm: %d (ldmatrix) and %d (ldmatrix .trans) of 256 elements differ\n", bad, bad2);
+    CHECK(bad == 0 && bad2 == 0);
+}
+
+static void case_mma_half(void)
+{
+    Ptr out = dev(32 * 4, NULL);
+    void *p[] = {&out};
+    check_error(run("mma_half", 1, 32, p), 719, "kernel mma_half", "returns while lanes of its warp wait", NULL);
+}
+
 /* runs a case in a child process: its checks' result comes back as the exit status */
 static void in_child(void (*fn)(void))
 {
@@ -366,6 +494,9 @@ CASE(limits)
 CASE(too_many_threads)
 CASE(bf16)
 CASE(graph)
+CASE(mma_direct)
+CASE(mma_ldsm)
+CASE(mma_half)
 
 int main(void)
 {
@@ -387,6 +518,9 @@ int main(void)
     RUN(too_many_threads);
     RUN(bf16);
     RUN(graph);
+    RUN(mma_direct);
+    RUN(mma_ldsm);
+    RUN(mma_half);
     free(image);
     return test_summary();
 }

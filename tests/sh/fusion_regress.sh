@@ -5,6 +5,8 @@
 # every gradient within 1e-4 (relative, ‖a−b‖∞/‖b‖∞).
 #   broadcast_reshape_grad  a reduction read at another row inside a per-row kernel (wrong gradients)
 #   broadcast_sum_plan      a sum over an axis of size 1 ("SUM has no kernel plan")
+# and split_reductions: reductions of few long rows, which the cuda backend splits along the
+# reduced axis across blocks (below).
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib.sh
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -37,4 +39,57 @@ for m in broadcast_reshape_grad broadcast_sum_plan; do
         if [ $? -eq 0 ]; then pass "$m $be f32 grads ($r)"
         else fail "$m $be f32 grads" "$("$GPTC" compare "$tmp/$be.st" "$tmp/ref.st" --tol 1e-4 | grep -E 'tol|worst')"; fi
     done
+done
+
+# split_reductions: rows too few to fill a GPU, so the CUDA kernels split the reduced axis
+# into chunks across blocks (partials, then their combination in chunk order). As
+# configured (T = 4096): the scale's gradient, a sum over T of [T, 512], and a norm over T
+# of 64 features; with 64 rows of 4096 logits, the cross-entropy's logsumexp forward and
+# backward. In plan.txt every reduction kernel of 65,536 points or more launches at least
+# 132 blocks (one per SM of an H100); on the emulator, which checks every access of both
+# launches (partials included), the loss and gradients agree with ref f64.
+m=split_reductions model=tests/models/$m.gptc
+python3 - "$tmp/b4096.st" <<'EOF'
+import json, random, struct, sys
+T, V = 4096, 64
+r = random.Random(7)
+tok = [r.randrange(V) for _ in range(T)]
+data = tok + tok[1:] + [0]
+head = json.dumps({'tokens': {'dtype': 'I32', 'shape': [T], 'data_offsets': [0, 4 * T]},
+                   'targets': {'dtype': 'I32', 'shape': [T], 'data_offsets': [4 * T, 8 * T]}}).encode()
+head += b' ' * (-len(head) % 8)
+open(sys.argv[1], 'wb').write(struct.pack('<Q', len(head)) + head + struct.pack('<%di' % len(data), *data))
+EOF
+for cfg in rows logits; do
+    if [ $cfg = rows ]; then sets=(); b=$tmp/b4096.st
+    else sets=(--set seq_len=64 --set val_seq_len=64 --set val_tokens=128 --set vocab=4096); b=$batch; fi
+    if ! GPTC_CUDA_EMULATE=1 "$GPTC" compile $model "${sets[@]}" --target cuda --precision f32 -o "$tmp/c-$cfg" \
+            >"$tmp/out" 2>&1; then
+        fail "$m ($cfg) compiles for cuda" "$(tail -5 "$tmp/out")"; continue
+    fi
+    # "N loop k_… [A, B] axis=K roots=R launch=BLOCKSxTHREADS …": reductions of >= 65536 points
+    big=$(awk '$2 == "loop" && /axis=[0-9]/ {
+                   s = $0; sub(/^[^[]*\[/, "", s); sub(/\].*/, "", s); n = split(s, d, ", "); p = 1
+                   for (i = 1; i <= n; i++) p *= d[i]
+                   l = $0; sub(/.*launch=/, "", l); sub(/x.*/, "", l)
+                   if (p >= 65536) { k++; if (l + 0 < 132) bad = bad " " $1 ":" l }
+               } END { print k + 0, bad }' "$tmp/c-$cfg/plan.txt")
+    read -r nbig nsmall <<<"$big"
+    if [ "$nbig" -ge 2 ] && [ -z "$nsmall" ]; then pass "$m ($cfg): $nbig large reductions, each at least 132 blocks"
+    else fail "$m ($cfg): large reductions fill 132 SMs" "$nbig kernels; kernel:blocks below 132:$nsmall"; fi
+    if ! "$GPTC" init $model "${sets[@]}" -o "$tmp/p.st" --seed 1 >/dev/null 2>"$tmp/err"; then
+        fail "$m ($cfg) init" "$(cat "$tmp/err")"; continue
+    fi
+    for be in ref cuda; do
+        dt=f32 envs=(GPTC_CUDA_EMULATE=1); [ $be = ref ] && dt=f64 envs=()
+        loss=$(env "${envs[@]}" "$GPTC" grad $model "${sets[@]}" --params "$tmp/p.st" --batch "$b" --window 1,1 \
+               --backend $be --dtype $dt --grads "$tmp/$be.st" 2>"$tmp/err" | sed -n 's/^loss: //p')
+        if [ -z "$loss" ]; then fail "$m ($cfg) $be $dt grad runs" "$(tail -5 "$tmp/err")"; continue 2; fi
+        [ $be = ref ] && ref=$loss
+    done
+    e=$(rel "$loss" "$ref")
+    if le "$e" 1e-6; then pass "$m ($cfg) cuda f32 loss (rel $e)"; else fail "$m ($cfg) cuda f32 loss" "loss $loss, ref $ref, rel $e > 1e-6"; fi
+    r=$("$GPTC" compare "$tmp/cuda.st" "$tmp/ref.st" --tol 1e-4 --quiet)
+    if [ $? -eq 0 ]; then pass "$m ($cfg) cuda f32 grads ($r)"
+    else fail "$m ($cfg) cuda f32 grads" "$("$GPTC" compare "$tmp/cuda.st" "$tmp/ref.st" --tol 1e-4 | grep -E 'tol|worst')"; fi
 done

@@ -17,7 +17,10 @@
  * logsumexp inside CROSS_ENTROPY and CE_BWD): its input shape and axis; without one the
  * root's own shape, elementwise. Whether the emitter accepts a group is tried in the C
  * dialect. When it rejects a kernel it names a node to materialize; that node is forced
- * and the pass backtracks to it (form_kernels).
+ * and the pass backtracks to it (form_kernels). The reductions a root reaches that can
+ * never be its kernel's (another domain or axis) are forced all at once beforehand
+ * (force_foreign). Then a later kernel joins an earlier one of its signature across
+ * kernels it does not depend on (merge_across).
  *
  * Then cg_fuse assigns the storage dtypes (storage.c), emits every loop kernel in both
  * dialects, with kernels of equal source sharing one CgFunc named by its hash, and makes
@@ -204,6 +207,36 @@ static int signature(const CgStep *s, const IrNode *root, Sig *sig, int *culprit
     return -1;
 }
 
+/* Forces every reduction that the root's inlined expression reaches and that cannot be
+ * computed in a kernel of signature sig (another domain or axis), all at once. The emitter
+ * would reject them one at a time, each rejection a backtrack and a re-emission of the
+ * root: quadratic where a root reads many chunks' reductions. The search goes through the
+ * kernel's own reductions (their operands are computed in it) but not past a forced one
+ * (its operands go to its own kernel). The lowest id forced, or -1. */
+static int force_foreign(const CgStep *s, const IrNode *n, const Sig *sig, unsigned char *force, int *seen,
+                         int stamp, bool top)
+{
+    if (seen[n->id] == stamp) return -1;
+    seen[n->id] = stamp;
+    if (!top && s->role[n->id] != CG_INLINE) return -1;
+    bool reduce = (ir_op_class(n->op) == IRC_REDUCE && !cg_trivial_reduce(n)) || n->op == IR_CROSS_ENTROPY ||
+                  n->op == IR_CE_BWD;
+    if (reduce && !top) {
+        const IrNode *x = n->in[0];
+        int axis = ir_op_class(n->op) == IRC_REDUCE ? (int)n->iattr[0] : x->ndim - 1;
+        if (axis != sig->axis || x->ndim != sig->ndim || memcmp(x->shape, sig->dom, sizeof(int64_t) * (size_t)x->ndim)) {
+            force[n->id] = 1;
+            return n->id;
+        }
+    }
+    int lo = -1;
+    for (int j = 0; j < n->nin; j++) {
+        int c = force_foreign(s, n->in[j], sig, force, seen, stamp, false);
+        if (c >= 0 && (lo < 0 || c < lo)) lo = c;
+    }
+    return lo;
+}
+
 static bool same_sig(const CgKernel *k, const Sig *g)
 {
     return k->ndim == g->ndim && k->axis == g->axis &&
@@ -246,6 +279,15 @@ static int try_emit(CgStep *s, CgKernel *k, int *culprit)
     return rc;
 }
 
+/* After node `from` was forced: its roles redone, the kernels holding roots at or after it
+ * dropped; the id of the last root kept (the pass resumes after it), or -1 */
+static int backtrack(CgStep *s, const unsigned char *force, int from)
+{
+    assign_roles(s, force, from);
+    while (s->nk > 0 && s->k[s->nk - 1].roots[s->k[s->nk - 1].nroots - 1] >= from) free_kernel(&s->k[--s->nk]);
+    return s->nk > 0 ? s->k[s->nk - 1].roots[s->k[s->nk - 1].nroots - 1] : -1;
+}
+
 /* Forms the kernels in one pass over the roots in id order. When a kernel cannot be
  * emitted, the node the emitter names is forced to be a root: the roles from that node on
  * are redone, the kernels holding roots at or after it are dropped, and the pass resumes
@@ -268,6 +310,12 @@ static int form_kernels(CgStep *s, unsigned char *force, int *seen, int *bad)
         }
         Sig sig;
         bool ok = signature(s, n, &sig, &culprit, seen) == 0;
+        int forced = ok ? force_foreign(s, n, &sig, force, seen, ++seen[s->g->n], true) : -1;
+        if (forced >= 0) {
+            i = backtrack(s, force, forced);
+            open = NULL;
+            continue;
+        }
         if (ok && open && same_sig(open, &sig)) {
             add_root(open, i);
             if (try_emit(s, open, &culprit) == 0) continue;
@@ -285,13 +333,73 @@ static int form_kernels(CgStep *s, unsigned char *force, int *seen, int *bad)
             *bad = culprit < 0 ? i : culprit;
             return -1;
         }
-        force[culprit] = 1;                          /* backtrack to just before it */
-        assign_roles(s, force, culprit);
-        while (s->nk > 0 && s->k[s->nk - 1].roots[s->k[s->nk - 1].nroots - 1] >= culprit) free_kernel(&s->k[--s->nk]);
-        i = s->nk > 0 ? s->k[s->nk - 1].roots[s->k[s->nk - 1].nroots - 1] : -1;
+        force[culprit] = 1;
+        i = backtrack(s, force, culprit);
         open = NULL;
     }
     return 0;
+}
+
+/* ---- kernels merged across others ----------------------------------------------------------
+ * form_kernels groups consecutive roots only. Where two families of nodes alternate (the
+ * autodiff's per-operand gradients: a reduction for one operand, an accumulation for it,
+ * then the same pair for the next), kernels of one signature alternate with kernels of
+ * another, each reading the same large tensor again. A later loop kernel j joins an
+ * earlier one i of its signature when no kernel between them writes what j reads (no
+ * library call lies between them either); j's roots are then computed earlier, which no
+ * kernel can notice, since none before j reads them. The emitter still has the last
+ * word on every merge. MERGE_WINDOW bounds how far a kernel moves up, and with it how much
+ * longer its outputs stay in memory. */
+#define MERGE_WINDOW 8
+
+static bool writes_read_by(const CgStep *s, const CgKernel *w, const CgKernel *r)
+{
+    for (int a = 0; a < r->nargs; a++) {
+        int64_t off;
+        int b = cg_storage(s, r->args[a], &off);
+        for (int q = 0; q < w->nroots; q++)
+            if (w->roots[q] == b) return true;
+    }
+    return false;
+}
+
+static bool same_domain(const CgKernel *a, const CgKernel *b)
+{
+    return a->ndim == b->ndim && a->axis == b->axis && !memcmp(a->dom, b->dom, sizeof(int64_t) * (size_t)a->ndim);
+}
+
+/* may kernel j join kernel i: the same signature, loop kernels only between them, none of
+ * them writing what j reads? */
+static bool can_move_up(const CgStep *s, int i, int j)
+{
+    if (s->k[j].kind != CG_LOOP || !same_domain(&s->k[i], &s->k[j])) return false;
+    for (int m = i + 1; m < j; m++)
+        if (writes_read_by(s, &s->k[m], &s->k[j])) return false;
+    return true;
+}
+
+static void merge_across(CgStep *s)
+{
+    int culprit;
+    for (int i = 0; i < s->nk; i++) {
+        CgKernel *ki = &s->k[i];
+        if (ki->kind != CG_LOOP) continue;
+        for (int j = i + 1; j < s->nk && j <= i + MERGE_WINDOW && s->k[j].kind == CG_LOOP; j++) {
+            if (!can_move_up(s, i, j)) continue;
+            CgKernel *kj = &s->k[j];
+            int n0 = ki->nroots;
+            for (int r = 0; r < kj->nroots; r++) add_root(ki, kj->roots[r]);
+            if (try_emit(s, ki, &culprit)) {
+                ki->nroots = n0;
+                try_emit(s, ki, &culprit);   /* its arguments as they were */
+                continue;
+            }
+            free_kernel(kj);
+            memmove(kj, kj + 1, sizeof *kj * (size_t)(s->nk - j - 1));
+            s->nk--;
+            j--;
+        }
+    }
 }
 
 static void reset_kernels(CgStep *s)
@@ -384,6 +492,7 @@ CgStep *cg_fuse(const IrGraph *g, IrNode *const *keep, int nkeep, CgStore store,
     }
     free(force);
     free(seen);
+    merge_across(s);
     for (int i = 0; i < g->n; i++) s->producer[i] = -1;
     for (int i = 0; i < s->nk; i++)
         for (int j = 0; j < s->k[i].nroots; j++) s->producer[s->k[i].roots[j]] = i;

@@ -268,7 +268,7 @@ for dt in f32 bf16; do
         got=$(sed -n 's/^loss: //p' "$W/grad.out")
         le_=$(rel "$got" "${loss[$s]}")
         # bf16: skip_weights' gradient is a sum of thousands of bf16 products that cancel, a few
-        # scalars held to 1e-1 on their own (as tests/sh/cuda_emu.sh holds them)
+        # scalars held to 2e-1 on their own (as tests/sh/cuda_emu.sh holds them)
         sel=(); [ $dt = bf16 ] && sel=(--skip skip_weights)
         "$GPTC" compare "$W/g_${s}_$dt.safetensors" "$G/grads.safetensors" "${sel[@]}" >"$W/cmp.out" 2>&1; crc=$?
         { echo "\$ gptc compare g_${s}_$dt.safetensors $G/grads.safetensors ${sel[*]} (exit $crc)"; cat "$W/cmp.out"; } >>"$LOG_GOLDEN"
@@ -283,8 +283,8 @@ for dt in f32 bf16; do
             "$GPTC" compare "$W/g_${s}_$dt.safetensors" "$G/grads.safetensors" --only skip_weights >"$W/cmp.out" 2>&1 || res=FAIL
             cat "$W/cmp.out" >>"$LOG_GOLDEN"
             se=$(sed -n 's/^worst: \([^ ]*\) .*/\1/p' "$W/cmp.out")
-            le "$se" 1e-1 || res=FAIL
-            sw="; skip_weights ${se:-?} (tol 1e-1)"
+            le "$se" 2e-1 || res=FAIL
+            sw="; skip_weights ${se:-?} (tol 2e-1)"
         fi
         printf '%-10s %-5s %-10s %-10s %-24s %s\n' "$s" $dt "$le_" "${ge:-?}" "${gt:-?}" $res | tee -a "$LOG_GOLDEN"
         row "c. golden $s $dt" $res "loss $le_ (tol ${LTOL[$dt]}), grads ${ge:-?} in ${gt:-?} (tol ${GTOL[$dt]})$sw"

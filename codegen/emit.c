@@ -27,8 +27,10 @@
  *                chunks (split_chunks, cuda_split_body): two launches of one function
  *   partials     CUDA split: two more parameters, cg_part and cg_stage; launch 1
  *                (cg_stage 0) writes each chunk's accumulators to cg_part, a scratch
- *                region of the arena; launch 2 (cg_stage 1) combines them in chunk order,
- *                then runs mid and p2 (p2 per chunk, in parallel over the axis)
+ *                region of the arena; launch 2 (cg_stage 1) combines them, then runs mid
+ *                and p2: with p2, every (row, chunk) combines its row's partials in chunk
+ *                order, then runs p2 over its chunk; without, 32 threads share a row's
+ *                chunks and meet in shared memory (split_stage2_grouped)
  *   bf16         CUDA only: bf16-stored tensors converted on load and store; elementwise
  *                kernels of a multiple of 8 points run 8 points per thread (vec8) and move
  *                bf16 tensors read or written at the point's own index as 16-byte accesses
@@ -38,7 +40,7 @@
  *
  * Numerics: values are float; C accumulates reductions in double, CUDA in float (with
  * warp-shuffle tree reductions across the block when block_rows, and split reductions'
- * chunks combined in chunk order). */
+ * chunks combined in a fixed order). */
 #include "codegen/codegen.h"
 #include "base/base.h"
 
@@ -780,6 +782,9 @@ enum {
     SPLIT_MIN_POINTS = 1 << 16,   /* smaller domains: a second launch costs more than it saves */
     SPLIT_BLOCKS = 4 * CG_SMS,    /* chunks are added until the first launch has this many blocks */
     SPLIT_MAX_CHUNKS = 256,       /* at most: the combination reads every chunk's partial */
+    SPLIT_ROWS = 8,               /* the combination without p2: rows a block (8 floats, a 32-byte sector) */
+    SPLIT_GROUPS = 32,            /* … and the threads sharing a row's chunks (256 threads a block) */
+    SPLIT_SHARED_SLOTS = 16,      /* … while the groups' accumulators take at most 16 KB of shared memory */
 };
 
 static int64_t split_blocks(const CgKernel *k, int64_t chunks)
@@ -796,6 +801,16 @@ static int split_chunks(const CgKernel *k)
     while (split_blocks(k, c) < SPLIT_BLOCKS && 2 * c <= SPLIT_MAX_CHUNKS && R / (2 * c) >= min_len) c *= 2;
     int64_t len = (R + c - 1) / c;
     return (int)((R + len - 1) / len);   /* no chunk left empty */
+}
+
+/* partial slots of a split kernel (its part_bytes: slots × chunks × rows floats) */
+static int64_t split_slots(const CgKernel *k) { return k->part_bytes / ((int64_t)k->chunks * rows_of(k) * 4); }
+
+/* Does the second launch combine by groups of threads (split_stage2_grouped)? */
+static bool split_grouped(const CgKernel *k)
+{
+    int64_t slots = split_slots(k);
+    return !k->split_p2 && slots >= 1 && slots <= SPLIT_SHARED_SLOTS;
 }
 
 static int64_t chunk_len(const CgKernel *k) { return (k->dom[k->axis] + k->chunks - 1) / k->chunks; }
@@ -855,41 +870,105 @@ static void split_stage1(Em *e, Buf *o)
     bput(o, "    }\n");
 }
 
-/* launch 2: the row's partials combined in chunk order, as p1 combines points; then mid
- * (reduced roots stored once, by cg_first) and p2 over the chunk */
-static void split_stage2(Em *e, Buf *o)
+/* where partial `slot` of chunk (or group) `at` is read: in the arena, or in the block's
+ * shared memory */
+typedef void PartAt(Buf *o, const CgKernel *k, int slot, const char *at);
+
+static void shared_at(Buf *o, const CgKernel *k, int slot, const char *at)
 {
-    const CgKernel *k = e->k;
-    int a = k->axis;
-    bool p2 = e->p2.text.n > 0;
-    split_index(e, o, !p2);
-    bput(o, "    {\n");
-    delinearize(o, k, "row", a, 0);
-    acc_decls(e, o);
-    if (e->nacc) bput(o, "#pragma unroll 8\n    for (int cg_k = 0; cg_k < %d; cg_k++) {\n", k->chunks);
+    (void)k;
+    bput(o, "cg_sh[%d][%s]", slot, at);
+}
+
+/* the accumulators merged with the partials at `at`, as p1 merges points */
+static void merge_partials(Em *e, Buf *o, PartAt *where, const char *at)
+{
     for (int i = 0, slot = 0; i < e->nacc; i++) {
         char kd = e->acc[i].kind;
         bput(o, "        {\n            const float cg_p = ");
-        part_at(o, k, slot++, "cg_k");
+        where(o, e->k, slot++, at);
         bput(o, ";\n");
         if (kd == 's') bput(o, "            s%d += cg_p;\n", i);
         else if (kd == 'x') bput(o, "            if (cg_p > x%d || cg_p != cg_p) x%d = cg_p;\n", i, i);
         else {
             bput(o, "            const float cg_q = ");
-            part_at(o, k, slot++, "cg_k");
+            where(o, e->k, slot++, at);
             bput(o, ";\n            if (cg_p > m%d) { l%d = l%d * expf(m%d - cg_p) + cg_q; m%d = cg_p; }\n"
                     "            else if (cg_p != -INFINITY) l%d += cg_q * expf(cg_p - m%d);\n", i, i, i, i, i, i, i);
         }
         bput(o, "        }\n");
     }
+}
+
+/* launch 2 with p2: every (row, chunk) combines the row's partials in chunk order, then
+ * runs mid (reduced roots stored once, by cg_first) and p2 over its chunk */
+static void split_stage2(Em *e, Buf *o)
+{
+    const CgKernel *k = e->k;
+    int a = k->axis;
+    split_index(e, o, false);
+    bput(o, "    {\n");
+    delinearize(o, k, "row", a, 0);
+    acc_decls(e, o);
+    if (e->nacc) bput(o, "#pragma unroll 8\n    for (int cg_k = 0; cg_k < %d; cg_k++) {\n", k->chunks);
+    merge_partials(e, o, part_at, "cg_k");
     if (e->nacc) bput(o, "    }\n");
     acc_finals(e, o, false, true);
-    bput(o, "        CG_UNUSED const bool cg_first = %s;\n",
-         !p2 ? "true" : e->block_rows ? "cg_c == 0 && threadIdx.x == 0" : "cg_c == 0");
+    bput(o, "        CG_UNUSED const bool cg_first = %s;\n", e->block_rows ? "cg_c == 0 && threadIdx.x == 0" : "cg_c == 0");
     bput(o, "%s", e->mid.text.p ? e->mid.text.p : "");
-    if (p2) bput(o, "    for (long i%d = cg_lo%s; i%d < cg_hi; i%d += %s) {\n%s    }\n", a,
-                 e->block_rows ? " + threadIdx.x" : "", a, a, e->block_rows ? "blockDim.x" : "1", e->p2.text.p);
+    bput(o, "    for (long i%d = cg_lo%s; i%d < cg_hi; i%d += %s) {\n%s    }\n", a,
+         e->block_rows ? " + threadIdx.x" : "", a, a, e->block_rows ? "blockDim.x" : "1", e->p2.text.p);
     bput(o, "    }\n");
+}
+
+/* launch 2 without p2: a block of SPLIT_GROUPS × SPLIT_ROWS threads combines SPLIT_ROWS
+ * rows, thread (group g, row r) merging chunks g, g + SPLIT_GROUPS, … in order; the groups'
+ * accumulators meet in shared memory, where the first group merges them in group order
+ * and runs mid. Each row's partials are read by many threads at once (a thread a row read
+ * C partials in turn on a few blocks), adjacent threads reading adjacent rows; the order of
+ * the additions is fixed, so the result is the same on every run. */
+static void split_stage2_grouped(Em *e, Buf *o)
+{
+    const CgKernel *k = e->k;
+    long long rows = rows_of(k);
+    bput(o, "    const long row = (long)blockIdx.x * %d + threadIdx.x %% %d;\n"
+            "    const int cg_g = threadIdx.x / %d;\n"
+            "    __shared__ float cg_sh[%d][%d];\n    {\n", SPLIT_ROWS, SPLIT_ROWS, SPLIT_ROWS, part_slots(e),
+         SPLIT_GROUPS * SPLIT_ROWS);
+    acc_decls(e, o);
+    bput(o, "    if (row < %lld)\n    for (int cg_k = cg_g; cg_k < %d; cg_k += %d) {\n", rows, k->chunks, SPLIT_GROUPS);
+    merge_partials(e, o, part_at, "cg_k");
+    bput(o, "    }\n");
+    for (int i = 0, slot = 0; i < e->nacc; i++) {
+        char kd = e->acc[i].kind;
+        bput(o, "        cg_sh[%d][threadIdx.x] = %c%d;\n", slot++, kd == 'l' ? 'm' : kd, i);
+        if (kd == 'l') bput(o, "        cg_sh[%d][threadIdx.x] = l%d;\n", slot++, i);
+    }
+    bput(o, "    }\n    __syncthreads();\n    if (cg_g != 0 || row >= %lld) return;\n    {\n", rows);
+    delinearize(o, k, "row", k->axis, 0);
+    acc_decls(e, o);
+    bput(o, "    for (int cg_j = 0; cg_j < %d; cg_j++) {\n        const int cg_t = cg_j * %d + threadIdx.x;\n",
+         SPLIT_GROUPS, SPLIT_ROWS);
+    merge_partials(e, o, shared_at, "cg_t");
+    bput(o, "    }\n");
+    acc_finals(e, o, false, true);
+    bput(o, "        CG_UNUSED const bool cg_first = true;\n%s    }\n", e->mid.text.p ? e->mid.text.p : "");
+}
+
+/* launch 2 without p2 when the groups' accumulators do not fit the shared memory: a thread
+ * a row, merging the row's partials in chunk order */
+static void split_stage2_per_row(Em *e, Buf *o)
+{
+    const CgKernel *k = e->k;
+    split_index(e, o, true);
+    bput(o, "    {\n");
+    delinearize(o, k, "row", k->axis, 0);
+    acc_decls(e, o);
+    if (e->nacc) bput(o, "#pragma unroll 8\n    for (int cg_k = 0; cg_k < %d; cg_k++) {\n", k->chunks);
+    merge_partials(e, o, part_at, "cg_k");
+    if (e->nacc) bput(o, "    }\n");
+    acc_finals(e, o, false, true);
+    bput(o, "        CG_UNUSED const bool cg_first = true;\n%s    }\n", e->mid.text.p ? e->mid.text.p : "");
 }
 
 static void cuda_split_body(Em *e, Buf *o)
@@ -897,7 +976,9 @@ static void cuda_split_body(Em *e, Buf *o)
     bput(o, "    if (cg_stage == 0) {\n");
     split_stage1(e, o);
     bput(o, "    return;\n    }\n");
-    split_stage2(e, o);
+    if (e->p2.text.n > 0) split_stage2(e, o);
+    else if (split_grouped(e->k)) split_stage2_grouped(e, o);
+    else split_stage2_per_row(e, o);
 }
 
 static void cuda_body(Em *e, Buf *o)
@@ -1029,8 +1110,13 @@ void cg_cuda_launch2(const CgKernel *k, int64_t *blocks, int *threads)
         cg_cuda_launch(k, blocks, threads);
         return;
     }
-    int64_t rows = rows_of(k);  /* a thread a row */
-    *threads = rows < 256 ? (int)(rows + 31) / 32 * 32 : 256;
+    int64_t rows = rows_of(k);
+    if (split_grouped(k)) {     /* SPLIT_ROWS rows a block */
+        *threads = SPLIT_GROUPS * SPLIT_ROWS;
+        *blocks = (rows + SPLIT_ROWS - 1) / SPLIT_ROWS;
+        return;
+    }
+    *threads = rows < 256 ? (int)(rows + 31) / 32 * 32 : 256;   /* a thread a row */
     *blocks = (rows + *threads - 1) / *threads;
 }
 

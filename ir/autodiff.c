@@ -13,6 +13,7 @@ typedef struct {
     IrGraph *g;
     IrNode **adj;      /* adj[id]: gradient of the output w.r.t. node id (NULL: none yet) */
     bool *needs;       /* needs[id]: the node depends on a differentiated leaf */
+    int *uses;         /* uses[id]: the node's readers (outputs count) */
 } Grad;
 
 static IrNode *scale(IrGraph *g, IrNode *x, double s) {
@@ -82,7 +83,16 @@ static bool apply_rule(Grad *G, IrNode *n, IrNode *g) {
         return true;   /* leaves, and piecewise-constant ops: no gradient flows */
     case IR_NEG: accumulate(G, x, ir_unary(gr, IR_NEG, g)); return true;
     case IR_RELU: accumulate(G, x, ir_binary(gr, IR_MUL, g, ir_unary(gr, IR_STEP, x))); return true;
-    case IR_SQUARE: accumulate(G, x, scale(gr, ir_binary(gr, IR_MUL, g, x), 2)); return true;
+    case IR_SQUARE:
+        /* relu(h)², relu read by nothing else: d/dh = 2·relu(h) = 2·sqrt(n), exact for h ≤ 0
+         * too. In terms of n, which the forward keeps anyway for its readers, h is not read
+         * by the backward and can die in the forward (a [T, 4·dim] activation a layer) */
+        if (x->op == IR_RELU && G->uses[x->id] == 1) {
+            accumulate(G, x->in[0], scale(gr, ir_binary(gr, IR_MUL, g, ir_unary(gr, IR_SQRT, n)), 2));
+            return true;
+        }
+        accumulate(G, x, scale(gr, ir_binary(gr, IR_MUL, g, x), 2));
+        return true;
     case IR_SQRT: accumulate(G, x, ir_binary(gr, IR_DIV, g, scale(gr, n, 2))); return true;
     case IR_RSQRT:   /* d x^-1/2 = -1/2 x^-3/2 = -1/2 n³ */
         accumulate(G, x, scale(gr, ir_binary(gr, IR_MUL, g, ir_binary(gr, IR_MUL, ir_unary(gr, IR_SQUARE, n), n)), -0.5));
@@ -135,10 +145,15 @@ bool ir_autodiff_has_rule(IrOp op) {
 
 int ir_autodiff(IrGraph *g, IrNode *out, IrNode *const *wrt, int nwrt, IrNode **grads, char *err, size_t errlen) {
     int n0 = g->n;
-    Grad G = {g, xcalloc((size_t)n0, sizeof(IrNode *)), xcalloc((size_t)n0, sizeof(bool))};
+    Grad G = {g, xcalloc((size_t)n0, sizeof(IrNode *)), xcalloc((size_t)n0, sizeof(bool)),
+              xcalloc((size_t)n0, sizeof(int))};
     for (int i = 0; i < nwrt; i++) G.needs[wrt[i]->id] = true;
     for (int i = 0; i < n0; i++)
-        for (int j = 0; j < g->nodes[i]->nin; j++) G.needs[i] |= G.needs[g->nodes[i]->in[j]->id];
+        for (int j = 0; j < g->nodes[i]->nin; j++) {
+            G.needs[i] |= G.needs[g->nodes[i]->in[j]->id];
+            G.uses[g->nodes[i]->in[j]->id]++;
+        }
+    for (int i = 0; i < g->noutputs; i++) G.uses[g->outputs[i]->id]++;
     int rc = 0;
     G.adj[out->id] = ir_const(g, 1.0);
     for (int id = out->id; id >= 0 && rc == 0; id--) {
@@ -158,5 +173,6 @@ int ir_autodiff(IrGraph *g, IrNode *out, IrNode *const *wrt, int nwrt, IrNode **
     }
     free(G.adj);
     free(G.needs);
+    free(G.uses);
     return rc;
 }

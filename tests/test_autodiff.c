@@ -169,6 +169,36 @@ TEST(unary_ops) {
     check_case(&c, ir_cast(c.g, leaf(&c, "x", 1, s, -1, 1), IR_F32), "CAST");
 }
 
+/* relu(x)² with the relu read by nothing else has its own rule, in terms of the square
+ * (2·sqrt(n)), so the backward never reads x or the relu; read twice, the ordinary rules */
+TEST(relu_square) {
+    Case c = new_case();
+    int64_t s[2] = {3, 4};
+    IrNode *x = leaf(&c, "x", 2, s, -1, 2);
+    for (int k = 0; k < 12; k++) if (fabs(c.val[0][k]) < 0.05) c.val[0][k] = 0.3;
+    check_case(&c, ir_unary(c.g, IR_SQUARE, ir_unary(c.g, IR_RELU, x)), "SQUARE(RELU)");
+    c = new_case();   /* what the backward reads */
+    x = leaf(&c, "x", 2, s, -1, 2);
+    IrNode *r = ir_unary(c.g, IR_RELU, x);
+    IrNode *loss = probe_loss(&c, ir_unary(c.g, IR_SQUARE, r));
+    int n0 = c.g->n;
+    IrNode *grad;
+    char err[256];
+    CHECK(ir_autodiff(c.g, loss, c.x, 1, &grad, err, sizeof err) == 0);
+    bool reads_x = false;
+    for (int id = n0; id < c.g->n; id++)
+        for (int j = 0; j < c.g->nodes[id]->nin; j++) reads_x |= c.g->nodes[id]->in[j] == x || c.g->nodes[id]->in[j] == r;
+    CHECK(!reads_x);
+    free(c.val[0]);
+    free(c.wval);
+    ir_graph_free(c.g);
+    c = new_case();
+    x = leaf(&c, "x", 2, s, -1, 2);
+    for (int k = 0; k < 12; k++) if (fabs(c.val[0][k]) < 0.05) c.val[0][k] = 0.3;
+    r = ir_unary(c.g, IR_RELU, x);
+    check_case(&c, ir_binary(c.g, IR_ADD, ir_unary(c.g, IR_SQUARE, r), r), "SQUARE(RELU) + RELU");
+}
+
 TEST(binary_ops) {
     const IrOp ops[] = {IR_ADD, IR_SUB, IR_MUL, IR_DIV};
     for (size_t i = 0; i < 4; i++) {
@@ -368,6 +398,7 @@ TEST(cse_and_dce) {
 
 int main(void) {
     RUN(unary_ops);
+    RUN(relu_square);
     RUN(binary_ops);
     RUN(reductions);
     RUN(movement);

@@ -133,8 +133,7 @@ static int emit_graph(const char *name, const CgStep *s, Out *o, FILE *plan)
 }
 
 /* The device memory of validation: the evaluation graph (T = val_seq_len) fused and planned
- * as the trainer's evaluation executor is (trainer/run.c: optimized, the products read row
- * by row in chunks of a training step's T rows unless GPTC_EVAL_CHUNK=0, the loss kept). */
+ * as the trainer's evaluation executor is (step_eval_build, the loss kept). */
 static int validation_memory(const ModelArgs *m, int64_t T, CgStore store, CgDeviceMem *mem)
 {
     FeOptions fo = {.path = m->model, .preset = m->preset, .sets = m->sets, .nsets = m->nsets,
@@ -145,11 +144,8 @@ static int validation_memory(const ModelArgs *m, int64_t T, CgStore store, CgDev
     int rc = fe_compile(&ev, &fo, quiet ? quiet : stderr) ? -1 : 0;
     if (quiet) fclose(quiet);
     CgStep *s = NULL;
-    const char *chunk = getenv("GPTC_EVAL_CHUNK");
     IrGraph *g = rc == 0 ? ev.prog.graph : NULL;
-    if (g && (ir_optimize(g, err, sizeof err) ||
-              ((!chunk || strcmp(chunk, "0")) && ir_chunk_rows(g, T, (int64_t)1 << 30) > 0 && ir_optimize(g, err, sizeof err)) ||
-              !(s = cg_fuse(g, g->outputs, 1, store, err, sizeof err)))) {
+    if (g && (step_eval_build(g, T, err, sizeof err) || !(s = cg_fuse(g, g->outputs, 1, store, err, sizeof err)))) {
         fprintf(stderr, "gptc compile: the validation graph: %s\n", err);
         rc = -1;
     }

@@ -34,6 +34,14 @@ int step_grad_build(Program *p, StepGrad *gg, char *err, size_t errlen) {
     return rc;
 }
 
+int step_eval_build(IrGraph *g, int64_t train_T, char *err, size_t errlen) {
+    if (ir_optimize(g, err, errlen)) return -1;
+    /* validation needs no larger product than a training step, nor one of over 2^30 values */
+    const char *chunk = getenv("GPTC_EVAL_CHUNK");
+    if (chunk && !strcmp(chunk, "0")) return 0;
+    return ir_chunk_rows(g, train_T, (int64_t)1 << 30) > 0 ? ir_optimize(g, err, errlen) : 0;
+}
+
 void step_grad_free(StepGrad *gg) {
     free(gg->grad_out);
     free(gg->probe_out);

@@ -27,6 +27,11 @@ typedef struct {
 int step_grad_build(Program *p, StepGrad *gg, char *err, size_t errlen);
 void step_grad_free(StepGrad *gg);
 
+/* The evaluation graph (the forward at T = val_seq_len) optimized as the trainer runs it:
+ * its products read row by row in chunks of at most train_T rows and 2^30 values
+ * (ir_chunk_rows; GPTC_EVAL_CHUNK=0 leaves them whole). 0, or -1 with a message. */
+int step_eval_build(IrGraph *g, int64_t train_T, char *err, size_t errlen);
+
 typedef struct {
     IrGraph *g;
     int nparams;

@@ -336,13 +336,7 @@ static int setup(TrainRun *r, char *err, size_t errlen) {
                  "use --grad-accum 1 (more ranks, or a longer seq_len, for a larger batch)");
         return -1;
     }
-    if (ir_optimize(eval_c->prog.graph, err, errlen) != 0) return -1;
-    /* Validation needs no larger product than a training step, nor one of over 2^30 values:
-     * products consumed row by row (the logits) run in chunks of rows. */
-    const char *chunk = getenv("GPTC_EVAL_CHUNK");
-    if ((!chunk || strcmp(chunk, "0")) && ir_chunk_rows(eval_c->prog.graph, r->T, (int64_t)1 << 30) > 0 &&
-        ir_optimize(eval_c->prog.graph, err, errlen) != 0)
-        return -1;
+    if (step_eval_build(eval_c->prog.graph, r->T, err, errlen) != 0) return -1;
     r->eval_r = rt_exec_new(opt->backend, eval_c->prog.graph, opt->prec, eval_c->prog.graph->outputs, 1, err, errlen);
     if (!r->eval_r) return -1;
     if (opt->backend != RT_REF_BACKEND && opt->verbose && rt_dist_rank() == 0)   /* the static plan, before step 1 */

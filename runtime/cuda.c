@@ -30,9 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ALIGN CG_DEVICE_ALIGN              /* the regions of the one allocation (cg_device_memory) */
-#define LT_WORKSPACE CG_LT_WORKSPACE
-
 /* L_ATTN_TC_*: the tensor-core attention (bf16, head dims multiples of 16), in both rows */
 enum { L_DOC, L_ATTN_FWD, L_ATTN_STATS, L_ATTN_DQ, L_ATTN_DKV, L_ATTN_TC_FWD, L_ATTN_TC_STATS, L_ATTN_TC_DQ,
        L_ATTN_TC_DKV, L_ZERO, L_SCATTER, L_TO_BF16, L_TO_F32, L_NFN };
@@ -78,7 +75,7 @@ struct RtGpu {
     char prof_name[32];
 };
 
-static size_t align_up(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
+static size_t align_up(size_t n) { return (n + CG_DEVICE_ALIGN - 1) / CG_DEVICE_ALIGN * CG_DEVICE_ALIGN; }
 
 /* device address of node id's elements */
 static CUdeviceptr dev_of(const RtGpu *c, int id)
@@ -294,13 +291,13 @@ static int operand(const RtGpu *c, const IrNode *x, IrDtype want, size_t *scratc
 static uint32_t addr_align(CUdeviceptr p)
 {
     uint32_t a = 1;
-    while (a < ALIGN && p % (2 * a) == 0) a *= 2;
+    while (a < CG_DEVICE_ALIGN && p % (2 * a) == 0) a *= 2;
     return a;
 }
 
 static uint32_t operand_align(const RtGpu *c, const IrNode *x, IrDtype want)
 {
-    return cg_store_dtype(c->s, x->id) != want ? ALIGN : addr_align(dev_of(c, x->id));
+    return cg_store_dtype(c->s, x->id) != want ? CG_DEVICE_ALIGN : addr_align(dev_of(c, x->id));
 }
 
 /* Row-major C[M,N] = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: cuBLASLt's "A" is
@@ -332,7 +329,7 @@ static int gemm_plan(RtGpu *c, const IrNode *n, Gemm *gm, char *err, size_t errl
         LT_CHECK(L->MatrixLayoutSetAttribute(lay[i], RT_LT_LAYOUT_BATCH_STRIDE, &stride[i], sizeof stride[i]), err, errlen);
     }
     cublasLtMatmulPreference_t pref;
-    uint64_t ws = LT_WORKSPACE;
+    uint64_t ws = CG_LT_WORKSPACE;
     LT_CHECK(L->MatmulPreferenceCreate(&pref), err, errlen);
     LT_CHECK(L->MatmulPreferenceSetAttribute(pref, RT_LT_PREF_MAX_WORKSPACE, &ws, sizeof ws), err, errlen);
     IrDtype want = cg_operand_dtype(c->s, n);
@@ -382,7 +379,7 @@ static int run_gemm(const RtGpu *c, int k, char *err, size_t errlen)
     const float one = 1.0f, zero = 0.0f;
     LT_CHECK(rt_cu.lt.Matmul(c->lt, gm->desc, &one, (const void *)(uintptr_t)b, gm->a, (const void *)(uintptr_t)a, gm->b,
                              &zero, (const void *)(uintptr_t)d, gm->d, (void *)(uintptr_t)d, gm->d, &gm->algo,
-                             (void *)(uintptr_t)c->lt_work, LT_WORKSPACE, c->stream), err, errlen);
+                             (void *)(uintptr_t)c->lt_work, CG_LT_WORKSPACE, c->stream), err, errlen);
     return 0;
 }
 

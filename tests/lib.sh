@@ -29,3 +29,21 @@ ckpt_int() {
           sed -n 's/.*"data_offsets":\[\([0-9]*\),.*/\1/p')
     [ -n "$off" ] && od -An -t d8 -j $((8 + len + off)) -N8 "$1" | tr -d ' '
 }
+
+# make_shards DIR SEED NAME:TOKENS… — token shards of a 200-word vocabulary, seeded (eot 199
+# for 2 % of the tokens): each a header (magic 20240520, version 1, token count, 253 zero
+# ints) and the tokens as uint16
+make_shards() {
+    python3 - "$@" <<'EOF'
+import os, random, struct, sys
+d, seed = sys.argv[1], int(sys.argv[2])
+random.seed(seed)
+os.makedirs(d, exist_ok=True)
+for spec in sys.argv[3:]:
+    name, n = spec.rsplit(':', 1)
+    n = int(n)
+    toks = [199 if random.random() < 0.02 else random.randrange(199) for _ in range(n)]
+    head = struct.pack('<3i', 20240520, 1, n) + bytes(4 * 253)
+    open(os.path.join(d, name), 'wb').write(head + struct.pack('<%dH' % n, *toks))
+EOF
+}

@@ -17,17 +17,7 @@ export GPTC_CUDA_EMULATE=1
 # ---- gptc train: 20 steps against the cpu backend -------------------------------------------
 # A small model (dim 32, 4 heads of 8, T = 64) on token shards of a 200-word vocabulary
 # (seeded), enough for 20 steps on 2 ranks
-python3 - "$tmp/data" <<'EOF'
-import os, random, struct, sys
-random.seed(3)
-os.makedirs(sys.argv[1])
-def shard(name, n):
-    toks = [199 if random.random() < 0.02 else random.randrange(199) for _ in range(n)]
-    head = struct.pack('<3i', 20240520, 1, n) + bytes(4 * 253)
-    open(os.path.join(sys.argv[1], name), 'wb').write(head + struct.pack('<%dH' % n, *toks))
-shard('emu_train_000000.bin', 6000)
-shard('emu_val_000000.bin', 600)
-EOF
+make_shards "$tmp/data" 3 emu_train_000000.bin:6000 emu_val_000000.bin:600
 train=(train models/gpt2m.gptc --data "$tmp/data" --quiet --seed 5)
 for kv in vocab=200 eot=199 dim=32 heads=4 head_dim=8 n_emb=2 block=4 seq_len=64 val_seq_len=64 val_tokens=128 \
           steps=20 val_every=10; do train+=(--set "$kv"); done

@@ -8,17 +8,7 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/lib.sh
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
-python3 - "$tmp/data" <<'EOF'
-import os, random, struct, sys
-random.seed(4)
-os.makedirs(sys.argv[1])
-def shard(name, n):
-    toks = [199 if random.random() < 0.02 else random.randrange(199) for _ in range(n)]
-    head = struct.pack('<3i', 20240520, 1, n) + bytes(4 * 253)
-    open(os.path.join(sys.argv[1], name), 'wb').write(head + struct.pack('<%dH' % n, *toks))
-shard('check_train_000000.bin', 3000)
-shard('check_val_000000.bin', 600)
-EOF
+make_shards "$tmp/data" 4 check_train_000000.bin:3000 check_val_000000.bin:600
 model=""
 for kv in vocab=200 eot=199 dim=32 heads=4 head_dim=8 block=4 seq_len=64 val_seq_len=64 val_tokens=128; do
     model+="--set $kv "

@@ -235,17 +235,7 @@ fi
 
 # ---- the device memory: what compile states, the backend allocates (on the emulator) --------
 export GPTC_CUDA_EMULATE=1
-python3 - "$tmp/data" <<'EOF'
-import os, random, struct, sys
-random.seed(3)
-os.makedirs(sys.argv[1])
-def shard(name, n):
-    toks = [199 if random.random() < 0.02 else random.randrange(199) for _ in range(n)]
-    head = struct.pack('<3i', 20240520, 1, n) + bytes(4 * 253)
-    open(os.path.join(sys.argv[1], name), 'wb').write(head + struct.pack('<%dH' % n, *toks))
-shard('emu_train_000000.bin', 2000)
-shard('emu_val_000000.bin', 600)
-EOF
+make_shards "$tmp/data" 3 emu_train_000000.bin:2000 emu_val_000000.bin:600
 # validation 4 times as long as a step, with logits large enough that running them in
 # chunks of a step's rows, as the trainer does, shows in its memory
 small=()

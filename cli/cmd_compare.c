@@ -11,8 +11,8 @@
 const char compare_usage[] =
     "usage: gptc compare A.safetensors REF.safetensors [--tol T] [--only PREFIX] [--skip PREFIX]\n"
     "                    [--quiet]\n"
-    "Prints, for every tensor of REF, max|a - b| / max|b| (0/0 counts as 0; integer tensors\n"
-    "count 0 if equal, inf if not) and the worst.\n"
+    "Prints, for every tensor of REF, max|a - b| / max|b| (0/0 counts as 0, a NaN on either\n"
+    "side as inf; integer tensors count 0 if equal, inf if not) and the worst.\n"
     "Every tensor of REF must be in A with the same shape. Exit status 1 if an error exceeds\n"
     "T (default: no limit) or a tensor is missing; 2 for bad usage.\n"
     "  --only PREFIX   compare only tensors whose name starts with PREFIX\n"
@@ -22,10 +22,11 @@ const char compare_usage[] =
 static double rel_error(const double *a, const double *b, int64_t n) {
     double diff = 0, ref = 0;
     for (int64_t i = 0; i < n; i++) {
-        diff = fmax(diff, fabs(a[i] - b[i]));
+        double d = a[i] == b[i] ? 0 : fabs(a[i] - b[i]);
+        if (isnan(d)) return INFINITY;   /* a NaN on either side (fmax would pass it over) */
+        diff = fmax(diff, d);
         ref = fmax(ref, fabs(b[i]));
     }
-    if (isnan(diff)) return INFINITY;
     return ref > 0 ? diff / ref : diff;
 }
 

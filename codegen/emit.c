@@ -341,6 +341,11 @@ static const char *unary_text(Em *e, const IrNode *n, const char *a)
     case IR_EXP: return str(e, "expf(%s)", a);
     case IR_LOG: return str(e, "logf(%s)", a);
     case IR_STEP: return str(e, "(%s > 0.0f ? 1.0f : 0.0f)", a);
+    /* exp(-a) overflowing to inf gives 1 / inf = 0, the limit: no NaN */
+    case IR_SIGMOID: return str(e, "1.0f / (1.0f + expf(-%s))", a);
+    case IR_TANH: return str(e, "tanhf(%s)", a);
+    case IR_SOFTPLUS: return str(e, "fmaxf(%s, 0.0f) + log1pf(expf(-fabsf(%s)))", a, a);
+    case IR_ERF: return str(e, "erff(%s)", a);
     default: return n->in[0]->dtype == IR_I32 ? str(e, "(float)%s", a) : a;   /* CAST */
     }
 }

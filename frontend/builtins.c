@@ -449,11 +449,44 @@ static Value *bi_reshape(Elab *E, CallArgs *a) {
     return v_tensor(E, ir_reshape(E->g, x->t, dims->n, shape));
 }
 
+/* the activations that are one IR op each */
+static const struct {
+    const char *name;
+    IrOp op;
+} unary_ops[] = {{"relu", IR_RELU}, {"square", IR_SQUARE}, {"sigmoid", IR_SIGMOID}, {"tanh", IR_TANH},
+                 {"softplus", IR_SOFTPLUS}, {"erf", IR_ERF}};
+
 static Value *bi_unary(Elab *E, CallArgs *a) {
     IrNode *x = tensor_arg(E, a, 0, 0);
     if (!x) return NULL;
+    int i = 0;
+    while (strcmp(unary_ops[i].name, a->name)) i++;
     graph_at(E, a->at);
-    return v_tensor(E, ir_unary(E->g, strcmp(a->name, "relu") == 0 ? IR_RELU : IR_SQUARE, x));
+    return v_tensor(E, ir_unary(E->g, unary_ops[i].op, x));
+}
+
+/* silu(x) = x·sigmoid(x); gelu(x) = x·(1 + erf(x/√2))/2; gelu_tanh(x) = x·(1 + tanh(u))/2
+ * with u = √(2/π)·(x + 0.044715·x³) */
+static Value *bi_gated(Elab *E, CallArgs *a) {
+    IrNode *x = tensor_arg(E, a, 0, 0);
+    if (!x) return NULL;
+    graph_at(E, a->at);
+    IrGraph *g = E->g;
+    IrNode *gate;
+    if (!strcmp(a->name, "silu")) {
+        gate = ir_unary(g, IR_SIGMOID, x);
+    } else {
+        IrNode *s;
+        if (!strcmp(a->name, "gelu")) {
+            s = ir_unary(g, IR_ERF, t_scale(E, x, M_SQRT1_2));
+        } else {
+            IrNode *cube = ir_binary(g, IR_MUL, ir_unary(g, IR_SQUARE, x), x);
+            IrNode *u = t_scale(E, ir_binary(g, IR_ADD, x, t_scale(E, cube, 0.044715)), sqrt(2 / M_PI));
+            s = ir_unary(g, IR_TANH, u);
+        }
+        gate = t_scale(E, t_add_const(E, s, 1.0), 0.5);
+    }
+    return v_tensor(E, ir_binary(g, IR_MUL, x, gate));
 }
 
 /* softcap(z, c) = c·z / sqrt(z² + c²) */
@@ -582,7 +615,9 @@ static const Builtin builtins[] = {
     {"int", bi_int, 1, 1}, {"float", bi_float, 1, 1}, {"sum", bi_sum, 1, 1},
     {"rms_norm", bi_rms_norm, 1, 1}, {"linear", bi_linear, 2, 2}, {"matmul", bi_matmul, 2, 2},
     {"transpose", bi_transpose, 1, 1}, {"reshape", bi_reshape, 2, 2}, {"relu", bi_unary, 1, 1},
-    {"square", bi_unary, 1, 1}, {"softcap", bi_softcap, 2, 2}, {"cross_entropy", bi_cross_entropy, 2, 2},
+    {"square", bi_unary, 1, 1}, {"sigmoid", bi_unary, 1, 1}, {"tanh", bi_unary, 1, 1}, {"softplus", bi_unary, 1, 1},
+    {"erf", bi_unary, 1, 1}, {"silu", bi_gated, 1, 1}, {"gelu", bi_gated, 1, 1}, {"gelu_tanh", bi_gated, 1, 1},
+    {"softcap", bi_softcap, 2, 2}, {"cross_entropy", bi_cross_entropy, 2, 2},
     {"rotary", bi_rotary, 1, 1}, {"attention", bi_attention, 3, 3},
 };
 

@@ -21,6 +21,12 @@ static IrNode *scale(IrGraph *g, IrNode *x, double s) {
     return ir_binary(g, IR_MUL, x, x->ndim ? ir_broadcast(g, c, x->ndim, x->shape) : c);
 }
 
+/* 1 - x */
+static IrNode *one_minus(IrGraph *g, IrNode *x) {
+    IrNode *c = ir_const(g, 1.0);
+    return ir_binary(g, IR_SUB, x->ndim ? ir_broadcast(g, c, x->ndim, x->shape) : c, x);
+}
+
 static void accumulate(Grad *G, IrNode *x, IrNode *contribution) {
     if (!G->needs[x->id] || !contribution) return;
     IrNode **slot = &G->adj[x->id];
@@ -98,6 +104,16 @@ static bool apply_rule(Grad *G, IrNode *n, IrNode *g) {
         accumulate(G, x, scale(gr, ir_binary(gr, IR_MUL, g, ir_binary(gr, IR_MUL, ir_unary(gr, IR_SQUARE, n), n)), -0.5));
         return true;
     case IR_EXP: accumulate(G, x, ir_binary(gr, IR_MUL, g, n)); return true;
+    /* the activations' derivatives in terms of their outputs where they can be: no exp of
+     * the input, so nothing overflows (a sigmoid written as 1 / (1 + exp(-x)) would give
+     * 0 · inf = NaN once |x| > 88 in float) */
+    case IR_SIGMOID: accumulate(G, x, ir_binary(gr, IR_MUL, g, ir_binary(gr, IR_MUL, n, one_minus(gr, n)))); return true;
+    case IR_TANH: accumulate(G, x, ir_binary(gr, IR_MUL, g, one_minus(gr, ir_unary(gr, IR_SQUARE, n)))); return true;
+    case IR_SOFTPLUS: accumulate(G, x, ir_binary(gr, IR_MUL, g, ir_unary(gr, IR_SIGMOID, x))); return true;
+    case IR_ERF:   /* 2/sqrt(pi) exp(-x²) */
+        accumulate(G, x, scale(gr, ir_binary(gr, IR_MUL, g, ir_unary(gr, IR_EXP, ir_unary(gr, IR_NEG, ir_unary(gr, IR_SQUARE, x)))),
+                                1.1283791670955126));
+        return true;
     case IR_LOG: accumulate(G, x, ir_binary(gr, IR_DIV, g, x)); return true;
     case IR_CAST: if (ir_dtype_is_float(x->dtype)) accumulate(G, x, ir_cast(gr, g, x->dtype)); return true;
     case IR_ADD: accumulate(G, x, g); accumulate(G, y, g); return true;

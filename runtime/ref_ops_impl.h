@@ -77,6 +77,10 @@ static void SFX(k_unary)(IrOp op, const REAL *x, REAL *y, int64_t n)
         case IR_EXP: o = exp(v); break;
         case IR_LOG: o = log(v); break;
         case IR_STEP: o = v > 0 ? 1.0 : 0.0; break;
+        case IR_SIGMOID: o = 1.0 / (1.0 + exp(-v)); break;
+        case IR_TANH: o = tanh(v); break;
+        case IR_SOFTPLUS: o = fmax(v, 0.0) + log1p(exp(-fabs(v))); break;
+        case IR_ERF: o = erf(v); break;
         default: o = v; break;                              /* IR_CAST */
         }
         y[i] = (REAL)o;

@@ -155,7 +155,7 @@ static void check_case(Case *c, IrNode *out, const char *what) {
 static Case new_case(void) { return (Case){.g = ir_graph_new(), .window = 2}; }
 
 TEST(unary_ops) {
-    const IrOp ops[] = {IR_NEG, IR_RELU, IR_SQUARE, IR_SQRT, IR_RSQRT, IR_EXP, IR_LOG};
+    const IrOp ops[] = {IR_NEG, IR_RELU, IR_SQUARE, IR_SQRT, IR_RSQRT, IR_EXP, IR_LOG, IR_SIGMOID, IR_TANH, IR_SOFTPLUS, IR_ERF};
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
         Case c = new_case();
         int64_t s[2] = {3, 4};

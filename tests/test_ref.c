@@ -143,12 +143,14 @@ TEST(unary_ops)
     IrGraph *g = ir_graph_new();
     int64_t s[2] = {3, 4};
     IrNode *x = param(g, "x", 2, s), *p = param(g, "p", 2, s);
-    const IrOp ops[] = {IR_NEG, IR_RELU, IR_SQUARE, IR_SQRT, IR_RSQRT, IR_EXP, IR_LOG, IR_STEP};
-    IrNode *outs[8];
-    double *want[8];
+    const IrOp ops[] = {IR_NEG,  IR_RELU, IR_SQUARE,   IR_SQRT, IR_RSQRT, IR_EXP,
+                        IR_LOG,  IR_STEP, IR_SIGMOID, IR_TANH, IR_SOFTPLUS, IR_ERF};
+    enum { NOPS = sizeof ops / sizeof ops[0] };
+    IrNode *outs[NOPS];
+    double *want[NOPS];
     double *xv = rnd(12, -2, 2), *pv = rnd(12, 0.1, 3);
     xv[0] = 0.0;                                  /* relu(0) = 0, step(0) = 0 */
-    for (int k = 0; k < 8; k++) {
+    for (int k = 0; k < NOPS; k++) {
         int pos = ops[k] == IR_SQRT || ops[k] == IR_RSQRT || ops[k] == IR_LOG;
         outs[k] = ir_unary(g, ops[k], pos ? p : x);
         want[k] = dalloc(12);
@@ -162,14 +164,19 @@ TEST(unary_ops)
             case IR_RSQRT: o = 1 / sqrt(v); break;
             case IR_EXP: o = exp(v); break;
             case IR_LOG: o = log(v); break;
+            /* written otherwise than ref computes them */
+            case IR_SIGMOID: o = 0.5 * (1 + tanh(v / 2)); break;
+            case IR_TANH: o = (exp(2 * v) - 1) / (exp(2 * v) + 1); break;
+            case IR_SOFTPLUS: o = log(1 + exp(v)); break;
+            case IR_ERF: o = 1 - erfc(v); break;
             default: o = v > 0; break;
             }
             want[k][i] = o;
         }
     }
     Val vals[] = {{x, xv, NULL}, {p, pv, NULL}};
-    check_all(g, vals, 2, outs, (const double *const *)want, 8, "unary");
-    for (int k = 0; k < 8; k++) free(want[k]);
+    check_all(g, vals, 2, outs, (const double *const *)want, NOPS, "unary");
+    for (int k = 0; k < NOPS; k++) free(want[k]);
     free(xv);
     free(pv);
     ir_graph_free(g);

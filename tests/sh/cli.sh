@@ -72,6 +72,16 @@ expect_output "init: same seed, same file" "^worst: 0.000e\+00" "$GPTC" compare 
 "$GPTC" init models/gpt2m.gptc "${gold[@]}" --set n_emb=2 -o "$tmp/n2c.st" --seed 4
 expect_output "init: another seed, other parameters" "^worst: [1-9]\.[0-9]{3}e[-+][0-9]{2} \\(" \
     "$GPTC" compare "$tmp/n2c.st" "$tmp/n2.st" --quiet
+# a NaN fails a comparison (fmax alone would skip it): [1, NaN, 3] against [1, 2, 3]
+python3 - "$tmp" <<'EOF'
+import json, struct, sys
+for name, vals in (('nan', [1.0, float('nan'), 3.0]), ('ref', [1.0, 2.0, 3.0])):
+    head = json.dumps({'x': {'dtype': 'F32', 'shape': [3], 'data_offsets': [0, 12]}}).encode()
+    head += b' ' * (-len(head) % 8)
+    open('%s/%s.st' % (sys.argv[1], name), 'wb').write(struct.pack('<Q', len(head)) + head + struct.pack('<3f', *vals))
+EOF
+expect_status "compare: a NaN fails" 1 "$GPTC" compare "$tmp/nan.st" "$tmp/ref.st" --tol 1
+expect_output "compare: a NaN is an infinite error" "^worst: inf \(x\)" "$GPTC" compare "$tmp/nan.st" "$tmp/ref.st" --quiet
 # one ATTENTION_BWD per attention layer (15 of 16: layer 7 has none), one CE_BWD
 expect_output "ir --train has the backward primitives" "^15 ATTENTION_BWD 1 CE_BWD $" bash -c \
     "'$GPTC' ir models/gpt2m_x00.gptc --preset tiny --train | grep -oE '= (ATTENTION_BWD|CE_BWD)\(' | sort | uniq -c |

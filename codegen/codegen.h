@@ -75,6 +75,8 @@ typedef struct {
     int *view_base;                /* CG_VIEW: the materialized node aliased … */
     int64_t *view_off;             /* … and the element offset into it */
     int *producer;                 /* CG_ROOT: index of the kernel that writes it */
+    int *alias;                    /* CG_ROOT: the leaf whose memory it is computed in, or -1
+                                    * (inplace.c: an output that replaces that leaf) */
     CgKernel *k;
     int nk;
     CgFunc *funcs;
@@ -90,10 +92,16 @@ typedef struct {
  * are never overwritten. NULL with a message on an op the code generator lacks. */
 CgStep *cg_fuse(const IrGraph *g, IrNode *const *keep, int nkeep, CgStore store, char *err, size_t errlen);
 void cg_step_free(CgStep *s);
-/* the node whose memory holds n's elements (n itself, or a view's base), or -1 */
+/* the node whose memory holds n's elements (n itself, a view's base, or the leaf a root is
+ * computed in), or -1 */
 int cg_storage(const CgStep *s, int id, int64_t *offset);
 /* n is a SUM or MAX over an axis of size 1: the identity, which no kernel loops over */
 bool cg_trivial_reduce(const IrNode *n);
+
+/* ---- inplace.c ---- */
+/* Outputs computed in the memory of the leaf they replace (IrGraph.replaces) where that is
+ * safe: fills s->alias (called by cg_fuse once storage is assigned, before emission). */
+void cg_alias_outputs(CgStep *s, IrNode *const *keep, int nkeep);
 
 /* ---- storage.c ---- */
 /* fills s->store (called by cg_fuse once the kernels are formed) */

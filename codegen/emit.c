@@ -111,6 +111,9 @@ typedef struct {
     bool block_rows;                 /* CUDA: one thread block per row */
     int chunks;                      /* CUDA: the reduced axis split into this many chunks (1: not) */
     bool vec8;                       /* CUDA elementwise: 8 consecutive points per thread */
+    bool in_place;                   /* a root computed in a leaf it reads (inplace.c): the
+                                      * roots are stored after all of them are computed */
+    Buf stores;                      /* … those stores, until then */
     unsigned char vin[VEC_ARGS], vout[VEC_ARGS];   /* bf16 args moved 16 bytes at a time */
 } Em;
 
@@ -297,6 +300,7 @@ static bool row_value(Em *e, const IrNode *n, const Idx *x)
 static int arg_of(Em *e, int id)
 {
     CgKernel *k = e->k;
+    if (e->s->alias && e->s->alias[id] >= 0) id = e->s->alias[id];   /* one pointer for both */
     for (int i = 0; i < k->nargs; i++)
         if (k->args[i] == id) return i;
     k->args = xrealloc(k->args, sizeof *k->args * (size_t)(k->nargs + 1));
@@ -546,12 +550,13 @@ static void store_root(Em *e, const IrNode *n)
     const char *lin = linearize(e, &x, n);
     const char *guard = reduced && e->chunks > 1 ? "if (cg_first) " : reduced && e->block_rows ? "if (threadIdx.x == 0) " : "";
     bool bf16 = e->d == CG_CUDA && cg_store_dtype(e->s, n->id) == IR_BF16;
+    Buf *t = e->in_place ? &e->stores : &e->cur->text;   /* in place: after every root's loads */
     if (e->vec8 && bf16 && !strcmp(lin, "lin") && a < VEC_ARGS) {
         e->vout[a] = 1;                /* written as one 16-byte store after the loop */
-        bput(&e->cur->text, "        w%d[u] = __float2bfloat16(%s);\n", a, v);
+        bput(t, "        w%d[u] = __float2bfloat16(%s);\n", a, v);
     } else if (bf16)
-        bput(&e->cur->text, "        %sb%d[%s] = __float2bfloat16(%s);\n", guard, a, lin, v);
-    else bput(&e->cur->text, "        %sb%d[%s] = %s;\n", guard, a, lin, v);
+        bput(t, "        %sb%d[%s] = __float2bfloat16(%s);\n", guard, a, lin, v);
+    else bput(t, "        %sb%d[%s] = %s;\n", guard, a, lin, v);
 }
 
 /* accumulator i's input at the full index, emitted into the current block */
@@ -606,11 +611,19 @@ static bool is_root_of(const CgKernel *k, int id)
     return false;
 }
 
+/* Does k write argument id: a root, or the leaf a root is computed in? */
+static bool written_arg(const CgStep *s, const CgKernel *k, int id)
+{
+    for (int i = 0; i < k->nroots; i++)
+        if (k->roots[i] == id || (s->alias && s->alias[k->roots[i]] == id)) return true;
+    return false;
+}
+
 static void emit_params(Em *e, Buf *o)
 {
     const CgKernel *k = e->k;
     for (int i = 0; i < k->nargs; i++) {
-        const char *w = is_root_of(k, k->args[i]) ? "" : "const ";
+        const char *w = written_arg(e->s, k, k->args[i]) ? "" : "const ";
         if (e->d == CG_CUDA) bput(o, "%s%s%s *__restrict__ b%d", i ? ", " : "", w, ctype(e->s, e->d, k->args[i]), i);
         else bput(o, "    %s%s *restrict b%d = (%s%s *)a[%d];\n", w, ctype(e->s, e->d, k->args[i]), i, w,
                   ctype(e->s, e->d, k->args[i]), i);
@@ -1037,8 +1050,8 @@ static void kernel_bytes(Em *e)
     for (int i = 0; i < k->nargs; i++) {
         const IrNode *n = e->s->g->nodes[k->args[i]];
         int64_t m = ir_numel(n) < pts ? ir_numel(n) : pts;
-        if (is_root_of(k, n->id)) k->bytes_written += ir_numel(n) * cg_elem_bytes(e->s, n->id);
-        else k->bytes_read += m * cg_elem_bytes(e->s, n->id);
+        if (written_arg(e->s, k, n->id)) k->bytes_written += ir_numel(n) * cg_elem_bytes(e->s, n->id);
+        if (!is_root_of(k, n->id)) k->bytes_read += m * cg_elem_bytes(e->s, n->id);   /* a leaf written in place too */
     }
     k->flops = (double)pts * (double)(e->ntmp > 0 ? e->ntmp : 1);   /* about one op per temporary */
 }
@@ -1053,7 +1066,9 @@ int cg_emit_loop(const CgStep *s, CgKernel *k, CgDialect d, const char *name, ch
     k->args = NULL;
     k->nargs = 0;
     for (int i = 0; i < k->nroots; i++) arg_of(&e, k->roots[i]);
+    for (int i = 0; i < k->nroots && s->alias; i++) e.in_place |= s->alias[k->roots[i]] >= 0;
     for (int i = 0; i < k->nroots && !e.failed; i++) store_root(&e, s->g->nodes[k->roots[i]]);
+    if (e.stores.n) bput(&e.p2.text, "%s", e.stores.p);
     if (!e.failed && k->axis >= 0) emit_p1(&e);
     int rc = -1;
     if (!e.failed) {
@@ -1082,6 +1097,7 @@ int cg_emit_loop(const CgStep *s, CgKernel *k, CgDialect d, const char *name, ch
     block_free(&e.p1b);
     block_free(&e.mid);
     block_free(&e.p2);
+    free(e.stores.p);
     for (int i = 0; i < e.nstrs; i++) free(e.strs[i]);
     free(e.strs);
     return rc;

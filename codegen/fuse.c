@@ -48,11 +48,14 @@ static bool materialized(const CgStep *s, const IrNode *n)
 int cg_storage(const CgStep *s, int id, int64_t *offset)
 {
     *offset = 0;
+    int b = id;
     if (s->role[id] == CG_VIEW) {
         *offset = s->view_off[id];
-        return s->view_base[id];
+        b = s->view_base[id];
+    } else if (s->role[id] != CG_LEAF && s->role[id] != CG_ROOT) {
+        return -1;
     }
-    return s->role[id] == CG_LEAF || s->role[id] == CG_ROOT ? id : -1;
+    return b >= 0 && s->alias && s->alias[b] >= 0 ? s->alias[b] : b;
 }
 
 bool cg_trivial_reduce(const IrNode *n)
@@ -497,6 +500,7 @@ CgStep *cg_fuse(const IrGraph *g, IrNode *const *keep, int nkeep, CgStore store,
     for (int i = 0; i < s->nk; i++)
         for (int j = 0; j < s->k[i].nroots; j++) s->producer[s->k[i].roots[j]] = i;
     cg_assign_storage(s, store, keep, nkeep);
+    cg_alias_outputs(s, keep, nkeep);
     if (make_funcs(s, err, errlen)) {
         cg_step_free(s);
         return NULL;
@@ -520,6 +524,7 @@ void cg_step_free(CgStep *s)
     free(s->view_base);
     free(s->view_off);
     free(s->producer);
+    free(s->alias);
     free(s->offset);
     free(s);
 }

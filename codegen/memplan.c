@@ -4,7 +4,8 @@
  * a view too); kept nodes live to the end of the step. Roots are placed in the order they
  * are written, each at the lowest 64-byte-aligned offset that no live root overlaps; a
  * root may take the memory of one whose last reader ran strictly before its writer, so no
- * kernel ever reads and writes the same bytes. A CUDA reduction split across blocks gets
+ * kernel ever reads and writes the same bytes (but an output computed in the leaf it
+ * replaces, inplace.c, which gets no arena memory). A CUDA reduction split across blocks gets
  * its partials' scratch the same way, after its roots, live during that kernel only. */
 #include "codegen/codegen.h"
 #include "base/base.h"
@@ -76,6 +77,7 @@ void cg_memplan(CgStep *s, IrNode *const *keep, int nkeep)
         CgKernel *kk = &s->k[k];
         for (int r = 0; r < kk->nroots; r++) {
             const IrNode *node = s->g->nodes[kk->roots[r]];
+            if (s->alias && s->alias[node->id] >= 0) continue;   /* computed in a leaf (inplace.c) */
             int end = last[node->id] < k ? k : last[node->id];
             s->offset[node->id] = place(s, live, &nlive, k, ir_numel(node) * cg_elem_bytes(s, node->id), end);
         }

@@ -106,8 +106,11 @@ void cg_write_plan(const CgStep *s, const CgRoofline *est, FILE *out)
         fprintf(out, " read=%lld written=%lld flops=%.3g", (long long)rd, (long long)wr, flops);
         if (est)
             fprintf(out, " est=%.4fms bound=%s occ=%.2f", est->k[i].t.ms, cg_bound_name(est->k[i].bound), est->k[i].occ);
-        for (int r = 0; r < k->nroots && r < 4; r++)
-            fprintf(out, "%s%%%d@%lld", r ? "," : " out=", k->roots[r], (long long)s->offset[k->roots[r]]);
+        for (int r = 0; r < k->nroots && r < 4; r++) {   /* @arena offset, or @%leaf computed in */
+            int id = k->roots[r];
+            if (s->alias[id] >= 0) fprintf(out, "%s%%%d@%%%d", r ? "," : " out=", id, s->alias[id]);
+            else fprintf(out, "%s%%%d@%lld", r ? "," : " out=", id, (long long)s->offset[id]);
+        }
         if (k->nroots > 4) fprintf(out, ",…");
         const IrNode *first = s->g->nodes[k->roots[0]];
         if (first->src_file) fprintf(out, "  # %s:%d", first->src_file, first->src_line);

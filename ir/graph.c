@@ -51,6 +51,7 @@ void ir_graph_free(IrGraph *g) {
     }
     free(g->nodes);
     free(g->outputs);
+    free(g->replaces);
     free(g);
 }
 
@@ -58,10 +59,14 @@ int ir_add_output(IrGraph *g, IrNode *n) {
     if (g->noutputs == g->cap_outputs) {
         g->cap_outputs = g->cap_outputs ? 2 * g->cap_outputs : 16;
         g->outputs = xrealloc(g->outputs, (size_t)g->cap_outputs * sizeof *g->outputs);
+        g->replaces = xrealloc(g->replaces, (size_t)g->cap_outputs * sizeof *g->replaces);
     }
     g->outputs[g->noutputs] = n;
+    g->replaces[g->noutputs] = NULL;
     return g->noutputs++;
 }
+
+void ir_output_replaces(IrGraph *g, int out, IrNode *leaf) { g->replaces[out] = leaf; }
 
 IrNode *ir_leaf_named(const IrGraph *g, IrOp op, const char *name) {
     for (int i = 0; i < g->n; i++)

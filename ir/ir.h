@@ -54,6 +54,9 @@ typedef struct {
     IrNode **nodes;
     int n, cap;
     IrNode **outputs;             /* what the program computes: loss, gradients, probes … */
+    IrNode **replaces;            /* by output: the leaf whose value it replaces after each run
+                                   * (a new parameter or optimizer state), or NULL; a fused
+                                   * backend may then compute it in that leaf's memory */
     int noutputs, cap_outputs;
     const char *cur_file;         /* location stamped on new nodes */
     int cur_line;
@@ -94,6 +97,10 @@ IrNode *ir_attention(IrGraph *g, IrNode *q, IrNode *k, IrNode *v, IrNode *tokens
 IrNode *ir_cross_entropy(IrGraph *g, IrNode *logits, IrNode *targets);
 
 int ir_add_output(IrGraph *g, IrNode *n);   /* returns its index in outputs */
+/* Output out replaces leaf after each run: the caller reads the output and stores it into
+ * the leaf before the next run, so the leaf's old value is not needed once the output is
+ * computed (see IrGraph.replaces). */
+void ir_output_replaces(IrGraph *g, int out, IrNode *leaf);
 /* The first leaf of kind op (INPUT, PARAM, SCALAR) with this name, or NULL. */
 IrNode *ir_leaf_named(const IrGraph *g, IrOp op, const char *name);
 

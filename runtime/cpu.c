@@ -308,7 +308,8 @@ void rt_cpu_copy(RtCpu *dst, const IrNode *leaf, const RtCpu *src, const IrNode 
         fprintf(stderr, "cpu: cannot copy %%%d into leaf %%%d\n", n->id, leaf->id);
         abort();
     }
-    memcpy(dst->leaf[leaf->id], from, (size_t)ir_numel(n) * 4);
+    if (dst->leaf[leaf->id] != from)   /* an output computed in the leaf it replaces: there already */
+        memcpy(dst->leaf[leaf->id], from, (size_t)ir_numel(n) * 4);
 }
 
 size_t rt_cpu_bytes(const RtCpu *c) { return (size_t)c->s->arena_bytes + c->leaf_bytes; }

@@ -511,8 +511,9 @@ static void describe_loop(const RtGpu *c, const CgKernel *k, int stage)
     if (!describing()) return;
     Described d = {0};
     for (int j = 0; j < k->nargs; j++) {
-        bool root = is_root_of(k, k->args[j]);
-        if (!(root && stage == 1)) describe_node(c, &d, k->args[j], root ? D_WRITE : D_READ);
+        bool root = is_root_of(k, k->args[j]), in_place = false;   /* in place: a leaf a root is computed in */
+        for (int r = 0; r < k->nroots && c->s->alias; r++) in_place |= c->s->alias[k->roots[r]] == k->args[j];
+        if (!(root && stage == 1)) describe_node(c, &d, k->args[j], in_place ? D_READ_WRITE : root ? D_WRITE : D_READ);
     }
     if (stage && k->part_bytes > 0)
         describe(&d, c->mem + (CUdeviceptr)k->part_off, (size_t)k->part_bytes, stage == 1 ? D_WRITE : D_READ,
@@ -818,6 +819,7 @@ void rt_gpu_copy(RtGpu *dst, const IrNode *leaf, const RtGpu *src, const IrNode 
     CUdeviceptr s = dev_of(src, n->id), d = dev_of(dst, leaf->id);
     CUresult r = 0;
     char err[256];
+    if (s == d && from == to) return;   /* an output computed in the leaf it replaces: there already */
     if (from == to) r = rt_cu.cu.MemcpyDtoDAsync(d, s, (size_t)ir_numel(n) * (size_t)cg_elem_bytes(src->s, n->id), dst->stream);
     else if (convert(dst, leaf->id, s, from, d, ir_numel(n), err, sizeof err)) {
         fprintf(stderr, "%s\n", err);

@@ -137,7 +137,8 @@ int step_update_build(FeCompile *c, const bool *include, StepUpdate *ug, char *e
             muon(g, grp, d, p, grad, ug->state[0][i], c, out);
         }
         ug->out[i] = ir_add_output(g, out[0]);
-        for (int k = 0; k < ug->nstate[i]; k++) ir_add_output(g, out[1 + k]);
+        ir_output_replaces(g, ug->out[i], p);
+        for (int k = 0; k < ug->nstate[i]; k++) ir_output_replaces(g, ir_add_output(g, out[1 + k]), ug->state[k][i]);
     }
     return ir_optimize(g, err, errlen);
 }

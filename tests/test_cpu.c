@@ -264,6 +264,68 @@ TEST(fusion_and_plan)
 
 /* The CUDA translation unit of a graph with every fused pattern compiles with NVRTC for
  * sm_90 (skipped, with a line saying so, where no CUDA toolkit is installed). */
+/* outputs that replace leaves (an optimizer step's new values) are computed in them where
+ * each thread reads the leaf only at its own point and nothing reads it later: here
+ * new_p = p - 0.5·g and new_m = 0.9·m + g (the kernel also reading g, which no output
+ * replaces) are; new_q = q + transpose(q) (q read at another point) and new_r = 2·r (r
+ * read after, by a later kernel's column sums) are not. The cpu backend's results are the same either way,
+ * and after a run the replaced leaves hold the new values. */
+TEST(outputs_in_place)
+{
+    IrGraph *g = ir_graph_new();
+    const int64_t s[2] = {8, 8};
+    IrNode *p = param(g, "p", 2, s), *m = param(g, "m", 2, s), *gr = param(g, "g", 2, s);
+    IrNode *q = param(g, "q", 2, s), *r = param(g, "r", 2, s);
+    const int perm[2] = {1, 0};
+    IrNode *half = ir_broadcast(g, ir_const(g, 0.5), 2, s), *nine = ir_broadcast(g, ir_const(g, 0.9), 2, s);
+    IrNode *two = ir_broadcast(g, ir_const(g, 2.0), 2, s);
+    IrNode *out[5] = {ir_binary(g, IR_SUB, p, ir_binary(g, IR_MUL, half, gr)),
+                      ir_binary(g, IR_ADD, ir_binary(g, IR_MUL, nine, m), gr),
+                      ir_binary(g, IR_ADD, q, ir_permute(g, q, perm)), ir_binary(g, IR_MUL, two, r), NULL};
+    out[4] = ir_reduce(g, IR_SUM, ir_binary(g, IR_MUL, q, r), 0);
+    IrNode *const replaced[5] = {p, m, q, r, NULL};
+    for (int i = 0; i < 5; i++) ir_output_replaces(g, ir_add_output(g, out[i]), replaced[i]);
+    char err[256];
+    CgStep *st = cg_fuse(g, g->outputs, g->noutputs, CG_STORE_F32, err, sizeof err);
+    CHECK(st != NULL);
+    if (!st) return;
+    CHECK(st->alias[out[0]->id] == p->id && st->alias[out[1]->id] == m->id);
+    CHECK(st->alias[out[2]->id] < 0 && st->alias[out[3]->id] < 0 && st->alias[out[4]->id] < 0);
+    int64_t off;
+    CHECK(cg_storage(st, out[0]->id, &off) == p->id);
+    cg_step_free(st);
+    RtExec *x = rt_exec_new(RT_CPU_BACKEND, g, RT_F32, g->outputs, g->noutputs, err, sizeof err);
+    CHECK(x != NULL);
+    if (!x) return;
+    double v[5][64], got[64], want[5][64];
+    IrNode *leaves[5] = {p, m, gr, q, r};
+    for (int l = 0; l < 5; l++) {
+        for (int i = 0; i < 64; i++) v[l][i] = urand(-1, 1);
+        rt_exec_set(x, leaves[l], v[l]);
+    }
+    for (int i = 0; i < 64; i++) {
+        want[0][i] = (double)((float)v[0][i] - 0.5f * (float)v[2][i]);
+        want[1][i] = (double)(0.9f * (float)v[1][i] + (float)v[2][i]);
+        want[2][i] = (double)((float)v[3][i] + (float)v[3][i % 8 * 8 + i / 8]);
+        want[3][i] = (double)(2.0f * (float)v[4][i]);
+    }
+    for (int j = 0; j < 8; j++) {
+        want[4][j] = 0;
+        for (int i = 0; i < 8; i++) want[4][j] += (double)((float)v[3][i * 8 + j] * (float)v[4][i * 8 + j]);
+    }
+    CHECK(rt_exec_run(x, err, sizeof err) == 0);
+    for (int o = 0; o < 5; o++) {
+        rt_exec_get(x, out[o], got);
+        double worst = 0;
+        for (int i = 0; i < (o == 4 ? 8 : 64); i++) worst = fmax(worst, fabs(got[i] - want[o][i]));
+        CHECK(worst <= 1e-5);
+    }
+    rt_exec_get(x, p, got);   /* the leaf holds the new value */
+    CHECK(fabs(got[5] - want[0][5]) <= 1e-6);
+    rt_exec_free(x);
+    ir_graph_free(g);
+}
+
 TEST(cuda_source_compiles)
 {
     if (access("/usr/local/cuda/lib64/libnvrtc.so", R_OK) && !getenv("CUDA_HOME")) {
@@ -302,6 +364,7 @@ int main(void)
     RUN(attention);
     RUN(softcap_cross_entropy);
     RUN(fusion_and_plan);
+    RUN(outputs_in_place);
     RUN(cuda_source_compiles);
     return test_summary();
 }

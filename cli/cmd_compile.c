@@ -181,7 +181,9 @@ static int compile_step(FeCompile *c, const ModelArgs *m, const char *window, Ou
     CgStep *gs = NULL, *us = NULL;
     int rc = -1;
     double t0 = clock_seconds();
-    if (step_grad_build(&c->prog, &gg, err, sizeof err) || step_update_build(c, NULL, &ug, err, sizeof err)) {
+    bool bf16 = !strcmp(o->precision, "bf16");
+    if (step_grad_build(&c->prog, &gg, err, sizeof err) ||
+        step_update_build(c, NULL, bf16 && !strcmp(o->target, "cuda"), &ug, err, sizeof err)) {
         fprintf(stderr, "gptc compile: %s\n", err);
         goto done;
     }
@@ -189,7 +191,6 @@ static int compile_step(FeCompile *c, const ModelArgs *m, const char *window, Ou
     IrNode **keep = xmalloc(sizeof *keep * (size_t)(c->prog.nparams + 1));
     keep[0] = g->outputs[gg.loss_out];
     for (int i = 0; i < c->prog.nparams; i++) keep[1 + i] = g->outputs[gg.grad_out[i]];
-    bool bf16 = !strcmp(o->precision, "bf16");
     gs = cg_fuse(g, keep, c->prog.nparams + 1, bf16 ? CG_STORE_BF16 : CG_STORE_F32, err, sizeof err);
     free(keep);
     if (gs) us = cg_fuse(ug.g, ug.g->outputs, ug.g->noutputs, bf16 ? CG_STORE_BF16_MASTER : CG_STORE_F32, err, sizeof err);

@@ -8,7 +8,7 @@
  *                         parameters in bf16, the rest float32); full-size activations in
  *                         bf16; per-row statistics (a reduction's outputs, such as norm
  *                         factors and log-sum-exps), scatter-add sums and every kept output
- *                         (loss, gradients) in float32.
+ *                         (loss, gradients) in float32, but an output cast to bf16.
  *   CG_STORE_BF16_MASTER  as CG_STORE_BF16 but every leaf float32: the optimizer step, whose
  *                         leaves are the master weights and the optimizer state, and whose
  *                         intermediates (the Newton–Schulz iterates) are bf16.
@@ -24,7 +24,7 @@
 
 static IrDtype root_dtype(const CgStep *s, const IrNode *n, const unsigned char *kept)
 {
-    if (kept[n->id]) return IR_F32;
+    if (kept[n->id]) return n->dtype == IR_BF16 ? IR_BF16 : IR_F32;   /* bf16 when asked for (a cast) */
     const CgKernel *k = &s->k[s->producer[n->id]];
     if (k->kind == CG_SCATTER_ADD) return IR_F32;
     if (k->kind == CG_LOOP && k->axis >= 0) {

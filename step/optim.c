@@ -99,7 +99,7 @@ static void muon(IrGraph *g, const OptimGroup *grp, const ParamDecl *d, IrNode *
     out[1] = buf2;
 }
 
-int step_update_build(FeCompile *c, const bool *include, StepUpdate *ug, char *err, size_t errlen) {
+int step_update_build(FeCompile *c, const bool *include, bool bf16_copies, StepUpdate *ug, char *err, size_t errlen) {
     Program *prog = &c->prog;
     memset(ug, 0, sizeof *ug);
     IrGraph *g = ug->g = ir_graph_new();
@@ -108,11 +108,12 @@ int step_update_build(FeCompile *c, const bool *include, StepUpdate *ug, char *e
     ug->grad = xcalloc((size_t)n + 1, sizeof(IrNode *));
     ug->nstate = xcalloc((size_t)n + 1, sizeof(int));
     ug->out = xcalloc((size_t)n + 1, sizeof(int));
+    ug->bf16_out = xcalloc((size_t)n + 1, sizeof(int));
     for (int k = 0; k < 2; k++) ug->state[k] = xcalloc((size_t)n + 1, sizeof(IrNode *));
     for (int i = 0; i < n; i++) {
         const ParamDecl *d = &prog->params[i];
         const OptimGroup *grp = &prog->optims[d->optim];
-        ug->out[i] = -1;
+        ug->out[i] = ug->bf16_out[i] = -1;
         ug->nstate[i] = grp->kind == OPT_ADAM ? 2 : 1;   /* also for another rank's: checkpoints */
         if (include && !include[i]) continue;
         g->cur_file = d->loc.src ? d->loc.src->name : NULL;
@@ -139,6 +140,7 @@ int step_update_build(FeCompile *c, const bool *include, StepUpdate *ug, char *e
         ug->out[i] = ir_add_output(g, out[0]);
         ir_output_replaces(g, ug->out[i], p);
         for (int k = 0; k < ug->nstate[i]; k++) ir_output_replaces(g, ir_add_output(g, out[1 + k]), ug->state[k][i]);
+        if (bf16_copies && d->dtype == IR_BF16) ug->bf16_out[i] = ir_add_output(g, ir_cast(g, out[0], IR_BF16));
     }
     return ir_optimize(g, err, errlen);
 }
@@ -149,6 +151,7 @@ void step_update_free(StepUpdate *ug) {
     free(ug->grad);
     free(ug->nstate);
     free(ug->out);
+    free(ug->bf16_out);
     for (int k = 0; k < 2; k++) free(ug->state[k]);
     memset(ug, 0, sizeof *ug);
 }

@@ -39,11 +39,15 @@ typedef struct {
     IrNode **state[2];        /* state leaves: Adam m, v; Muon buf (state[1] NULL) */
     int *nstate;              /* 2 for Adam, 1 for Muon */
     int *out;                 /* output index of the new parameter; its states follow it */
+    int *bf16_out;            /* output index of the new parameter rounded to bf16, or -1 */
 } StepUpdate;
 
 /* include[i] false leaves parameter i out (its leaves and outputs are NULL / -1): a rank
- * updates only the Muon matrices it owns. include NULL: every parameter. */
-int step_update_build(FeCompile *c, const bool *include, StepUpdate *ug, char *err, size_t errlen);
+ * updates only the Muon matrices it owns. include NULL: every parameter. bf16_copies: each
+ * parameter declared bf16 gets a second output, its new value rounded to bf16, which the
+ * update's kernels write as they compute the new value (what a gradient step storing
+ * weights in bf16 reads next; without, a conversion per parameter and step). */
+int step_update_build(FeCompile *c, const bool *include, bool bf16_copies, StepUpdate *ug, char *err, size_t errlen);
 void step_update_free(StepUpdate *ug);
 
 /* Calls set(ctx, name, value) for every SCALAR of step s ("G.lr", "G.bc1", "G.bc2",

@@ -57,7 +57,8 @@ int trainer_init(Trainer *t, FeCompile *c, RtBackend backend, RtPrec prec, char 
         mine[i] = t->owner[i] < 0 || t->owner[i] == rt_dist_rank();
     }
     int rc = step_grad_build(p, &t->gg, err, errlen);
-    if (rc == 0) rc = step_update_build(c, mine, &t->ug, err, errlen);
+    /* the cuda backend's bf16 gradient step reads weights stored in bf16: the update writes them */
+    if (rc == 0) rc = step_update_build(c, mine, backend == RT_CUDA_BACKEND && prec == RT_BF16, &t->ug, err, errlen);
     free(mine);
     if (rc != 0) return -1;
     t->tokens = ir_leaf_named(p->graph, IR_INPUT, "tokens");
@@ -174,7 +175,7 @@ static void keep_resident(Trainer *t) {
     for (int i = 0; i < t->np; i++) {
         if (ug->out[i] < 0) continue;
         rt_exec_copy(t->upd_r, ug->param[i], t->upd_r, out[ug->out[i]]);
-        rt_exec_copy(t->grad_r, t->c->prog.params[i].node, t->upd_r, out[ug->out[i]]);
+        rt_exec_copy(t->grad_r, t->c->prog.params[i].node, t->upd_r, out[ug->bf16_out[i] >= 0 ? ug->bf16_out[i] : ug->out[i]]);
         for (int k = 0; k < ug->nstate[i]; k++) rt_exec_copy(t->upd_r, ug->state[k][i], t->upd_r, out[ug->out[i] + 1 + k]);
     }
     for (int i = 0; i < t->np; i++)

@@ -31,8 +31,9 @@ static bool elementwise_of(const IrNode *n, const CgKernel *k)
 }
 
 /* Does n's expression in kernel k read leaf L? *bad when it reads it other than at the
- * point's own index. seen[id] == stamp marks the nodes visited. */
-static bool reads_leaf(const CgStep *s, const CgKernel *k, const IrNode *n, int L, int *seen, int stamp, bool *bad)
+ * point's own index. seen[id] == stamp marks the nodes visited, reach[id] their answer. */
+static bool reads_leaf(const CgStep *s, const CgKernel *k, const IrNode *n, int L, int *seen, unsigned char *reach,
+                       int stamp, bool *bad)
 {
     if (n->id == L) return true;
     int64_t off;
@@ -42,11 +43,12 @@ static bool reads_leaf(const CgStep *s, const CgKernel *k, const IrNode *n, int 
     }
     bool own_root = s->role[n->id] == CG_ROOT && s->producer[n->id] == k - s->k;
     if (s->role[n->id] != CG_INLINE && !own_root) return false;
-    if (seen[n->id] == stamp) return false;   /* already searched (and judged) */
+    if (seen[n->id] == stamp) return reach[n->id];   /* searched (and judged) already */
     seen[n->id] = stamp;
     bool reads = false;
-    for (int j = 0; j < n->nin; j++) reads |= reads_leaf(s, k, n->in[j], L, seen, stamp, bad);
+    for (int j = 0; j < n->nin; j++) reads |= reads_leaf(s, k, n->in[j], L, seen, reach, stamp, bad);
     if (reads && !elementwise_of(n, k)) *bad = true;
+    reach[n->id] = reads;
     return reads;
 }
 
@@ -67,7 +69,8 @@ static bool read_after(const CgStep *s, int k, int L)
     return false;
 }
 
-static bool can_alias(const CgStep *s, const IrNode *r, const IrNode *l, const unsigned char *kept, int *seen, int stamp)
+static bool can_alias(const CgStep *s, const IrNode *r, const IrNode *l, const unsigned char *kept, int *seen,
+                      unsigned char *reach, int stamp)
 {
     if (s->role[r->id] != CG_ROOT || s->role[l->id] != CG_LEAF || kept[l->id] || s->alias[r->id] >= 0) return false;
     for (int i = 0; i < s->g->n; i++)
@@ -77,7 +80,7 @@ static bool can_alias(const CgStep *s, const IrNode *r, const IrNode *l, const u
         memcmp(r->shape, k->dom, sizeof(int64_t) * (size_t)k->ndim) || s->store[r->id] != s->store[l->id])
         return false;
     bool bad = false;
-    for (int i = 0; i < k->nroots && !bad; i++) reads_leaf(s, k, s->g->nodes[k->roots[i]], l->id, seen, stamp, &bad);
+    for (int i = 0; i < k->nroots && !bad; i++) reads_leaf(s, k, s->g->nodes[k->roots[i]], l->id, seen, reach, stamp, &bad);
     return !bad && !read_after(s, (int)(k - s->k), l->id);
 }
 
@@ -89,11 +92,13 @@ void cg_alias_outputs(CgStep *s, IrNode *const *keep, int nkeep)
     if (!g->replaces) return;
     unsigned char *kept = xcalloc((size_t)g->n + 1, 1);
     int *seen = xcalloc((size_t)g->n + 1, sizeof *seen);
+    unsigned char *reach = xcalloc((size_t)g->n + 1, 1);
     for (int i = 0; i < nkeep; i++) kept[keep[i]->id] = 1;
     for (int j = 0; j < g->noutputs; j++) {
         const IrNode *r = g->outputs[j], *l = g->replaces[j];
-        if (l && kept[r->id] && can_alias(s, r, l, kept, seen, j + 1)) s->alias[r->id] = l->id;
+        if (l && kept[r->id] && can_alias(s, r, l, kept, seen, reach, j + 1)) s->alias[r->id] = l->id;
     }
     free(kept);
     free(seen);
+    free(reach);
 }

@@ -268,8 +268,10 @@ TEST(fusion_and_plan)
  * each thread reads the leaf only at its own point and nothing reads it later: here
  * new_p = p - 0.5·g and new_m = 0.9·m + g (the kernel also reading g, which no output
  * replaces) are; new_q = q + transpose(q) (q read at another point) and new_r = 2·r (r
- * read after, by a later kernel's column sums) are not. The cpu backend's results are the same either way,
- * and after a run the replaced leaves hold the new values. */
+ * read after, by a later kernel's column sums) are not, nor is new_t = t² + 1 when the same
+ * kernel also computes transpose(t²) (t reached through a value another root reads at
+ * another point). The cpu backend's results are the same either way, and after a run the
+ * replaced leaves hold the new values. */
 TEST(outputs_in_place)
 {
     IrGraph *g = ir_graph_new();
@@ -285,21 +287,26 @@ TEST(outputs_in_place)
     out[4] = ir_reduce(g, IR_SUM, ir_binary(g, IR_MUL, q, r), 0);
     IrNode *const replaced[5] = {p, m, q, r, NULL};
     for (int i = 0; i < 5; i++) ir_output_replaces(g, ir_add_output(g, out[i]), replaced[i]);
+    IrNode *t = param(g, "t", 2, s), *t2 = ir_unary(g, IR_SQUARE, t);
+    IrNode *tt[2] = {ir_binary(g, IR_ADD, t2, ir_broadcast(g, ir_const(g, 1.0), 2, s)), ir_permute(g, t2, perm)};
+    ir_output_replaces(g, ir_add_output(g, tt[0]), t);
+    ir_add_output(g, tt[1]);
     char err[256];
     CgStep *st = cg_fuse(g, g->outputs, g->noutputs, CG_STORE_F32, err, sizeof err);
     CHECK(st != NULL);
     if (!st) return;
     CHECK(st->alias[out[0]->id] == p->id && st->alias[out[1]->id] == m->id);
     CHECK(st->alias[out[2]->id] < 0 && st->alias[out[3]->id] < 0 && st->alias[out[4]->id] < 0);
+    CHECK(st->alias[tt[0]->id] < 0);
     int64_t off;
     CHECK(cg_storage(st, out[0]->id, &off) == p->id);
     cg_step_free(st);
     RtExec *x = rt_exec_new(RT_CPU_BACKEND, g, RT_F32, g->outputs, g->noutputs, err, sizeof err);
     CHECK(x != NULL);
     if (!x) return;
-    double v[5][64], got[64], want[5][64];
-    IrNode *leaves[5] = {p, m, gr, q, r};
-    for (int l = 0; l < 5; l++) {
+    double v[6][64], got[64], want[5][64];
+    IrNode *leaves[6] = {p, m, gr, q, r, t};
+    for (int l = 0; l < 6; l++) {
         for (int i = 0; i < 64; i++) v[l][i] = urand(-1, 1);
         rt_exec_set(x, leaves[l], v[l]);
     }
@@ -322,6 +329,13 @@ TEST(outputs_in_place)
     }
     rt_exec_get(x, p, got);   /* the leaf holds the new value */
     CHECK(fabs(got[5] - want[0][5]) <= 1e-6);
+    double worst = 0;
+    rt_exec_get(x, tt[1], got);
+    for (int i = 0; i < 64; i++) {
+        float tv = (float)v[5][i % 8 * 8 + i / 8];
+        worst = fmax(worst, fabs(got[i] - (double)(tv * tv)));
+    }
+    CHECK(worst <= 1e-6);
     rt_exec_free(x);
     ir_graph_free(g);
 }

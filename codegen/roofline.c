@@ -248,6 +248,15 @@ static int64_t window_blocks(const Ctx *c, const IrNode *w, int64_t T, int64_t B
 /* document index of position t: documents of L tokens, each opened by its eot */
 static int64_t doc_of(int64_t t, int64_t L) { return L > 0 ? t / L : 0; }
 
+/* the first key query q may see: the start of its window (blocks of B, W of them), or of
+ * its document when that is later (cg_first_key) */
+static int64_t first_key(int64_t q, int64_t B, int64_t W, int64_t L)
+{
+    int64_t k = (q / B - W + 1) * B, d = doc_of(q, L) * L;
+    if (k < 0) k = 0;
+    return L > 0 && k < d ? d : k;
+}
+
 /* (query, key) pairs in the tiles the query-major passes visit (cg_attn_rows, cg_attn_dq):
  * per block of QT queries, the key tiles from its first key (window and document start of
  * its first query, cg_first_key) to its last query */
@@ -255,9 +264,7 @@ static double query_major_pairs(int64_t T, int64_t B, int64_t W, int64_t L)
 {
     double pairs = 0;
     for (int64_t q0 = 0; q0 < T; q0 += ATTN_QT) {
-        int64_t q1 = q0 + ATTN_QT < T ? q0 + ATTN_QT : T, k = (q0 / B - W + 1) * B, d = doc_of(q0, L) * L;
-        if (k < 0) k = 0;
-        if (L > 0 && k < d) k = d;
+        int64_t q1 = q0 + ATTN_QT < T ? q0 + ATTN_QT : T, k = first_key(q0, B, W, L);
         pairs += (double)(q1 - q0) * ATTN_KT * (double)ceil_div(q1 - (k - k % ATTN_KT), ATTN_KT);
     }
     return pairs;
@@ -286,9 +293,7 @@ static double tc_query_steps(int64_t T, int64_t B, int64_t W, int64_t L, int64_t
 {
     double steps = 0;
     for (int64_t q0 = 0; q0 < T; q0 += TC_WARP_ROWS) {
-        int64_t q1 = q0 + TC_WARP_ROWS < T ? q0 + TC_WARP_ROWS : T, k = (q0 / B - W + 1) * B;
-        if (k < 0) k = 0;
-        if (L > 0 && k < doc_of(q0, L) * L) k = doc_of(q0, L) * L;
+        int64_t q1 = q0 + TC_WARP_ROWS < T ? q0 + TC_WARP_ROWS : T, k = first_key(q0, B, W, L);
         steps += (double)ceil_div(q1 - (k - k % g), g);
     }
     return steps;

@@ -21,7 +21,9 @@
  *   signature    C: void k(void *const *a), unpacked into typed restrict pointers;
  *                CUDA: extern "C" __global__ with typed __restrict__ parameters
  *   loops        C: rows split across OpenMP threads (one thread below CG_PAR_MIN
- *                points), `omp simd` over the axis (or the last axis); CUDA: one thread per point, one thread block per row when
+ *                points), `omp simd` over the axis (or the last axis); a reduction over
+ *                an outer axis runs lane groups of adjacent rows, `omp simd` across the
+ *                lanes (reduce_lanes); CUDA: one thread per point, one thread block per row when
  *                the reduced axis is innermost (block_rows), else one thread per row; a
  *                reduction whose rows cannot fill the GPU is split along its axis into
  *                chunks (split_chunks, cuda_split_body): two launches of one function
@@ -111,6 +113,8 @@ typedef struct {
     bool block_rows;                 /* CUDA: one thread block per row */
     int chunks;                      /* CUDA: the reduced axis split into this many chunks (1: not) */
     bool vec8;                       /* CUDA elementwise: 8 consecutive points per thread */
+    int lanes;                       /* C reductions over an outer axis: rows done this many at
+                                      * a time, their accumulators arrays indexed by lane w */
     bool in_place;                   /* a root computed in a leaf it reads (inplace.c): the
                                       * roots are stored after all of them are computed */
     Buf stores;                      /* … those stores, until then */
@@ -255,6 +259,14 @@ static const char *canon(Em *e, int d)
 {
     static const char *const names[IR_MAX_DIMS] = {"i0", "i1", "i2", "i3", "i4", "i5"};
     return names[d];
+}
+
+/* the reduced axis is the innermost non-trivial one: a row's points are adjacent */
+static bool inner_axis(const CgKernel *k)
+{
+    for (int d = k->axis + 1; d < k->ndim; d++)
+        if (k->dom[d] != 1) return false;
+    return true;
 }
 
 static int64_t rows_of(const CgKernel *k)
@@ -582,8 +594,9 @@ static void emit_p1(Em *e)
         e->cur = &e->p1;
         const char *v = acc_input(e, i);
         Buf *t = &e->p1.text;
-        if (kind == 's') bput(t, "        s%d += %s;\n", i, v);
-        else if (kind == 'x') bput(t, "        if (%s > x%d || %s != %s) x%d = %s;\n", v, i, v, v, i, v);
+        const char *w = e->lanes ? "[w]" : "";
+        if (kind == 's') bput(t, "        s%d%s += %s;\n", i, w, v);
+        else if (kind == 'x') bput(t, "        if (%s > x%d%s || %s != %s) x%d%s = %s;\n", v, i, w, v, v, i, w, v);
         else if (cuda)
             bput(t, "        if (%s > m%d) { l%d = l%d * expf(m%d - %s) + 1; m%d = %s; } else l%d += expf(%s - m%d);\n",
                  v, i, i, i, i, v, i, v, i, v, i);
@@ -701,11 +714,11 @@ static void simd_reduction(const Em *e, Buf *o, char sum, char max)
 /* "#pragma omp parallel {params; #pragma omp for: for (row …) {" — the buffer pointers
  * are declared inside the parallel region, so the outlined function keeps them restrict
  * locals (captured pointers are reloaded after every store and block vectorization). */
-static void parallel_rows(Em *e, Buf *o, int64_t work, int64_t rows)
+static void parallel_rows(Em *e, Buf *o, int64_t work, int64_t rows, const char *var)
 {
     bput(o, "#pragma omp parallel if (%lld > CG_PAR_MIN)\n    {\n", (long long)work);
     emit_params(e, o);
-    bput(o, "#pragma omp for schedule(static)\n    for (long row = 0; row < %lld; row++) {\n", (long long)rows);
+    bput(o, "#pragma omp for schedule(static)\n    for (long %s = 0; %s < %lld; %s++) {\n", var, var, (long long)rows, var);
 }
 
 static void c_reduce_body(Em *e, Buf *o)
@@ -713,7 +726,7 @@ static void c_reduce_body(Em *e, Buf *o)
     const CgKernel *k = e->k;
     int a = k->axis;
     long long R = k->dom[a];
-    parallel_rows(e, o, rows_of(k) * R, rows_of(k));
+    parallel_rows(e, o, rows_of(k) * R, rows_of(k), "row");
     delinearize(o, k, "row", a, 0);
     acc_decls(e, o);
     simd_reduction(e, o, 's', 'm');
@@ -728,6 +741,67 @@ static void c_reduce_body(Em *e, Buf *o)
     bput(o, "    }\n    }\n");
 }
 
+/* Rows a C reduction does together when its axis is not the innermost: consecutive rows
+ * differ in the innermost index, so a row-at-a-time loop strides through memory by whole
+ * rows of the axis and touches a cache line per point. Lanes of W rows walk the axis once,
+ * reading W adjacent values per step. Sums and maxima only (logsumexp's two passes and a
+ * p2 after the reduction stay row at a time), over a whole number of lane groups. */
+static int lane_dim(const CgKernel *k)
+{
+    int d = k->ndim - 1;
+    while (d > k->axis && k->dom[d] == 1) d--;
+    return d;
+}
+
+static int reduce_lanes(const Em *e)
+{
+    const CgKernel *k = e->k;
+    if (e->d != CG_C || k->axis < 0 || inner_axis(k) || e->p2.text.n) return 0;
+    for (int i = 0; i < e->nacc; i++)
+        if (e->acc[i].kind == 'l') return 0;
+    for (int w = 16; w >= 4; w /= 2)   /* a group shares every index but the lane dimension's */
+        if (k->dom[lane_dim(k)] % w == 0) return w;
+    return 0;
+}
+
+/* The group's row indices before the loop over the axis: all but the lane dimension's are
+ * the group's own, that one is its first plus w (so the loads are affine in w). */
+static void lane_indices(Buf *o, const CgKernel *k, int W)
+{
+    int64_t stride = 1;
+    int ld = lane_dim(k);
+    for (int d = k->ndim - 1; d >= 0; d--) {
+        if (d == k->axis) continue;
+        bput(o, "        CG_UNUSED const long i%d%s = grp * %d / %lld %% %lld;\n", d, d == ld ? "_0" : "", W,
+             (long long)stride, (long long)k->dom[d]);
+        stride *= k->dom[d];
+    }
+}
+
+/* the lanes' accumulators, then per row of the group: its results and mid */
+static void c_reduce_lanes_body(Em *e, Buf *o)
+{
+    const CgKernel *k = e->k;
+    int a = k->axis, W = e->lanes, ld = lane_dim(k);
+    long long R = k->dom[a];
+    parallel_rows(e, o, rows_of(k) * R, rows_of(k) / W, "grp");
+    for (int i = 0; i < e->nacc; i++) {
+        char kd = e->acc[i].kind;
+        bput(o, "        double %c%d[%d];\n        for (int w = 0; w < %d; w++) %c%d[w] = %s;\n", kd, i, W, W, kd, i,
+             kd == 's' ? "0" : "-INFINITY");
+    }
+    lane_indices(o, k, W);
+    bput(o, "    for (long i%d = 0; i%d < %lld; i%d++) {\n#pragma omp simd\n    for (long w = 0; w < %d; w++) {\n", a, a, R,
+         a, W);
+    bput(o, "        const long row = grp * %d + w;\n        CG_UNUSED const long i%d = i%d_0 + w;\n", W, ld, ld);
+    bput(o, "%s    }\n    }\n", e->p1.text.p ? e->p1.text.p : "");
+    bput(o, "    for (long w = 0; w < %d; w++) {\n        const long row = grp * %d + w;\n", W, W);
+    delinearize(o, k, "row", a, 0);
+    for (int i = 0; i < e->nacc; i++)
+        bput(o, "        const float r%c%d = (float)%c%d[w];\n", e->acc[i].kind, i, e->acc[i].kind, i);
+    bput(o, "%s    }\n    }\n    }\n", e->mid.text.p ? e->mid.text.p : "");
+}
+
 static void c_ew_body(Em *e, Buf *o)
 {
     const CgKernel *k = e->k;
@@ -739,7 +813,7 @@ static void c_ew_body(Em *e, Buf *o)
     int last = k->ndim - 1;
     long long L = k->dom[last], rows = 1;
     for (int d = 0; d < last; d++) rows *= k->dom[d];
-    parallel_rows(e, o, rows * L, rows);
+    parallel_rows(e, o, rows * L, rows, "row");
     delinearize(o, k, "row", -1, 1);
     bput(o, "#pragma omp simd\n    for (long i%d = 0; i%d < %lld; i%d++) {\n", last, last, L, last);
     bput(o, "        CG_UNUSED const long lin = row * %lld + i%d;\n%s    }\n    }\n    }\n", L, last, e->p2.text.p);
@@ -775,13 +849,6 @@ static void cuda_vec8_body(Em *e, Buf *o)
     bput(o, "%s    }\n", e->p2.text.p ? e->p2.text.p : "");
     for (int a = 0; a < k->nargs && a < VEC_ARGS; a++)
         if (e->vout[a]) bput(o, "    *(uint4 *)(b%d + lin0) = *(const uint4 *)w%d;\n", a, a);
-}
-
-static bool inner_axis(const CgKernel *k)
-{
-    for (int d = k->axis + 1; d < k->ndim; d++)
-        if (k->dom[d] != 1) return false;
-    return true;
 }
 
 /* ---- reductions split across blocks ------------------------------------------------------
@@ -1069,6 +1136,7 @@ int cg_emit_loop(const CgStep *s, CgKernel *k, CgDialect d, const char *name, ch
     for (int i = 0; i < k->nroots && s->alias; i++) e.in_place |= s->alias[k->roots[i]] >= 0;
     for (int i = 0; i < k->nroots && !e.failed; i++) store_root(&e, s->g->nodes[k->roots[i]]);
     if (e.stores.n) bput(&e.p2.text, "%s", e.stores.p);
+    e.lanes = e.failed ? 0 : reduce_lanes(&e);
     if (!e.failed && k->axis >= 0) emit_p1(&e);
     int rc = -1;
     if (!e.failed) {
@@ -1084,7 +1152,8 @@ int cg_emit_loop(const CgStep *s, CgKernel *k, CgDialect d, const char *name, ch
             cuda_body(&e, &o);
         } else {
             bput(&o, "void %s(void *const *a)\n{\n", name);
-            if (k->axis >= 0) c_reduce_body(&e, &o);
+            if (e.lanes) c_reduce_lanes_body(&e, &o);
+            else if (k->axis >= 0) c_reduce_body(&e, &o);
             else c_ew_body(&e, &o);
         }
         bput(&o, "}\n");

@@ -9,6 +9,8 @@
 #                           kernel each (below: its plan)
 #   activations             every activation builtin on pre-activations past float's exp
 #                           range (hand-written sigmoids gave NaN gradients there)
+#   column_sums             sums over an outer axis, which C kernels run by lane groups of
+#                           16, 8 and 4 adjacent columns, or row at a time (below: its C)
 # and split_reductions: reductions of few long rows, which the cuda backend splits along the
 # reduced axis across blocks (below).
 cd "$(dirname "$0")/../.." || exit 1
@@ -28,7 +30,7 @@ grad() {
         --grads "$tmp/$name.st" >"$tmp/out" 2>"$tmp/err" && sed -n 's/^loss: //p' "$tmp/out"
 }
 
-for m in broadcast_reshape_grad broadcast_sum_plan interleaved_grads activations; do
+for m in broadcast_reshape_grad broadcast_sum_plan interleaved_grads activations column_sums; do
     model=tests/models/$m.gptc
     if ! "$GPTC" init $model -o "$tmp/p.st" --seed 1 >/dev/null 2>"$tmp/err"; then fail "$m init" "$(cat "$tmp/err")"; continue; fi
     ref=$(grad ref $model ref f64)
@@ -54,6 +56,13 @@ if "$GPTC" compile tests/models/interleaved_grads.gptc --target c -o "$tmp/il" >
     if [ "$merged" = "2 2" ]; then pass "interleaved_grads: each layer's 3 weight gradients in one kernel"
     else fail "interleaved_grads: each layer's 3 weight gradients in one kernel"               "column-sum kernels, of them with 3 roots: $merged (want 2 2)"; fi
 else fail "interleaved_grads compiles" "$(tail -5 "$tmp/out")"; fi
+
+# column_sums: the gradient step's C has lane groups of each width (the gains' gradients)
+if "$GPTC" compile tests/models/column_sums.gptc --target c -o "$tmp/cs" >"$tmp/out" 2>&1; then
+    widths=$(sed -n 's/.*for (long w = 0; w < \([0-9]*\); w++) {.*/\1/p' "$tmp/cs/grad.c" | sort -un | tr '\n' ' ')
+    if [ "$widths" = "4 8 16 " ]; then pass "column_sums: C lane groups of 4, 8 and 16 columns"
+    else fail "column_sums: C lane groups of 4, 8 and 16 columns" "lane widths in grad.c: '$widths'"; fi
+else fail "column_sums compiles" "$(tail -5 "$tmp/out")"; fi
 
 # split_reductions: rows too few to fill a GPU, so the CUDA kernels split the reduced axis
 # into chunks across blocks (partials, then their combination in chunk order). As

@@ -13,23 +13,74 @@
 /* Attention by query tiles: for the QT queries [q0, q1) of head h the keys that any of
  * them may see form one range [k0, q1) (the window start and the document of q0 are the
  * earliest; documents are contiguous), so the scores are one matrix product
- * S = scale · Q K^T (QT × nk) with OpenBLAS, masked element by element (rt_ref_allowed),
- * a row softmax, and the outputs again matrix products. Rows of one head are strided by
- * H·D floats, which sgemm takes as the leading dimension. */
+ * S = scale · Q K^T (QT × nk) with OpenBLAS, a row softmax over each query's own keys, and
+ * the outputs again matrix products. Rows of one head are strided by H·D floats, which
+ * sgemm takes as the leading dimension.
+ *
+ * A query's allowed keys (rt_ref_allowed) are one range, [max(window start, document
+ * start), q]: documents are contiguous and the window starts at a block boundary. So the
+ * softmax masks by bounds, not key by key, and its loops vectorize: the row functions are
+ * compiled for AVX-512 and AVX2 too (target_clones; the CPU picks one when the program
+ * loads), with an exponential of arithmetic only (vexpf). */
 enum { QT = 64 };
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define ROW_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define ROW_CLONES
+#endif
 
 typedef struct {
     int T, H, D, block, window;
     float scale;
     const int32_t *doc;
+    const int32_t *doc_start;   /* [T]: the first position of t's document */
 } Attn;
 
-/* the first key any query of [q0, …) may see */
-static int tile_first_key(const Attn *a, int q0)
+/* exp(x) = 2^n e^r, n = rint(x / ln 2), e^r by its degree-6 Taylor polynomial: relative
+ * error < 2e-7; below -87 it gives exp(-87), not 0 (the same as the generated kernels') */
+static inline float vexpf(float x)
 {
-    int k = rt_ref_window_begin(q0, a->block, a->window);
-    while (k < q0 && a->doc[k] != a->doc[q0]) k++;
-    return k;
+    x = x > -87.0f ? x : -87.0f;
+    x = x < 88.0f ? x : 88.0f;
+    const float n = __builtin_rintf(x * 1.44269504f), r = x - n * 0.693145752f - n * 1.42860677e-6f;
+    float p = 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const int bits = ((int)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* the first key query q may see */
+static int first_key(const Attn *a, int q)
+{
+    int w = rt_ref_window_begin(q, a->block, a->window);
+    return w > a->doc_start[q] ? w : a->doc_start[q];
+}
+
+/* row[0, n) = softmax of row[lo, hi] (inclusive), 0 outside */
+ROW_CLONES static void softmax_range(float *row, int n, int lo, int hi)
+{
+    float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+    for (int j = lo; j <= hi; j++) mx = row[j] > mx ? row[j] : mx;
+    double l = 0;
+#pragma omp simd reduction(+ : l)
+    for (int j = lo; j <= hi; j++) {
+        row[j] = vexpf(row[j] - mx);
+        l += row[j];
+    }
+    const float inv = (float)(1.0 / l);
+    for (int j = 0; j < lo; j++) row[j] = 0;
+#pragma omp simd
+    for (int j = lo; j <= hi; j++) row[j] *= inv;
+    for (int j = hi + 1; j < n; j++) row[j] = 0;
 }
 
 /* P (nq × nk, row stride nk) = softmax over allowed keys of scale · Q K^T */
@@ -38,20 +89,24 @@ static void tile_probs(const Attn *a, const float *q, const float *k, int h, int
     const int ld = a->H * a->D;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, a->D, a->scale, q + (int64_t)q0 * ld + h * a->D, ld,
                 k + (int64_t)k0 * ld + h * a->D, ld, 0, P, nk);
-    for (int i = 0; i < nq; i++) {
-        float *row = P + (int64_t)i * nk, mx = -INFINITY;
-        for (int j = 0; j < nk; j++) {
-            if (!rt_ref_allowed(q0 + i, k0 + j, a->doc, a->block, a->window)) row[j] = -INFINITY;
-            if (row[j] > mx) mx = row[j];
-        }
-        double l = 0;
-        for (int j = 0; j < nk; j++) {
-            row[j] = row[j] == -INFINITY ? 0.0f : expf(row[j] - mx);
-            l += row[j];
-        }
-        const float inv = (float)(1.0 / l);
-        for (int j = 0; j < nk; j++) row[j] *= inv;
-    }
+    for (int i = 0; i < nq; i++) softmax_range(P + (int64_t)i * nk, nk, first_key(a, q0 + i) - k0, q0 + i - k0);
+}
+
+/* dS row: p ∘ (dp − Σ dO∘O) · scale over the row's nk keys */
+ROW_CLONES static void dscores_row(const float *dO, const float *O, int D, const float *p, float *dp, int nk, float scale)
+{
+    float di = 0;
+#pragma omp simd reduction(+ : di)
+    for (int f = 0; f < D; f++) di += dO[f] * O[f];
+#pragma omp simd
+    for (int j = 0; j < nk; j++) dp[j] = p[j] * (dp[j] - di) * scale;
+}
+
+static int32_t *doc_starts(const int32_t *doc, int T)
+{
+    int32_t *s = xmalloc(sizeof *s * (size_t)(T ? T : 1));
+    for (int t = 0; t < T; t++) s[t] = t > 0 && doc[t] == doc[t - 1] ? s[t - 1] : t;
+    return s;
 }
 
 static void *scratch(size_t floats)
@@ -63,7 +118,7 @@ static void *scratch(size_t floats)
 void rt_cpu_attn_fwd(const float *q, const float *k, const float *v, const int32_t *doc, int T, int H, int D,
                      int block, int window, double scale, float *o)
 {
-    const Attn a = {T, H, D, block, window, (float)scale, doc};
+    const Attn a = {T, H, D, block, window, (float)scale, doc, doc_starts(doc, T)};
     const int ntiles = (T + QT - 1) / QT, ld = H * D;
 #pragma omp parallel
     {
@@ -71,13 +126,14 @@ void rt_cpu_attn_fwd(const float *q, const float *k, const float *v, const int32
 #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int h = 0; h < H; h++)
             for (int t = 0; t < ntiles; t++) {
-                const int q0 = t * QT, nq = q0 + QT <= T ? QT : T - q0, k0 = tile_first_key(&a, q0), nk = q0 + nq - k0;
+                const int q0 = t * QT, nq = q0 + QT <= T ? QT : T - q0, k0 = first_key(&a, q0), nk = q0 + nq - k0;
                 tile_probs(&a, q, k, h, q0, nq, k0, nk, P);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1, P, nk,
                             v + (int64_t)k0 * ld + h * D, ld, 0, o + (int64_t)q0 * ld + h * D, ld);
             }
         free(P);
     }
+    free((void *)a.doc_start);
 }
 
 /* One head at a time per thread (dk and dv of a key gather from every tile that sees it):
@@ -86,7 +142,7 @@ void rt_cpu_attn_fwd(const float *q, const float *k, const float *v, const int32
 void rt_cpu_attn_bwd(const float *dout, const float *q, const float *k, const float *v, const int32_t *doc, int T,
                      int H, int D, int block, int window, double scale, float *dq, float *dk, float *dv)
 {
-    const Attn a = {T, H, D, block, window, (float)scale, doc};
+    const Attn a = {T, H, D, block, window, (float)scale, doc, doc_starts(doc, T)};
     const int ntiles = (T + QT - 1) / QT, ld = H * D;
     for (int64_t t = 0; t < (int64_t)T; t++)
         for (int h = 0; h < H; h++) {
@@ -100,19 +156,15 @@ void rt_cpu_attn_bwd(const float *dout, const float *q, const float *k, const fl
 #pragma omp for schedule(dynamic, 1)
         for (int h = 0; h < H; h++)
             for (int t = 0; t < ntiles; t++) {
-                const int q0 = t * QT, nq = q0 + QT <= T ? QT : T - q0, k0 = tile_first_key(&a, q0), nk = q0 + nq - k0;
+                const int q0 = t * QT, nq = q0 + QT <= T ? QT : T - q0, k0 = first_key(&a, q0), nk = q0 + nq - k0;
                 const float *dO = dout + (int64_t)q0 * ld + h * D, *Q = q + (int64_t)q0 * ld + h * D;
                 const float *K = k + (int64_t)k0 * ld + h * D, *V = v + (int64_t)k0 * ld + h * D;
                 tile_probs(&a, q, k, h, q0, nq, k0, nk, P);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1, P, nk, V, ld, 0, O, D);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, 1, dO, ld, V, ld, 0, dP, nk);
-                for (int i = 0; i < nq; i++) {
-                    float di = 0;
-                    for (int f = 0; f < D; f++) di += dO[(int64_t)i * ld + f] * O[(int64_t)i * D + f];
-                    float *dpr = dP + (int64_t)i * nk;
-                    const float *pr = P + (int64_t)i * nk;
-                    for (int j = 0; j < nk; j++) dpr[j] = pr[j] * (dpr[j] - di) * a.scale;
-                }
+                for (int i = 0; i < nq; i++)
+                    dscores_row(dO + (int64_t)i * ld, O + (int64_t)i * D, D, P + (int64_t)i * nk, dP + (int64_t)i * nk,
+                                nk, a.scale);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1, dP, nk, K, ld, 0,
                             dq + (int64_t)q0 * ld + h * D, ld);
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nq, 1, dP, nk, Q, ld, 1,
@@ -124,6 +176,7 @@ void rt_cpu_attn_bwd(const float *dout, const float *q, const float *k, const fl
         free(dP);
         free(O);
     }
+    free((void *)a.doc_start);
 }
 
 void rt_cpu_scatter_add(const float *x, const int32_t *idx, int64_t n, int64_t V, int64_t row, float *y)

@@ -2,7 +2,14 @@
 # CPU step time of gptc (the fused cpu backend and the ref interpreter, f32) against the
 # PyTorch reference on the same machine, in one run: the tiny golden config and the small
 # config (GPT-2 vocabulary, width 256, x00..x02). Kernels are compiled (or found in the
-# cache) before the timed steps; gptc bench prints the setup time separately.
+# cache) before the timed steps; gptc bench prints the setup time separately. After the
+# table, gptc's split of a small step: the gradient step and the update, time by kind of
+# kernel, and its products' GFLOP/s against one large sgemm timed in the same run.
+#
+# Both sides multiply with the same OpenBLAS kernels. Where OpenBLAS does not know the CPU
+# and falls back to generic kernels, gptc runs itself with kernels for it (runtime/blas.c);
+# PyTorch then runs with the same OPENBLAS_CORETYPE, and its time with the fallback is
+# printed too (pt_fallback_ms).
 #   bench/cpu.sh [STEPS] [THREADS]     (defaults 5 and the number of cores)
 # Needs ../shared/reference (the PyTorch reference) and Debian's python3-torch.
 set -e
@@ -18,16 +25,31 @@ win[tiny]=3,1;  cfg[tiny]=../shared/reference/configs/tiny_bench.json
 sets[small]="vocab=50257 eot=50256 dim=256 heads=4 head_dim=64 n_emb=3 block=128 seq_len=1024"
 win[small]=27,13; cfg[small]=../shared/reference/configs/small_bench.json
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-printf '%-6s %10s %10s %11s %7s %7s %8s %8s %8s\n' config cpu_ms ref_ms pytorch_ms cpu/pt ref/pt cpu_MB ref_MB pt_MB
+field() { echo "$1" | sed -n "s/^$2: //p"; }
+# pytorch CONFIG [ENV…]: "median_ms peak_mb" of the reference's bench
+pytorch() {
+    local cfg=$1; shift
+    local p; p=$( { env "$@" /usr/bin/time -f 'maxrss_kb %M' /usr/bin/python3 $ref bench --config "$cfg" --steps "$steps" \
+        --threads "$threads" --dtype float32; } 2>&1)
+    echo "$(echo "$p" | sed -n 's/.* median \([0-9.]*\) ms\/step.*/\1/p') $(echo "$p" | awk '/maxrss_kb/ { printf "%.0f", $2 / 1024 }')"
+}
+printf '%-6s %10s %10s %11s %7s %7s %8s %8s %8s %14s\n' config cpu_ms ref_ms pytorch_ms cpu/pt ref/pt cpu_MB ref_MB pt_MB \
+    pt_fallback_ms
+split=""
 for c in tiny small; do
     args=(); for kv in ${sets[$c]}; do args+=(--set "$kv"); done
-    declare -A ms mb
+    declare -A ms mb out
     for be in cpu ref; do
-        g=$(build/gptc bench models/gpt2m.gptc "${args[@]}" --window "${win[$c]}" --steps "$steps" --threads "$threads" --backend $be)
-        ms[$be]=$(echo "$g" | sed -n 's/^median_ms_per_step: //p'); mb[$be]=$(echo "$g" | sed -n 's/^peak_rss_mb: //p')
+        out[$be]=$(build/gptc bench models/gpt2m.gptc "${args[@]}" --window "${win[$c]}" --steps "$steps" --threads "$threads" --backend $be)
+        ms[$be]=$(field "${out[$be]}" median_ms_per_step); mb[$be]=$(field "${out[$be]}" peak_rss_mb)
     done
-    p=$( { /usr/bin/time -f 'maxrss_kb %M' /usr/bin/python3 $ref bench --config "${cfg[$c]}" --steps "$steps" --threads "$threads" --dtype float32; } 2>&1)
-    pms=$(echo "$p" | sed -n 's/.* median \([0-9.]*\) ms\/step.*/\1/p'); pmb=$(echo "$p" | awk '/maxrss_kb/ { printf "%.0f", $2 / 1024 }')
-    printf '%-6s %10s %10s %11s %7s %7s %8s %8s %8s\n' $c "${ms[cpu]}" "${ms[ref]}" "$pms" "$(ratio "${ms[cpu]}" "$pms")" \
-        "$(ratio "${ms[ref]}" "$pms")" "${mb[cpu]}" "${mb[ref]}" "$pmb"
+    core=$(field "${out[cpu]}" blas_core); fallback=$(field "${out[cpu]}" blas_fallback)
+    read -r pms pmb <<<"$(pytorch "${cfg[$c]}" OPENBLAS_CORETYPE="$core")"
+    fms=-; [ -n "$fallback" ] && read -r fms _ <<<"$(pytorch "${cfg[$c]}")"
+    printf '%-6s %10s %10s %11s %7s %7s %8s %8s %8s %14s\n' $c "${ms[cpu]}" "${ms[ref]}" "$pms" "$(ratio "${ms[cpu]}" "$pms")" \
+        "$(ratio "${ms[ref]}" "$pms")" "${mb[cpu]}" "${mb[ref]}" "$pmb" "$fms"
+    split=$(echo "${out[cpu]}" | grep -E '^(median_gradient_ms|median_update_ms|split_ms|products|blas_core|blas_fallback):')
 done
+echo
+echo "gptc cpu, small config (OpenBLAS kernels: $core${fallback:+; OpenBLAS alone chose ${fallback%% *}}):"
+echo "$split" | grep -v '^blas' | sed 's/^/  /'

@@ -16,13 +16,50 @@ const char bench_usage[] =
     "                  [--warmup W] [--threads T] [--backend cpu|ref|cuda] [--dtype f32|f64|bf16]\n"
     "Times N training steps (default 5) after W warm-up steps (default 1): gradients on a\n"
     "batch of random tokens (an eot about every 400) and the optimizer update. Prints every\n"
-    "step's time, then 'median_ms_per_step: X' and 'peak_rss_mb: Y'. --window defaults to\n"
-    "the schedule's windows at step 0; --threads sets the OpenMP and OpenBLAS threads.\n"
+    "step's time, then 'median_ms_per_step: X', the medians of the gradient step and the\n"
+    "update, and 'peak_rss_mb: Y'. The cpu backend also prints where a step's time goes\n"
+    "(products, attention, loop kernels, scatter-adds) and the GFLOP/s its products reach\n"
+    "against one large sgemm timed in the same run. --window defaults to the schedule's\n"
+    "windows at step 0; --threads sets the OpenMP and OpenBLAS threads.\n"
     CLI_EXEC_HELP "\n";
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
+}
+
+static double median(double *v, long n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return v[n / 2];
+}
+
+static void reset_stats(Trainer *t) {
+    RtStats st;
+    rt_exec_stats(t->grad_r, &st, true);
+    rt_exec_stats(t->upd_r, &st, true);
+}
+
+/* the cpu backend's time by kind of kernel, a mean step, and its products against sgemm */
+static void print_split(Trainer *t, long steps) {
+    RtStats g, u;
+    if (!rt_exec_stats(t->grad_r, &g, false) || !rt_exec_stats(t->upd_r, &u, false)) return;
+    double k = 1e3 / (double)steps, prod = g.product_sec + u.product_sec, flops = g.product_flops + u.product_flops;
+    printf("split_ms: products %.1f, attention %.1f, loop kernels %.1f, scatter-adds %.1f (a mean step)\n",
+           prod * k, (g.attention_sec + u.attention_sec) * k, (g.loop_sec + u.loop_sec) * k,
+           (g.scatter_sec + u.scatter_sec) * k);
+    double peak = rt_blas_sgemm_gflops(), got = prod > 0 ? flops / prod / 1e9 : 0;
+    printf("products: %.1f GFLOP a step (gradient %.1f, update %.1f) at %.0f GFLOP/s; one large sgemm here: "
+           "%.0f GFLOP/s (%.0f%%)\n", flops / 1e9 / (double)steps, g.product_flops / 1e9 / (double)steps,
+           u.product_flops / 1e9 / (double)steps, got, peak, peak > 0 ? 100 * got / peak : 0);
+}
+
+static void print_summary(Trainer *t, double **ms, long steps) {
+    printf("median_ms_per_step: %.1f\nmedian_gradient_ms: %.1f\nmedian_update_ms: %.1f\n", median(ms[0], steps),
+           median(ms[1], steps), median(ms[2], steps));
+    print_split(t, steps);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("peak_rss_mb: %.0f\n", ru.ru_maxrss / 1024.0);
 }
 
 static int run_bench(FeCompile *c, long steps, long warmup, double wl, double ws, RtBackend be, RtPrec prec) {
@@ -49,29 +86,32 @@ static int run_bench(FeCompile *c, long steps, long warmup, double wl, double ws
     rng_seed(&rng, 0, 0);
     for (int64_t i = 0; i <= T; i++)
         tok[i] = (e && rng_uniform(&rng) < 0.0025) ? (int32_t)e->value : (int32_t)(rng_next(&rng) % (uint64_t)V);
-    double *ms = xmalloc(sizeof(double) * (size_t)(steps + 1));
+    double *ms[3];   /* by timed step: whole, gradient step, update */
+    for (int i = 0; i < 3; i++) ms[i] = xmalloc(sizeof(double) * (size_t)steps);
     int rc = 0;
     trainer_set_schedules(&t, 0);   /* the schedules at step 0, the windows as printed; they stay set */
     cli_set_window(t.grad_r, wl, ws);
     for (long s = 0; s < warmup + steps && rc == 0; s++) {
-        double t0 = clock_seconds() * 1e3, loss;
+        if (s == warmup) reset_stats(&t);
+        double t0 = clock_seconds() * 1e3, loss = 0;
         rc = trainer_grad(&t, tok, tok + 1, &loss, err, sizeof err);
+        rt_exec_sync(t.grad_r);
+        double t1 = clock_seconds() * 1e3;
         if (rc == 0) rc = trainer_update(&t, s, err, sizeof err);
         rt_exec_sync(t.upd_r);   /* the update runs asynchronously on cuda: time it whole */
-        double dt = clock_seconds() * 1e3 - t0;
-        if (s >= warmup) ms[s - warmup] = dt;
-        printf("step %ld%s: %.1f ms  loss %.4f\n", s, s < warmup ? " (warm-up)" : "", dt, loss);
+        double t2 = clock_seconds() * 1e3;
+        if (s >= warmup) {
+            ms[0][s - warmup] = t2 - t0;
+            ms[1][s - warmup] = t1 - t0;
+            ms[2][s - warmup] = t2 - t1;
+        }
+        printf("step %ld%s: %.1f ms (gradient %.1f, update %.1f)  loss %.4f\n", s, s < warmup ? " (warm-up)" : "",
+               t2 - t0, t1 - t0, t2 - t1, loss);
         fflush(stdout);
     }
-    if (rc == 0) {
-        qsort(ms, (size_t)steps, sizeof *ms, cmp_double);
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        printf("median_ms_per_step: %.1f\npeak_rss_mb: %.0f\n", ms[steps / 2], ru.ru_maxrss / 1024.0);
-    } else {
-        cli_error("bench", err);
-    }
-    free(ms);
+    if (rc == 0) print_summary(&t, ms, steps);
+    else cli_error("bench", err);
+    for (int i = 0; i < 3; i++) free(ms[i]);
     free(tok);
     trainer_free(&t);
     return rc ? 1 : 0;
@@ -108,6 +148,9 @@ int cmd_bench(int argc, char **argv) {
         double ds = window ? (double)ws : fe_schedule_value(&c, "window_short", 0);
         printf("gptc bench: %s T=%lld window %g,%g threads %d backend %s %s\n", m.model, (long long)c.prog.T, dl, ds,
                omp_get_max_threads(), rt_backend_name(be), rt_prec_name(prec));
+        printf("blas: %s\nblas_core: %s\n", rt_blas_describe(), rt_blas_core());
+        const char *fb = getenv("GPTC_BLAS_FALLBACK");
+        if (fb && *fb) printf("blas_fallback: %s (OpenBLAS's own choice for this CPU; gptc set OPENBLAS_CORETYPE)\n", fb);
         rc = run_bench(&c, steps, warmup, dl, ds, be, prec);
     }
     fe_free(&c);

@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "ir/ir.h"
+#include "runtime/runtime.h"
 
 typedef struct {
     const char *name;
@@ -187,6 +188,7 @@ static int cmd_help(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    rt_blas_pick_kernels();   /* may execute gptc again, with OpenBLAS's kernels for this CPU */
     /* Tensors are large and short-lived: keep freed memory in the heap instead of returning
      * it to the system, so the next tensor of that size does not fault in fresh pages. */
     mallopt(M_MMAP_THRESHOLD, 1 << 30);

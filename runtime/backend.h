@@ -15,6 +15,8 @@ int rt_cpu_run(RtCpu *c, char *err, size_t errlen);
 void rt_cpu_get(const RtCpu *c, const IrNode *n, double *out);
 size_t rt_cpu_bytes(const RtCpu *c);
 void rt_cpu_copy(RtCpu *dst, const IrNode *leaf, const RtCpu *src, const IrNode *n);
+bool rt_cpu_share(RtCpu *dst, const IrNode *leaf, const RtCpu *src, const IrNode *n);
+void rt_cpu_stats(RtCpu *c, RtStats *out, bool reset);
 void rt_cpu_free(RtCpu *c);
 
 /* ---- cuda.c, cuda_ctx.c: the cuda backend ---- */

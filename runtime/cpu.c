@@ -31,8 +31,10 @@ struct RtCpu {
     void ***args;              /* by kernel: argument pointers of loop kernels */
     char *arena;
     void **leaf;               /* by node id: leaf buffers (PARAM, INPUT, SCALAR, ROPE_*) */
+    bool *borrowed;            /* by node id: the leaf is another executor's memory (rt_cpu_share) */
     size_t leaf_bytes;
     int32_t *doc;              /* attention scratch: document ids [T] */
+    RtStats stats;
 };
 
 /* where node id's elements live (a leaf buffer, or the arena) */
@@ -63,6 +65,7 @@ static int alloc_plan(RtCpu *c, char *err, size_t errlen)
     if (!exceeds_memory((double)(arena + leaves), why, sizeof why) &&
         (c->arena = try_calloc(arena, 1, "the arena", why, sizeof why))) {
         c->leaf = xcalloc((size_t)c->g->n, sizeof *c->leaf);
+        c->borrowed = xcalloc((size_t)c->g->n, sizeof *c->borrowed);
         for (int i = 0; i < c->g->n && !why[0]; i++)
             if (c->s->role[i] == CG_LEAF)
                 c->leaf[i] = try_calloc((size_t)ir_numel(c->g->nodes[i]), 4, "the leaves", why, sizeof why);
@@ -111,11 +114,11 @@ static int load_kernels(RtCpu *c, char *err, size_t errlen)
 
 static void bind_args(RtCpu *c)
 {
-    c->args = xcalloc((size_t)c->s->nk, sizeof *c->args);
+    if (!c->args) c->args = xcalloc((size_t)c->s->nk, sizeof *c->args);
     for (int k = 0; k < c->s->nk; k++) {
         const CgKernel *kk = &c->s->k[k];
         if (kk->kind != CG_LOOP) continue;
-        c->args[k] = xcalloc((size_t)kk->nargs, sizeof **c->args);
+        if (!c->args[k]) c->args[k] = xcalloc((size_t)kk->nargs, sizeof **c->args);
         for (int j = 0; j < kk->nargs; j++) c->args[k][j] = data_of(c, kk->args[j]);
     }
 }
@@ -236,19 +239,47 @@ static int run_attention(RtCpu *c, const IrNode *n, char *err, size_t errlen)
     return 0;
 }
 
+static double matmul_flops(const IrNode *n)
+{
+    const IrNode *a = n->in[0];
+    int nd = n->ndim;
+    return 2.0 * (double)ir_numel(n) * (double)(n->iattr[1] ? a->shape[nd - 2] : a->shape[nd - 1]);
+}
+
+/* kernel k's time into the sums of its kind */
+static void add_time(RtStats *st, const CgKernel *k, double sec)
+{
+    switch (k->kind) {
+    case CG_LOOP: st->loop_sec += sec; break;
+    case CG_MATMUL:
+        st->product_sec += sec;
+        st->product_flops += matmul_flops(k->op);
+        break;
+    case CG_ATTENTION:
+    case CG_ATTENTION_BWD: st->attention_sec += sec; break;
+    case CG_SCATTER_ADD: st->scatter_sec += sec; break;
+    }
+}
+
 /* GPTC_PROFILE=1: the slowest kernels of each run on stderr */
 static void profile_report(const RtCpu *c, const double *sec)
 {
-    int order[12], n = 0;
+    enum { SHOWN = 12 };
+    int order[SHOWN], n = 0;
     double total = 0;
     for (int k = 0; k < c->s->nk; k++) {
         total += sec[k];
-        if (n == 12 && sec[k] <= sec[order[11]]) continue;   /* not among the slowest 12 */
-        int j = n < 12 ? n++ : 11;
+        if (n == SHOWN && sec[k] <= sec[order[SHOWN - 1]]) continue;   /* not among the slowest */
+        int j = n < SHOWN ? n++ : SHOWN - 1;
         while (j > 0 && sec[order[j - 1]] < sec[k]) { order[j] = order[j - 1]; j--; }
         order[j] = k;
     }
-    fprintf(stderr, "cpu profile: %.1f ms in %d kernels; slowest:\n", total * 1e3, c->s->nk);
+    RtStats st = {0};
+    for (int k = 0; k < c->s->nk; k++) add_time(&st, &c->s->k[k], sec[k]);
+    fprintf(stderr, "cpu profile: %.1f ms in %d kernels: products %.1f ms (%.0f GFLOP/s), attention %.1f ms, loop "
+            "kernels %.1f ms, scatter-adds %.1f ms; slowest:\n", total * 1e3, c->s->nk, st.product_sec * 1e3,
+            st.product_sec > 0 ? st.product_flops / st.product_sec / 1e9 : 0, st.attention_sec * 1e3, st.loop_sec * 1e3,
+            st.scatter_sec * 1e3);
     for (int i = 0; i < n; i++) {
         const CgKernel *k = &c->s->k[order[i]];
         const IrNode *r = c->g->nodes[k->roots[0]];
@@ -260,34 +291,48 @@ static void profile_report(const RtCpu *c, const double *sec)
     }
 }
 
+static int run_kernel(RtCpu *c, int k, char *err, size_t errlen)
+{
+    const CgKernel *kk = &c->s->k[k];
+    const IrNode *n = kk->op;
+    switch (kk->kind) {
+    case CG_LOOP: c->fn[kk->func](c->args[k]); break;
+    case CG_MATMUL: run_matmul(c, n); break;
+    case CG_ATTENTION:
+    case CG_ATTENTION_BWD: return run_attention(c, n, err, errlen);
+    case CG_SCATTER_ADD: {
+        int64_t cnt = ir_numel(n->in[1]), row = cnt ? ir_numel(n->in[0]) / cnt : 0;
+        rt_cpu_scatter_add(data_of(c, n->in[0]->id), data_of(c, n->in[1]->id), cnt, n->iattr[0], row,
+                           data_of(c, n->id));
+        break;
+    }
+    }
+    return 0;
+}
+
 int rt_cpu_run(RtCpu *c, char *err, size_t errlen)
 {
     if (check_inputs(c, err, errlen)) return -1;
     const char *pe = getenv("GPTC_PROFILE");
-    double *sec = pe && *pe && strcmp(pe, "0") ? xcalloc((size_t)c->s->nk, sizeof *sec) : NULL, t0 = 0;
-    for (int k = 0; k < c->s->nk; k++) {
-        if (sec) t0 = clock_seconds();
-        const CgKernel *kk = &c->s->k[k];
-        const IrNode *n = kk->op;
-        switch (kk->kind) {
-        case CG_LOOP: c->fn[kk->func](c->args[k]); break;
-        case CG_MATMUL: run_matmul(c, n); break;
-        case CG_ATTENTION:
-        case CG_ATTENTION_BWD:
-            if (run_attention(c, n, err, errlen)) return -1;
-            break;
-        case CG_SCATTER_ADD: {
-            int64_t cnt = ir_numel(n->in[1]), row = cnt ? ir_numel(n->in[0]) / cnt : 0;
-            rt_cpu_scatter_add(data_of(c, n->in[0]->id), data_of(c, n->in[1]->id), cnt, n->iattr[0], row,
-                               data_of(c, n->id));
-            break;
-        }
-        }
-        if (sec) sec[k] = clock_seconds() - t0;
+    double *sec = pe && *pe && strcmp(pe, "0") ? xcalloc((size_t)c->s->nk, sizeof *sec) : NULL;
+    int rc = 0;
+    for (int k = 0; k < c->s->nk && rc == 0; k++) {
+        double t0 = clock_seconds();
+        rc = run_kernel(c, k, err, errlen);
+        double dt = clock_seconds() - t0;
+        add_time(&c->stats, &c->s->k[k], dt);
+        if (sec) sec[k] = dt;
     }
-    if (sec) profile_report(c, sec);
+    c->stats.runs++;
+    if (sec && rc == 0) profile_report(c, sec);
     free(sec);
-    return 0;
+    return rc;
+}
+
+void rt_cpu_stats(RtCpu *c, RtStats *out, bool reset)
+{
+    *out = c->stats;
+    if (reset) memset(&c->stats, 0, sizeof c->stats);
 }
 
 void rt_cpu_get(const RtCpu *c, const IrNode *n, double *out)
@@ -312,6 +357,22 @@ void rt_cpu_copy(RtCpu *dst, const IrNode *leaf, const RtCpu *src, const IrNode 
         memcpy(dst->leaf[leaf->id], from, (size_t)ir_numel(n) * 4);
 }
 
+bool rt_cpu_share(RtCpu *dst, const IrNode *leaf, const RtCpu *src, const IrNode *n)
+{
+    void *from = data_of(src, n->id);
+    if (!dst->leaf[leaf->id] || !from || ir_numel(leaf) != ir_numel(n) || (leaf->dtype == IR_I32) != (n->dtype == IR_I32))
+        return false;
+    if (dst->leaf[leaf->id] == from) return true;
+    if (!dst->borrowed[leaf->id]) {
+        free(dst->leaf[leaf->id]);
+        dst->leaf_bytes -= (size_t)ir_numel(leaf) * 4;
+    }
+    dst->leaf[leaf->id] = from;
+    dst->borrowed[leaf->id] = true;
+    bind_args(dst);   /* loop kernels hold argument pointers */
+    return true;
+}
+
 size_t rt_cpu_bytes(const RtCpu *c) { return (size_t)c->s->arena_bytes + c->leaf_bytes; }
 
 void rt_cpu_free(RtCpu *c)
@@ -321,8 +382,10 @@ void rt_cpu_free(RtCpu *c)
         for (int k = 0; k < c->s->nk; k++) free(c->args[k]);
     free(c->args);
     if (c->leaf)
-        for (int i = 0; i < c->g->n; i++) free(c->leaf[i]);
+        for (int i = 0; i < c->g->n; i++)
+            if (!c->borrowed[i]) free(c->leaf[i]);
     free(c->leaf);
+    free(c->borrowed);
     free(c->fn);
     if (c->so) dlclose(c->so);
     free(c->arena);

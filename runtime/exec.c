@@ -102,6 +102,19 @@ void rt_exec_copy(RtExec *dst, const IrNode *leaf, const RtExec *src, const IrNo
     free(v);
 }
 
+bool rt_exec_share(RtExec *dst, const IrNode *leaf, const RtExec *src, const IrNode *n)
+{
+    return dst->cpu && src->cpu && rt_cpu_share(dst->cpu, leaf, src->cpu, n);
+}
+
+bool rt_exec_stats(RtExec *x, RtStats *out, bool reset)
+{
+    memset(out, 0, sizeof *out);
+    if (!x->cpu) return false;
+    rt_cpu_stats(x->cpu, out, reset);
+    return true;
+}
+
 size_t rt_exec_peak_bytes(const RtExec *x)
 {
     return x->ref ? rt_ref_peak_bytes(x->ref) : x->gpu ? rt_gpu_bytes(x->gpu) : rt_cpu_bytes(x->cpu);

@@ -42,9 +42,23 @@ void rt_exec_get(const RtExec *x, const IrNode *n, double *out);
 /* leaf `leaf` of dst takes the value of node n of src (kept, or a leaf) without a trip
  * through double when both are cpu backends (a float copy); numel must match */
 void rt_exec_copy(RtExec *dst, const IrNode *leaf, const RtExec *src, const IrNode *n);
+/* From now on leaf `leaf` of dst is node n of src: the same memory, so no copy is needed
+ * (rt_exec_copy between them becomes a no-op). n must be a leaf or a kept node of src, and
+ * src must outlive dst's runs; dst must not write that leaf while src needs n. Returns
+ * false, changing nothing, where the backends cannot share (then copy at each step). */
+bool rt_exec_share(RtExec *dst, const IrNode *leaf, const RtExec *src, const IrNode *n);
 /* waits until the last run has finished (runs on cuda are asynchronous; get waits by
  * itself, set is ordered after the runs before it) */
 void rt_exec_sync(const RtExec *x);
+/* Where the cpu backend's runs spent their time, summed since the executor was made or
+ * last reset: products (MATMUL kernels, with their floating-point operations), attention
+ * forward and backward, generated loop kernels, scatter-adds. */
+typedef struct {
+    int runs;
+    double product_sec, product_flops, attention_sec, loop_sec, scatter_sec;
+} RtStats;
+/* false (and *out zeroed) where the backend keeps none; reset: start the sums again */
+bool rt_exec_stats(RtExec *x, RtStats *out, bool reset);
 /* bytes of tensors held at most during the last run (leaves and intermediates) */
 size_t rt_exec_peak_bytes(const RtExec *x);
 void rt_exec_free(RtExec *x);
@@ -156,5 +170,18 @@ void rt_dist_test_set_chunk(int64_t n);
 void rt_dist_test_set_lib(const char *name);
 /* Makes one invalid MPI call (a bcast from root -7) through the check: never returns. */
 _Noreturn void rt_dist_test_mpi_error(void);
+
+/* OpenBLAS's kernels for this CPU (blas.c): call first thing in main. When the library fell
+ * back to generic kernels on a CPU with AVX2 or AVX-512, the process executes itself again
+ * with OPENBLAS_CORETYPE set; otherwise it returns at once. rt_blas_core_choice names the
+ * core that would be set, or NULL when nothing needs doing. */
+void rt_blas_pick_kernels(void);
+const char *rt_blas_core_choice(void);
+/* "OpenBLAS 0.3.21 … SkylakeX", the library and its build; "SkylakeX", the kernels it runs */
+const char *rt_blas_describe(void);
+const char *rt_blas_core(void);
+/* GFLOP/s of one large float32 product as the cpu backend issues it (split by rows over
+ * the OpenMP threads), the best of a few: the ceiling the products of a step are held to */
+double rt_blas_sgemm_gflops(void);
 
 #endif

@@ -331,7 +331,7 @@ static int setup(TrainRun *r, char *err, size_t errlen) {
     FeCompile *c = r->c, *eval_c = r->eval_c;
     const TrainOptions *opt = &r->opt;
     if (trainer_init(&r->t, c, opt->backend, opt->prec, err, errlen) != 0) return -1;
-    if (r->t.device_grads && r->accum > 1) {
+    if (r->accum > 1 && trainer_host_grads(&r->t) != 0) {
         snprintf(err, errlen, "the cuda backend keeps gradients on the device and does not accumulate micro-batches: "
                  "use --grad-accum 1 (more ranks, or a longer seq_len, for a larger batch)");
         return -1;

@@ -41,6 +41,9 @@ static void free_like(double **v, int n) {
     free(v);
 }
 
+static void push_state(Trainer *t);
+static void share_memory(Trainer *t);
+
 int trainer_init(Trainer *t, FeCompile *c, RtBackend backend, RtPrec prec, char *err, size_t errlen) {
     memset(t, 0, sizeof *t);
     t->c = c;
@@ -81,7 +84,31 @@ int trainer_init(Trainer *t, FeCompile *c, RtBackend backend, RtPrec prec, char 
     free(keep);
     RtPrec uprec = prec == RT_BF16 ? RT_BF16_MASTER : prec;   /* master weights and state in float32 */
     if (t->grad_r) t->upd_r = rt_exec_new(backend, t->ug.g, uprec, t->ug.g->outputs, t->ug.g->noutputs, err, errlen);
-    return t->grad_r && t->upd_r ? 0 : -1;
+    if (!t->grad_r || !t->upd_r) return -1;
+    if (backend == RT_CPU_BACKEND && t->resident) share_memory(t);
+    return 0;
+}
+
+/* The cpu backend in one process: each step's gradients and parameters stay where they
+ * were computed; the other executor reads them there. Only when every one can be shared:
+ * a half-shared step would copy some and not others. */
+static void share_memory(Trainer *t) {
+    const StepUpdate *ug = &t->ug;
+    const IrGraph *g = t->c->prog.graph;
+    bool ok = true;
+    for (int i = 0; i < t->np && ok; i++)
+        ok = ug->out[i] < 0 || rt_exec_share(t->upd_r, ug->grad[i], t->grad_r, g->outputs[t->gg.grad_out[i]]);
+    t->device_grads = ok;
+    ok = true;
+    for (int i = 0; i < t->np && ok; i++)
+        ok = ug->out[i] < 0 || rt_exec_share(t->grad_r, t->c->prog.params[i].node, t->upd_r, ug->param[i]);
+    t->params_shared = ok;
+}
+
+int trainer_host_grads(Trainer *t) {
+    if (t->backend == RT_CUDA_BACKEND) return -1;
+    t->device_grads = false;
+    return 0;
 }
 
 void trainer_free(Trainer *t) {
@@ -98,7 +125,6 @@ void trainer_free(Trainer *t) {
     memset(t, 0, sizeof *t);
 }
 
-static void push_state(Trainer *t);
 
 void trainer_schedules(FeCompile *c, RtExec *e, int64_t step) {
     for (int i = 0; i < c->prog.nschedules; i++) {
@@ -175,7 +201,9 @@ static void keep_resident(Trainer *t) {
     for (int i = 0; i < t->np; i++) {
         if (ug->out[i] < 0) continue;
         rt_exec_copy(t->upd_r, ug->param[i], t->upd_r, out[ug->out[i]]);
-        rt_exec_copy(t->grad_r, t->c->prog.params[i].node, t->upd_r, out[ug->bf16_out[i] >= 0 ? ug->bf16_out[i] : ug->out[i]]);
+        if (!t->params_shared)
+            rt_exec_copy(t->grad_r, t->c->prog.params[i].node, t->upd_r,
+                         out[ug->bf16_out[i] >= 0 ? ug->bf16_out[i] : ug->out[i]]);
         for (int k = 0; k < ug->nstate[i]; k++) rt_exec_copy(t->upd_r, ug->state[k][i], t->upd_r, out[ug->out[i] + 1 + k]);
     }
     for (int i = 0; i < t->np; i++)

@@ -35,14 +35,20 @@ typedef struct {
     bool resident;
     bool host_stale;          /* the executors hold newer parameters and state than the host */
     bool dev_stale;           /* the host holds newer ones than the executors */
-    /* Device gradients (the cuda backend): trainer_grad hands the gradients to the
-     * update executor device to device, averaged across ranks by NCCL inside the step;
-     * t->grad is then not filled, and micro-batch accumulation is not available. With
+    /* Device gradients (the cuda backend; the cpu backend in one process, see below):
+     * trainer_grad hands the gradients to the update executor device to device, averaged
+     * across ranks by NCCL inside the step; t->grad is then not filled, and on cuda
+     * micro-batch accumulation is not available. With
      * several ranks each Muon matrix is updated by its owner, which broadcasts it with
      * NCCL; the host copies (checkpoints, validation) come from the owners by MPI, so
      * trainer_sync is collective there. */
     bool device_grads;
     bool grads_in_update;     /* the update executor holds this step's gradients */
+    /* The cpu backend in one process: the update executor reads the gradients where the
+     * gradient executor computed them, and the gradient executor reads the parameters where
+     * the update writes them (rt_exec_share), so a step copies neither. device_grads is set
+     * then; trainer_host_grads turns it off for micro-batch accumulation. */
+    bool params_shared;
 } Trainer;
 
 /* A named I64 scalar stored in checkpoints beside the parameters ("trainer.step" …). */
@@ -53,6 +59,9 @@ typedef struct {
 
 int trainer_init(Trainer *t, FeCompile *c, RtBackend backend, RtPrec prec, char *err, size_t errlen);
 void trainer_free(Trainer *t);
+/* Gradients through the host copies t->grad (micro-batch accumulation needs them): call
+ * before the first step. Returns -1 where the backend keeps them on the device (cuda). */
+int trainer_host_grads(Trainer *t);
 /* Every schedule of program c at step `step` into executor e: each scalar a graph reads is
  * a schedule of the model, set by its name, whatever it is called. */
 void trainer_schedules(FeCompile *c, RtExec *e, int64_t step);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # gptc train: a SIGKILLed run resumed ends with the uninterrupted run's checkpoint bit for bit
 # (CPU, f32: parameters, optimizer state, step, data position; the run.* clock and log sizes aside); SIGINT writes a checkpoint and stops cleanly; a NaN loss stops with the step
-# named and the last good checkpoint kept; logs and flags.
+# named and the last good checkpoint kept; micro-batches on the cpu backend train as on ref; logs
+# and flags.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib.sh
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -53,6 +54,16 @@ expect_output "SIGINT checkpoint holds the step it stopped after" "^$n$" ckpt_in
 "$GPTC" train "${gold[@]}" --out "$tmp/int" --resume "$tmp/int" >/dev/null 2>&1
 expect_output "interrupted + resumed = uninterrupted" "^worst: 0.000e\+00" \
     "$GPTC" compare "$tmp/int/checkpoint.safetensors" "$tmp/full/checkpoint.safetensors" --tol 0 --quiet --skip run.
+
+# micro-batches on the cpu backend take the gradients through the host (one process shares
+# them between its executors otherwise): the same training as the ref backend's, in float32
+for be in cpu ref; do
+    "$GPTC" train "${run[@]}" "${init[@]}" --set steps=2 --set val_every=2 --grad-accum 2 --backend $be \
+        --out "$tmp/acc_$be" >/dev/null 2>&1
+done
+expect_status "--grad-accum 2: the cpu backend's checkpoint = the ref backend's (5e-3, as without micro-batches)" 0 \
+    "$GPTC" compare "$tmp/acc_cpu/checkpoint.safetensors" "$tmp/acc_ref/checkpoint.safetensors" --tol 5e-3 --quiet \
+    --skip run.
 
 # NaN: the run stops naming the step; the checkpoint of the last validation stays
 expect_status "NaN loss stops the run" 1 "$GPTC" train tests/models/bigram.gptc --data $G --out "$tmp/nan" --set nan_step=4 --quiet

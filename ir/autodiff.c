@@ -159,17 +159,29 @@ bool ir_autodiff_has_rule(IrOp op) {
     return op != IR_ATTENTION_BWD && op != IR_CE_BWD && op != IR_NOPS;
 }
 
+/* G->uses: each node's readers among the nodes that out and the outputs depend on (a node
+ * CSE left behind reads its inputs but is no use of them), plus its outputs */
+static void count_uses(IrGraph *g, const IrNode *out, Grad *G) {
+    bool *live = xcalloc((size_t)g->n + 1, sizeof *live);
+    live[out->id] = true;
+    for (int i = 0; i < g->noutputs; i++) live[g->outputs[i]->id] = true;
+    for (int id = g->n - 1; id >= 0; id--)
+        for (int j = 0; live[id] && j < g->nodes[id]->nin; j++) {
+            live[g->nodes[id]->in[j]->id] = true;
+            G->uses[g->nodes[id]->in[j]->id]++;
+        }
+    for (int i = 0; i < g->noutputs; i++) G->uses[g->outputs[i]->id]++;
+    free(live);
+}
+
 int ir_autodiff(IrGraph *g, IrNode *out, IrNode *const *wrt, int nwrt, IrNode **grads, char *err, size_t errlen) {
     int n0 = g->n;
     Grad G = {g, xcalloc((size_t)n0, sizeof(IrNode *)), xcalloc((size_t)n0, sizeof(bool)),
               xcalloc((size_t)n0, sizeof(int))};
     for (int i = 0; i < nwrt; i++) G.needs[wrt[i]->id] = true;
     for (int i = 0; i < n0; i++)
-        for (int j = 0; j < g->nodes[i]->nin; j++) {
-            G.needs[i] |= G.needs[g->nodes[i]->in[j]->id];
-            G.uses[g->nodes[i]->in[j]->id]++;
-        }
-    for (int i = 0; i < g->noutputs; i++) G.uses[g->outputs[i]->id]++;
+        for (int j = 0; j < g->nodes[i]->nin; j++) G.needs[i] |= G.needs[g->nodes[i]->in[j]->id];
+    count_uses(g, out, &G);
     int rc = 0;
     G.adj[out->id] = ir_const(g, 1.0);
     for (int id = out->id; id >= 0 && rc == 0; id--) {

@@ -14,17 +14,21 @@ int step_grad_build(Program *p, StepGrad *gg, char *err, size_t errlen) {
         snprintf(err, errlen, "the model has no loss");
         return -1;
     }
-    IrNode *loss = g->outputs[0];
     IrNode **wrt = xmalloc(sizeof(IrNode *) * (size_t)(p->nparams + 1));
     IrNode **grads = xmalloc(sizeof(IrNode *) * (size_t)(p->nparams + 1));
     gg->grad_out = xmalloc(sizeof(int) * (size_t)(p->nparams + 1));
     gg->probe_out = xmalloc(sizeof(int) * (size_t)(p->nprobes + 1));
+    for (int i = 0; i < p->nprobes; i++) gg->probe_out[i] = ir_add_output(g, p->probes[i].node);
+    /* Equal forward computations are merged before the backward pass is made: a table
+     * gathered by the same tokens in two layers is then one node, whose gradients are summed
+     * before one scatter-add instead of each scattered into a table of its own. */
+    ir_cse(g);
+    IrNode *loss = g->outputs[0];
     for (int i = 0; i < p->nparams; i++) wrt[i] = p->params[i].node;
     int rc = ir_autodiff(g, loss, wrt, p->nparams, grads, err, errlen);
     if (rc == 0) {
         gg->loss_out = 0;
         for (int i = 0; i < p->nparams; i++) gg->grad_out[i] = ir_add_output(g, grads[i]);
-        for (int i = 0; i < p->nprobes; i++) gg->probe_out[i] = ir_add_output(g, p->probes[i].node);
         rc = ir_optimize(g, err, errlen);
         /* CSE may have merged probed nodes: read them back from the outputs */
         for (int i = 0; rc == 0 && i < p->nprobes; i++) p->probes[i].node = g->outputs[gg->probe_out[i]];

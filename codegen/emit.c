@@ -10,7 +10,8 @@
  *     p2   a loop over the axis computing the full-shape roots (the epilogue)
  * A value is an expression of the index: val(n, idx) emits n's computation at idx (C
  * index strings, one per axis of n) and returns the name of a temporary. Movement ops
- * only rewrite the index; materialized nodes are loads; a memo per block reuses a value
+ * only rewrite the index (a reshape axis group by axis group, so indices stay affine
+ * where the shapes allow); materialized nodes are loads; a memo per block reuses a value
  * computed at the same index. What cannot be expressed (a reduction nested in another's
  * input, a reduction read at another row, a domain mismatch) fails with the node to
  * materialize in *culprit.
@@ -179,44 +180,51 @@ static const char *linearize(Em *e, const Idx *x, const IrNode *n)
     return s;
 }
 
-/* Do n and in differ only by axes of size 1 (the same sizes, in order, once those are left out)? */
-static bool squeeze_only(const IrNode *n, const IrNode *in)
+/* in's coordinates for axes [c, d) of one reshape group, from the group's linear index L */
+static void split_group(Em *e, Idx *r, const IrNode *in, const int *ax, int c, int d, const char *L)
 {
-    int i = 0, j = 0;
-    for (;;) {
-        while (i < n->ndim && n->shape[i] == 1) i++;
-        while (j < in->ndim && in->shape[j] == 1) j++;
-        if (i == n->ndim || j == in->ndim) return i == n->ndim && j == in->ndim;
-        if (n->shape[i++] != in->shape[j++]) return false;
+    if (d - c > 1) L = itmp(e, L);
+    int64_t stride = 1;
+    for (int k = d - 1; k >= c; k--) {
+        int64_t size = in->shape[ax[k]];
+        if (k == c) r->c[ax[k]] = stride == 1 ? L : str(e, "%s / %lld", L, (long long)stride);
+        else r->c[ax[k]] = stride == 1 ? str(e, "%s %% %lld", L, (long long)size)
+                                       : str(e, "%s / %lld %% %lld", L, (long long)stride, (long long)size);
+        stride *= size;
     }
 }
 
-/* idx of n's elements seen through reshape: the same linear index in in's shape */
+/* idx of n's elements seen through reshape: the same linear index in in's shape. The axes
+ * of size > 1 fall into groups whose sizes multiply to the same product on both sides
+ * ([T, 4, 64] and [T, 256]: {T} and {4, 64} ↔ {256}); only a group of several axes is
+ * linearized and split, so an axis outside it keeps its own index ([T, 4, 64] reads
+ * [T, 256] at (i0, i1 * 64 + i2), not through T's part of one linear index), and the
+ * divisions left are by the group's strides. */
 static Idx map_reshape(Em *e, const Idx *x, const IrNode *n, const IrNode *in)
 {
-    Idx r = {.nd = in->ndim};
-    if (squeeze_only(n, in)) {          /* size-1 axes added or removed: the other axes keep their index */
-        for (int d = 0, j = 0; d < in->ndim; d++) {
-            if (in->shape[d] == 1) r.c[d] = "0";
-            else {
-                while (n->shape[j] == 1) j++;
-                r.c[d] = x->c[j++];
-            }
+    Idx r = {.nd = in->ndim, .lin = x->lin};
+    int an[IR_MAX_DIMS], ai[IR_MAX_DIMS], nn = 0, ni = 0;
+    for (int d = 0; d < n->ndim; d++)
+        if (n->shape[d] != 1) an[nn++] = d;
+    for (int d = 0; d < in->ndim; d++) {
+        if (in->shape[d] != 1) ai[ni++] = d;
+        r.c[d] = "0";
+    }
+    for (int a = 0, b = 0; a < nn && b < ni;) {
+        int a1 = a + 1, b1 = b + 1;
+        int64_t pn = n->shape[an[a]], pi = in->shape[ai[b]];
+        while (pn != pi && a1 <= nn && b1 <= ni) {
+            if (pn < pi && a1 < nn) pn *= n->shape[an[a1++]];
+            else if (pi < pn && b1 < ni) pi *= in->shape[ai[b1++]];
+            else break;
         }
-        r.lin = x->lin;
-        return r;
+        if (pn != pi) break;   /* not a reshape of the same elements: cannot happen */
+        const char *L = x->c[an[a]];
+        for (int k = a + 1; k < a1; k++) L = str(e, "(%s) * %lld + %s", L, (long long)n->shape[an[k]], x->c[an[k]]);
+        split_group(e, &r, in, ai, b, b1, L);
+        a = a1;
+        b = b1;
     }
-    /* the row's own linear index stays named so (reduce_val recognizes it) */
-    const char *L = x->lin && !strcmp(x->lin, "row") ? x->lin : itmp(e, linearize(e, x, n));
-    int64_t stride = 1;
-    for (int d = in->ndim - 1; d >= 0; d--) {
-        if (in->shape[d] == 1) r.c[d] = "0";
-        else if (d == 0) r.c[d] = stride == 1 ? L : str(e, "%s / %lld", L, (long long)stride);
-        else r.c[d] = stride == 1 ? str(e, "%s %% %lld", L, (long long)in->shape[d])
-                                  : str(e, "%s / %lld %% %lld", L, (long long)stride, (long long)in->shape[d]);
-        stride *= in->shape[d];
-    }
-    r.lin = L;
     return r;
 }
 

@@ -64,6 +64,14 @@ if "$GPTC" compile tests/models/column_sums.gptc --target c -o "$tmp/cs" >"$tmp/
     else fail "column_sums: C lane groups of 4, 8 and 16 columns" "lane widths in grad.c: '$widths'"; fi
 else fail "column_sums compiles" "$(tail -5 "$tmp/out")"; fi
 
+# a table gathered by the same tokens in two layers (x02's 3 value embeddings, each read by
+# two layers) is one gather: one scatter-add per table in the gradient step (3 + 3 embeddings)
+if "$GPTC" compile models/gpt2m_x02.gptc --preset tiny --target c -o "$tmp/x02" >"$tmp/out" 2>&1; then
+    n=$(sed -n '/^######## grad/,/^######## update/p' "$tmp/x02/plan.txt" | awk '$2 == "scatter_add"' | wc -l)
+    if [ "$n" -eq 6 ]; then pass "x02: one scatter-add per embedding table (6)"
+    else fail "x02: one scatter-add per embedding table" "$n scatter-adds in the gradient step, want 6"; fi
+else fail "x02 tiny compiles" "$(tail -5 "$tmp/out")"; fi
+
 # split_reductions: rows too few to fill a GPU, so the CUDA kernels split the reduced axis
 # into chunks across blocks (partials, then their combination in chunk order). As
 # configured (T = 4096): the scale's gradient, a sum over T of [T, 512], and a norm over T

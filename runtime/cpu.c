@@ -213,6 +213,10 @@ static void run_matmul(const RtCpu *c, const IrNode *n)
     for (int d = 0; d < nd - 2; d++) batch *= n->shape[d];
     int M = (int)n->shape[nd - 2], N = (int)n->shape[nd - 1];
     int K = (int)(n->iattr[1] ? a->shape[nd - 2] : a->shape[nd - 1]);
+    if (a == n->in[1] && n->iattr[0] != n->iattr[1]) {   /* x xᵀ or xᵀ x: symmetric */
+        rt_cpu_gram(data_of(c, a->id), data_of(c, n->id), batch, M, K, (int)n->iattr[1]);
+        return;
+    }
     rt_ref_matmul_f32(data_of(c, a->id), data_of(c, n->in[1]->id), data_of(c, n->id), batch, M, N, K, (int)n->iattr[1],
                   (int)n->iattr[0]);
 }
@@ -239,11 +243,16 @@ static int run_attention(RtCpu *c, const IrNode *n, char *err, size_t errlen)
     return 0;
 }
 
+/* the multiplications and additions a MATMUL kernel does: half for a Gram product (the
+ * upper triangle and the diagonal) */
 static double matmul_flops(const IrNode *n)
 {
     const IrNode *a = n->in[0];
     int nd = n->ndim;
-    return 2.0 * (double)ir_numel(n) * (double)(n->iattr[1] ? a->shape[nd - 2] : a->shape[nd - 1]);
+    double k = (double)(n->iattr[1] ? a->shape[nd - 2] : a->shape[nd - 1]), full = 2.0 * (double)ir_numel(n) * k;
+    if (a != n->in[1] || n->iattr[0] == n->iattr[1]) return full;
+    double rows = (double)n->shape[nd - 1];
+    return full * (rows + 1) / (2 * rows);
 }
 
 /* kernel k's time into the sums of its kind */
@@ -370,6 +379,29 @@ bool rt_cpu_share(RtCpu *dst, const IrNode *leaf, const RtCpu *src, const IrNode
     dst->leaf[leaf->id] = from;
     dst->borrowed[leaf->id] = true;
     bind_args(dst);   /* loop kernels hold argument pointers */
+    return true;
+}
+
+bool rt_cpu_own(RtCpu *c, const IrNode *leaf)
+{
+    if (!c->borrowed || !c->borrowed[leaf->id]) return c->leaf && c->leaf[leaf->id];
+    c->leaf[leaf->id] = xcalloc((size_t)ir_numel(leaf), 4);
+    c->borrowed[leaf->id] = false;
+    c->leaf_bytes += (size_t)ir_numel(leaf) * 4;
+    bind_args(c);
+    return true;
+}
+
+bool rt_cpu_accumulate(RtCpu *dst, const IrNode *leaf, const RtCpu *src, const IrNode *n, double scale, bool first)
+{
+    float *y = dst->leaf[leaf->id];
+    const float *x = data_of(src, n->id);
+    int64_t m = ir_numel(n);
+    if (!y || !x || (const float *)y == x || ir_numel(leaf) != m || leaf->dtype == IR_I32 || n->dtype == IR_I32)
+        return false;
+    const float s = (float)scale;
+#pragma omp parallel for if (m > 65536) schedule(static)
+    for (int64_t i = 0; i < m; i++) y[i] = first ? s * x[i] : y[i] + s * x[i];
     return true;
 }
 

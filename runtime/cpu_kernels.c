@@ -6,6 +6,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -191,5 +192,57 @@ void rt_cpu_scatter_add(const float *x, const int32_t *idx, int64_t n, int64_t V
             const float *xr = x + i * row;
             for (int64_t j = j0; j < j1; j++) yr[j] += xr[j];
         }
+    }
+}
+
+/* ---- Gram products --------------------------------------------------------------------- */
+
+/* rows [r0, r1) of the upper triangle of c = x xᵀ (x [n, k]) or xᵀ x (x [k, n], trans):
+ * the diagonal block by ssyrk, the block right of it by sgemm */
+static void gram_band(const float *x, float *c, int n, int k, int trans, int r0, int r1)
+{
+    const int m = r1 - r0, ld = trans ? n : k;
+    const float *xr = trans ? x + r0 : x + (int64_t)r0 * k, *xs = trans ? x + r1 : x + (int64_t)r1 * k;
+    cblas_ssyrk(CblasRowMajor, CblasUpper, trans ? CblasTrans : CblasNoTrans, m, k, 1, xr, ld, 0,
+                c + (int64_t)r0 * n + r0, n);
+    if (r1 < n)
+        cblas_sgemm(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, trans ? CblasNoTrans : CblasTrans, m, n - r1, k, 1,
+                    xr, ld, xs, ld, 0, c + (int64_t)r0 * n + r1, n);
+}
+
+/* the lower triangle of rows [r0, r1) from the upper */
+static void mirror_rows(float *c, int n, int r0, int r1)
+{
+    for (int i = r0; i < r1; i++)
+        for (int j = 0; j < i; j++) c[(int64_t)i * n + j] = c[(int64_t)j * n + i];
+}
+
+/* the first row of band p of P over an upper triangle of n rows, bands of equal work (row
+ * i has n − i entries: rows [0, r) hold r·n − r²/2 of the n²/2) */
+static int band_start(int n, int p, int P)
+{
+    return p >= P ? n : (int)lround(n * (1 - sqrt(1 - (double)p / P)));
+}
+
+void rt_cpu_gram(const float *x, float *c, int64_t batch, int n, int k, int trans)
+{
+    if (batch > 1) {
+#pragma omp parallel for schedule(static)
+        for (int64_t b = 0; b < batch; b++) {
+            gram_band(x + b * n * k, c + b * n * n, n, k, trans, 0, n);
+            mirror_rows(c + b * n * n, n, 0, n);
+        }
+        return;
+    }
+    const int P = omp_get_max_threads();
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (int p = 0; p < P; p++) {
+            int r0 = band_start(n, p, P), r1 = band_start(n, p + 1, P);
+            if (r1 > r0) gram_band(x, c, n, k, trans, r0, r1);
+        }
+#pragma omp for schedule(static)   /* after the barrier: every band's upper part is there */
+        for (int i = 0; i < n; i++) mirror_rows(c, n, i, i + 1);
     }
 }

@@ -18,6 +18,11 @@ void rt_cpu_attn_fwd(const float *q, const float *k, const float *v, const int32
 void rt_cpu_attn_bwd(const float *dout, const float *q, const float *k, const float *v, const int32_t *doc, int T,
                      int H, int D, int block, int window, double scale, float *dq, float *dk, float *dv);
 
+/* c [batch, n, n] = x xᵀ with x [batch, n, k], or xᵀ x with x [batch, k, n] (trans): the
+ * product of a matrix with its own transpose, symmetric, so its upper triangle is computed
+ * (ssyrk on the diagonal blocks, sgemm beside them) and mirrored: half the multiplications */
+void rt_cpu_gram(const float *x, float *c, int64_t batch, int n, int k, int trans);
+
 /* y [V, row] = 0; y[idx[i], :] += x[i, :] (indices checked by the caller) */
 void rt_cpu_scatter_add(const float *x, const int32_t *idx, int64_t n, int64_t V, int64_t row, float *y);
 

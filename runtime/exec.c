@@ -115,6 +115,13 @@ bool rt_exec_stats(RtExec *x, RtStats *out, bool reset)
     return true;
 }
 
+bool rt_exec_own(RtExec *x, const IrNode *leaf) { return x->cpu && rt_cpu_own(x->cpu, leaf); }
+
+bool rt_exec_accumulate(RtExec *dst, const IrNode *leaf, const RtExec *src, const IrNode *n, double scale, bool first)
+{
+    return dst->cpu && src->cpu && rt_cpu_accumulate(dst->cpu, leaf, src->cpu, n, scale, first);
+}
+
 size_t rt_exec_peak_bytes(const RtExec *x)
 {
     return x->ref ? rt_ref_peak_bytes(x->ref) : x->gpu ? rt_gpu_bytes(x->gpu) : rt_cpu_bytes(x->cpu);

@@ -47,6 +47,11 @@ void rt_exec_copy(RtExec *dst, const IrNode *leaf, const RtExec *src, const IrNo
  * src must outlive dst's runs; dst must not write that leaf while src needs n. Returns
  * false, changing nothing, where the backends cannot share (then copy at each step). */
 bool rt_exec_share(RtExec *dst, const IrNode *leaf, const RtExec *src, const IrNode *n);
+/* the leaf has memory of its own again (after rt_exec_share; its value is then zero) */
+bool rt_exec_own(RtExec *x, const IrNode *leaf);
+/* leaf of dst = (first ? 0 : leaf) + scale · node n of src, in float, where both are cpu
+ * executors with memory of their own; false (nothing done) otherwise */
+bool rt_exec_accumulate(RtExec *dst, const IrNode *leaf, const RtExec *src, const IrNode *n, double scale, bool first);
 /* waits until the last run has finished (runs on cuda are asynchronous; get waits by
  * itself, set is ordered after the runs before it) */
 void rt_exec_sync(const RtExec *x);

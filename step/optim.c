@@ -63,7 +63,9 @@ static IrNode *transpose_last2(IrGraph *g, IrNode *x) {
 }
 
 /* NS5 (S-9.3) on every matrix of the last two axes: X / (‖X‖_F + eps), then for each
- * (a, b, c): A = X Xᵀ, B = b A + c A A, X = a X + B X; tall matrices are transposed. */
+ * (a, b, c): A = X Xᵀ, B = b A + c A A, X = a X + B X; tall matrices are transposed.
+ * A is symmetric, so A A is written A Aᵀ: both products are then a matrix times its own
+ * transpose, which a backend may compute as half a product (the cpu backend does). */
 static IrNode *newton_schulz(IrGraph *g, const OptimGroup *grp, IrNode *x) {
     int nd = x->ndim;
     bool tall = x->shape[nd - 2] > x->shape[nd - 1];
@@ -74,7 +76,7 @@ static IrNode *newton_schulz(IrGraph *g, const OptimGroup *grp, IrNode *x) {
     for (int k = 0; k < grp->n_ns; k++) {
         const double *abc = grp->ns_coeffs[k];
         IrNode *A = ir_matmul_t(g, x, x, false, true);
-        IrNode *B = ir_binary(g, IR_ADD, mul_c(g, A, abc[1]), mul_c(g, ir_matmul_t(g, A, A, false, false), abc[2]));
+        IrNode *B = ir_binary(g, IR_ADD, mul_c(g, A, abc[1]), mul_c(g, ir_matmul_t(g, A, A, false, true), abc[2]));
         x = ir_binary(g, IR_ADD, mul_c(g, x, abc[0]), ir_matmul_t(g, B, x, false, false));
     }
     return tall ? transpose_last2(g, x) : x;

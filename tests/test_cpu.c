@@ -169,6 +169,21 @@ TEST(matmul_shapes)
     ir_graph_free(g);
 }
 
+/* products of a matrix with its own transpose (x xᵀ, xᵀ x, batched): the cpu backend
+ * computes the upper triangle in bands and mirrors it; x x of a square x is an ordinary product */
+TEST(gram_products)
+{
+    IrGraph *g = ir_graph_new();
+    const int64_t sx[2] = {37, 11}, sb[3] = {3, 9, 5}, sq[2] = {6, 6};
+    IrNode *x = param(g, "x", 2, sx), *b = param(g, "b", 3, sb), *q = param(g, "q", 2, sq);
+    IrNode *xxt = ir_matmul_t(g, x, x, false, true), *xtx = ir_matmul_t(g, x, x, true, false);
+    IrNode *bbt = ir_matmul_t(g, b, b, false, true), *qq = ir_matmul_t(g, q, q, false, false);
+    IrNode *l = ir_binary(g, IR_ADD, ir_binary(g, IR_ADD, weighted_sum(g, xxt), weighted_sum(g, xtx)),
+                          ir_binary(g, IR_ADD, weighted_sum(g, bbt), weighted_sum(g, qq)));
+    compare(g, l, NULL, 0);
+    ir_graph_free(g);
+}
+
 /* attention, forward and backward: within one query tile (two documents, a window of
  * 2 blocks), and over several tiles (T = 200: documents and windows crossing tiles) */
 TEST(attention)
@@ -375,6 +390,7 @@ int main(void)
     RUN(movement);
     RUN(gather_scatter);
     RUN(matmul_shapes);
+    RUN(gram_products);
     RUN(attention);
     RUN(softcap_cross_entropy);
     RUN(fusion_and_plan);

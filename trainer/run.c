@@ -239,7 +239,7 @@ static int train_step(TrainRun *r, int64_t s, double *loss, char *err, size_t er
         if (loader_next(&r->train[j], r->train_tokens, r->train_targets, err, errlen) != 0) return -1;
         if (trainer_grad(t, r->train_tokens, r->train_targets, &lj, err, errlen) != 0) return -1;
         total += lj;
-        for (int i = 0; r->accum > 1 && i < t->np; i++) {   /* one micro-batch: t->grad is the sum */
+        for (int i = 0; r->accum > 1 && !t->device_grads && i < t->np; i++) {   /* t->grad is the sum */
             int64_t n = fe_param_count(&p->params[i]);
             for (int64_t k = 0; k < n; k++) r->acc[i][k] = j ? r->acc[i][k] + t->grad[i][k] : t->grad[i][k];
         }
@@ -331,7 +331,7 @@ static int setup(TrainRun *r, char *err, size_t errlen) {
     FeCompile *c = r->c, *eval_c = r->eval_c;
     const TrainOptions *opt = &r->opt;
     if (trainer_init(&r->t, c, opt->backend, opt->prec, err, errlen) != 0) return -1;
-    if (r->accum > 1 && trainer_host_grads(&r->t) != 0) {
+    if (trainer_micro_batches(&r->t, r->accum) != 0) {
         snprintf(err, errlen, "the cuda backend keeps gradients on the device and does not accumulate micro-batches: "
                  "use --grad-accum 1 (more ranks, or a longer seq_len, for a larger batch)");
         return -1;

@@ -43,6 +43,7 @@ static void free_like(double **v, int n) {
 
 static void push_state(Trainer *t);
 static void share_memory(Trainer *t);
+static void hand_over_grads(Trainer *t);
 
 int trainer_init(Trainer *t, FeCompile *c, RtBackend backend, RtPrec prec, char *err, size_t errlen) {
     memset(t, 0, sizeof *t);
@@ -105,10 +106,29 @@ static void share_memory(Trainer *t) {
     t->params_shared = ok;
 }
 
-int trainer_host_grads(Trainer *t) {
+int trainer_micro_batches(Trainer *t, int n) {
+    t->micro = n > 1 ? n : 1;
+    if (n <= 1 || !t->device_grads) return 0;   /* without device gradients the caller sums t->grad */
     if (t->backend == RT_CUDA_BACKEND) return -1;
-    t->device_grads = false;
+    const StepUpdate *ug = &t->ug;   /* the cpu backend: the update executor's gradients are sums */
+    bool ok = true;
+    for (int i = 0; i < t->np && ok; i++) ok = ug->out[i] < 0 || rt_exec_own(t->upd_r, ug->grad[i]);
+    t->device_grads = ok;
     return 0;
+}
+
+/* this batch's gradients into the update executor: the averaged sum over micro-batches
+ * (cpu), or each copied (or already shared) where there is one batch a step */
+static void hand_over_grads(Trainer *t) {
+    const IrGraph *g = t->c->prog.graph;
+    for (int i = 0; i < t->np; i++) {
+        if (t->ug.out[i] < 0) continue;
+        const IrNode *out = g->outputs[t->gg.grad_out[i]];
+        if (t->micro > 1) rt_exec_accumulate(t->upd_r, t->ug.grad[i], t->grad_r, out, 1.0 / t->micro, t->micro_done == 0);
+        else rt_exec_copy(t->upd_r, t->ug.grad[i], t->grad_r, out);
+    }
+    t->micro_done++;
+    t->grads_in_update = true;
 }
 
 void trainer_free(Trainer *t) {
@@ -147,11 +167,8 @@ int trainer_grad(Trainer *t, const int32_t *tokens, const int32_t *targets, doub
     const IrGraph *g = p->graph;
     int rc = rt_exec_run(t->grad_r, err, errlen);
     if (rc == 0) rt_exec_get(t->grad_r, g->outputs[t->gg.loss_out], loss);
-    if (rc == 0 && t->device_grads) {   /* device to device, already averaged across ranks */
-        for (int i = 0; i < t->np; i++)
-            if (t->ug.out[i] >= 0) rt_exec_copy(t->upd_r, t->ug.grad[i], t->grad_r, g->outputs[t->gg.grad_out[i]]);
-        t->grads_in_update = true;
-    } else if (rc == 0)
+    if (rc == 0 && t->device_grads) hand_over_grads(t);   /* device to device, averaged across ranks */
+    else if (rc == 0)
         for (int i = 0; i < t->np; i++) rt_exec_get(t->grad_r, g->outputs[t->gg.grad_out[i]], t->grad[i]);
     return rc;
 }
@@ -223,6 +240,7 @@ int trainer_update(Trainer *t, int64_t step, char *err, size_t errlen) {
     }
     step_update_scalars(t->c, step, t->adam_steps, set_scalar, t->upd_r);
     t->grads_in_update = false;
+    t->micro_done = 0;
     if (rt_exec_run(t->upd_r, err, errlen) != 0) return -1;
     if (t->resident) {
         keep_resident(t);

@@ -47,8 +47,10 @@ typedef struct {
     /* The cpu backend in one process: the update executor reads the gradients where the
      * gradient executor computed them, and the gradient executor reads the parameters where
      * the update writes them (rt_exec_share), so a step copies neither. device_grads is set
-     * then; trainer_host_grads turns it off for micro-batch accumulation. */
+     * then; with micro-batches (trainer_micro_batches) the update executor's gradients get
+     * memory of their own, and each batch's are added there in float, scaled by 1/micro. */
     bool params_shared;
+    int micro, micro_done;    /* micro-batches a step, and those handed over so far */
 } Trainer;
 
 /* A named I64 scalar stored in checkpoints beside the parameters ("trainer.step" …). */
@@ -59,9 +61,10 @@ typedef struct {
 
 int trainer_init(Trainer *t, FeCompile *c, RtBackend backend, RtPrec prec, char *err, size_t errlen);
 void trainer_free(Trainer *t);
-/* Gradients through the host copies t->grad (micro-batch accumulation needs them): call
- * before the first step. Returns -1 where the backend keeps them on the device (cuda). */
-int trainer_host_grads(Trainer *t);
+/* n micro-batches a step (call before the first step): their gradients are averaged on
+ * the cpu backend's update executor in one process, else summed by the caller in the host
+ * copies t->grad (device_grads false). Returns -1 where that cannot be done (cuda). */
+int trainer_micro_batches(Trainer *t, int n);
 /* Every schedule of program c at step `step` into executor e: each scalar a graph reads is
  * a schedule of the model, set by its name, whatever it is called. */
 void trainer_schedules(FeCompile *c, RtExec *e, int64_t step);

@@ -10,7 +10,12 @@
 # and falls back to generic kernels, gptc runs itself with kernels for it (runtime/blas.c);
 # PyTorch then runs with the same OPENBLAS_CORETYPE, and its time with the fallback is
 # printed too (pt_fallback_ms).
-#   bench/cpu.sh [STEPS] [THREADS]     (defaults 5 and the number of cores)
+#
+# A shared machine's speed drifts by tens of percent within minutes, so the small config
+# runs ROUNDS times (default 3), gptc's cpu backend and PyTorch alternating: each round's
+# ratio is printed, and the table holds the medians (its cpu/pt, the median of the rounds'
+# ratios).
+#   bench/cpu.sh [STEPS] [THREADS]     (defaults 5 and the number of cores; ROUNDS=N)
 # Needs ../shared/reference (the PyTorch reference) and Debian's python3-torch.
 set -e
 cd "$(dirname "$0")/.."
@@ -25,6 +30,7 @@ win[tiny]=3,1;  cfg[tiny]=../shared/reference/configs/tiny_bench.json
 sets[small]="vocab=50257 eot=50256 dim=256 heads=4 head_dim=64 n_emb=3 block=128 seq_len=1024"
 win[small]=27,13; cfg[small]=../shared/reference/configs/small_bench.json
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 field() { echo "$1" | sed -n "s/^$2: //p"; }
 # pytorch CONFIG [ENV…]: "median_ms peak_mb" of the reference's bench
 pytorch() {
@@ -35,21 +41,30 @@ pytorch() {
 }
 printf '%-6s %10s %10s %11s %7s %7s %8s %8s %8s %14s\n' config cpu_ms ref_ms pytorch_ms cpu/pt ref/pt cpu_MB ref_MB pt_MB \
     pt_fallback_ms
-split=""
+gbench() { build/gptc bench models/gpt2m.gptc "${args[@]}" --window "${win[$c]}" --steps "$steps" --threads "$threads" "$@"; }
+rounds_log="" split=""
 for c in tiny small; do
     args=(); for kv in ${sets[$c]}; do args+=(--set "$kv"); done
-    declare -A ms mb out
-    for be in cpu ref; do
-        out[$be]=$(build/gptc bench models/gpt2m.gptc "${args[@]}" --window "${win[$c]}" --steps "$steps" --threads "$threads" --backend $be)
-        ms[$be]=$(field "${out[$be]}" median_ms_per_step); mb[$be]=$(field "${out[$be]}" peak_rss_mb)
+    n=1; [ $c = small ] && n=${ROUNDS:-3}
+    cpus=() pts=() rats=() pmb=0
+    for ((r = 1; r <= n; r++)); do
+        out=$(gbench --backend cpu)
+        cpus+=("$(field "$out" median_ms_per_step)")
+        core=$(field "$out" blas_core); fallback=$(field "$out" blas_fallback)
+        read -r pms pmb <<<"$(pytorch "${cfg[$c]}" OPENBLAS_CORETYPE="$core")"
+        pts+=("$pms"); rats+=("$(ratio "${cpus[-1]}" "$pms")")
+        [ $n -gt 1 ] && rounds_log+="  $c round $r: gptc ${cpus[-1]} ms, PyTorch $pms ms, ratio ${rats[-1]}"$'\n'
+        [ $c = small ] && [ $r -eq 1 ] && split=$(echo "$out" | grep -E '^(median_gradient_ms|median_update_ms|split_ms|products):')
     done
-    core=$(field "${out[cpu]}" blas_core); fallback=$(field "${out[cpu]}" blas_fallback)
-    read -r pms pmb <<<"$(pytorch "${cfg[$c]}" OPENBLAS_CORETYPE="$core")"
+    cmb=$(field "$out" peak_rss_mb)
+    refout=$(gbench --backend ref); rms=$(field "$refout" median_ms_per_step); rmb=$(field "$refout" peak_rss_mb)
     fms=-; [ -n "$fallback" ] && read -r fms _ <<<"$(pytorch "${cfg[$c]}")"
-    printf '%-6s %10s %10s %11s %7s %7s %8s %8s %8s %14s\n' $c "${ms[cpu]}" "${ms[ref]}" "$pms" "$(ratio "${ms[cpu]}" "$pms")" \
-        "$(ratio "${ms[ref]}" "$pms")" "${mb[cpu]}" "${mb[ref]}" "$pmb" "$fms"
-    split=$(echo "${out[cpu]}" | grep -E '^(median_gradient_ms|median_update_ms|split_ms|products|blas_core|blas_fallback):')
+    cms=$(median "${cpus[@]}"); pms=$(median "${pts[@]}")
+    printf '%-6s %10s %10s %11s %7s %7s %8s %8s %8s %14s\n' $c "$cms" "$rms" "$pms" "$(median "${rats[@]}")" \
+        "$(ratio "$rms" "$pms")" "$cmb" "$rmb" "$pmb" "$fms"
 done
 echo
-echo "gptc cpu, small config (OpenBLAS kernels: $core${fallback:+; OpenBLAS alone chose ${fallback%% *}}):"
-echo "$split" | grep -v '^blas' | sed 's/^/  /'
+echo "the small config's rounds (gptc cpu and PyTorch alternating):"
+printf '%s' "$rounds_log"
+echo "gptc cpu, small config, round 1 (OpenBLAS kernels: $core${fallback:+; OpenBLAS alone chose ${fallback%% *}}):"
+echo "$split" | sed 's/^/  /'

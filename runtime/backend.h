@@ -17,7 +17,7 @@ size_t rt_cpu_bytes(const RtCpu *c);
 void rt_cpu_copy(RtCpu *dst, const IrNode *leaf, const RtCpu *src, const IrNode *n);
 bool rt_cpu_share(RtCpu *dst, const IrNode *leaf, const RtCpu *src, const IrNode *n);
 bool rt_cpu_own(RtCpu *c, const IrNode *leaf);
-bool rt_cpu_accumulate(RtCpu *dst, const IrNode *leaf, const RtCpu *src, const IrNode *n, double scale, bool first);
+void rt_cpu_accumulate(RtCpu *dst, const IrNode *leaf, const RtCpu *src, const IrNode *n, double scale, bool first);
 void rt_cpu_stats(RtCpu *c, RtStats *out, bool reset);
 void rt_cpu_free(RtCpu *c);
 

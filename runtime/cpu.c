@@ -392,17 +392,18 @@ bool rt_cpu_own(RtCpu *c, const IrNode *leaf)
     return true;
 }
 
-bool rt_cpu_accumulate(RtCpu *dst, const IrNode *leaf, const RtCpu *src, const IrNode *n, double scale, bool first)
+void rt_cpu_accumulate(RtCpu *dst, const IrNode *leaf, const RtCpu *src, const IrNode *n, double scale, bool first)
 {
     float *y = dst->leaf[leaf->id];
     const float *x = data_of(src, n->id);
     int64_t m = ir_numel(n);
-    if (!y || !x || (const float *)y == x || ir_numel(leaf) != m || leaf->dtype == IR_I32 || n->dtype == IR_I32)
-        return false;
+    if (!y || !x || (const float *)y == x || ir_numel(leaf) != m || leaf->dtype == IR_I32 || n->dtype == IR_I32) {
+        fprintf(stderr, "cpu: cannot add %%%d into leaf %%%d\n", n->id, leaf->id);
+        abort();
+    }
     const float s = (float)scale;
 #pragma omp parallel for if (m > 65536) schedule(static)
     for (int64_t i = 0; i < m; i++) y[i] = first ? s * x[i] : y[i] + s * x[i];
-    return true;
 }
 
 size_t rt_cpu_bytes(const RtCpu *c) { return (size_t)c->s->arena_bytes + c->leaf_bytes; }

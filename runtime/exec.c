@@ -119,7 +119,9 @@ bool rt_exec_own(RtExec *x, const IrNode *leaf) { return x->cpu && rt_cpu_own(x-
 
 bool rt_exec_accumulate(RtExec *dst, const IrNode *leaf, const RtExec *src, const IrNode *n, double scale, bool first)
 {
-    return dst->cpu && src->cpu && rt_cpu_accumulate(dst->cpu, leaf, src->cpu, n, scale, first);
+    if (!dst->cpu || !src->cpu) return false;
+    rt_cpu_accumulate(dst->cpu, leaf, src->cpu, n, scale, first);
+    return true;
 }
 
 size_t rt_exec_peak_bytes(const RtExec *x)

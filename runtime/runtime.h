@@ -50,7 +50,8 @@ bool rt_exec_share(RtExec *dst, const IrNode *leaf, const RtExec *src, const IrN
 /* the leaf has memory of its own again (after rt_exec_share; its value is then zero) */
 bool rt_exec_own(RtExec *x, const IrNode *leaf);
 /* leaf of dst = (first ? 0 : leaf) + scale · node n of src, in float, where both are cpu
- * executors with memory of their own; false (nothing done) otherwise */
+ * executors (the leaf with memory of its own, n kept or a leaf); false (nothing done)
+ * where they are not */
 bool rt_exec_accumulate(RtExec *dst, const IrNode *leaf, const RtExec *src, const IrNode *n, double scale, bool first);
 /* waits until the last run has finished (runs on cuda are asynchronous; get waits by
  * itself, set is ordered after the runs before it) */

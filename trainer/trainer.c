@@ -124,8 +124,9 @@ static void hand_over_grads(Trainer *t) {
     for (int i = 0; i < t->np; i++) {
         if (t->ug.out[i] < 0) continue;
         const IrNode *out = g->outputs[t->gg.grad_out[i]];
-        if (t->micro > 1) rt_exec_accumulate(t->upd_r, t->ug.grad[i], t->grad_r, out, 1.0 / t->micro, t->micro_done == 0);
-        else rt_exec_copy(t->upd_r, t->ug.grad[i], t->grad_r, out);
+        if (t->micro <= 1) rt_exec_copy(t->upd_r, t->ug.grad[i], t->grad_r, out);
+        else if (!rt_exec_accumulate(t->upd_r, t->ug.grad[i], t->grad_r, out, 1.0 / t->micro, t->micro_done == 0))
+            abort();   /* trainer_micro_batches allows micro-batches on device gradients of the cpu backend only */
     }
     t->micro_done++;
     t->grads_in_update = true;
@@ -144,7 +145,6 @@ void trainer_free(Trainer *t) {
     step_grad_free(&t->gg);
     memset(t, 0, sizeof *t);
 }
-
 
 void trainer_schedules(FeCompile *c, RtExec *e, int64_t step) {
     for (int i = 0; i < c->prog.nschedules; i++) {

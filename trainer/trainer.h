@@ -50,7 +50,7 @@ typedef struct {
      * then; with micro-batches (trainer_micro_batches) the update executor's gradients get
      * memory of their own, and each batch's are added there in float, scaled by 1/micro. */
     bool params_shared;
-    int micro, micro_done;    /* micro-batches a step, and those handed over so far */
+    int micro, micro_done;    /* micro-batches a step (0 or 1: one), and those handed over so far */
 } Trainer;
 
 /* A named I64 scalar stored in checkpoints beside the parameters ("trainer.step" …). */

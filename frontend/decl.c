@@ -238,6 +238,12 @@ static int find_optim(Program *P, const char *name) {
     return -1;
 }
 
+static bool optim_has(const OptimGroup *g, const char *key) {
+    for (int i = 0; i < g->nargs; i++)
+        if (strcmp(g->args[i].key, key) == 0) return true;
+    return false;
+}
+
 /* opt GROUP | opt GROUP(wd_mul = x, lr_mul = y) */
 static bool param_optim(Elab *E, const Node *st, Scope *s, ParamDecl *p) {
     const Node *o = st->param.opt;
@@ -258,6 +264,7 @@ static bool param_optim(Elab *E, const Node *st, Scope *s, ParamDecl *p) {
     }
     p->wd_mul = 1;
     p->lr_mul = 1;
+    const Node *wd_mul = NULL;
     for (const Node *a = o->kind == N_CALL ? o->call.args : NULL; a; a = a->next) {
         double *dst = a->kind != N_KWARG ? NULL : strcmp(a->name, "wd_mul") == 0 ? &p->wd_mul
                     : strcmp(a->name, "lr_mul") == 0 ? &p->lr_mul : NULL;
@@ -277,7 +284,11 @@ static bool param_optim(Elab *E, const Node *st, Scope *s, ParamDecl *p) {
             return false;
         }
         *dst = v_num(v);
+        if (dst == &p->wd_mul) wd_mul = a;
     }
+    if (wd_mul && !optim_has(&E->P->optims[p->optim], "wd"))
+        diag_warning(E->D, wd_mul->loc, "wd_mul has no effect: optimizer group '%s' has no weight decay (give it wd = …)",
+                     name->name);
     return true;
 }
 
@@ -335,7 +346,7 @@ void decl_input(Elab *E, const Node *st, Scope *s) {
     scope_bind(E, E->global, st->name, v_tensor(E, t), st->input.ident->loc);
 }
 
-static const char *adam_keys[] = {"lr", "beta1", "beta2", "eps", NULL};
+static const char *adam_keys[] = {"lr", "beta1", "beta2", "eps", "wd", NULL};
 static const char *muon_keys[] = {"lr", "momentum", "wd", "ns_coeffs", "ns_eps", NULL};
 
 static bool muon_coeffs(Elab *E, const Node *arg, Scope *s, OptimGroup *g) {

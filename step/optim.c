@@ -37,7 +37,8 @@ static IrNode *state_leaf(IrGraph *g, const char *kind, const ParamDecl *d) {
 }
 
 /* Adam (S-9.2): m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²;
- * p = p − (lr / bc1) · m / (sqrt(v) / bc2 + ε) */
+ * p = p (1 − lr·wd·mult) − (lr / bc1) · m / (sqrt(v) / bc2 + ε): with `wd` the decay is
+ * decoupled from the gradient (AdamW); without, the p factor is left out of the graph */
 static void adam(IrGraph *g, const OptimGroup *grp, const ParamDecl *d, IrNode *p, IrNode *grad, IrNode *m,
                  IrNode *v, FeCompile *c, IrNode **out) {
     double b1 = fe_optim_arg(c, grp, "beta1", 0, 0.9), b2 = fe_optim_arg(c, grp, "beta2", 0, 0.999);
@@ -49,6 +50,8 @@ static void adam(IrGraph *g, const OptimGroup *grp, const ParamDecl *d, IrNode *
     IrNode *step = ir_binary(g, IR_DIV, lr, scalar(g, grp->name, "bc1"));
     IrNode *denom = add_c(g, ir_binary(g, IR_DIV, ir_unary(g, IR_SQRT, v2), bcast(g, scalar(g, grp->name, "bc2"), v2)), eps);
     IrNode *upd = mul_s(g, ir_binary(g, IR_DIV, m2, denom), step);
+    double wd = fe_optim_arg(c, grp, "wd", 0, 0) * d->wd_mul;
+    if (wd != 0) p = mul_s(g, p, ir_binary(g, IR_SUB, ir_const(g, 1), ir_binary(g, IR_MUL, lr, ir_const(g, wd))));
     out[0] = ir_binary(g, IR_SUB, p, upd);
     out[1] = m2;
     out[2] = v2;

@@ -41,7 +41,8 @@ static const char *best_core(void)
     return NULL;
 }
 
-const char *rt_blas_core_choice(void)
+/* the core to set, or NULL when nothing needs doing */
+static const char *core_choice(void)
 {
     const char *core = openblas_get_corename();
     if (getenv("OPENBLAS_CORETYPE") || !core || has_avx2_kernels(core)) return NULL;
@@ -69,7 +70,7 @@ static char **own_argv(char *buf, size_t cap)
 
 void rt_blas_pick_kernels(void)
 {
-    const char *core = rt_blas_core_choice();
+    const char *core = core_choice();
     if (!core) return;
     static char buf[1 << 17];
     char **argv = own_argv(buf, sizeof buf);

@@ -35,6 +35,7 @@ struct RtCpu {
     size_t leaf_bytes;
     int32_t *doc;              /* attention scratch: document ids [T] */
     RtStats stats;
+    bool args_stale;           /* a leaf moved (rt_cpu_share, rt_cpu_own): rebind before the next run */
 };
 
 /* where node id's elements live (a leaf buffer, or the arena) */
@@ -322,6 +323,10 @@ static int run_kernel(RtCpu *c, int k, char *err, size_t errlen)
 int rt_cpu_run(RtCpu *c, char *err, size_t errlen)
 {
     if (check_inputs(c, err, errlen)) return -1;
+    if (c->args_stale) {
+        bind_args(c);
+        c->args_stale = false;
+    }
     const char *pe = getenv("GPTC_PROFILE");
     double *sec = pe && *pe && strcmp(pe, "0") ? xcalloc((size_t)c->s->nk, sizeof *sec) : NULL;
     int rc = 0;
@@ -378,7 +383,7 @@ bool rt_cpu_share(RtCpu *dst, const IrNode *leaf, const RtCpu *src, const IrNode
     }
     dst->leaf[leaf->id] = from;
     dst->borrowed[leaf->id] = true;
-    bind_args(dst);   /* loop kernels hold argument pointers */
+    dst->args_stale = true;   /* loop kernels hold argument pointers */
     return true;
 }
 
@@ -388,7 +393,7 @@ bool rt_cpu_own(RtCpu *c, const IrNode *leaf)
     c->leaf[leaf->id] = xcalloc((size_t)ir_numel(leaf), 4);
     c->borrowed[leaf->id] = false;
     c->leaf_bytes += (size_t)ir_numel(leaf) * 4;
-    bind_args(c);
+    c->args_stale = true;
     return true;
 }
 

@@ -179,10 +179,8 @@ _Noreturn void rt_dist_test_mpi_error(void);
 
 /* OpenBLAS's kernels for this CPU (blas.c): call first thing in main. When the library fell
  * back to generic kernels on a CPU with AVX2 or AVX-512, the process executes itself again
- * with OPENBLAS_CORETYPE set; otherwise it returns at once. rt_blas_core_choice names the
- * core that would be set, or NULL when nothing needs doing. */
+ * with OPENBLAS_CORETYPE set; otherwise it returns at once. */
 void rt_blas_pick_kernels(void);
-const char *rt_blas_core_choice(void);
 /* "OpenBLAS 0.3.21 … SkylakeX", the library and its build; "SkylakeX", the kernels it runs */
 const char *rt_blas_describe(void);
 const char *rt_blas_core(void);

@@ -36,6 +36,19 @@ static IrNode *state_leaf(IrGraph *g, const char *kind, const ParamDecl *d) {
     return ir_leaf(g, IR_INPUT, name, IR_F32, d->ndim, d->shape);
 }
 
+/* the group's learning rate times the parameter's lr_mul */
+static IrNode *param_lr(IrGraph *g, const OptimGroup *grp, const ParamDecl *d) {
+    IrNode *lr = scalar(g, grp->name, "lr");
+    return d->lr_mul != 1 ? ir_binary(g, IR_MUL, lr, ir_const(g, d->lr_mul)) : lr;
+}
+
+/* decoupled weight decay: p (1 − lr·wd·wd_mul), or p itself when the group has no wd */
+static IrNode *decayed(IrGraph *g, FeCompile *c, const OptimGroup *grp, const ParamDecl *d, IrNode *p, IrNode *lr) {
+    double wd = fe_optim_arg(c, grp, "wd", 0, 0) * d->wd_mul;
+    if (wd == 0) return p;
+    return mul_s(g, p, ir_binary(g, IR_SUB, ir_const(g, 1), ir_binary(g, IR_MUL, lr, ir_const(g, wd))));
+}
+
 /* Adam (S-9.2): m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²;
  * p = p (1 − lr·wd·mult) − (lr / bc1) · m / (sqrt(v) / bc2 + ε): with `wd` the decay is
  * decoupled from the gradient (AdamW); without, the p factor is left out of the graph */
@@ -45,14 +58,11 @@ static void adam(IrGraph *g, const OptimGroup *grp, const ParamDecl *d, IrNode *
     double eps = fe_optim_arg(c, grp, "eps", 0, 1e-8);
     IrNode *m2 = ir_binary(g, IR_ADD, mul_c(g, m, b1), mul_c(g, grad, 1 - b1));
     IrNode *v2 = ir_binary(g, IR_ADD, mul_c(g, v, b2), mul_c(g, ir_unary(g, IR_SQUARE, grad), 1 - b2));
-    IrNode *lr = scalar(g, grp->name, "lr");
-    if (d->lr_mul != 1) lr = ir_binary(g, IR_MUL, lr, ir_const(g, d->lr_mul));
+    IrNode *lr = param_lr(g, grp, d);
     IrNode *step = ir_binary(g, IR_DIV, lr, scalar(g, grp->name, "bc1"));
     IrNode *denom = add_c(g, ir_binary(g, IR_DIV, ir_unary(g, IR_SQRT, v2), bcast(g, scalar(g, grp->name, "bc2"), v2)), eps);
     IrNode *upd = mul_s(g, ir_binary(g, IR_DIV, m2, denom), step);
-    double wd = fe_optim_arg(c, grp, "wd", 0, 0) * d->wd_mul;
-    if (wd != 0) p = mul_s(g, p, ir_binary(g, IR_SUB, ir_const(g, 1), ir_binary(g, IR_MUL, lr, ir_const(g, wd))));
-    out[0] = ir_binary(g, IR_SUB, p, upd);
+    out[0] = ir_binary(g, IR_SUB, decayed(g, c, grp, d, p, lr), upd);
     out[1] = m2;
     out[2] = v2;
 }
@@ -95,12 +105,9 @@ static void muon(IrGraph *g, const OptimGroup *grp, const ParamDecl *d, IrNode *
     IrNode *blend = ir_binary(g, IR_ADD, mul_s(g, buf2, mu), mul_s(g, grad, one_minus));
     IrNode *U = newton_schulz(g, grp, blend);
     double rows = (double)d->shape[d->ndim - 2], cols = (double)d->shape[d->ndim - 1];
-    IrNode *lr = scalar(g, grp->name, "lr");
-    if (d->lr_mul != 1) lr = ir_binary(g, IR_MUL, lr, ir_const(g, d->lr_mul));
-    double wd = fe_optim_arg(c, grp, "wd", 0, 0) * d->wd_mul;
-    IrNode *keep = ir_binary(g, IR_SUB, ir_const(g, 1), ir_binary(g, IR_MUL, lr, ir_const(g, wd)));
+    IrNode *lr = param_lr(g, grp, d);
     IrNode *lr_eff = ir_binary(g, IR_MUL, lr, ir_const(g, sqrt(fmax(1.0, rows / cols))));
-    out[0] = ir_binary(g, IR_SUB, mul_s(g, p, keep), mul_s(g, U, lr_eff));
+    out[0] = ir_binary(g, IR_SUB, decayed(g, c, grp, d, p, lr), mul_s(g, U, lr_eff));
     out[1] = buf2;
 }
 

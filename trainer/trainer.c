@@ -91,8 +91,9 @@ int trainer_init(Trainer *t, FeCompile *c, RtBackend backend, RtPrec prec, char 
 }
 
 /* The cpu backend in one process: each step's gradients and parameters stay where they
- * were computed; the other executor reads them there. Only when every one can be shared:
- * a half-shared step would copy some and not others. */
+ * were computed; the other executor reads them there. The flags say whether all were
+ * shared; if one was not, the step copies as before (a copy onto the same memory is
+ * skipped, so the ones already shared cost nothing). */
 static void share_memory(Trainer *t) {
     const StepUpdate *ug = &t->ug;
     const IrGraph *g = t->c->prog.graph;

@@ -16,7 +16,7 @@ typedef struct {
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
-static const char *shape_of(Elab *E, const IrNode *t) {
+const char *shape_of(Elab *E, const IrNode *t) {
     char sb[128];
     return arena_printf(E->A, "%s%s", ir_dtype_name(t->dtype), ir_shape_str(t->ndim, t->shape, sb, sizeof sb));
 }
@@ -32,7 +32,7 @@ bool shape_check_numel(Elab *E, int ndim, const int64_t *shape, Loc loc) {
     return true;
 }
 
-static Value *kwarg(CallArgs *a, const char *name) {
+Value *kwarg(CallArgs *a, const char *name) {
     for (int i = 0; i < a->nkw; i++)
         if (strcmp(a->kw[i], name) == 0) {
             a->kw_used[i] = true;
@@ -41,7 +41,7 @@ static Value *kwarg(CallArgs *a, const char *name) {
     return NULL;
 }
 
-static Loc kwloc(CallArgs *a, const char *name) {
+Loc kwloc(CallArgs *a, const char *name) {
     for (int i = 0; i < a->nkw; i++)
         if (strcmp(a->kw[i], name) == 0) return a->kwloc[i];
     return a->at;
@@ -57,7 +57,7 @@ static IrNode *float_arg(Elab *E, CallArgs *a, int i) {
     return t;
 }
 
-static IrNode *tensor_arg(Elab *E, CallArgs *a, int i, int ndim_min) {
+IrNode *tensor_arg(Elab *E, CallArgs *a, int i, int ndim_min) {
     Value *v = a->args[i];
     if (v->kind != V_TENSOR) {
         diag_error(E->D, a->locs[i], "%s() needs a tensor here, got %s", a->name, v_describe(E, v));
@@ -75,7 +75,7 @@ static IrNode *tensor_arg(Elab *E, CallArgs *a, int i, int ndim_min) {
     return v->t;
 }
 
-static bool num_arg(Elab *E, Value *v, Loc loc, const char *what, double *out) {
+bool num_arg(Elab *E, Value *v, Loc loc, const char *what, double *out) {
     if (!v_is_num(v)) {
         diag_error(E->D, loc, "%s must be a number, got %s", what, v_describe(E, v));
         return false;
@@ -84,7 +84,7 @@ static bool num_arg(Elab *E, Value *v, Loc loc, const char *what, double *out) {
     return true;
 }
 
-static IrNode *bcast_to(Elab *E, IrNode *x, int ndim, const int64_t *shape) {
+IrNode *bcast_to(Elab *E, IrNode *x, int ndim, const int64_t *shape) {
     if (x->ndim == ndim && memcmp(x->shape, shape, sizeof(int64_t) * (size_t)ndim) == 0) return x;
     return ir_broadcast(E->g, x, ndim, shape);
 }
@@ -123,7 +123,7 @@ IrNode *t_scale(Elab *E, IrNode *x, double s) {
     return ir_binary(E->g, IR_MUL, x, bcast_to(E, ir_const(E->g, s), x->ndim, x->shape));
 }
 
-static IrNode *t_add_const(Elab *E, IrNode *x, double s) {
+IrNode *t_add_const(Elab *E, IrNode *x, double s) {
     return ir_binary(E->g, IR_ADD, x, bcast_to(E, ir_const(E->g, s), x->ndim, x->shape));
 }
 
@@ -197,6 +197,11 @@ Value *t_index(Elab *E, Value *base, const Node *index, Scope *s) {
 /* ---- compile-time builtins --------------------------------------------------------------- */
 
 static Value *bi_minmax(Elab *E, CallArgs *a) {
+    if (a->args[0]->kind == V_TENSOR) {
+        if (a->nargs <= 2) return bi_reduce(E, a);   /* max(x, axis) */
+        diag_error(E->D, a->at, "%s() of a tensor takes the tensor and an axis", a->name);
+        return NULL;
+    }
     Value **items = a->args;
     int n = a->nargs;
     if (n == 1 && a->args[0]->kind == V_LIST) {
@@ -323,6 +328,11 @@ static Value *bi_float(Elab *E, CallArgs *a) {
  * left to right (term 0 first). */
 static Value *bi_sum(Elab *E, CallArgs *a) {
     Value *list = a->args[0];
+    if (list->kind == V_TENSOR) return bi_reduce(E, a);       /* sum(x, axis) */
+    if (a->nargs > 1) {
+        diag_error(E->D, a->locs[1], "sum() of a list takes no axis");
+        return NULL;
+    }
     if (list->kind != V_LIST) {
         diag_error(E->D, a->locs[0], "sum() takes a list or a generator, got %s", v_describe(E, list));
         return NULL;
@@ -564,47 +574,83 @@ static bool int_kwarg(Elab *E, CallArgs *a, const char *name, int64_t *out) {
     return v_to_int(E, v, kwloc(a, name), name, out);
 }
 
-/* attention(q, k, v [T, H, D], tokens = i32[T], eot = N, block = B, window = W, scale = S)
- * softmax(scale·q kᵀ) v over keys allowed by the document-causal block-window mask. */
-static Value *bi_attention(Elab *E, CallArgs *a) {
-    IrNode *q = tensor_arg(E, a, 0, 3), *k = tensor_arg(E, a, 1, 3), *v = tensor_arg(E, a, 2, 3);
-    if (!q || !k || !v) return NULL;
-    if (q->ndim != 3 || !ir_same_shape(q, k) || !ir_same_shape(q, v)) {
-        diag_error(E->D, a->at, "attention() needs q, k, v of one shape [T, H, D], got %s, %s, %s", shape_of(E, q),
-                   shape_of(E, k), shape_of(E, v));
-        return NULL;
+/* k or v [T, Hk, D] → [T, H, D]: query head h reads head h / (H / Hk) (grouped-query
+ * attention); a broadcast, so the gradient of each shared head sums over its group */
+static IrNode *repeat_heads(Elab *E, IrNode *kv, int64_t H) {
+    int64_t T = kv->shape[0], Hk = kv->shape[1], D = kv->shape[2];
+    if (Hk == H) return kv;
+    int64_t one[4] = {T, Hk, 1, D}, group[4] = {T, Hk, H / Hk, D}, out[3] = {T, H, D};
+    return ir_reshape(E->g, ir_broadcast(E->g, ir_reshape(E->g, kv, 4, one), 4, group), 3, out);
+}
+
+static bool attention_shapes(Elab *E, CallArgs *a, IrNode *q, IrNode *k, IrNode *v) {
+    bool ok = q->ndim == 3 && k->ndim == 3 && ir_same_shape(k, v) && k->shape[0] == q->shape[0] &&
+              k->shape[2] == q->shape[2] && q->shape[1] % k->shape[1] == 0;
+    if (!ok)
+        diag_error(E->D, a->at, "attention() needs q [T, H, D] and k, v [T, Hkv, D] with Hkv dividing H, got %s, %s, %s",
+                   shape_of(E, q), shape_of(E, k), shape_of(E, v));
+    return ok;
+}
+
+/* The mask's keyword arguments: documents (tokens = i32[T] with eot = N, or neither: one
+ * document) and the block window (block = B with window = W in blocks, or neither: every
+ * earlier key, as one block of T with a window of 1). */
+static bool attention_mask(Elab *E, CallArgs *a, int64_t T, IrNode **tokens, int64_t *eot, int64_t *block,
+                           IrNode **window) {
+    Value *tok = kwarg(a, "tokens"), *ve = kwarg(a, "eot"), *vb = kwarg(a, "block"), *vw = kwarg(a, "window");
+    if (!tok != !ve) {
+        diag_error(E->D, a->at, "attention() takes tokens = … and eot = … together (documents), or neither");
+        return false;
     }
-    Value *tok = kwarg(a, "tokens");
-    if (!tok || tok->kind != V_TENSOR || tok->t->dtype != IR_I32 || tok->t->ndim != 1 || tok->t->shape[0] != q->shape[0]) {
-        diag_error(E->D, tok ? kwloc(a, "tokens") : a->at, "attention() needs tokens = an i32[%lld] tensor",
-                   (long long)q->shape[0]);
-        return NULL;
+    if (!vb != !vw) {
+        diag_error(E->D, a->at, "attention() takes block = … and window = … together (a sliding window), or neither");
+        return false;
     }
-    int64_t eot, block;
-    double scale;
-    Value *vs = kwarg(a, "scale"), *vw = kwarg(a, "window");
-    if (!int_kwarg(E, a, "eot", &eot) || !int_kwarg(E, a, "block", &block)) return NULL;
-    if (!vs || !num_arg(E, vs, kwloc(a, "scale"), "scale", &scale)) {
-        if (!vs) diag_error(E->D, a->at, "attention() needs scale = …");
-        return NULL;
+    *eot = -1;
+    if (tok && (tok->kind != V_TENSOR || tok->t->dtype != IR_I32 || tok->t->ndim != 1 || tok->t->shape[0] != T)) {
+        diag_error(E->D, kwloc(a, "tokens"), "attention() needs tokens = an i32[%lld] tensor", (long long)T);
+        return false;
     }
-    if (block < 1 || q->shape[0] % block != 0) {
+    if (tok && !int_kwarg(E, a, "eot", eot)) return false;
+    *tokens = tok ? tok->t : ir_iota(E->g, IR_I32, 1, &T, 0);   /* positions: never eot = -1 */
+    if (!vb) {
+        *block = T;
+        *window = ir_const(E->g, 1);
+        return true;
+    }
+    if (!int_kwarg(E, a, "block", block)) return false;
+    if (*block < 1 || T % *block != 0) {
         diag_error(E->D, kwloc(a, "block"), "the sequence length %lld is not a multiple of block = %lld",
-                   (long long)q->shape[0], (long long)block);
-        return NULL;
-    }
-    if (!vw) {
-        diag_error(E->D, a->at, "attention() needs window = … (in blocks)");
-        return NULL;
+                   (long long)T, (long long)*block);
+        return false;
     }
     IrNode *w = as_tensor(E, vw, kwloc(a, "window"), "the window");
-    if (!w) return NULL;
-    if (w->ndim != 0) {
-        diag_error(E->D, kwloc(a, "window"), "the window is a scalar, got %s", shape_of(E, w));
+    if (w && w->ndim != 0) diag_error(E->D, kwloc(a, "window"), "the window is a scalar, got %s", shape_of(E, w));
+    *window = w && w->ndim == 0 ? w : NULL;
+    return *window != NULL;
+}
+
+/* attention(q [T, H, D], k, v [T, Hkv, D], scale = S [, tokens = i32[T], eot = N]
+ *           [, block = B, window = W]) → [T, H, D]:
+ * softmax(scale·q kᵀ) v over the keys the mask allows: causal, within the query's document
+ * (tokens and eot) and within its last W blocks of B tokens (block and window). */
+static Value *bi_attention(Elab *E, CallArgs *a) {
+    IrNode *q = tensor_arg(E, a, 0, 3), *k = tensor_arg(E, a, 1, 3), *v = tensor_arg(E, a, 2, 3);
+    if (!q || !k || !v || !attention_shapes(E, a, q, k, v)) return NULL;
+    double scale;
+    Value *vs = kwarg(a, "scale");
+    if (!vs) {
+        diag_error(E->D, a->at, "attention() needs scale = …");
         return NULL;
     }
+    if (!num_arg(E, vs, kwloc(a, "scale"), "scale", &scale)) return NULL;
+    int64_t eot, block;
+    IrNode *tokens, *window;
     graph_at(E, a->at);
-    return v_tensor(E, ir_attention(E->g, q, k, v, tok->t, w, block, eot, scale));
+    if (!attention_mask(E, a, q->shape[0], &tokens, &eot, &block, &window)) return NULL;
+    k = repeat_heads(E, k, q->shape[1]);
+    v = repeat_heads(E, v, q->shape[1]);
+    return v_tensor(E, ir_attention(E->g, q, k, v, tokens, window, block, eot, scale));
 }
 
 static const Builtin builtins[] = {
@@ -612,13 +658,16 @@ static const Builtin builtins[] = {
     {"abs", bi_math1, 1, 1}, {"sqrt", bi_math1, 1, 1}, {"exp", bi_math1, 1, 1}, {"log", bi_math1, 1, 1},
     {"floor", bi_math1, 1, 1}, {"ceil", bi_math1, 1, 1}, {"pow", bi_pow, 2, 2},
     {"next_multiple", bi_next_multiple, 2, 2}, {"len", bi_len, 1, 1}, {"range", bi_range, 1, 2},
-    {"int", bi_int, 1, 1}, {"float", bi_float, 1, 1}, {"sum", bi_sum, 1, 1},
+    {"int", bi_int, 1, 1}, {"float", bi_float, 1, 1}, {"sum", bi_sum, 1, 2},
     {"rms_norm", bi_rms_norm, 1, 1}, {"linear", bi_linear, 2, 2}, {"matmul", bi_matmul, 2, 2},
     {"transpose", bi_transpose, 1, 1}, {"reshape", bi_reshape, 2, 2}, {"relu", bi_unary, 1, 1},
     {"square", bi_unary, 1, 1}, {"sigmoid", bi_unary, 1, 1}, {"tanh", bi_unary, 1, 1}, {"softplus", bi_unary, 1, 1},
     {"erf", bi_unary, 1, 1}, {"silu", bi_gated, 1, 1}, {"gelu", bi_gated, 1, 1}, {"gelu_tanh", bi_gated, 1, 1},
     {"softcap", bi_softcap, 2, 2}, {"cross_entropy", bi_cross_entropy, 2, 2},
     {"rotary", bi_rotary, 1, 1}, {"attention", bi_attention, 3, 3},
+    {"mean", bi_reduce, 1, 2}, {"softmax", bi_softmax, 1, 2}, {"log_softmax", bi_softmax, 1, 2},
+    {"layer_norm", bi_layer_norm, 1, 3}, {"zeros", bi_filled, 1, 1}, {"ones", bi_filled, 1, 1},
+    {"full", bi_filled, 2, 2}, {"iota", bi_iota, 1, 2}, {"eye", bi_eye, 1, 2},
 };
 
 int builtin_lookup(const char *name) {

@@ -130,6 +130,22 @@ IrNode *t_binary(Elab *E, int op, IrNode *a, IrNode *b, Loc loc);   /* broadcast
 IrNode *t_scale(Elab *E, IrNode *x, double s);
 Value *t_index(Elab *E, Value *base, const Node *index, Scope *s);
 bool shape_check_numel(Elab *E, int ndim, const int64_t *shape, Loc loc);
+/* argument helpers of the builtins: each reports a located error and returns NULL/false */
+const char *shape_of(Elab *E, const IrNode *t);                /* "f32[4, 8]" */
+Value *kwarg(CallArgs *a, const char *name);                   /* NULL if absent; marks it used */
+Loc kwloc(CallArgs *a, const char *name);
+IrNode *tensor_arg(Elab *E, CallArgs *a, int i, int ndim_min); /* a float tensor */
+bool num_arg(Elab *E, Value *v, Loc loc, const char *what, double *out);
+IrNode *bcast_to(Elab *E, IrNode *x, int ndim, const int64_t *shape);
+IrNode *t_add_const(Elab *E, IrNode *x, double s);
+
+/* builtins_nn.c: reductions over axes, softmax, layer_norm, constant tensors */
+Value *bi_reduce(Elab *E, CallArgs *a);        /* sum/mean/max/min(x, axis) of a tensor */
+Value *bi_softmax(Elab *E, CallArgs *a);       /* softmax and log_softmax */
+Value *bi_layer_norm(Elab *E, CallArgs *a);
+Value *bi_filled(Elab *E, CallArgs *a);        /* zeros, ones, full */
+Value *bi_iota(Elab *E, CallArgs *a);
+Value *bi_eye(Elab *E, CallArgs *a);
 
 /* sched.c: numbers of the step, evaluated at run time without allocating */
 bool sched_eval(Elab *E, const Node *n, Scope *s, int64_t step, double *out, bool report);

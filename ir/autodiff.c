@@ -84,7 +84,7 @@ static bool apply_rule(Grad *G, IrNode *n, IrNode *g) {
     IrGraph *gr = G->g;
     IrNode *x = n->nin > 0 ? n->in[0] : NULL, *y = n->nin > 1 ? n->in[1] : NULL;
     switch (n->op) {
-    case IR_INPUT: case IR_PARAM: case IR_SCALAR: case IR_CONST: case IR_ROPE_COS: case IR_ROPE_SIN:
+    case IR_INPUT: case IR_PARAM: case IR_SCALAR: case IR_CONST: case IR_ROPE_COS: case IR_ROPE_SIN: case IR_IOTA:
     case IR_STEP: case IR_EQ:
         return true;   /* leaves, and piecewise-constant ops: no gradient flows */
     case IR_NEG: accumulate(G, x, ir_unary(gr, IR_NEG, g)); return true;
@@ -127,9 +127,14 @@ static bool apply_rule(Grad *G, IrNode *n, IrNode *g) {
         if (G->needs[y->id]) accumulate(G, y, ir_unary(gr, IR_NEG, ir_binary(gr, IR_DIV, ir_binary(gr, IR_MUL, g, n), y)));
         return true;
     case IR_SUM: accumulate(G, x, ir_broadcast(gr, g, x->ndim, x->shape)); return true;
-    case IR_MAX: {  /* to every element equal to the maximum */
+    case IR_MAX: {
+        /* shared evenly by the elements equal to the maximum: where they are copies of one
+         * value (rows gathered by a repeated token) their gradients then sum to g, as the
+         * finite difference of the copied value has it */
+        int axis = (int)n->iattr[0];
         IrNode *hit = ir_binary(gr, IR_EQ, x, ir_broadcast(gr, n, x->ndim, x->shape));
-        accumulate(G, x, ir_binary(gr, IR_MUL, ir_broadcast(gr, g, x->ndim, x->shape), hit));
+        IrNode *share = ir_binary(gr, IR_DIV, g, ir_reduce(gr, IR_SUM, hit, axis));
+        accumulate(G, x, ir_binary(gr, IR_MUL, ir_broadcast(gr, share, x->ndim, x->shape), hit));
         return true;
     }
     case IR_RESHAPE: accumulate(G, x, ir_reshape(gr, g, x->ndim, x->shape)); return true;

@@ -127,6 +127,13 @@ IrNode *ir_rope(IrGraph *g, IrOp op, int64_t T, int64_t D, double base) {
     return n;
 }
 
+IrNode *ir_iota(IrGraph *g, IrDtype dt, int ndim, const int64_t *shape, int axis) {
+    assert((dt == IR_F32 || dt == IR_I32) && axis >= 0 && axis < ndim);
+    IrNode *n = new_node(g, IR_IOTA, dt, ndim, shape);
+    n->iattr[0] = axis;
+    return n;
+}
+
 IrNode *ir_unary(IrGraph *g, IrOp op, IrNode *x) {
     assert(ir_op_class(op) == IRC_UNARY && op != IR_CAST);
     IrNode *n = new_node(g, op, x->dtype == IR_I32 ? IR_F32 : x->dtype, x->ndim, x->shape);
@@ -332,7 +339,7 @@ void ir_print(const IrGraph *g, FILE *out) {
         if (n->name) fprintf(out, " \"%s\"", n->name);
         switch (n->op) {
         case IR_CONST: fprintf(out, " %.17g", n->fattr[0]); break;
-        case IR_SUM: case IR_MAX: fprintf(out, " axis=%lld", (long long)n->iattr[0]); break;
+        case IR_SUM: case IR_MAX: case IR_IOTA: fprintf(out, " axis=%lld", (long long)n->iattr[0]); break;
         case IR_SLICE: fprintf(out, " axis=%lld start=%lld", (long long)n->iattr[0], (long long)n->iattr[1]); break;
         case IR_CONCAT: fprintf(out, " axis=%lld", (long long)n->iattr[0]); break;
         case IR_MATMUL:

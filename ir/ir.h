@@ -76,6 +76,7 @@ void ir_graph_free(IrGraph *g);
 IrNode *ir_leaf(IrGraph *g, IrOp op, const char *name, IrDtype dt, int ndim, const int64_t *shape);
 IrNode *ir_const(IrGraph *g, double v);
 IrNode *ir_rope(IrGraph *g, IrOp op, int64_t T, int64_t D, double base);
+IrNode *ir_iota(IrGraph *g, IrDtype dt, int ndim, const int64_t *shape, int axis);
 IrNode *ir_unary(IrGraph *g, IrOp op, IrNode *x);
 IrNode *ir_cast(IrGraph *g, IrNode *x, IrDtype dt);
 IrNode *ir_binary(IrGraph *g, IrOp op, IrNode *a, IrNode *b);

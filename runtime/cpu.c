@@ -81,12 +81,18 @@ static int alloc_plan(RtCpu *c, char *err, size_t errlen)
     return -1;
 }
 
-static void init_rope_leaves(RtCpu *c)
+/* leaves the graph defines itself: the rotary tables and index tensors */
+static void init_computed_leaves(RtCpu *c)
 {
     for (int i = 0; i < c->g->n; i++) {
         const IrNode *n = c->g->nodes[i];
-        if (c->s->role[i] == CG_LEAF && (n->op == IR_ROPE_COS || n->op == IR_ROPE_SIN))
+        if (c->s->role[i] != CG_LEAF) continue;
+        if (n->op == IR_ROPE_COS || n->op == IR_ROPE_SIN)
             rt_ref_rope_f32(n->op == IR_ROPE_SIN, n->shape[0], n->iattr[0], n->fattr[0], c->leaf[i]);
+        else if (n->op == IR_IOTA && n->dtype == IR_I32)
+            rt_ref_iota_i32(n->ndim, n->shape, (int)n->iattr[0], c->leaf[i]);
+        else if (n->op == IR_IOTA)
+            rt_ref_iota_f32(n->ndim, n->shape, (int)n->iattr[0], c->leaf[i]);
     }
 }
 
@@ -137,7 +143,7 @@ RtCpu *rt_cpu_new(const IrGraph *g, IrNode *const *keep, int nkeep, char *err, s
         rt_cpu_free(c);
         return NULL;
     }
-    init_rope_leaves(c);
+    init_computed_leaves(c);
     bind_args(c);
     for (int i = 0; i < g->n; i++)
         if (g->nodes[i]->op == IR_ATTENTION || g->nodes[i]->op == IR_ATTENTION_BWD) {

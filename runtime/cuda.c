@@ -619,14 +619,24 @@ int rt_gpu_run(RtGpu *c, char *err, size_t errlen)
 
 /* ---- creation ---------------------------------------------------------------------------- */
 
-/* leaves the graph defines itself: the rotary tables, computed as the ref backend does */
+/* leaves the graph defines itself: the rotary tables and index tensors, computed as the
+ * ref backend does */
 static void fill_constants(RtGpu *c)
 {
     for (int i = 0; i < c->g->n; i++) {
         const IrNode *n = c->g->nodes[i];
-        if (c->s->role[i] != CG_LEAF || (n->op != IR_ROPE_COS && n->op != IR_ROPE_SIN)) continue;
+        bool rope = n->op == IR_ROPE_COS || n->op == IR_ROPE_SIN;
+        if (c->s->role[i] != CG_LEAF || (!rope && n->op != IR_IOTA)) continue;
+        if (n->dtype == IR_I32) {
+            int32_t *y = xcalloc((size_t)ir_numel(n), sizeof *y);
+            rt_ref_iota_i32(n->ndim, n->shape, (int)n->iattr[0], y);
+            rt_gpu_set_i32(c, n, y);
+            free(y);
+            continue;
+        }
         double *y = xcalloc((size_t)ir_numel(n), sizeof *y);
-        rt_ref_rope_f64(n->op == IR_ROPE_SIN, n->shape[0], n->iattr[0], n->fattr[0], y);
+        if (rope) rt_ref_rope_f64(n->op == IR_ROPE_SIN, n->shape[0], n->iattr[0], n->fattr[0], y);
+        else rt_ref_iota_f64(n->ndim, n->shape, (int)n->iattr[0], y);
         rt_gpu_set(c, n, y);
         free(y);
     }

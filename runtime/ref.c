@@ -187,7 +187,7 @@ static int no_i32(RtRef *r, const IrNode *n)
 
 /* ---- leaves ----------------------------------------------------------------------------- */
 
-/* PARAM, INPUT, SCALAR: the caller's value; CONST, ROPE_*: computed */
+/* PARAM, INPUT, SCALAR: the caller's value; CONST, IOTA, ROPE_*: computed */
 static int eval_leaf(RtRef *r, const IrNode *n)
 {
     static const char *kind[] = {[IR_INPUT] = "input", [IR_PARAM] = "parameter", [IR_SCALAR] = "scalar"};
@@ -198,6 +198,10 @@ static int eval_leaf(RtRef *r, const IrNode *n)
     case IR_CONST:
         if (n->dtype == IR_I32) return no_i32(r, n);
         KCALL(r, k_fill, alloc_buf(r, n), ir_numel(n), n->fattr[0]);
+        return 0;
+    case IR_IOTA:
+        if (n->dtype == IR_I32) rt_ref_iota_i32(n->ndim, n->shape, (int)n->iattr[0], alloc_buf(r, n));
+        else KCALL(r, rt_ref_iota, n->ndim, n->shape, (int)n->iattr[0], alloc_buf(r, n));
         return 0;
     default:                                           /* ROPE_COS, ROPE_SIN: [T, D/2] */
         if (n->dtype == IR_I32) return no_i32(r, n);

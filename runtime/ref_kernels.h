@@ -86,6 +86,10 @@ void rt_ref_attn_bwd_f32(const float *dout, const float *q, const float *k,
 /* ROPE_COS / ROPE_SIN tables [T, D/2] (ops.def): angles in double, rounded once */
 void rt_ref_rope_f64(int is_sin, int64_t T, int64_t D, double base, double *y);
 void rt_ref_rope_f32(int is_sin, int64_t T, int64_t D, double base, float *y);
+/* IOTA tensors (ops.def): each element's index along axis; the i32 one is for i32 leaves */
+void rt_ref_iota_f64(int ndim, const int64_t *shape, int axis, double *y);
+void rt_ref_iota_f32(int ndim, const int64_t *shape, int axis, float *y);
+void rt_ref_iota_i32(int ndim, const int64_t *shape, int axis, int32_t *y);
 
 void rt_ref_matmul_f64(const double *a, const double *b, double *c, int64_t batch, int M, int N, int K, int at,
                        int bt);

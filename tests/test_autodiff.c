@@ -256,6 +256,15 @@ TEST(gather_and_scatter) {
     check_case(&c, ir_scatter_add(c.g, rows, ints(&c, "idx", 10, 7, -1), 7), "SCATTER_ADD");
 }
 
+/* the maximum of rows gathered by repeated indices: every copy of a table row ties, and
+ * their shares of the gradient sum to the derivative of the row itself */
+TEST(max_over_tied_copies) {
+    Case c = new_case();
+    int64_t t[2] = {2, 4};
+    IrNode *rows = ir_gather(c.g, leaf(&c, "table", 2, t, -1, 1), ints(&c, "idx", 6, 2, -1));
+    check_case(&c, ir_reduce(c.g, IR_MAX, rows, 0), "MAX over tied copies");
+}
+
 TEST(matmul_all_transposes_and_batched) {
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
@@ -299,7 +308,9 @@ TEST(constant_leaves_and_piecewise_constant_ops) {
     IrNode *cs = ir_binary(c.g, IR_MUL, x, ir_rope(c.g, IR_ROPE_COS, 3, 8, 100));
     IrNode *sn = ir_binary(c.g, IR_MUL, y, ir_rope(c.g, IR_ROPE_SIN, 3, 8, 100));
     IrNode *k = ir_binary(c.g, IR_MUL, x, ir_broadcast(c.g, ir_const(c.g, 1.5), 2, s));
-    check_case(&c, ir_binary(c.g, IR_ADD, ir_binary(c.g, IR_ADD, cs, sn), k), "ROPE_COS, ROPE_SIN, CONST");
+    IrNode *io = ir_binary(c.g, IR_MUL, y, ir_iota(c.g, IR_F32, 2, s, 1));
+    check_case(&c, ir_binary(c.g, IR_ADD, ir_binary(c.g, IR_ADD, ir_binary(c.g, IR_ADD, cs, sn), k), io),
+               "ROPE_COS, ROPE_SIN, CONST, IOTA");
 
     c = new_case();   /* x * step(x): the derivative is step(x); nothing flows through STEP */
     x = leaf(&c, "x", 2, s, -1, 1);
@@ -403,6 +414,7 @@ int main(void) {
     RUN(reductions);
     RUN(movement);
     RUN(gather_and_scatter);
+    RUN(max_over_tied_copies);
     RUN(matmul_all_transposes_and_batched);
     RUN(attention);
     RUN(cross_entropy);

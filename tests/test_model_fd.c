@@ -1,6 +1,6 @@
 /* test_model_fd.c — the whole model's gradient against finite differences, in float64,
  * for configurations the golden folder does not hold (other widths, n_emb, eot ids,
- * block sizes, windows): along random directions v, (L(θ+hv) − L(θ−hv)) / 2h = ⟨∇L, v⟩. */
+ * block sizes, windows) and for test models of builtins: along random directions v, (L(θ+hv) − L(θ−hv)) / 2h = ⟨∇L, v⟩. */
 #include <stdlib.h>
 
 #include "frontend/frontend.h"
@@ -43,10 +43,10 @@ static double loss_at(Model *m, double **theta, double **grads) {
     return L;
 }
 
-static void check_config(const ConfigOverride *sets, int nsets, double wl, double ws, int32_t eot) {
+static void check_model(const char *path, const ConfigOverride *sets, int nsets, double wl, double ws, int32_t eot) {
     Model m = {.wl = wl, .ws = ws};
     FILE *devnull = fopen("/dev/null", "w");
-    FeOptions o = {.path = "models/gpt2m.gptc", .sets = sets, .nsets = nsets};
+    FeOptions o = {.path = path, .sets = sets, .nsets = nsets};
     int rc = fe_compile(&m.c, &o, devnull);
     fclose(devnull);
     CHECK(rc == 0);
@@ -107,17 +107,24 @@ static void check_config(const ConfigOverride *sets, int nsets, double wl, doubl
 TEST(two_embeddings_eot_mid_vocab) {
     const ConfigOverride s[] = {{"vocab", 50, true}, {"eot", 7, true}, {"dim", 16, true}, {"heads", 2, true},
                                 {"head_dim", 8, true}, {"n_emb", 2, true}, {"block", 4, true}, {"seq_len", 32, true}};
-    check_config(s, 8, 3, 1, 7);
+    check_model("models/gpt2m.gptc", s, 8, 3, 1, 7);
 }
 
 TEST(four_embeddings_one_head_block_8) {
     const ConfigOverride s[] = {{"vocab", 33, true}, {"eot", 32, true}, {"dim", 8, true}, {"heads", 1, true},
                                 {"head_dim", 8, true}, {"n_emb", 4, true}, {"block", 8, true}, {"seq_len", 48, true}};
-    check_config(s, 8, 2, 0, 32);
+    check_model("models/gpt2m.gptc", s, 8, 2, 0, 32);
 }
+
+/* the reductions, softmax, layer_norm and constant-tensor builtins (tests/models) */
+TEST(nn_builtins) { check_model("tests/models/nn_builtins.gptc", NULL, 0, 1, 1, 0); }
+/* grouped-query heads, plain causal masking, documents alone and a window alone */
+TEST(attention_options) { check_model("tests/models/attention_options.gptc", NULL, 0, 1, 1, 0); }
 
 int main(void) {
     RUN(two_embeddings_eot_mid_vocab);
     RUN(four_embeddings_one_head_block_8);
+    RUN(nn_builtins);
+    RUN(attention_options);
     return test_summary();
 }

@@ -189,9 +189,8 @@ static int compile_step(FeCompile *c, const ModelArgs *m, const char *window, Ou
     }
     const IrGraph *g = c->prog.graph;
     IrNode **keep = xmalloc(sizeof *keep * (size_t)(c->prog.nparams + 1));
-    keep[0] = g->outputs[gg.loss_out];
-    for (int i = 0; i < c->prog.nparams; i++) keep[1 + i] = g->outputs[gg.grad_out[i]];
-    gs = cg_fuse(g, keep, c->prog.nparams + 1, bf16 ? CG_STORE_BF16 : CG_STORE_F32, err, sizeof err);
+    int nkeep = step_grad_kept(&c->prog, &gg, keep);
+    gs = cg_fuse(g, keep, nkeep, bf16 ? CG_STORE_BF16 : CG_STORE_F32, err, sizeof err);
     free(keep);
     if (gs) us = cg_fuse(ug.g, ug.g->outputs, ug.g->noutputs, bf16 ? CG_STORE_BF16_MASTER : CG_STORE_F32, err, sizeof err);
     if (!gs || !us) {

@@ -112,12 +112,14 @@ static int write_results(FeCompile *c, const GradArgs *a, const StepGrad *gg, Rt
     int rc = 0;
     const char **names = xmalloc(sizeof(char *) * (size_t)(p->nparams + p->nprobes + 1));
     IrNode **nodes = xmalloc(sizeof(IrNode *) * (size_t)(p->nparams + p->nprobes + 1));
-    if (a->grads) {
-        for (int i = 0; i < p->nparams; i++) {
-            names[i] = p->params[i].name;
-            nodes[i] = g->outputs[gg->grad_out[i]];
-        }
-        rc |= save_outputs(a->grads, r, p->nparams, names, nodes, a->prec);
+    if (a->grads) {   /* frozen parameters have none */
+        int n = 0;
+        for (int i = 0; i < p->nparams; i++)
+            if (gg->grad_out[i] >= 0) {
+                names[n] = p->params[i].name;
+                nodes[n++] = g->outputs[gg->grad_out[i]];
+            }
+        rc |= save_outputs(a->grads, r, n, names, nodes, a->prec);
     }
     if (a->acts) {
         for (int i = 0; i < p->nprobes; i++) {

@@ -131,7 +131,7 @@ static void print_optims(FeCompile *c) {
 static void print_params(const Program *p) {
     char sb[128], ib[96], cb[32], ob[64];
     printf("parameters:\n  %-22s %-18s %-5s %-40s %-12s %13s\n", "name", "shape", "dtype", "init", "optimizer", "count");
-    int64_t total = 0;
+    int64_t total = 0, frozen = 0;
     for (int i = 0; i < p->nparams; i++) {
         const ParamDecl *d = &p->params[i];
         char init[160];
@@ -140,16 +140,18 @@ static void print_params(const Program *p) {
             size_t len = strlen(init);
             snprintf(init + len, sizeof init - len, ", [%d]=%s", d->init[k].slice, init_str(&d->init[k], ib, sizeof ib));
         }
-        const OptimGroup *g = &p->optims[d->optim];
-        int k = snprintf(ob, sizeof ob, "%s", g->name);
+        int k = snprintf(ob, sizeof ob, "%s", fe_param_trainable(d) ? p->optims[d->optim].name : "none (frozen)");
         if (d->wd_mul != 1) k += snprintf(ob + k, sizeof ob - (size_t)k, " wd×%g", d->wd_mul);
         if (d->lr_mul != 1) snprintf(ob + k, sizeof ob - (size_t)k, " lr×%g", d->lr_mul);
         int64_t n = fe_param_count(d);
         total += n;
+        if (!fe_param_trainable(d)) frozen += n;
         printf("  %-22s %-18s %-5s %-40s %-12s %13s\n", d->name, ir_shape_str(d->ndim, d->shape, sb, sizeof sb),
                ir_dtype_name(d->dtype), init, ob, group_count(n, cb));
     }
-    printf("total parameters: %s\n", group_count(total, cb));
+    printf("total parameters: %s", group_count(total, cb));
+    if (frozen) printf(" (%s frozen)", group_count(frozen, cb));
+    printf("\n");
 }
 
 static int summary_body(FeCompile *c, const ModelArgs *m, void *ctx) {

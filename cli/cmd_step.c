@@ -44,9 +44,9 @@ static int check_args(StepArgs *a) {
 static int load_grads(Trainer *t, const char *path, char *err, size_t errlen) {
     const Program *p = &t->c->prog;
     double **g = xcalloc((size_t)p->nparams + 1, sizeof *g);
-    int rc = params_load(p, path, g, err, errlen);
+    int rc = grads_load(p, path, g, err, errlen);
     for (int i = 0; rc == 0 && i < p->nparams; i++)
-        memcpy(t->grad[i], g[i], sizeof(double) * (size_t)fe_param_count(&p->params[i]));
+        if (g[i]) memcpy(t->grad[i], g[i], sizeof(double) * (size_t)fe_param_count(&p->params[i]));
     if (rc == 0) values_free(g, p->nparams);
     free(g);
     return rc;

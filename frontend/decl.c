@@ -256,14 +256,19 @@ static bool param_optim(Elab *E, const Node *st, Scope *s, ParamDecl *p) {
         diag_error(E->D, o->loc, "expected an optimizer group, as in 'opt muon' or 'opt muon(wd_mul = 2)'");
         return false;
     }
+    p->wd_mul = 1;
+    p->lr_mul = 1;
+    if (!strcmp(name->name, "none")) {   /* frozen */
+        if (o->kind == N_CALL) diag_error(E->D, o->loc, "a frozen parameter (opt none) takes no wd_mul or lr_mul");
+        p->optim = FE_FROZEN;
+        return o->kind != N_CALL;
+    }
     p->optim = find_optim(E->P, name->name);
     if (p->optim < 0) {
         diag_error(E->D, name->loc, "unknown optimizer group '%s' (declare it with 'optim %s = adam(…)' first)",
                    name->name, name->name);
         return false;
     }
-    p->wd_mul = 1;
-    p->lr_mul = 1;
     const Node *wd_mul = NULL;
     for (const Node *a = o->kind == N_CALL ? o->call.args : NULL; a; a = a->next) {
         double *dst = a->kind != N_KWARG ? NULL : strcmp(a->name, "wd_mul") == 0 ? &p->wd_mul
@@ -407,6 +412,10 @@ void decl_optim(Elab *E, const Node *st, Scope *s) {
     OptimGroup g = {.name = st->name, .loc = st->def.ident->loc, .ns_eps = 1e-7};
     if (find_optim(E->P, st->name) >= 0) {
         diag_error(E->D, st->def.ident->loc, "optimizer group '%s' is declared twice", st->name);
+        return;
+    }
+    if (!strcmp(st->name, "none")) {
+        diag_error(E->D, st->def.ident->loc, "'none' is not a group name: 'opt none' marks a frozen parameter");
         return;
     }
     if (!callee || callee->kind != N_NAME || (strcmp(callee->name, "adam") != 0 && strcmp(callee->name, "muon") != 0)) {

@@ -265,6 +265,11 @@ static const char *type_str(IrDtype dt, int ndim, const int64_t *shape, char *bu
     return buf;
 }
 
+static const char *stream_names[] = {[FE_TOKENS] = "tokens", [FE_NEXT_TOKENS] = "targets"};
+
+IrNode *fe_stream_input(const Program *p, FeStream s) { return ir_leaf_named(p->graph, IR_INPUT, stream_names[s]); }
+const char *fe_stream_name(FeStream s) { return stream_names[s]; }
+
 /* The inputs of c in declaration order: the trainer feeds 'tokens' and 'targets', i32[T]. */
 static void check_inputs(FeCompile *c) {
     Elab *E = c->elab;
@@ -277,7 +282,7 @@ static void check_inputs(FeCompile *c) {
     type_str(IR_I32, 1, &T, want, sizeof want);
     for (int i = n - 1; i >= 0; i--) {
         const IrNode *t = in[i]->val->t;
-        if (strcmp(in[i]->name, "tokens") != 0 && strcmp(in[i]->name, "targets") != 0)
+        if (strcmp(in[i]->name, stream_names[FE_TOKENS]) != 0 && strcmp(in[i]->name, stream_names[FE_NEXT_TOKENS]) != 0)
             diag_error(E->D, in[i]->loc, "the trainer feeds only the inputs 'tokens' and 'targets', each i32[T]; "
                        "'%s' would have no value: compute it in the model from them", in[i]->name);
         else if (t->dtype != IR_I32 || t->ndim != 1 || t->shape[0] != T)
@@ -349,6 +354,8 @@ int64_t fe_param_count(const ParamDecl *p) {
     for (int i = 0; i < p->ndim; i++) n *= p->shape[i];
     return n;
 }
+
+bool fe_param_trainable(const ParamDecl *p) { return p->optim != FE_FROZEN; }
 
 double fe_schedule_value(FeCompile *c, const char *name, int64_t step) {
     for (int i = 0; i < c->prog.nschedules; i++) {

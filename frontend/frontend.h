@@ -242,7 +242,7 @@ typedef struct {
     int64_t shape[IR_MAX_DIMS];
     InitSpec init[4];     /* init[0] is the whole tensor; later ones overwrite slices */
     int ninit;
-    int optim;            /* index into Program.optims */
+    int optim;            /* index into Program.optims, or FE_FROZEN (opt none) */
     double wd_mul;
     double lr_mul;
     Loc loc;
@@ -318,6 +318,12 @@ void fe_free(FeCompile *c);
  * the parameters trained with `c`, so no parameter may change with T. Errors are reported
  * to c's diagnostics, at the declarations; returns their count. */
 int fe_check_trainable(FeCompile *c, FeCompile *eval);
+/* The inputs the trainer feeds from the token stream: a batch's tokens (FE_TOKENS, the input
+ * 'tokens') and each one's next token (FE_NEXT_TOKENS, 'targets'); NULL when the model does
+ * not declare it. The names live here, so the trainer names no input. */
+typedef enum { FE_TOKENS, FE_NEXT_TOKENS } FeStream;
+IrNode *fe_stream_input(const Program *p, FeStream s);
+const char *fe_stream_name(FeStream s);   /* for messages */
 /* Why the trainer cannot take this value of a config entry ("(the number of training
  * steps) must be …"), or NULL when it can or does not read the entry; the config's
  * evaluation reports it where the value is set. */
@@ -325,6 +331,10 @@ const char *fe_trainer_entry_error(const char *name, double value);
 
 const ConfigEntry *fe_config(const Program *p, const char *name);
 int64_t fe_param_count(const ParamDecl *p);
+/* A frozen parameter (`opt none`) has no optimizer: no gradient is computed for it and it
+ * keeps its initial or loaded value. */
+#define FE_FROZEN (-1)
+bool fe_param_trainable(const ParamDecl *p);
 
 /* Evaluate a schedule (or any runtime expression) at `step`; NaN if unknown. */
 double fe_schedule_value(FeCompile *c, const char *name, int64_t step);

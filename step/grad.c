@@ -24,11 +24,14 @@ int step_grad_build(Program *p, StepGrad *gg, char *err, size_t errlen) {
      * before one scatter-add instead of each scattered into a table of its own. */
     ir_cse(g);
     IrNode *loss = g->outputs[0];
-    for (int i = 0; i < p->nparams; i++) wrt[i] = p->params[i].node;
-    int rc = ir_autodiff(g, loss, wrt, p->nparams, grads, err, errlen);
+    int nwrt = 0;
+    for (int i = 0; i < p->nparams; i++)
+        if (fe_param_trainable(&p->params[i])) wrt[nwrt++] = p->params[i].node;
+    int rc = ir_autodiff(g, loss, wrt, nwrt, grads, err, errlen);
     if (rc == 0) {
         gg->loss_out = 0;
-        for (int i = 0; i < p->nparams; i++) gg->grad_out[i] = ir_add_output(g, grads[i]);
+        for (int i = 0, k = 0; i < p->nparams; i++)
+            gg->grad_out[i] = fe_param_trainable(&p->params[i]) ? ir_add_output(g, grads[k++]) : -1;
         rc = ir_optimize(g, err, errlen);
         /* CSE may have merged probed nodes: read them back from the outputs */
         for (int i = 0; rc == 0 && i < p->nprobes; i++) p->probes[i].node = g->outputs[gg->probe_out[i]];
@@ -44,6 +47,15 @@ int step_eval_build(IrGraph *g, int64_t train_T, char *err, size_t errlen) {
     const char *chunk = getenv("GPTC_EVAL_CHUNK");
     if (chunk && !strcmp(chunk, "0")) return 0;
     return ir_chunk_rows(g, train_T, (int64_t)1 << 30) > 0 ? ir_optimize(g, err, errlen) : 0;
+}
+
+int step_grad_kept(const Program *p, const StepGrad *gg, IrNode **keep) {
+    const IrGraph *g = p->graph;
+    int n = 0;
+    keep[n++] = g->outputs[gg->loss_out];
+    for (int i = 0; i < p->nparams; i++)
+        if (gg->grad_out[i] >= 0) keep[n++] = g->outputs[gg->grad_out[i]];
+    return n;
 }
 
 void step_grad_free(StepGrad *gg) {

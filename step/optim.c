@@ -124,8 +124,9 @@ int step_update_build(FeCompile *c, const bool *include, bool bf16_copies, StepU
     for (int k = 0; k < 2; k++) ug->state[k] = xcalloc((size_t)n + 1, sizeof(IrNode *));
     for (int i = 0; i < n; i++) {
         const ParamDecl *d = &prog->params[i];
-        const OptimGroup *grp = &prog->optims[d->optim];
         ug->out[i] = ug->bf16_out[i] = -1;
+        if (!fe_param_trainable(d)) continue;   /* no state, no update */
+        const OptimGroup *grp = &prog->optims[d->optim];
         ug->nstate[i] = grp->kind == OPT_ADAM ? 2 : 1;   /* also for another rank's: checkpoints */
         if (include && !include[i]) continue;
         g->cur_file = d->loc.src ? d->loc.src->name : NULL;

@@ -15,16 +15,20 @@
 #include "frontend/frontend.h"
 #include "ir/ir.h"
 
-/* Output indices of the training graph: loss (0), one gradient per parameter, one per probe. */
+/* Output indices of the training graph: loss (0), one gradient per trainable parameter (-1
+ * for a frozen one), one per probe. */
 typedef struct {
     int loss_out;
     int *grad_out;
     int *probe_out;
 } StepGrad;
 
-/* Appends the backward pass to p->graph (gradients of every parameter), optimizes it and
- * refreshes p->probes[].node. 0, or -1 with a message. */
+/* Appends the backward pass to p->graph (gradients of every trainable parameter), optimizes
+ * it and refreshes p->probes[].node. 0, or -1 with a message. */
 int step_grad_build(Program *p, StepGrad *gg, char *err, size_t errlen);
+/* keep[0] = the loss, then the gradients in parameter order (frozen ones have none); returns
+ * their count. keep holds nparams + 1. */
+int step_grad_kept(const Program *p, const StepGrad *gg, IrNode **keep);
 void step_grad_free(StepGrad *gg);
 
 /* The evaluation graph (the forward at T = val_seq_len) optimized as the trainer runs it:
@@ -37,12 +41,13 @@ typedef struct {
     int nparams;
     IrNode **param, **grad;   /* leaves, per parameter (as in Program.params) */
     IrNode **state[2];        /* state leaves: Adam m, v; Muon buf (state[1] NULL) */
-    int *nstate;              /* 2 for Adam, 1 for Muon */
+    int *nstate;              /* 2 for Adam, 1 for Muon, 0 for a frozen parameter */
     int *out;                 /* output index of the new parameter; its states follow it */
     int *bf16_out;            /* output index of the new parameter rounded to bf16, or -1 */
 } StepUpdate;
 
-/* include[i] false leaves parameter i out (its leaves and outputs are NULL / -1): a rank
+/* A frozen parameter has no leaves and no outputs (NULL / -1). include[i] false leaves
+ * parameter i out too (its leaves and outputs are NULL / -1): a rank
  * updates only the Muon matrices it owns. include NULL: every parameter. bf16_copies: each
  * parameter declared bf16 gets a second output, its new value rounded to bf16, which the
  * update's kernels write as they compute the new value (what a gradient step storing

@@ -6,29 +6,42 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Every declared parameter must be in the file with its shape, and nothing else; a tensor
- * the model does not declare is reported first (often a model/config mismatch). */
-int params_load(const Program *p, const char *path, double **values, char *err, size_t errlen) {
+/* values[i] = tensor i by its parameter's name. Every declared parameter must be in the
+ * file with its shape, and nothing else; a tensor the model does not declare is reported
+ * first (often a model/config mismatch). A gradient file has none of a frozen parameter
+ * (values[i] NULL; a tensor named after one is refused). */
+static int load_by_name(const Program *p, const char *path, bool grads, double **values, char *err, size_t errlen) {
     StFile f;
     if (st_open(&f, path, err, errlen) != 0) return -1;
     int rc = 0;
     for (int i = 0; i < p->nparams; i++) values[i] = NULL;
     for (int t = 0; t < f.ntensors && rc == 0; t++) {
         bool known = false;
-        for (int i = 0; i < p->nparams && !known; i++) known = !strcmp(p->params[i].name, f.tensors[t].name);
+        for (int i = 0; i < p->nparams && !known; i++)
+            known = !strcmp(p->params[i].name, f.tensors[t].name) && (!grads || fe_param_trainable(&p->params[i]));
         if (!known) {
-            snprintf(err, errlen, "%s: tensor '%s' is not a parameter of this model", path, f.tensors[t].name);
+            snprintf(err, errlen, "%s: tensor '%s' is not a %s of this model", path, f.tensors[t].name,
+                     grads ? "trainable parameter" : "parameter");
             rc = -1;
         }
     }
     for (int i = 0; i < p->nparams && rc == 0; i++) {
         const ParamDecl *d = &p->params[i];
+        if (grads && !fe_param_trainable(d)) continue;
         values[i] = xmalloc(sizeof(double) * (size_t)fe_param_count(d));
         rc = st_read_f64(&f, d->name, d->ndim, d->shape, values[i], err, errlen);
     }
     st_close(&f);
     if (rc != 0) values_free(values, p->nparams);
     return rc;
+}
+
+int params_load(const Program *p, const char *path, double **values, char *err, size_t errlen) {
+    return load_by_name(p, path, false, values, err, errlen);
+}
+
+int grads_load(const Program *p, const char *path, double **values, char *err, size_t errlen) {
+    return load_by_name(p, path, true, values, err, errlen);
 }
 
 void values_free(double **values, int n) {

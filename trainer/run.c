@@ -245,6 +245,7 @@ static int train_step(TrainRun *r, int64_t s, double *loss, char *err, size_t er
         }
     }
     for (int i = 0; i < t->np && !t->device_grads; i++) {   /* device gradients are averaged in the step */
+        if (!fe_param_trainable(&p->params[i])) continue;
         int64_t n = fe_param_count(&p->params[i]);
         if (r->accum > 1)
             for (int64_t k = 0; k < n; k++) t->grad[i][k] = r->acc[i][k] / r->accum;
@@ -343,8 +344,8 @@ static int setup(TrainRun *r, char *err, size_t errlen) {
         fprintf(stderr, "memory plan: %.1f MB (gradient step) + %.1f MB (update) + %.1f MB (validation)\n",
                 rt_exec_peak_bytes(r->t.grad_r) / 1e6, rt_exec_peak_bytes(r->t.upd_r) / 1e6,
                 rt_exec_peak_bytes(r->eval_r) / 1e6);
-    r->eval_tokens = ir_leaf_named(eval_c->prog.graph, IR_INPUT, "tokens");
-    r->eval_targets = ir_leaf_named(eval_c->prog.graph, IR_INPUT, "targets");
+    r->eval_tokens = fe_stream_input(&eval_c->prog, FE_TOKENS);
+    r->eval_targets = fe_stream_input(&eval_c->prog, FE_NEXT_TOKENS);
     r->train_tokens = xmalloc(sizeof(int32_t) * (size_t)r->T);
     r->train_targets = xmalloc(sizeof(int32_t) * (size_t)r->T);
     r->val_tokens = xmalloc(sizeof(int32_t) * (size_t)r->T_val);

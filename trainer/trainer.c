@@ -56,7 +56,7 @@ int trainer_init(Trainer *t, FeCompile *c, RtBackend backend, RtPrec prec, char 
     bool *mine = xmalloc(sizeof(bool) * (size_t)(p->nparams + 1));
     int nmuon = 0;
     for (int i = 0; i < p->nparams; i++) {
-        bool muon = p->optims[p->params[i].optim].kind == OPT_MUON;
+        bool muon = fe_param_trainable(&p->params[i]) && p->optims[p->params[i].optim].kind == OPT_MUON;
         t->owner[i] = muon && rt_dist_size() > 1 ? rt_dist_owner(nmuon++) : -1;
         mine[i] = t->owner[i] < 0 || t->owner[i] == rt_dist_rank();
     }
@@ -65,10 +65,11 @@ int trainer_init(Trainer *t, FeCompile *c, RtBackend backend, RtPrec prec, char 
     if (rc == 0) rc = step_update_build(c, mine, backend == RT_CUDA_BACKEND && prec == RT_BF16, &t->ug, err, errlen);
     free(mine);
     if (rc != 0) return -1;
-    t->tokens = ir_leaf_named(p->graph, IR_INPUT, "tokens");
-    t->targets = ir_leaf_named(p->graph, IR_INPUT, "targets");
+    t->tokens = fe_stream_input(p, FE_TOKENS);
+    t->targets = fe_stream_input(p, FE_NEXT_TOKENS);
     if (!t->tokens || !t->targets) {
-        snprintf(err, errlen, "the model must declare the inputs 'tokens' and 'targets'");
+        snprintf(err, errlen, "the model must declare the inputs '%s' and '%s'", fe_stream_name(FE_TOKENS),
+                 fe_stream_name(FE_NEXT_TOKENS));
         return -1;
     }
     if (host_copies(t, p, err, errlen) != 0) return -1;
@@ -78,10 +79,9 @@ int trainer_init(Trainer *t, FeCompile *c, RtBackend backend, RtPrec prec, char 
     t->dev_stale = true;
     IrGraph *g = p->graph;
     IrNode **keep = xmalloc(sizeof *keep * (size_t)(t->np + 1));
-    keep[0] = g->outputs[t->gg.loss_out];
-    for (int i = 0; i < t->np; i++) keep[1 + i] = g->outputs[t->gg.grad_out[i]];
-    t->grad_r = rt_exec_new(backend, g, prec, keep, t->np + 1, err, errlen);
-    if (t->grad_r && t->device_grads && rt_dist_size() > 1) rt_exec_allreduce(t->grad_r, keep + 1, t->np);
+    int nkeep = step_grad_kept(p, &t->gg, keep);
+    t->grad_r = rt_exec_new(backend, g, prec, keep, nkeep, err, errlen);
+    if (t->grad_r && t->device_grads && rt_dist_size() > 1) rt_exec_allreduce(t->grad_r, keep + 1, nkeep - 1);
     free(keep);
     RtPrec uprec = prec == RT_BF16 ? RT_BF16_MASTER : prec;   /* master weights and state in float32 */
     if (t->grad_r) t->upd_r = rt_exec_new(backend, t->ug.g, uprec, t->ug.g->outputs, t->ug.g->noutputs, err, errlen);
@@ -170,7 +170,8 @@ int trainer_grad(Trainer *t, const int32_t *tokens, const int32_t *targets, doub
     if (rc == 0) rt_exec_get(t->grad_r, g->outputs[t->gg.loss_out], loss);
     if (rc == 0 && t->device_grads) hand_over_grads(t);   /* device to device, averaged across ranks */
     else if (rc == 0)
-        for (int i = 0; i < t->np; i++) rt_exec_get(t->grad_r, g->outputs[t->gg.grad_out[i]], t->grad[i]);
+        for (int i = 0; i < t->np; i++)
+            if (t->gg.grad_out[i] >= 0) rt_exec_get(t->grad_r, g->outputs[t->gg.grad_out[i]], t->grad[i]);
     return rc;
 }
 

@@ -100,6 +100,9 @@ int trainer_load(Trainer *t, const char *path, bool with_state, TrainerExtra *ex
 /* values[i] = parameter i read from path (any float dtype, its declared shape). A missing
  * parameter, a wrong shape or a tensor the model does not declare is an error. */
 int params_load(const Program *p, const char *path, double **values, char *err, size_t errlen);
+/* The same for a gradient file: one tensor per trainable parameter; values[i] of a frozen
+ * parameter is NULL. */
+int grads_load(const Program *p, const char *path, double **values, char *err, size_t errlen);
 void values_free(double **values, int n);
 
 /* data[k] = INPUT leaf k (leaves[k]) read from the batch file by name; *count inputs. */

@@ -18,16 +18,9 @@ for be in ref cpu; do
 done
 expect_status "gptc step runs on ref and cpu" 0 test -f "$tmp/ref.st" -a -f "$tmp/cpu.st"
 python3 - "$tmp" <<'PYEOF' >"$tmp/check" 2>&1
-import json, struct, sys
-def load(path):
-    raw = open(path, 'rb').read()
-    n = struct.unpack('<Q', raw[:8])[0]
-    head = json.loads(raw[8:8 + n]); out = {}
-    for k, v in head.items():
-        if k == '__metadata__': continue
-        a, b = v['data_offsets']; f = {'F64': 'd', 'F32': 'f'}.get(v['dtype'])
-        if f: out[k] = struct.unpack('<%d%s' % ((b - a) // struct.calcsize(f), f), raw[8 + n + a:8 + n + b])
-    return out
+import sys
+sys.path.insert(0, 'tests')
+from safetensors_read import load
 d = sys.argv[1]
 p, g = load(d + '/p.st'), load(d + '/g.st')
 groups = {'embed': (0.05, 0.8, 0.95, 1e-10, 0.1 * 2), 'head': (0.02, 0.9, 0.99, 1e-8, 0.0)}

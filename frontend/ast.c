@@ -87,6 +87,7 @@ const char *ast_kind_name(NodeKind k) {
     case N_LOG: return "log";
     case N_PROBE: return "probe";
     case N_FN: return "fn";
+    case N_OVERRIDE: return "override";
     case N_MODEL: return "model";
     case N_FOR: return "for";
     case N_IF: return "if";

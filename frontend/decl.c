@@ -436,12 +436,15 @@ void decl_optim(Elab *E, const Node *st, Scope *s) {
 void decl_schedule(Elab *E, const Node *st, Scope *s) {
     const Node *expr = st->def.value;
     Loc at = st->def.ident->loc;
-    if (scope_find(E->global, st->name) || strcmp(st->name, "step") == 0) {
-        diag_error(E->D, at, "'%s' is already defined", st->name);
+    Binding *b = scope_find(E->global, st->name);
+    if (b || strcmp(st->name, "step") == 0) {
+        diag_error(E->D, at, "'%s' is already defined%s", st->name, b ? redefinition_hint(E, st, b, s) : "");
+        if (b && b->loc.src) diag_note(E->D, b->loc, "defined here");
         return;
     }
     double x;
     bool ok = sched_eval(E, expr, s, 0, &x, true);
+    if (!ok) override_note(E, st);
     if (ok && !isfinite(x)) {
         diag_error(E->D, expr->loc, "schedule '%s' is not a finite number at step 0 (%g)", st->name, x);
         ok = false;

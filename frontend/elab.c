@@ -1,8 +1,8 @@
 /* elab.c — from parsed files to a checked program: statements (executed at compile time:
  * let, fn, loops, conditions, assignments, returns), the model body, and fe_compile's
- * phases: load + include (source.c) → config (config.c) and T → the top-level statements
- * in order (declarations: decl.c) → the model body → warnings for unused parameters and
- * inputs. Also the queries of a compiled Program (fe_config, fe_schedule_value…).
+ * phases: load + include (source.c) → overrides (override.c) → config (config.c) and T →
+ * the top-level statements in order (declarations: decl.c) → the model body → warnings
+ * for unused parameters and inputs. Also the queries of a compiled Program (fe_config, fe_schedule_value…).
  * Expressions: expr.c. */
 #include "frontend/elab.h"
 
@@ -93,12 +93,14 @@ static void stmt_let(Elab *E, const Node *st, Scope *s) {
     if (!only_at_top(E, st)) return;
     Binding *b = scope_find(s, st->name);
     if (b) {
-        diag_error(E->D, st->def.ident->loc, "'%s' is already defined%s", st->name,
-                   strcmp(st->name, "T") == 0 ? " (T is the sequence length)" : "");
+        diag_error(E->D, st->def.ident->loc, "'%s' is already defined%s%s", st->name,
+                   strcmp(st->name, "T") == 0 ? " (T is the sequence length)" : "", redefinition_hint(E, st, b, s));
         if (b->loc.src) diag_note(E->D, b->loc, "defined here");
         return;
     }
+    int errors = E->D->nerrors;
     Value *v = eval(E, st->def.value, s);
+    if (E->D->nerrors > errors) override_note(E, st);
     if (v && (v->kind == V_TENSOR || v->kind == V_SCHED)) {
         diag_error(E->D, st->def.value->loc, "'let' binds a compile-time value, got %s", v_describe(E, v));
         v = NULL;
@@ -111,7 +113,7 @@ static void stmt_fn(Elab *E, const Node *st, Scope *s) {
     Loc at = st->fn.ident->loc;
     Binding *b = scope_find(s, st->name);
     if (b || builtin_lookup(st->name) >= 0) {
-        diag_error(E->D, at, "'%s' is already defined%s", st->name, b ? "" : " (a builtin)");
+        diag_error(E->D, at, "'%s' is already defined%s", st->name, b ? redefinition_hint(E, st, b, s) : " (a builtin)");
         if (b && b->loc.src) diag_note(E->D, b->loc, "first defined here");
         return;
     }
@@ -129,6 +131,7 @@ void exec_stmt(Elab *E, const Node *st, Scope *s) {
     case N_CONFIG:
     case N_PRESET:
     case N_SET:
+    case N_OVERRIDE:   /* put in place of the definition it replaces before anything ran */
         if (E->context != CTX_TOP || s != E->global)
             diag_error(E->D, st->loc, "'%s' is only allowed at the top level of a file", ast_kind_name(st->kind));
         break;
@@ -236,6 +239,7 @@ int fe_compile(FeCompile *c, const FeOptions *opt, FILE *diag_out) {
     const Source *stack[16];
     Node *stmts = load_flat(E, src, stack, 0);
     if (c->diag.nerrors) return 1;   /* syntax errors: the tree is incomplete */
+    override_definitions(E, &stmts);
     eval_config(E, stmts, opt);
     bind_T(E, opt);
     if (c->diag.nerrors) return 1;

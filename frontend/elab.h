@@ -1,5 +1,5 @@
 /* elab.h — internal interface of the elaborator: elab.c, source.c, config.c, decl.c,
- * expr.c, builtins.c, sched.c, scope.c and value.c (not part of the front end's public
+ * expr.c, builtins.c, sched.c, scope.c, value.c and override.c (not part of the front end's public
  * face). */
 #ifndef GPTC_ELAB_H
 #define GPTC_ELAB_H
@@ -90,8 +90,13 @@ Value **iteration_values(Elab *E, int op, const Node *iter, Scope *s, int *count
 bool count_iteration(Elab *E, Loc loc);
 
 /* source.c */
-Node *load_flat(Elab *E, const Source *src, const Source **stack, int depth);
+Node *load_flat(Elab *E, Source *src, const Source **stack, int depth);
 Source *source_from_text(FeCompile *c, const FeOptions *opt);
+
+/* override.c */
+void override_definitions(Elab *E, Node **stmts);
+void override_note(Elab *E, const Node *def);
+const char *redefinition_hint(Elab *E, const Node *def, const Binding *old, Scope *s);
 
 /* config.c */
 void eval_config(Elab *E, Node *stmts, const FeOptions *opt);

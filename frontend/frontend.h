@@ -6,6 +6,7 @@
  *   ast.c     the arena, AST nodes
  *   diag.c    the one reporter: "file:line:col: error: msg", source line, caret
  *   source.c  model files and includes
+ *   override.c definitions of included files replaced (override let, schedule, fn)
  *   config.c  config entries, set, presets, --set
  *   value.c   compile-time values (numbers, lists, maps, tensors, schedules…)
  *   scope.c   scopes of names, suggestions for misspelt names
@@ -47,6 +48,8 @@ typedef struct Source {
     const char *real;      /* canonical path, NULL if unknown (identity of includes) */
     const char *text;      /* whole file, NUL-terminated */
     size_t len;
+    int index;             /* in FeCompile.sources */
+    uint64_t includes;     /* bit i: this file includes sources[i], directly or through others */
 } Source;
 
 typedef struct {
@@ -95,7 +98,8 @@ typedef enum {
     N_CONFIG,       /* block: config { body } */
     N_PRESET,       /* block: preset NAME { body }; ident is NAME's node */
     N_SET,          /* def: set NAME = value */
-    N_LET,          /* def: let NAME = value */
+    N_LET,          /* def: let NAME = value; replaced: the definition an override took the
+                       place of (override.c), else NULL — also for N_SCHEDULE */
     N_PARAM,        /* param: param path : type  init init, overrides  opt opt; overrides are
                        N_PAIR [key] = value (slice key's initializer); init, opt may be NULL */
     N_INPUT,        /* input: input NAME : type */
@@ -104,6 +108,7 @@ typedef enum {
     N_LOG,          /* def: log NAME = value; NAME may be a string with {name} interpolations */
     N_PROBE,        /* probe: probe path = value */
     N_FN,           /* fn: fn NAME(params) { body } / fn NAME(params) = expr; params are N_NAME */
+    N_OVERRIDE,     /* over: override def; def an N_LET, N_SCHEDULE or N_FN of NAME */
     N_MODEL,        /* block: model { body } */
     N_FOR,          /* loop: for NAME < iter { body } / for NAME in iter { body }; op = '<' or T_IN */
     N_IF,           /* branch: if cond { then } else { els }; els is NULL, a block or one N_IF */
@@ -132,11 +137,12 @@ struct Node {
         struct { Node *key, *value; } pair;
         struct { Node *elem, *iter, *filter; } comp;
         struct { Node *ident, *body; } block;
-        struct { Node *ident, *value; } def;
+        struct { Node *ident, *value, *replaced; } def;
         struct { Node *path, *type, *init, *overrides, *opt; } param;
         struct { Node *ident, *type; } input;
         struct { Node *path, *value; } probe;
         struct { Node *ident, *params, *body, *expr; } fn;
+        struct { Node *def; } over;
         struct { Node *ident, *iter, *body; } loop;
         struct { Node *target, *value; } assign;
         struct { Node *value; } ret;

@@ -32,6 +32,11 @@ static Node *mk(ParseCtx *ctx, NodeKind k, YYLTYPE l) { return ast_new(ctx->aren
 static Node *mk_def(ParseCtx *ctx, NodeKind k, YYLTYPE l, Node *ident, Node *value) {
     Node *n = mk(ctx, k, l); n->name = ident->name; n->def.ident = ident; n->def.value = value; return n;
 }
+/* override let … / override schedule … / override fn …: the statement it wraps replaces
+ * the definition of the same name in an included file (override.c) */
+static Node *mk_override(ParseCtx *ctx, YYLTYPE l, Node *def) {
+    Node *n = mk(ctx, N_OVERRIDE, l); n->name = def->name; n->over.def = def; return n;
+}
 static Node *mk_unary(ParseCtx *ctx, YYLTYPE l, int op, Node *operand) {
     Node *n = mk(ctx, N_UNARY, l); n->op = op; n->unary.operand = operand; return n;
 }
@@ -65,11 +70,11 @@ static Node *mk_branch(ParseCtx *ctx, NodeKind k, YYLTYPE l, Node *cond, Node *t
 %token T_PARAM "'param'" T_INPUT "'input'" T_OPTIM "'optim'" T_SCHEDULE "'schedule'" T_LOG "'log'"
 %token T_PROBE "'probe'" T_FN "'fn'" T_MODEL "'model'" T_FOR "'for'" T_IN "'in'" T_IF "'if'"
 %token T_THEN "'then'" T_ELSE "'else'" T_RETURN "'return'" T_AND "'and'" T_OR "'or'" T_NOT "'not'"
-%token T_TRUE "'true'" T_FALSE "'false'" T_INIT "'init'" T_OPT "'opt'"
+%token T_TRUE "'true'" T_FALSE "'false'" T_INIT "'init'" T_OPT "'opt'" T_OVERRIDE "'override'"
 %token T_EQ "'=='" T_NE "'!='" T_LE "'<='" T_GE "'>='" T_FLOORDIV "'//'" T_POW "'**'"
 
 %type <node> stmt expr postfix primary arg index_arg opt_expr block_stmt if_stmt
-%type <node> param_stmt pair comp name_node
+%type <node> param_stmt pair comp name_node fn_stmt
 %type <list> stmts block args opt_args index_args names opt_names pairs overrides
 
 %precedence T_ELSE
@@ -112,12 +117,10 @@ stmt: T_INCLUDE T_STRING        { $$ = mk(ctx, N_INCLUDE, @1); $$->name = $2->na
     | T_LOG name_node '=' expr      { $$ = mk_def(ctx, N_LOG, @1, $2, $4); }
     | T_LOG T_STRING '=' expr       { $$ = mk_def(ctx, N_LOG, @1, $2, $4); }
     | T_PROBE postfix '=' expr      { $$ = mk(ctx, N_PROBE, @1); $$->probe.path = $2; $$->probe.value = $4; }
-    | T_FN name_node '(' opt_names ')' block
-        { $$ = mk(ctx, N_FN, @1); $$->name = $2->name; $$->fn.ident = $2; $$->fn.params = $4.head;
-          $$->fn.body = $6.head; }
-    | T_FN name_node '(' opt_names ')' '=' expr
-        { $$ = mk(ctx, N_FN, @1); $$->name = $2->name; $$->fn.ident = $2; $$->fn.params = $4.head;
-          $$->fn.expr = $7; }
+    | fn_stmt
+    | T_OVERRIDE T_LET name_node '=' expr      { $$ = mk_override(ctx, @1, mk_def(ctx, N_LET, @2, $3, $5)); }
+    | T_OVERRIDE T_SCHEDULE name_node '=' expr { $$ = mk_override(ctx, @1, mk_def(ctx, N_SCHEDULE, @2, $3, $5)); }
+    | T_OVERRIDE fn_stmt                       { $$ = mk_override(ctx, @1, $2); }
     | T_MODEL block             { $$ = mk(ctx, N_MODEL, @1); $$->block.body = $2.head; }
     | block_stmt
     | postfix '=' expr          { $$ = mk(ctx, N_ASSIGN, @2); $$->assign.target = $1; $$->assign.value = $3; }
@@ -125,6 +128,14 @@ stmt: T_INCLUDE T_STRING        { $$ = mk(ctx, N_INCLUDE, @1); $$->name = $2->na
     ;
 
 name_node: T_IDENT ;
+
+fn_stmt: T_FN name_node '(' opt_names ')' block
+        { $$ = mk(ctx, N_FN, @1); $$->name = $2->name; $$->fn.ident = $2; $$->fn.params = $4.head;
+          $$->fn.body = $6.head; }
+    | T_FN name_node '(' opt_names ')' '=' expr
+        { $$ = mk(ctx, N_FN, @1); $$->name = $2->name; $$->fn.ident = $2; $$->fn.params = $4.head;
+          $$->fn.expr = $7; }
+    ;
 
 block_stmt: T_FOR name_node '<' expr block     { $$ = mk_for(ctx, @1, '<', $2, $4, $5.head); }
     | T_FOR name_node T_IN expr block           { $$ = mk_for(ctx, @1, T_IN, $2, $4, $5.head); }

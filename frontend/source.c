@@ -70,6 +70,7 @@ Source *fe_load_source(FeCompile *c, const char *path, Loc from) {
         src->real = arena_strdup(&c->arena, real);
         free(real);
     }
+    src->index = c->nsources;
     c->sources[c->nsources++] = src;
     return src;
 }
@@ -88,8 +89,10 @@ static char *include_path(Elab *E, const Node *inc, const char **dirs) {
 }
 
 /* Parse `src` and splice the statements of its includes in place. `stack` holds the
- * files being included, for cycle detection. Returns the flat statement list. */
-Node *load_flat(Elab *E, const Source *src, const Source **stack, int depth) {
+ * files being included, for cycle detection. Records in src->includes every file it
+ * includes, through others too, even those spliced earlier. Returns the flat statement
+ * list. */
+Node *load_flat(Elab *E, Source *src, const Source **stack, int depth) {
     Node *stmts = fe_parse_source(E->A, E->D, src);
     Node head = {0}, *tail = &head;
     for (Node *n = stmts, *next; n; n = next) {
@@ -109,11 +112,12 @@ Node *load_flat(Elab *E, const Source *src, const Source **stack, int depth) {
             diag_error(E->D, n->loc, "include cycle: '%s' is already being included", inc->name);
             continue;
         }
-        if (seen) continue;   /* included before: its declarations are already there */
-        stack[depth] = src;
-        Node *sub = load_flat(E, inc, stack, depth + 1);
-        tail->next = sub;
-        while (tail->next) tail = tail->next;
+        if (!seen) {   /* a file included before is not spliced again */
+            stack[depth] = src;
+            tail->next = load_flat(E, inc, stack, depth + 1);
+            while (tail->next) tail = tail->next;
+        }
+        src->includes |= (uint64_t)1 << inc->index | inc->includes;
     }
     return head.next;
 }
@@ -125,6 +129,7 @@ Source *source_from_text(FeCompile *c, const FeOptions *opt) {
     src->text = arena_strndup(&c->arena, opt->text, opt->text_len);
     src->len = opt->text_len;
     if (nul_byte(c, src)) return NULL;
+    src->index = c->nsources;
     c->sources[c->nsources++] = src;
     return src;
 }

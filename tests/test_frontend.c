@@ -275,6 +275,121 @@ TEST(unused_parameter_warns) {
     free(msgs);
 }
 
+/* ---- override ---------------------------------------------------------------------------- */
+
+/* A model given as text, standing in tests/ (its includes resolve from there), on the tiny
+ * preset when it has one; messages are dropped. 0 when it compiled. */
+static int compile_in_tests(FeCompile *c, const char *text, const char *preset) {
+    FILE *out = devnull();
+    FeOptions o = {.path = "tests/variant.gptc", .text = text, .text_len = strlen(text), .preset = preset};
+    int rc = fe_compile(c, &o, out);
+    fclose(out);
+    return rc;
+}
+
+static int count_op(const IrGraph *g, IrOp op) {
+    int n = 0;
+    for (int i = 0; i < g->n; i++) n += g->nodes[i]->op == op;
+    return n;
+}
+
+/* ATTENTION nodes whose window (input 4) is the runtime scalar of schedule `name` */
+static int attention_windows(const IrGraph *g, const char *name) {
+    int n = 0;
+    for (int i = 0; i < g->n; i++) {
+        const IrNode *w = g->nodes[i]->op == IR_ATTENTION ? g->nodes[i]->in[4] : NULL;
+        n += w && w->op == IR_SCALAR && w->name && !strcmp(w->name, name);
+    }
+    return n;
+}
+
+static int params_ending(const Program *p, const char *suffix) {
+    int n = 0;
+    size_t k = strlen(suffix);
+    for (int i = 0; i < p->nparams; i++) {
+        size_t len = strlen(p->params[i].name);
+        n += len >= k && !strcmp(p->params[i].name + len - k, suffix);
+    }
+    return n;
+}
+
+TEST(override_table_changes_earlier_uses) {
+    /* gpt2m's attn reads long_layers, and its parameter loop attn_layers, before the override line */
+    FeCompile c;
+    CHECK(compile_in_tests(&c, "include \"../models/gpt2m.gptc\"\n", "tiny") == 0);
+    CHECK(count_op(c.prog.graph, IR_ATTENTION) == 15);
+    CHECK(attention_windows(c.prog.graph, "window_long") == 4);
+    CHECK(params_ending(&c.prog, ".attn.qkvo") == 15);
+    fe_free(&c);
+    CHECK(compile_in_tests(&c, "include \"../models/gpt2m.gptc\"\noverride let long_layers = [0, 15]\n", "tiny") == 0);
+    CHECK(count_op(c.prog.graph, IR_ATTENTION) == 15);
+    CHECK(attention_windows(c.prog.graph, "window_long") == 2);
+    CHECK(attention_windows(c.prog.graph, "window_short") == 13);
+    fe_free(&c);
+    CHECK(compile_in_tests(&c, "override let attn_layers = [0, 1, 2]\ninclude \"../models/gpt2m.gptc\"\n", "tiny") == 0);
+    CHECK(count_op(c.prog.graph, IR_ATTENTION) == 3);
+    CHECK(attention_windows(c.prog.graph, "window_long") == 1);
+    CHECK(params_ending(&c.prog, ".attn.qkvo") == 3);
+    CHECK(c.diag.nwarnings == 0);
+    fe_free(&c);
+}
+
+TEST(override_fn_changes_every_block) {
+    FeCompile c;
+    CHECK(compile_in_tests(&c, "include \"../models/gpt2m.gptc\"\n", "tiny") == 0);
+    int squares = count_op(c.prog.graph, IR_SQUARE), relus = count_op(c.prog.graph, IR_RELU);
+    fe_free(&c);
+    CHECK(compile_in_tests(&c, "include \"../models/gpt2m.gptc\"\n"
+                               "override fn mlp(i, g) {\n    h = relu(linear(g, blocks[i].mlp.fc))\n"
+                               "    return linear(h, blocks[i].mlp.proj)\n}\n", "tiny") == 0);
+    CHECK(relus == 16 && count_op(c.prog.graph, IR_RELU) == 16);
+    CHECK(count_op(c.prog.graph, IR_SQUARE) == squares - 16);
+    fe_free(&c);
+}
+
+TEST(override_schedule_everywhere) {
+    /* window_short is read by attn and is the trainer's per-step scalar */
+    FeCompile c;
+    CHECK(compile_in_tests(&c, "include \"../models/gpt2m.gptc\"\noverride schedule window_short = window_long // 4\n",
+                           "tiny") == 0);
+    int changed = 0;
+    for (int64_t step = 0; step <= 300; step += 10) {
+        double l = fe_schedule_value(&c, "window_long", step), s = fe_schedule_value(&c, "window_short", step);
+        CHECK(s == floor(l / 4));
+        changed += floor(l / 4) != floor(l / 2);
+    }
+    CHECK(changed > 10);
+    CHECK(c.prog.nschedules == 5);
+    CHECK(attention_windows(c.prog.graph, "window_short") == 11);
+    fe_free(&c);
+}
+
+TEST(override_outermost_file_wins) {
+    /* base.gptc: width = 2·dim rows; variant.gptc overrides it with 3·dim; dim = 4 */
+    FeCompile c;
+    CHECK(compile_in_tests(&c, "include \"models/override/base.gptc\"\n", NULL) == 0);
+    CHECK(c.prog.nparams == 1 && c.prog.params[0].shape[0] == 8 && count_op(c.prog.graph, IR_RELU) == 1);
+    fe_free(&c);
+    CHECK(compile_in_tests(&c, "include \"models/override/variant.gptc\"\n", NULL) == 0);
+    CHECK(c.prog.nparams == 1 && c.prog.params[0].shape[0] == 12);
+    fe_free(&c);
+    CHECK(compile_in_tests(&c, "include \"models/override/variant.gptc\"\noverride let width = 4 * dim\n"
+                               "override fn act(x) = square(x)\n", NULL) == 0);
+    CHECK(c.prog.nparams == 1 && c.prog.params[0].shape[0] == 16);
+    CHECK(count_op(c.prog.graph, IR_RELU) == 0 && count_op(c.prog.graph, IR_SQUARE) == 1);
+    fe_free(&c);
+    /* variant.gptc and sibling.gptc, neither including the other, both override width:
+     * an error, unless a file that includes both overrides it too */
+    const char *both = "include \"models/override/variant.gptc\"\ninclude \"models/override/sibling.gptc\"\n";
+    CHECK(compile_in_tests(&c, both, NULL) == 1);
+    fe_free(&c);
+    char text[256];
+    snprintf(text, sizeof text, "%soverride let width = dim\n", both);
+    CHECK(compile_in_tests(&c, text, NULL) == 0);
+    CHECK(c.prog.nparams == 1 && c.prog.params[0].shape[0] == 4);
+    fe_free(&c);
+}
+
 int main(void) {
     RUN(golden_params_names_shapes_order);
     RUN(golden_probes_are_the_activation_names);
@@ -287,5 +402,9 @@ int main(void) {
     RUN(errors_are_located);
     RUN(several_errors_in_one_run);
     RUN(unused_parameter_warns);
+    RUN(override_table_changes_earlier_uses);
+    RUN(override_fn_changes_every_block);
+    RUN(override_schedule_everywhere);
+    RUN(override_outermost_file_wins);
     return test_summary();
 }

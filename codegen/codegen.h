@@ -121,6 +121,31 @@ typedef enum { CG_C, CG_CUDA } CgDialect;
 int cg_emit_loop(const CgStep *s, CgKernel *k, CgDialect d, const char *name, char **src, int *culprit);
 /* Text every translation unit of the dialect starts with (types, helpers). */
 const char *cg_prelude(CgDialect d);
+/* exp(x) = 2^n e^r, n = rint(x / ln 2), |r| <= ln(2)/2, e^r by its Taylor polynomial of
+ * degree 6 (relative error < 2e-7 over the float range): arithmetic only, so loops that call
+ * it vectorize. Below -87 it returns exp(-87) ~ 1.6e-38, not 0. One definition: the C
+ * prelude holds its text, and the cpu backend's attention compiles it. */
+#define CG_EXPF_DEFINITION                                                                   \
+    static inline float cg_expf(float x)                                                     \
+    {                                                                                        \
+        x = x > -87.0f ? x : -87.0f;                                                         \
+        x = x < 88.0f ? x : 88.0f;                                                           \
+        const float n = __builtin_rintf(x * 1.44269504f);                                    \
+        const float r = x - n * 0.693145752f - n * 1.42860677e-6f;                           \
+        float p = 1.0f / 720;                                                                \
+        p = p * r + 1.0f / 120;                                                              \
+        p = p * r + 1.0f / 24;                                                               \
+        p = p * r + 1.0f / 6;                                                                \
+        p = p * r + 0.5f;                                                                    \
+        p = p * r + 1.0f;                                                                    \
+        p = p * r + 1.0f;                                                                    \
+        const int bits = ((int)n + 127) << 23;                                               \
+        float scale;                                                                         \
+        __builtin_memcpy(&scale, &bits, sizeof scale);                                       \
+        return p * scale;                                                                    \
+    }
+#define CG_STRINGIFY(...) #__VA_ARGS__
+#define CG_TEXT(...) CG_STRINGIFY(__VA_ARGS__)
 /* CUDA launch shape of loop kernel k: blocks × threads. */
 void cg_cuda_launch(const CgKernel *k, int64_t *blocks, int *threads);
 /* The second launch of a split reduction (k->chunks > 1): blocks × threads; 0 × 0 for a

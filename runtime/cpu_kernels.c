@@ -1,6 +1,7 @@
 /* cpu_kernels.c — library ops of the cpu backend (contract: cpu_kernels.h). */
 #include "runtime/cpu_kernels.h"
 #include "base/base.h"
+#include "codegen/codegen.h"
 
 #include "runtime/ref_kernels.h"
 
@@ -22,7 +23,7 @@
  * start), q]: documents are contiguous and the window starts at a block boundary. So the
  * softmax masks by bounds, not key by key, and its loops vectorize: the row functions are
  * compiled for AVX-512 and AVX2 too (target_clones; the CPU picks one when the program
- * loads), with an exponential of arithmetic only (vexpf). */
+ * loads), with an exponential of arithmetic only (cg_expf). */
 enum { QT = 64 };
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -38,25 +39,8 @@ typedef struct {
     const int32_t *doc_start;   /* [T]: the first position of t's document */
 } Attn;
 
-/* exp(x) = 2^n e^r, n = rint(x / ln 2), e^r by its degree-6 Taylor polynomial: relative
- * error < 2e-7; below -87 it gives exp(-87), not 0 (the same as the generated kernels') */
-static inline float vexpf(float x)
-{
-    x = x > -87.0f ? x : -87.0f;
-    x = x < 88.0f ? x : 88.0f;
-    const float n = __builtin_rintf(x * 1.44269504f), r = x - n * 0.693145752f - n * 1.42860677e-6f;
-    float p = 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    const int bits = ((int)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
+/* the generated kernels' exponential (codegen.h), so both round alike */
+CG_EXPF_DEFINITION
 
 /* the first key query q may see */
 static int first_key(const Attn *a, int q)
@@ -74,7 +58,7 @@ ROW_CLONES static void softmax_range(float *row, int n, int lo, int hi)
     double l = 0;
 #pragma omp simd reduction(+ : l)
     for (int j = lo; j <= hi; j++) {
-        row[j] = vexpf(row[j] - mx);
+        row[j] = cg_expf(row[j] - mx);
         l += row[j];
     }
     const float inv = (float)(1.0 / l);

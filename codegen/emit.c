@@ -374,15 +374,43 @@ static const char *unary_text(Em *e, const IrNode *n, const char *a)
     }
 }
 
-static const char *binary_text(Em *e, IrOp op, const char *a, const char *b)
+/* i32 values: + - * wrap around (computed unsigned), // and % round down through the
+ * prelude's cg_floordiv and cg_mod, comparisons give 0 or 1 */
+static const char *binary_i32_text(Em *e, IrOp op, const char *a, const char *b)
 {
     switch (op) {
+    case IR_ADD: return str(e, "(int)((unsigned)%s + (unsigned)%s)", a, b);
+    case IR_SUB: return str(e, "(int)((unsigned)%s - (unsigned)%s)", a, b);
+    case IR_MUL: return str(e, "(int)((unsigned)%s * (unsigned)%s)", a, b);
+    case IR_FLOORDIV: return str(e, "cg_floordiv(%s, %s)", a, b);
+    case IR_MOD: return str(e, "cg_mod(%s, %s)", a, b);
+    case IR_NE: return str(e, "(%s != %s)", a, b);
+    case IR_LT: return str(e, "(%s < %s)", a, b);
+    case IR_LE: return str(e, "(%s <= %s)", a, b);
+    default: return str(e, "(%s == %s)", a, b);                                /* EQ */
+    }
+}
+
+static const char *binary_text(Em *e, const IrNode *n, const char *a, const char *b)
+{
+    if (n->dtype == IR_I32) return binary_i32_text(e, n->op, a, b);
+    switch (n->op) {
     case IR_ADD: return str(e, "%s + %s", a, b);
     case IR_SUB: return str(e, "%s - %s", a, b);
     case IR_MUL: return str(e, "%s * %s", a, b);
     case IR_DIV: return str(e, "%s / %s", a, b);
-    default: return str(e, "(%s == %s ? 1.0f : 0.0f)", a, b);                  /* EQ */
+    case IR_NE: return str(e, "(%s != %s ? 1.0f : 0.0f)", a, b);
+    case IR_LT: return str(e, "(%s < %s ? 1.0f : 0.0f)", a, b);
+    case IR_LE: return str(e, "(%s <= %s ? 1.0f : 0.0f)", a, b);
+    case IR_EQ: return str(e, "(%s == %s ? 1.0f : 0.0f)", a, b);
+    default: return fail(e, n->id);                                          /* // % of floats */
     }
+}
+
+/* a CONST's literal in its dtype */
+static const char *const_of(Em *e, const IrNode *n)
+{
+    return n->dtype == IR_I32 ? str(e, "(%d)", (int)n->fattr[0]) : const_text(e, n->fattr[0]);
 }
 
 /* the accumulator of reduction `id` (kind), registered for p1; its per-row result name */
@@ -416,13 +444,22 @@ static const char *reduce_val(Em *e, const IrNode *n, const Idx *x)
     return acc_ref(e, n->id, n->op == IR_SUM ? 's' : 'x', n->id);
 }
 
+/* A row index i into a table of V rows. An input's indices are checked before the run;
+ * one computed in the graph is clamped to [0, V), so a bad one cannot read out of bounds
+ * (the ref backend reports it). */
+static const char *row_index(Em *e, const IrNode *ids, const char *i, int64_t V)
+{
+    if (ids->op == IR_INPUT) return i;
+    return str(e, "(%s < 0 ? 0 : %s >= %lld ? %lld : %s)", i, i, (long long)V, (long long)V - 1, i);
+}
+
 /* CROSS_ENTROPY at row t: logsumexp(a[t]) - a[t, b[t]] */
 static const char *ce_val(Em *e, const IrNode *n, const Idx *x)
 {
     const IrNode *a = n->in[0];
     if (!own_reduction(e, a, a->ndim - 1) || e->cur != &e->mid || !at_row(e, n, x)) return fail(e, n->id);
     const char *lse = acc_ref(e, a->id, 'l', n->id);
-    const char *tgt = val(e, n->in[1], x);
+    const char *tgt = row_index(e, n->in[1], val(e, n->in[1], x), a->shape[a->ndim - 1]);
     Idx ai = {.nd = a->ndim};
     for (int d = 0; d < x->nd; d++) ai.c[d] = x->c[d];
     ai.c[a->ndim - 1] = tgt;
@@ -449,19 +486,19 @@ static const char *compute(Em *e, const IrNode *n, const Idx *x)
 {
     switch (ir_op_class(n->op)) {
     case IRC_UNARY: return unary_text(e, n, val(e, n->in[0], x));
-    case IRC_BINARY: return binary_text(e, n->op, val(e, n->in[0], x), val(e, n->in[1], x));
+    case IRC_BINARY: return binary_text(e, n, val(e, n->in[0], x), val(e, n->in[1], x));
     case IRC_REDUCE: return reduce_val(e, n, x);
     case IRC_GATHER: {
         if (n->op != IR_GATHER) return fail(e, n->id);
         const IrNode *t = n->in[0], *ids = n->in[1];
         Idx ii = {.nd = ids->ndim}, ti = {.nd = t->ndim};
         for (int d = 0; d < ids->ndim; d++) ii.c[d] = x->c[d];
-        ti.c[0] = val(e, ids, &ii);
+        ti.c[0] = row_index(e, ids, val(e, ids, &ii), t->shape[0]);
         for (int d = 1; d < t->ndim; d++) ti.c[d] = x->c[ids->ndim + d - 1];
         return val(e, t, &ti);
     }
     case IRC_LEAF:
-        if (n->op == IR_CONST) return const_text(e, n->fattr[0]);
+        if (n->op == IR_CONST) return const_of(e, n);
         return fail(e, n->id);
     case IRC_FUSED:
         if (n->op == IR_CROSS_ENTROPY) return ce_val(e, n, x);
@@ -490,7 +527,7 @@ static const char *compute(Em *e, const IrNode *n, const Idx *x)
         Idx r = with(e, x, a, itmp(e, str(e, "%s < %lld ? 0 : %s >= %lld ? %lld : %s - %lld", c, s, c, s + len,
                                           len - 1, c, s)));
         const char *v = val(e, in, &r);
-        return str(e, "(%s >= %lld && %s < %lld ? %s : 0.0f)", c, s, c, s + len, v);
+        return str(e, "(%s >= %lld && %s < %lld ? %s : %s)", c, s, c, s + len, v, n->dtype == IR_I32 ? "0" : "0.0f");
     }
     case IR_CONCAT: {
         int a = (int)n->iattr[0];
@@ -511,9 +548,15 @@ static const char *val(Em *e, const IrNode *n, const Idx *x)
 {
     if (e->failed) return "0";
     CgRole role = e->s->role[n->id];
-    if (role == CG_CONST) return const_text(e, n->fattr[0]);
+    if (role == CG_CONST) return const_of(e, n);
     bool own_root = false;
     for (int i = 0; i < e->k->nroots && !own_root; i++) own_root = e->k->roots[i] == n->id;
+    if (role == CG_VIEW) {     /* a view of a root of this kernel is not stored yet: split */
+        const IrNode *base = n;
+        while (e->s->role[base->id] == CG_VIEW) base = base->in[0];
+        for (int i = 0; i < e->k->nroots; i++)
+            if (e->k->roots[i] == base->id) return fail(e, base->id);
+    }
     if (role != CG_INLINE && !own_root) return load(e, n, x);
     Block *save = e->cur;
     if (row_value(e, n, x)) e->cur = &e->mid;
@@ -1218,6 +1261,20 @@ void cg_cuda_launch2(const CgKernel *k, int64_t *blocks, int *threads)
     *blocks = (rows + *threads - 1) / *threads;
 }
 
+/* i32 floor division and modulo (the sign of the divisor), in 64 bits so that
+ * INT_MIN // -1 wraps instead of trapping; by 0 both give 0 */
+#define CG_INT_DIV(qual)                                                                      \
+    qual " int cg_floordiv(int a, int b)\n{\n"                                      \
+    "    if (b == 0) return 0;\n"                                                           \
+    "    long long q = (long long)a / b;\n"                                                 \
+    "    if (q * b != a && (a < 0) != (b < 0)) q--;\n"                                       \
+    "    return (int)(unsigned)q;\n}\n"                                                    \
+    qual " int cg_mod(int a, int b)\n{\n"                                           \
+    "    if (b == 0) return 0;\n"                                                           \
+    "    long long r = (long long)a % b;\n"                                                 \
+    "    if (r != 0 && (r < 0) != (b < 0)) r += b;\n"                                       \
+    "    return (int)r;\n}\n"
+
 const char *cg_prelude(CgDialect d)
 {
     if (d == CG_C)
@@ -1229,12 +1286,14 @@ const char *cg_prelude(CgDialect d)
                " * [256, 1024] matrix of Muon's iteration and larger) two threads already pay */\n"
                "#define CG_PAR_MIN 65536\n"
                "/* exp(x) by a polynomial, arithmetic only, so loops that call it vectorize (codegen.h) */\n"
-               CG_TEXT(CG_EXPF_DEFINITION) "\n\n";
+               CG_TEXT(CG_EXPF_DEFINITION) "\n"
+               CG_INT_DIV("static inline CG_UNUSED") "\n";
     return "/* generated by gptc: loop kernels of one training step (CUDA) */\n"
            "#include <cuda_bf16.h>\n"
            "#define CG_UNUSED [[maybe_unused]]\n"
            "#ifndef INFINITY\n#define INFINITY __int_as_float(0x7f800000)\n#endif\n"
            "#ifndef NAN\n#define NAN __int_as_float(0x7fffffff)\n#endif\n"
+           CG_INT_DIV("__device__")
            "/* block-wide reductions over blockDim.x (a multiple of 32, at most 1024) threads;\n"
            " * every thread gets the result */\n"
            "__device__ float cg_block_sum(float v)\n{\n"

@@ -7,8 +7,8 @@
  * its axis) is a VIEW; a node in the `force` set is a ROOT; anything else is INLINE.
  * `force` holds the kept nodes, the library ops' operands, the nodes used twice whose
  * recomputation would read more than HEAVY_READS full-size tensors, and every node the
- * emitter reported it cannot inline. A graph with an i32 node other than a leaf, a
- * movement or a cast is rejected.
+ * emitter reported it cannot inline. A graph with an i32 node other than a leaf, an
+ * elementwise binary op, a movement, a gather or a cast is rejected.
  *
  * Kernels: the roots in id order, each library root on its own, consecutive loop roots
  * with the same iteration signature (domain, reduced axis) grouped into one kernel as long
@@ -463,15 +463,17 @@ static void node_error(const IrNode *n, const char *what, char *err, size_t errl
 
 static bool supported(const IrNode *n)
 {
-    return !(n->dtype == IR_I32 && ir_op_class(n->op) != IRC_LEAF && ir_op_class(n->op) != IRC_MOVE &&
-             n->op != IR_CAST);
+    IrClass c = ir_op_class(n->op);
+    return n->dtype != IR_I32 || c == IRC_LEAF || c == IRC_MOVE || c == IRC_BINARY || c == IRC_GATHER ||
+           n->op == IR_CAST;
 }
 
 CgStep *cg_fuse(const IrGraph *g, IrNode *const *keep, int nkeep, CgStore store, char *err, size_t errlen)
 {
     for (int i = 0; i < g->n; i++)
         if (!supported(g->nodes[i])) {
-            node_error(g->nodes[i], "computes i32 values, which only data movement may", err, errlen);
+            node_error(g->nodes[i], "computes i32 values, which only arithmetic, comparisons and data movement may",
+                       err, errlen);
             return NULL;
         }
     CgStep *s = xcalloc(1, sizeof *s);

@@ -94,14 +94,32 @@ static IrOp binop_ir(int op) {
     case '+': return IR_ADD;
     case '-': return IR_SUB;
     case '*': return IR_MUL;
+    case T_FLOORDIV: return IR_FLOORDIV;
+    case '%': return IR_MOD;
+    case T_EQ: return IR_EQ;
+    case T_NE: return IR_NE;
+    case '<': case '>': return IR_LT;      /* a > b is b < a */
+    case T_LE: case T_GE: return IR_LE;
     default: return IR_DIV;
     }
 }
 
-/* a op b with numpy broadcasting (trailing axes aligned); both must be float. */
+/* The operator's dtype rule, or NULL: i32 with i32 takes + - * // % and comparisons; float
+ * with float takes + - * / and comparisons; i32 and float do not mix. */
+static const char *dtype_rule(int op, IrNode *a, IrNode *b) {
+    bool ia = a->dtype == IR_I32, ib = b->dtype == IR_I32;
+    if (ia != ib) return "i32 and float tensors do not mix (convert the i32 one with float(x))";
+    if (ia && op == '/') return "'/' of i32 tensors: use // (floor division), or float(x) first";
+    if (!ia && (op == T_FLOORDIV || op == '%')) return "'//' and '%' need i32 tensors";
+    return NULL;
+}
+
+/* a op b with numpy broadcasting (trailing axes aligned): arithmetic and comparisons
+ * (0 or 1 in the operands' dtype), on float tensors or on i32 tensors. */
 IrNode *t_binary(Elab *E, int op, IrNode *a, IrNode *b, Loc loc) {
-    if (!ir_dtype_is_float(a->dtype) || !ir_dtype_is_float(b->dtype)) {
-        diag_error(E->D, loc, "arithmetic needs float tensors, got %s and %s", shape_of(E, a), shape_of(E, b));
+    const char *bad = dtype_rule(op, a, b);
+    if (bad) {
+        diag_error(E->D, loc, "%s, got %s and %s", bad, shape_of(E, a), shape_of(E, b));
         return NULL;
     }
     int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
@@ -116,7 +134,9 @@ IrNode *t_binary(Elab *E, int op, IrNode *a, IrNode *b, Loc loc) {
         shape[i] = sa == 1 ? sb : sa;
     }
     graph_at(E, loc);
-    return ir_binary(E->g, binop_ir(op), bcast_to(E, a, nd, shape), bcast_to(E, b, nd, shape));
+    IrNode *x = bcast_to(E, a, nd, shape), *y = bcast_to(E, b, nd, shape);
+    if (op == '>' || op == T_GE) return ir_binary(E->g, binop_ir(op), y, x);
+    return ir_binary(E->g, binop_ir(op), x, y);
 }
 
 IrNode *t_scale(Elab *E, IrNode *x, double s) {
@@ -321,6 +341,10 @@ static Value *bi_int(Elab *E, CallArgs *a) {
 
 static Value *bi_float(Elab *E, CallArgs *a) {
     double x;
+    if (a->args[0]->kind == V_TENSOR && a->args[0]->t->dtype == IR_I32) {   /* i32 tensor → f32 */
+        graph_at(E, a->at);
+        return v_tensor(E, ir_cast(E->g, a->args[0]->t, IR_F32));
+    }
     return num_arg(E, a->args[0], a->locs[0], "float()'s argument", &x) ? v_float(E, x) : NULL;
 }
 
@@ -653,6 +677,123 @@ static Value *bi_attention(Elab *E, CallArgs *a) {
     return v_tensor(E, ir_attention(E->g, q, k, v, tokens, window, block, eot, scale));
 }
 
+/* ---- integer features: where, shift, cumsum ---------------------------------------------- */
+
+/* v as a tensor of dtype dt: a tensor of that dtype, or a number (an int for i32) */
+static IrNode *typed_arg(Elab *E, Value *v, Loc loc, IrDtype dt, const char *what) {
+    if (v->kind == V_TENSOR) {
+        if ((v->t->dtype == IR_I32) == (dt == IR_I32)) return v->t;
+        diag_error(E->D, loc, "%s must be %s tensor, got %s", what, dt == IR_I32 ? "an i32" : "a float",
+                   shape_of(E, v->t));
+        return NULL;
+    }
+    if (dt != IR_I32) return as_tensor(E, v, loc, what);
+    if (v->kind != V_INT || v->i < INT32_MIN || v->i > INT32_MAX) {
+        diag_error(E->D, loc, "%s must be an int that fits i32, got %s", what, v_describe(E, v));
+        return NULL;
+    }
+    return ir_const_i32(E->g, (int32_t)v->i);
+}
+
+/* where(c, a, b): a where c != 0, else b, broadcasting; a and b both i32 or both float.
+ * Built as a·m + b·(1 − m) with m = (c != 0): the gradient flows to a masked by m and to b
+ * masked by 1 − m. */
+static Value *bi_where(Elab *E, CallArgs *a) {
+    Value *vc = a->args[0], *va = a->args[1], *vb = a->args[2];
+    if (vc->kind != V_TENSOR) {
+        diag_error(E->D, a->locs[0], "where() needs a tensor condition, got %s", v_describe(E, vc));
+        return NULL;
+    }
+    bool i32 = (va->kind == V_TENSOR && va->t->dtype == IR_I32) || (vb->kind == V_TENSOR && vb->t->dtype == IR_I32);
+    IrDtype dt = i32 ? IR_I32 : IR_F32;
+    IrNode *c = vc->t, *x = typed_arg(E, va, a->locs[1], dt, "where()'s second argument");
+    IrNode *y = typed_arg(E, vb, a->locs[2], dt, "where()'s third argument");
+    if (!x || !y) return NULL;
+    graph_at(E, a->at);
+    IrNode *m = ir_binary(E->g, IR_NE, c, c->dtype == IR_I32 ? bcast_to(E, ir_const_i32(E->g, 0), c->ndim, c->shape)
+                                                              : bcast_to(E, ir_const(E->g, 0), c->ndim, c->shape));
+    if ((m->dtype == IR_I32) != i32) m = ir_cast(E->g, m, dt);
+    IrNode *one = i32 ? ir_const_i32(E->g, 1) : ir_const(E->g, 1);
+    IrNode *xm = t_binary(E, '*', x, m, a->at), *rest = xm ? t_binary(E, '-', one, m, a->at) : NULL;
+    IrNode *ym = rest ? t_binary(E, '*', y, rest, a->at) : NULL;
+    IrNode *r = ym ? t_binary(E, '+', xm, ym, a->at) : NULL;
+    return r ? v_tensor(E, r) : NULL;
+}
+
+/* x moved n places along axis (towards higher indices when n > 0), the n places left
+ * open holding fill; 0 < |n| < the axis's length */
+static IrNode *shift_along(Elab *E, IrNode *x, int axis, int64_t n, IrNode *fill) {
+    int64_t L = x->shape[axis], k = n > 0 ? n : -n;
+    IrNode *kept = ir_slice(E->g, x, axis, n > 0 ? 0 : k, L - k);
+    if (!fill) return ir_pad(E->g, kept, axis, n > 0 ? k : 0, L);
+    int64_t shape[IR_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[axis] = k;
+    IrNode *block = bcast_to(E, fill, x->ndim, shape);
+    return n > 0 ? ir_concat(E->g, block, kept, axis) : ir_concat(E->g, kept, block, axis);
+}
+
+/* the axis argument i (0 when absent; negative counts from the end) */
+static bool axis_arg(Elab *E, CallArgs *a, int i, const IrNode *x, int *axis) {
+    int64_t v = 0;
+    if (i < a->nargs && !v_to_int(E, a->args[i], a->locs[i], "the axis", &v)) return false;
+    if (v < 0) v += x->ndim;
+    if (v < 0 || v >= x->ndim) {
+        diag_error(E->D, i < a->nargs ? a->locs[i] : a->at, "%s() has no axis %lld for %s", a->name, (long long)v,
+                   shape_of(E, x));
+        return false;
+    }
+    *axis = (int)v;
+    return true;
+}
+
+static IrNode *moved_arg(Elab *E, CallArgs *a) {
+    Value *v = a->args[0];
+    if (v->kind == V_TENSOR && v->t->ndim >= 1) return v->t;
+    diag_error(E->D, a->locs[0], "%s() needs a tensor with at least 1 dimension, got %s", a->name, v_describe(E, v));
+    return NULL;
+}
+
+/* shift(x, n, fill = 0, axis = 0): x[i - n] along axis, fill where i - n is outside it */
+static Value *bi_shift(Elab *E, CallArgs *a) {
+    IrNode *x = moved_arg(E, a);
+    int64_t n;
+    int axis;
+    if (!x || !v_to_int(E, a->args[1], a->locs[1], "the shift", &n)) return NULL;
+    Value *vf = kwarg(a, "fill"), *va = kwarg(a, "axis");
+    CallArgs ax = {.args = &va, .locs = (Loc[]){kwloc(a, "axis")}, .nargs = va ? 1 : 0, .at = a->at, .name = a->name};
+    if (!axis_arg(E, &ax, 0, x, &axis)) return NULL;
+    if (n <= -x->shape[axis] || n >= x->shape[axis]) {
+        diag_error(E->D, a->locs[1], "shift() by %lld needs |n| below the axis length %lld", (long long)n,
+                   (long long)x->shape[axis]);
+        return NULL;
+    }
+    if (n == 0) return a->args[0];
+    IrNode *fill = NULL;
+    if (vf && !(v_is_num(vf) && v_num(vf) == 0)) {
+        fill = typed_arg(E, vf, kwloc(a, "fill"), x->dtype == IR_I32 ? IR_I32 : IR_F32, "fill");
+        if (!fill) return NULL;
+        if (fill->ndim != 0) {
+            diag_error(E->D, kwloc(a, "fill"), "fill must be a number, got %s", shape_of(E, fill));
+            return NULL;
+        }
+        if (fill->dtype != x->dtype) fill = ir_cast(E->g, fill, x->dtype);
+    }
+    graph_at(E, a->at);
+    return v_tensor(E, shift_along(E, x, axis, n, fill));
+}
+
+/* cumsum(x, axis = 0): running sums along axis, as ⌈log2 L⌉ rounds of x + shift(x, 2^k)
+ * (a float's sums are added in that order; the gradient is the reversed running sum) */
+static Value *bi_cumsum(Elab *E, CallArgs *a) {
+    IrNode *x = moved_arg(E, a);
+    int axis;
+    if (!x || !axis_arg(E, a, 1, x, &axis)) return NULL;
+    graph_at(E, a->at);
+    for (int64_t k = 1; k < x->shape[axis]; k *= 2) x = ir_binary(E->g, IR_ADD, x, shift_along(E, x, axis, k, NULL));
+    return v_tensor(E, x);
+}
+
 static const Builtin builtins[] = {
     {"min", bi_minmax, 1, 8}, {"max", bi_minmax, 1, 8},
     {"abs", bi_math1, 1, 1}, {"sqrt", bi_math1, 1, 1}, {"exp", bi_math1, 1, 1}, {"log", bi_math1, 1, 1},
@@ -668,6 +809,7 @@ static const Builtin builtins[] = {
     {"mean", bi_reduce, 1, 2}, {"softmax", bi_softmax, 1, 2}, {"log_softmax", bi_softmax, 1, 2},
     {"layer_norm", bi_layer_norm, 1, 3}, {"zeros", bi_filled, 1, 1}, {"ones", bi_filled, 1, 1},
     {"full", bi_filled, 2, 2}, {"iota", bi_iota, 1, 2}, {"eye", bi_eye, 1, 2},
+    {"where", bi_where, 3, 3}, {"shift", bi_shift, 2, 2}, {"cumsum", bi_cumsum, 1, 2},
 };
 
 int builtin_lookup(const char *name) {

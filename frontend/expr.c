@@ -339,10 +339,25 @@ too_long:
     return NULL;
 }
 
+/* v as an operand beside `other`: an int beside an i32 tensor is an i32 constant */
+static IrNode *operand(Elab *E, Value *v, const Value *other, Loc loc, const char *what) {
+    if (v->kind != V_INT || other->kind != V_TENSOR || other->t->dtype != IR_I32) return as_tensor(E, v, loc, what);
+    if (v->i < INT32_MIN || v->i > INT32_MAX) {
+        diag_error(E->D, loc, "%lld does not fit i32", (long long)v->i);
+        return NULL;
+    }
+    return ir_const_i32(E->g, (int32_t)v->i);
+}
+
+static bool tensor_op(int op) {
+    return op == '+' || op == '-' || op == '*' || op == '/' || op == T_FLOORDIV || op == '%' || op == T_EQ ||
+           op == T_NE || op == '<' || op == T_LE || op == '>' || op == T_GE;
+}
+
 static Value *tensor_binary(Elab *E, int op, Value *a, Value *b, const Node *n) {
     const Node *lhs = n->binary.lhs, *rhs = n->binary.rhs;
-    IrNode *x = as_tensor(E, a, lhs->loc, "the left operand");
-    IrNode *y = as_tensor(E, b, rhs->loc, "the right operand");
+    IrNode *x = operand(E, a, b, lhs->loc, "the left operand");
+    IrNode *y = operand(E, b, a, rhs->loc, "the right operand");
     if (!x || !y) return NULL;
     graph_at(E, n->loc);
     if (op == T_POW) {
@@ -357,7 +372,7 @@ static Value *tensor_binary(Elab *E, int op, Value *a, Value *b, const Node *n) 
                        .locs = (Loc[]){lhs->loc, rhs->loc}, .nargs = 2, .at = n->loc, .name = "@"};
         return builtin_call(E, builtin_lookup("matmul"), &ca);
     }
-    if (op != '+' && op != '-' && op != '*' && op != '/') {
+    if (!tensor_op(op)) {
         diag_error(E->D, n->loc, "this operator needs values known at compile time, not tensors");
         return NULL;
     }
@@ -431,11 +446,9 @@ static Value *eval_unary(Elab *E, const Node *n, Scope *s) {
     if (a->kind == V_FLOAT) return v_float(E, -a->f);
     IrNode *t = as_tensor(E, a, n->unary.operand->loc, "the operand of '-'");
     if (!t) return NULL;
-    if (!ir_dtype_is_float(t->dtype)) {
-        diag_error(E->D, n->loc, "arithmetic needs a float tensor, got %s", v_describe(E, a));
-        return NULL;
-    }
     graph_at(E, n->loc);
+    if (t->dtype == IR_I32)   /* 0 - x: wraps around like the other i32 arithmetic */
+        return v_tensor(E, ir_binary(E->g, IR_SUB, ir_broadcast(E->g, ir_const_i32(E->g, 0), t->ndim, t->shape), t));
     return v_tensor(E, ir_unary(E->g, IR_NEG, t));
 }
 

@@ -85,7 +85,7 @@ static bool apply_rule(Grad *G, IrNode *n, IrNode *g) {
     IrNode *x = n->nin > 0 ? n->in[0] : NULL, *y = n->nin > 1 ? n->in[1] : NULL;
     switch (n->op) {
     case IR_INPUT: case IR_PARAM: case IR_SCALAR: case IR_CONST: case IR_ROPE_COS: case IR_ROPE_SIN: case IR_IOTA:
-    case IR_STEP: case IR_EQ:
+    case IR_STEP: case IR_EQ: case IR_NE: case IR_LT: case IR_LE: case IR_FLOORDIV: case IR_MOD:
         return true;   /* leaves, and piecewise-constant ops: no gradient flows */
     case IR_NEG: accumulate(G, x, ir_unary(gr, IR_NEG, g)); return true;
     case IR_RELU: accumulate(G, x, ir_binary(gr, IR_MUL, g, ir_unary(gr, IR_STEP, x))); return true;

@@ -118,6 +118,12 @@ IrNode *ir_const(IrGraph *g, double v) {
     return n;
 }
 
+IrNode *ir_const_i32(IrGraph *g, int32_t v) {
+    IrNode *n = new_node(g, IR_CONST, IR_I32, 0, NULL);
+    n->fattr[0] = v;
+    return n;
+}
+
 IrNode *ir_rope(IrGraph *g, IrOp op, int64_t T, int64_t D, double base) {
     assert((op == IR_ROPE_COS || op == IR_ROPE_SIN) && D % 4 == 0);
     int64_t shape[2] = {T, D / 2};

@@ -75,6 +75,7 @@ void ir_graph_free(IrGraph *g);
 
 IrNode *ir_leaf(IrGraph *g, IrOp op, const char *name, IrDtype dt, int ndim, const int64_t *shape);
 IrNode *ir_const(IrGraph *g, double v);
+IrNode *ir_const_i32(IrGraph *g, int32_t v);   /* an i32 CONST; the value in fattr[0] */
 IrNode *ir_rope(IrGraph *g, IrOp op, int64_t T, int64_t D, double base);
 IrNode *ir_iota(IrGraph *g, IrDtype dt, int ndim, const int64_t *shape, int axis);
 IrNode *ir_unary(IrGraph *g, IrOp op, IrNode *x);

@@ -172,7 +172,8 @@ void rt_cpu_scatter_add(const float *x, const int32_t *idx, int64_t n, int64_t V
     for (int64_t c = 0; c < nch; c++) {
         const int64_t j0 = c * CH, j1 = j0 + CH < row ? j0 + CH : row;
         for (int64_t i = 0; i < n; i++) {
-            float *yr = y + (int64_t)idx[i] * row;
+            const int64_t r = idx[i] < 0 ? 0 : idx[i] >= V ? V - 1 : idx[i];   /* a computed index: clamped */
+            float *yr = y + r * row;
             const float *xr = x + i * row;
             for (int64_t j = j0; j < j1; j++) yr[j] += xr[j];
         }

@@ -23,7 +23,8 @@ void rt_cpu_attn_bwd(const float *dout, const float *q, const float *k, const fl
  * (ssyrk on the diagonal blocks, sgemm beside them) and mirrored: half the multiplications */
 void rt_cpu_gram(const float *x, float *c, int64_t batch, int n, int k, int trans);
 
-/* y [V, row] = 0; y[idx[i], :] += x[i, :] (indices checked by the caller) */
+/* y [V, row] = 0; y[idx[i], :] += x[i, :] (input indices checked by the caller; one
+ * computed in the graph is clamped to [0, V), as the generated gathers do) */
 void rt_cpu_scatter_add(const float *x, const int32_t *idx, int64_t n, int64_t V, int64_t row, float *y);
 
 #endif

@@ -484,9 +484,10 @@ static void describe_scatter(const RtGpu *c, const IrNode *n, bool adding)
 static int run_scatter(const RtGpu *c, const IrNode *n, char *err, size_t errlen)
 {
     long cnt = (long)ir_numel(n->in[1]), row = cnt ? (long)(ir_numel(n->in[0]) / cnt) : 0, total = (long)ir_numel(n);
+    long V = (long)n->iattr[0];
     CUdeviceptr rows = dev_of(c, n->in[0]->id), idx = dev_of(c, n->in[1]->id), out = dev_of(c, n->id);
     void *pz[] = {&out, &total};
-    void *ps[] = {&rows, &idx, &cnt, &row, &out};
+    void *ps[] = {&rows, &idx, &cnt, &row, &out, &V};
     describe_scatter(c, n, false);
     if (launch(c, c->lib[0][L_ZERO], (total + 255) / 256, 1, 256, pz, err, errlen)) return -1;
     describe_scatter(c, n, true);

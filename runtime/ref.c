@@ -182,7 +182,8 @@ static const void *in_as(RtRef *r, const IrNode *x, const IrNode *n, void **tmp)
 
 static int no_i32(RtRef *r, const IrNode *n)
 {
-    return fail(r, n, "i32 results are only supported for data movement, GATHER and CAST");
+    return fail(r, n, "i32 results are only supported for elementwise arithmetic and comparisons, data "
+                      "movement, GATHER and CAST");
 }
 
 /* ---- leaves ----------------------------------------------------------------------------- */
@@ -196,7 +197,10 @@ static int eval_leaf(RtRef *r, const IrNode *n)
         if (!r->buf[n->id]) return fail(r, NULL, "%s '%s' has no value", kind[n->op], n->name ? n->name : "?");
         return 0;
     case IR_CONST:
-        if (n->dtype == IR_I32) return no_i32(r, n);
+        if (n->dtype == IR_I32) {
+            *(int32_t *)alloc_buf(r, n) = (int32_t)n->fattr[0];
+            return 0;
+        }
         KCALL(r, k_fill, alloc_buf(r, n), ir_numel(n), n->fattr[0]);
         return 0;
     case IR_IOTA:
@@ -241,10 +245,53 @@ static int eval_unary(RtRef *r, const IrNode *n)
     return 0;
 }
 
+/* a op b for one pair of i32 operands, computed in 64 bits: + - * wrap around modulo 2^32
+ * as the fused backends' do; // and % round down (Python's rules). 0, or -1 on a division
+ * by zero. */
+static int i32_op(IrOp op, int64_t a, int64_t b, int32_t *out)
+{
+    int64_t q, m;
+    if ((op == IR_FLOORDIV || op == IR_MOD) && b == 0) return -1;
+    switch (op) {
+    case IR_ADD: *out = (int32_t)(uint32_t)(uint64_t)(a + b); return 0;
+    case IR_SUB: *out = (int32_t)(uint32_t)(uint64_t)(a - b); return 0;
+    case IR_MUL: *out = (int32_t)(uint32_t)(uint64_t)(a * b); return 0;
+    case IR_EQ: *out = a == b; return 0;
+    case IR_NE: *out = a != b; return 0;
+    case IR_LT: *out = a < b; return 0;
+    case IR_LE: *out = a <= b; return 0;
+    case IR_FLOORDIV: case IR_MOD:
+        q = a / b;
+        m = a % b;
+        if (m != 0 && (m < 0) != (b < 0)) {
+            q--;
+            m += b;
+        }
+        *out = (int32_t)(uint32_t)(uint64_t)(op == IR_FLOORDIV ? q : m);
+        return 0;
+    default: return -1;
+    }
+}
+
+/* BINARY with i32 operands and result: an error names the first division by zero */
+static int eval_binary_i32(RtRef *r, const IrNode *n)
+{
+    const IrNode *x = n->in[0], *y = n->in[1];
+    if (x->dtype != IR_I32 || y->dtype != IR_I32) return fail(r, n, "i32 arithmetic needs i32 operands");
+    const int32_t *a = r->buf[x->id], *b = r->buf[y->id];
+    int32_t *o = alloc_buf(r, n);
+    for (int64_t i = 0; i < ir_numel(n); i++)
+        if (i32_op(n->op, a[i], b[i], &o[i]))
+            return b[i] == 0 ? fail(r, n, "division by zero (element %lld: %d by 0)", (long long)i, a[i])
+                             : fail(r, n, "not an i32 operation");
+    return 0;
+}
+
 /* BINARY: y = a op b, equal shapes */
 static int eval_binary(RtRef *r, const IrNode *n)
 {
-    if (n->dtype == IR_I32) return no_i32(r, n);
+    if (n->dtype == IR_I32) return eval_binary_i32(r, n);
+    if (n->op == IR_FLOORDIV || n->op == IR_MOD) return fail(r, n, "// and %% take i32 operands only");
     void *ta = NULL, *tb = NULL;
     const void *a = real_in(r, n->in[0], &ta), *b = real_in(r, n->in[1], &tb);
     KCALL(r, k_binary, n->op, a, b, alloc_buf(r, n), ir_numel(n));

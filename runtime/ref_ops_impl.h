@@ -108,6 +108,9 @@ static void SFX(k_binary)(IrOp op, const REAL *a, const REAL *b, REAL *y, int64_
         case IR_SUB: o = u - v; break;
         case IR_MUL: o = u * v; break;
         case IR_DIV: o = u / v; break;
+        case IR_NE: o = u != v ? 1.0 : 0.0; break;
+        case IR_LT: o = u < v ? 1.0 : 0.0; break;
+        case IR_LE: o = u <= v ? 1.0 : 0.0; break;
         default: o = u == v ? 1.0 : 0.0; break;             /* IR_EQ */
         }
         y[i] = (REAL)o;

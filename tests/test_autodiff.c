@@ -323,6 +323,38 @@ TEST(constant_leaves_and_piecewise_constant_ops) {
     check_case(&c, ir_binary(c.g, IR_MUL, x, ir_binary(c.g, IR_EQ, x, m)), "x * EQ(x, rowmax(x))");
 }
 
+/* The comparisons and i32 arithmetic pass no gradient: x and y times masks made from them,
+ * where(c, a, b) as the front end builds it (a·m + b·(1 − m), m = c != 0), and i32 floor
+ * division and modulo of x and y's values (negative ones included) read back as floats. */
+TEST(comparisons_where_and_integer_ops) {
+    Case c = new_case();
+    int64_t s[2] = {3, 4};
+    IrNode *x = leaf(&c, "x", 2, s, -1, 1), *y = leaf(&c, "y", 2, s, -1, 1);
+    IrNode *lt = ir_binary(c.g, IR_MUL, x, ir_binary(c.g, IR_LT, x, y));
+    IrNode *le = ir_binary(c.g, IR_MUL, y, ir_binary(c.g, IR_LE, y, x));
+    IrNode *ne = ir_binary(c.g, IR_MUL, ir_binary(c.g, IR_MUL, x, y), ir_binary(c.g, IR_NE, x, y));
+    check_case(&c, ir_binary(c.g, IR_ADD, ir_binary(c.g, IR_ADD, lt, le), ne), "x·LT + y·LE + xy·NE");
+
+    c = new_case();   /* where(x < y, x², 3y) */
+    x = leaf(&c, "x", 2, s, -1, 1), y = leaf(&c, "y", 2, s, -1, 1);
+    IrNode *cond = ir_binary(c.g, IR_LT, x, y);
+    IrNode *m = ir_binary(c.g, IR_NE, cond, ir_broadcast(c.g, ir_const(c.g, 0), 2, s));
+    IrNode *rest = ir_binary(c.g, IR_SUB, ir_broadcast(c.g, ir_const(c.g, 1), 2, s), m);
+    IrNode *three_y = ir_binary(c.g, IR_MUL, y, ir_broadcast(c.g, ir_const(c.g, 3), 2, s));
+    IrNode *w = ir_binary(c.g, IR_ADD, ir_binary(c.g, IR_MUL, ir_unary(c.g, IR_SQUARE, x), m),
+                          ir_binary(c.g, IR_MUL, three_y, rest));
+    check_case(&c, w, "where(x < y, x², 3y)");
+
+    c = new_case();   /* x · float(int(7x) % 3) + y · float(int(7y) // -2) */
+    x = leaf(&c, "x", 2, s, -1, 1), y = leaf(&c, "y", 2, s, -1, 1);
+    IrNode *ix = ir_cast(c.g, ir_binary(c.g, IR_MUL, x, ir_broadcast(c.g, ir_const(c.g, 7), 2, s)), IR_I32);
+    IrNode *iy = ir_cast(c.g, ir_binary(c.g, IR_MUL, y, ir_broadcast(c.g, ir_const(c.g, 7), 2, s)), IR_I32);
+    IrNode *mod = ir_cast(c.g, ir_binary(c.g, IR_MOD, ix, ir_broadcast(c.g, ir_const_i32(c.g, 3), 2, s)), IR_F64);
+    IrNode *fdv = ir_cast(c.g, ir_binary(c.g, IR_FLOORDIV, iy, ir_broadcast(c.g, ir_const_i32(c.g, -2), 2, s)), IR_F64);
+    check_case(&c, ir_binary(c.g, IR_ADD, ir_binary(c.g, IR_MUL, x, mod), ir_binary(c.g, IR_MUL, y, fdv)),
+               "x·float(int(7x) % 3) + y·float(int(7y) // -2)");
+}
+
 /* Runs last. Every op of ops.def that ir_autodiff_has_rule() claims has a rule ran that
  * rule in a case above that matched finite differences (an op added to ops.def, or a
  * rule that returns no gradient, fails here). Every op it claims has none is a backward
@@ -419,6 +451,7 @@ int main(void) {
     RUN(attention);
     RUN(cross_entropy);
     RUN(constant_leaves_and_piecewise_constant_ops);
+    RUN(comparisons_where_and_integer_ops);
     RUN(unused_leaf_gets_zero_gradient);
     RUN(cse_and_dce);
     RUN(every_op_with_a_rule_matches_finite_differences);   /* after every case */

@@ -636,22 +636,69 @@ TEST(error_index_out_of_range)
     quiet = 0;
 }
 
-TEST(error_i32_arithmetic_and_cast)
+/* i32 arithmetic and comparisons, exactly: + - * wrap around modulo 2^32, // and % round
+ * down (the sign of the divisor), comparisons give 0 or 1 */
+TEST(i32_binary_values)
+{
+    enum { N = 9 };
+    IrGraph *g = ir_graph_new();
+    int64_t s[1] = {N};
+    IrNode *a = ints(g, "a", 1, s), *b = ints(g, "b", 1, s);
+    const IrOp ops[] = {IR_ADD, IR_SUB, IR_MUL, IR_FLOORDIV, IR_MOD, IR_EQ, IR_NE, IR_LT, IR_LE};
+    enum { NOPS = sizeof ops / sizeof ops[0] };
+    int32_t av[N] = {7, -7, 7, -7, 0, 5, INT32_MAX, INT32_MIN, -1};
+    int32_t bv[N] = {2, 2, -2, -2, 3, 5, 1, -1, 40};
+    const double want[NOPS][N] = {
+        {9, -5, 5, -9, 3, 10, INT32_MIN, INT32_MAX, 39},
+        {5, -9, 9, -5, -3, 0, INT32_MAX - 1, -INT32_MAX, -41},
+        {14, -14, -14, 14, 0, 25, INT32_MAX, INT32_MIN, -40},
+        {3, -4, -4, 3, 0, 1, INT32_MAX, INT32_MIN, -1},
+        {1, 1, -1, -1, 0, 0, 0, 0, 39},
+        {0, 0, 0, 0, 0, 1, 0, 0, 0},
+        {1, 1, 1, 1, 1, 0, 1, 1, 1},
+        {0, 1, 0, 1, 1, 0, 0, 1, 1},
+        {0, 1, 0, 1, 1, 1, 0, 1, 1},
+    };
+    IrNode *outs[NOPS];
+    for (int k = 0; k < NOPS; k++) outs[k] = ir_binary(g, ops[k], a, b);
+    RtRef *r = rt_ref_new(g, RT_F64);
+    rt_ref_set_i32(r, a, av);
+    rt_ref_set_i32(r, b, bv);
+    char err[256];
+    CHECK(rt_ref_run(r, outs, NOPS, err, sizeof err) == 0);
+    for (int k = 0; k < NOPS; k++) {
+        CHECK(outs[k]->dtype == IR_I32);
+        double got[N];
+        rt_ref_get(r, outs[k], got);
+        for (int i = 0; i < N; i++)
+            if (got[i] != want[k][i]) {
+                fprintf(stderr, "  %s(%d, %d) = %.17g, want %.17g\n", ir_op_name(ops[k]), av[i], bv[i], got[i], want[k][i]);
+                CHECK(!"exact i32 result");
+            }
+    }
+    rt_ref_free(r);
+    ir_graph_free(g);
+}
+
+/* an i32 division by zero and a CAST out of the i32 range name their node */
+TEST(error_i32_division_and_cast)
 {
     IrGraph *g = ir_graph_new();
     int64_t s[1] = {2};
-    IrNode *i = ints(g, "i", 1, s), *x = param(g, "x", 1, s);
-    IrNode *add = ir_binary(g, IR_ADD, i, i);
-    int32_t iv[2] = {1, 2};
+    IrNode *i = ints(g, "i", 1, s), *j = ints(g, "j", 1, s), *x = param(g, "x", 1, s);
+    IrNode *md = ir_binary(g, IR_MOD, i, j), *dv = ir_binary(g, IR_FLOORDIV, i, ir_binary(g, IR_SUB, j, j));
+    int32_t iv[2] = {1, 2}, jv[2] = {3, 0};
     double xv[2] = {1, 3e9};
-    IrNode *k1[] = {add};
-    Val v[] = {{i, NULL, iv}, {x, xv, NULL}};
-    CHECK(fails_with(g, v, 2, k1, 1, "ADD", "i32"));
+    IrNode *k1[] = {md}, *k2[] = {dv};
+    Val v[] = {{i, NULL, iv}, {j, NULL, jv}, {x, xv, NULL}};
+    CHECK(fails_with(g, v, 3, k1, 1, "MOD", "division by zero (element 1: 2 by 0)"));
+    jv[1] = 5;                               /* the MOD runs; j - j is 0 everywhere */
+    CHECK(fails_with(g, v, 3, k2, 1, "FLOORDIV", "division by zero (element 0: 1 by 0)"));
     IrGraph *g2 = ir_graph_new();
     IrNode *x2 = param(g2, "x", 1, s), *xi = ir_cast(g2, x2, IR_I32);
-    IrNode *k2[] = {xi};
+    IrNode *k3[] = {xi};
     Val v2[] = {{x2, xv, NULL}};
-    CHECK(fails_with(g2, v2, 1, k2, 1, "CAST", "does not fit i32"));
+    CHECK(fails_with(g2, v2, 1, k3, 1, "CAST", "does not fit i32"));
     ir_graph_free(g);
     ir_graph_free(g2);
 }
@@ -809,7 +856,8 @@ int main(void)
     RUN(attention_matches_kernels);
     RUN(error_unset_leaves);
     RUN(error_index_out_of_range);
-    RUN(error_i32_arithmetic_and_cast);
+    RUN(i32_binary_values);
+    RUN(error_i32_division_and_cast);
     RUN(buffers_freed_after_last_use);
     RUN(graph_grows_between_runs);
     RUN(large_tensors_parallel_paths);

@@ -45,7 +45,7 @@ for c in "16 400 8" "32 448 32" "64 384 128" "128 480 24"; do
     fi
     for w in 1 3 64; do
         name="D=$D T=$T block=$B window=$w"
-        args=(grad $M "${sets[@]}" --params "$tmp/p.st" --batch "$tmp/batch-$T.st" --window $w,$w)
+        args=(grad $M "${sets[@]}" --params "$tmp/p.st" --batch "$tmp/batch-$T.st" --schedule window_long=$w)
         if ! ref=$("$GPTC" "${args[@]}" --backend ref --dtype f64 --grads "$tmp/gr.st" 2>"$tmp/err"); then
             fail "$name: ref runs" "$(tail -5 "$tmp/err")"; continue
         fi

@@ -93,8 +93,8 @@ expect_output "a model without schedules says so" "^gptc grad: --schedule lr: th
 expect_output "a model without that schedule names its own" "no schedule 'window_long' \(its schedules: lr\)$" \
     "$GPTC" grad tests/models/bigram.gptc --params "$tmp/p.st" --batch $G/inputs.safetensors --schedule window_long=3
 
-# a window pinned beyond what a kernel takes is an error of the run that names the node, not
-# a crash
+# a window pinned beyond what a kernel takes is an error of the run that names the node, no
+# crash (cuda: tests/sh/cuda_emu_attn.sh)
 A=(tests/models/attention.gptc "${t256[@]}" --set vocab=200 --set eot=199)
 "$GPTC" init "${A[@]}" -o "$tmp/pa.st" >/dev/null 2>&1
 for be in ref cpu; do

@@ -24,11 +24,11 @@ ref=../shared/reference/ref_model.py
 [ -f "$ref" ] || { echo "bench: $ref not found (the reference lives beside the project)"; exit 1; }
 /usr/bin/python3 -c "import torch" 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-torch >/dev/null; }
 make -s build/gptc
-declare -A sets win cfg
+declare -A sets sched cfg
 sets[tiny]="vocab=200 eot=199 dim=64 heads=2 head_dim=32 n_emb=3 block=16 seq_len=256"
-win[tiny]=3,1;  cfg[tiny]=../shared/reference/configs/tiny_bench.json
+sched[tiny]=window_long=3,window_short=1;  cfg[tiny]=../shared/reference/configs/tiny_bench.json
 sets[small]="vocab=50257 eot=50256 dim=256 heads=4 head_dim=64 n_emb=3 block=128 seq_len=1024"
-win[small]=27,13; cfg[small]=../shared/reference/configs/small_bench.json
+sched[small]=window_long=27,window_short=13; cfg[small]=../shared/reference/configs/small_bench.json
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 field() { echo "$1" | sed -n "s/^$2: //p"; }
@@ -41,7 +41,7 @@ pytorch() {
 }
 printf '%-6s %10s %10s %11s %7s %7s %8s %8s %8s %14s\n' config cpu_ms ref_ms pytorch_ms cpu/pt ref/pt cpu_MB ref_MB pt_MB \
     pt_fallback_ms
-gbench() { build/gptc bench models/gpt2m.gptc "${args[@]}" --window "${win[$c]}" --steps "$steps" --threads "$threads" "$@"; }
+gbench() { build/gptc bench models/gpt2m.gptc "${args[@]}" --schedule "${sched[$c]}" --steps "$steps" --threads "$threads" "$@"; }
 rounds_log="" split=""
 for c in tiny small; do
     args=(); for kv in ${sets[$c]}; do args+=(--set "$kv"); done

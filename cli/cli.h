@@ -18,15 +18,24 @@ typedef struct {
     int ninclude;
 } ModelArgs;
 
+/* The values of a repeatable option, in order. */
+typedef struct {
+    const char *v[16];
+    int n;
+} CliList;
+
 /* A command's own option: --name VALUE stores VALUE in *dst; with flag set instead,
- * --name takes no value and sets *flag. */
+ * --name takes no value and sets *flag; with list set, --name VALUE may be repeated and
+ * appends VALUE to *list. */
 typedef struct {
     const char *name;
     const char **dst;
     bool *flag;
+    CliList *list;
 } CliOpt;
-#define CLI_OPT(name, dst) {(name), (dst), NULL}
-#define CLI_FLAG(name, flag) {(name), NULL, (flag)}
+#define CLI_OPT(name, dst) {(name), (dst), NULL, NULL}
+#define CLI_FLAG(name, flag) {(name), NULL, (flag), NULL}
+#define CLI_LIST(name, list) {(name), NULL, NULL, (list)}
 
 extern const char model_options[];
 
@@ -43,15 +52,19 @@ void free_model_args(ModelArgs *m);
 /* NAME=VALUE with an integer or float VALUE → *o (o->name is allocated); false if malformed. */
 bool cli_parse_set(const char *s, ConfigOverride *o);
 int compile_model(FeCompile *c, const ModelArgs *m);
-/* "LONG,SHORT" → two integers; false if malformed. */
-bool cli_parse_window(const char *s, long *wl, long *ws);
-/* --window of cmd (grad, step) → *wl, *ws: LONG,SHORT in blocks with LONG >= 1 and
- * 0 <= SHORT <= LONG (the schedule's w_L and w_S = w_L // 2, spec S-6). -1, or a usage
- * error's exit status (2) saying what is valid. */
-int cli_window_arg(const char *cmd, const char *s, long *wl, long *ws);
-/* --window's values into executor e: sugar for the schedules window_long and window_short
- * of the study's models (a model without them ignores it); set after the schedules. */
-void cli_set_window(RtExec *e, double wl, double ws);
+
+/* ---- schedule.c: --schedule NAME=VALUE[,NAME=VALUE…] ---- */
+
+/* Pins every schedule that l's values name in c (fe_pin_schedule). 0, or a usage error's
+ * exit status (2) when a NAME is not a schedule of the model (the message lists them) or a
+ * VALUE is not a finite number. */
+int cli_pin_schedules(const char *cmd, FeCompile *c, const CliList *l);
+/* "NAME=VALUE NAME=VALUE …" of c's schedules at `step` (%g), in declaration order; with
+ * graph_only, only those the forward graph reads. "" when there are none. */
+void cli_schedules_text(FeCompile *c, int64_t step, bool graph_only, char *buf, size_t len);
+#define CLI_SCHEDULE_HELP \
+    "  --schedule NAME=VALUE[,…]  pin the model's schedule NAME to VALUE at every step, wherever\n" \
+    "                       it is read (graph, other schedules, optimizers); repeatable\n"
 /* --backend and --dtype of cmd → *b, *prec; -1, or a usage error's exit status (2).
  * Defaults: f32 on the cpu backend; --dtype f64 alone selects ref (cpu is f32 only). */
 int cli_parse_exec(const char *cmd, const char *backend, const char *dtype, RtBackend *b, RtPrec *prec);

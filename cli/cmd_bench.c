@@ -12,16 +12,17 @@
 #include "trainer/trainer.h"
 
 const char bench_usage[] =
-    "usage: gptc bench MODEL [--preset P] [--set NAME=VALUE]… [--window L,S] [--steps N]\n"
-    "                  [--warmup W] [--threads T] [--backend cpu|ref|cuda] [--dtype f32|f64|bf16]\n"
+    "usage: gptc bench MODEL [--preset P] [--set NAME=VALUE]… [--schedule NAME=VALUE[,…]]…\n"
+    "                  [--steps N] [--warmup W] [--threads T] [--backend cpu|ref|cuda] [--dtype f32|f64|bf16]\n"
     "Times N training steps (default 5) after W warm-up steps (default 1): gradients on a\n"
     "batch of random tokens (an eot about every 400) and the optimizer update. Prints every\n"
     "step's time, then 'median_ms_per_step: X', the medians of the gradient step and the\n"
     "update, and 'peak_rss_mb: Y'. The cpu backend also prints where a step's time goes\n"
     "(products, attention, loop kernels, scatter-adds) and the GFLOP/s its products reach\n"
-    "against one large sgemm timed in the same run. --window defaults to the schedule's\n"
-    "windows at step 0; --threads sets the OpenMP and OpenBLAS threads.\n"
-    CLI_EXEC_HELP "\n";
+    "against one large sgemm timed in the same run. Every step runs with the schedules at\n"
+    "step 0, but for those --schedule pins; 'schedules:' prints them. --threads sets the\n"
+    "OpenMP and OpenBLAS threads.\n"
+    CLI_SCHEDULE_HELP CLI_EXEC_HELP "\n";
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -62,7 +63,7 @@ static void print_summary(Trainer *t, double **ms, long steps) {
     printf("peak_rss_mb: %.0f\n", ru.ru_maxrss / 1024.0);
 }
 
-static int run_bench(FeCompile *c, long steps, long warmup, double wl, double ws, RtBackend be, RtPrec prec) {
+static int run_bench(FeCompile *c, long steps, long warmup, RtBackend be, RtPrec prec) {
     char err[512];
     Trainer t;
     double t0 = clock_seconds() * 1e3;
@@ -89,8 +90,7 @@ static int run_bench(FeCompile *c, long steps, long warmup, double wl, double ws
     double *ms[3];   /* by timed step: whole, gradient step, update */
     for (int i = 0; i < 3; i++) ms[i] = xmalloc(sizeof(double) * (size_t)steps);
     int rc = 0;
-    trainer_set_schedules(&t, 0);   /* the schedules at step 0, the windows as printed; they stay set */
-    cli_set_window(t.grad_r, wl, ws);
+    trainer_set_schedules(&t, 0);   /* the schedules at step 0 (as printed); they stay set */
     for (long s = 0; s < warmup + steps && rc == 0; s++) {
         if (s == warmup) reset_stats(&t);
         double t0 = clock_seconds() * 1e3, loss = 0;
@@ -118,20 +118,19 @@ static int run_bench(FeCompile *c, long steps, long warmup, double wl, double ws
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *window = NULL, *steps_s = NULL, *warm_s = NULL, *threads_s = NULL, *backend = NULL, *dtype = NULL;
-    const CliOpt opts[] = {CLI_OPT("--window", &window), CLI_OPT("--steps", &steps_s), CLI_OPT("--warmup", &warm_s),
+    const char *steps_s = NULL, *warm_s = NULL, *threads_s = NULL, *backend = NULL, *dtype = NULL;
+    CliList pins = {0};
+    const CliOpt opts[] = {CLI_LIST("--schedule", &pins), CLI_OPT("--steps", &steps_s), CLI_OPT("--warmup", &warm_s),
                            CLI_OPT("--threads", &threads_s), CLI_OPT("--backend", &backend), CLI_OPT("--dtype", &dtype)};
     ModelArgs m;
-    char usage[2048];
+    char usage[4096];
     snprintf(usage, sizeof usage, "%s%s", bench_usage, model_options);
     int rc = parse_model_args("bench", argc, argv, &m, usage, opts, (int)(sizeof opts / sizeof opts[0]));
     long steps = steps_s ? atol(steps_s) : 5, warmup = warm_s ? atol(warm_s) : 1, threads = threads_s ? atol(threads_s) : 0;
-    long wl = -1, ws = -1;
     RtBackend be = RT_CPU_BACKEND;
     RtPrec prec = RT_F32;
     if (rc < 0 && (steps < 1 || warmup < 0 || (threads_s && threads < 1)))
         rc = usage_error("bench", "--steps, --warmup and --threads take positive numbers");
-    if (rc < 0 && window && !cli_parse_window(window, &wl, &ws)) rc = usage_error("bench", "--window takes LONG,SHORT, got '%s'", window);
     if (rc < 0) rc = cli_parse_exec("bench", backend, dtype, &be, &prec);
     if (rc >= 0) {
         free_model_args(&m);
@@ -142,16 +141,16 @@ int cmd_bench(int argc, char **argv) {
         openblas_set_num_threads((int)threads);
     }
     FeCompile c;
-    rc = compile_model(&c, &m) ? 1 : 0;
+    rc = compile_model(&c, &m) ? 1 : cli_pin_schedules("bench", &c, &pins);
     if (rc == 0) {
-        double dl = window ? (double)wl : fe_schedule_value(&c, "window_long", 0);
-        double ds = window ? (double)ws : fe_schedule_value(&c, "window_short", 0);
-        printf("gptc bench: %s T=%lld window %g,%g threads %d backend %s %s\n", m.model, (long long)c.prog.T, dl, ds,
-               omp_get_max_threads(), rt_backend_name(be), rt_prec_name(prec));
+        char sched[1024];
+        cli_schedules_text(&c, 0, false, sched, sizeof sched);
+        printf("gptc bench: %s T=%lld threads %d backend %s %s\nschedules: %s\n", m.model, (long long)c.prog.T,
+               omp_get_max_threads(), rt_backend_name(be), rt_prec_name(prec), sched);
         printf("blas: %s\nblas_core: %s\n", rt_blas_describe(), rt_blas_core());
         const char *fb = getenv("GPTC_BLAS_FALLBACK");
         if (fb && *fb) printf("blas_fallback: %s (OpenBLAS's own choice for this CPU; gptc set OPENBLAS_CORETYPE)\n", fb);
-        rc = run_bench(&c, steps, warmup, dl, ds, be, prec);
+        rc = run_bench(&c, steps, warmup, be, prec);
     }
     fe_free(&c);
     free_model_args(&m);

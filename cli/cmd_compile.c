@@ -13,7 +13,7 @@
 
 const char compile_usage[] =
     "usage: gptc compile MODEL [--preset P] [--set NAME=VALUE]… --target c|cuda [--arch sm_90]\n"
-    "                   [--precision bf16|f32] [--window L,S] [--doc-len N] -o DIR\n"
+    "                   [--precision bf16|f32] [--schedule NAME=VALUE[,…]]… [--doc-len N] -o DIR\n"
     "Fuses the training step (forward + backward, then the optimizer update), generates its\n"
     "kernels and compiles them through the kernel cache ($XDG_CACHE_HOME/gptc, default\n"
     "~/.cache/gptc; a warm start compiles nothing). DIR receives, for the gradient step\n"
@@ -28,12 +28,13 @@ const char compile_usage[] =
     "  --precision P           storage of the cuda target, as `gptc train --backend cuda --dtype P`\n"
     "                          runs it: bf16 (default: bf16 weights and activations, float32\n"
     "                          master weights, optimizer state and statistics) or f32\n"
-    "  --window L,S            attention windows in blocks for the estimate, as `gptc bench`\n"
-    "                          takes them (default: the schedules at step 0)\n"
+    "  --schedule NAME=VALUE[,…]  the schedules for the estimate, as `gptc bench` takes them\n"
+    "                          (default: their values at step 0); repeatable\n"
     "  --doc-len N             mean document length in tokens for the estimate (default 400, as\n"
     "                          `gptc bench`'s random batch: an eot about every 400 tokens)\n"
     "--target cuda then prints the step's estimated time on one H100 SXM (the roofline model),\n"
-    "split by bound and by kind of kernel, and the device memory training allocates.\n\n";
+    "split by bound and by kind of kernel, the schedules the graph reads as the estimate\n"
+    "assumes them, and the device memory training allocates.\n\n";
 
 static int copy_file(const char *from, const char *to)
 {
@@ -155,7 +156,8 @@ static int validation_memory(const ModelArgs *m, int64_t T, CgStore store, CgDev
     return rc;
 }
 
-static void print_estimate(const Out *o, const char *window)
+/* sched: the schedules the graph reads, "NAME=VALUE …" (cli_schedules_text) */
+static void print_estimate(const Out *o, const char *sched)
 {
     const CgTime *t = &o->est.total;
     if (o->nestimated < 2) {
@@ -163,7 +165,8 @@ static void print_estimate(const Out *o, const char *window)
     } else {
         printf("estimated step on H100: %.3f ms (tensor-core %.3f ms, CUDA-core %.3f ms, memory %.3f ms, "
                "under-occupied %.3f ms, launch %.3f ms)\n", t->ms, t->tc, t->fp32, t->mem, t->under, t->launch);
-        printf("  assuming %s%sdocuments of %g tokens\n", window, *window ? " and " : "", o->work.doc_len);
+        printf("  assuming %s%s%sdocuments of %g tokens\n", *sched ? "schedules " : "", sched, *sched ? " and " : "",
+               o->work.doc_len);
         for (int k = 0; k < CG_EST_NKINDS; k++)
             printf("  %s: %d calls, %d launches, %.3f ms\n", cg_est_kind_name((CgEstKind)k), o->est.calls[k],
                    o->est.launches[k], o->est.kind[k].ms);
@@ -173,7 +176,7 @@ static void print_estimate(const Out *o, const char *window)
            o->mem[1].total / 1e9, o->mem[2].total / 1e9);
 }
 
-static int compile_step(FeCompile *c, const ModelArgs *m, const char *window, Out *o)
+static int compile_step(FeCompile *c, const ModelArgs *m, const char *sched, Out *o)
 {
     char err[1024];
     StepGrad gg = {0};
@@ -222,7 +225,7 @@ static int compile_step(FeCompile *c, const ModelArgs *m, const char *window, Ou
                "unfused; arena %.1f MB; %d of 2 objects from the cache; %.2f s\n",
                o->dir, o->nkernels, o->nfuncs, o->nlibrary, o->fused / 1e6, o->unfused / 1e6, o->arena / 1e6,
                o->ncached, clock_seconds() - t0);
-    if (rc == 0 && cuda) print_estimate(o, window);
+    if (rc == 0 && cuda) print_estimate(o, sched);
 done:
     cg_step_free(gs);
     cg_step_free(us);
@@ -234,9 +237,10 @@ done:
 int cmd_compile(int argc, char **argv)
 {
     Out o = {.arch = NULL};
-    const char *window = NULL, *doc_len = NULL;
+    const char *doc_len = NULL;
+    CliList pins = {0};
     const CliOpt opts[] = {CLI_OPT("--target", &o.target), CLI_OPT("--arch", &o.arch), CLI_OPT("-o", &o.dir),
-                           CLI_OPT("--precision", &o.precision), CLI_OPT("--window", &window),
+                           CLI_OPT("--precision", &o.precision), CLI_LIST("--schedule", &pins),
                            CLI_OPT("--doc-len", &doc_len)};
     ModelArgs m;
     char usage[4096];
@@ -251,8 +255,7 @@ int cmd_compile(int argc, char **argv)
         rc = usage_error("compile", "the c target stores float32 only (--precision f32)");
     if (rc < 0 && o.arch && strncmp(o.arch, "sm_", 3))
         rc = usage_error("compile", "--arch takes a CUDA architecture such as sm_90, got '%s'", o.arch);
-    long wl = -1, ws = -1, dl = BENCH_DOC_LEN;
-    if (rc < 0 && window) rc = cli_window_arg("compile", window, &wl, &ws);
+    long dl = BENCH_DOC_LEN;
     if (rc < 0 && doc_len) {
         char *end;
         dl = strtol(doc_len, &end, 10);
@@ -271,23 +274,19 @@ int cmd_compile(int argc, char **argv)
     if (!o.arch) o.arch = "sm_90";
     if (!o.precision) o.precision = strcmp(o.target, "cuda") ? "f32" : "bf16";
     FeCompile c;
-    rc = compile_model(&c, &m) ? 1 : 0;
-    /* the estimate's runtime scalars: every schedule at step 0, then --window's sugar for
-     * the two window schedules, as gptc bench sets them */
+    rc = compile_model(&c, &m) ? 1 : cli_pin_schedules("compile", &c, &pins);
+    /* the estimate's runtime scalars: every schedule at step 0 or as pinned, as gptc bench
+     * sets them */
     int ns = rc ? 0 : c.prog.nschedules;
     CgScalar *sc = xcalloc((size_t)ns + 1, sizeof *sc);
     for (int i = 0; i < ns; i++) {
         sc[i].name = c.prog.schedules[i].name;
         sc[i].value = fe_schedule_value(&c, sc[i].name, 0);
-        if (window && !strcmp(sc[i].name, "window_long")) sc[i].value = (double)wl;
-        if (window && !strcmp(sc[i].name, "window_short")) sc[i].value = (double)ws;
     }
     o.work = (CgWorkload){sc, ns, (double)dl};
-    char win[80] = "";
-    double wlv = rc ? NAN : window ? (double)wl : fe_schedule_value(&c, "window_long", 0);
-    double wsv = rc ? NAN : window ? (double)ws : fe_schedule_value(&c, "window_short", 0);
-    if (!isnan(wlv) && !isnan(wsv)) snprintf(win, sizeof win, "window %g,%g", wlv, wsv);   /* the models that have them */
-    if (rc == 0) rc = compile_step(&c, &m, win, &o);
+    char sched[1024] = "";
+    if (rc == 0) cli_schedules_text(&c, 0, true, sched, sizeof sched);
+    if (rc == 0) rc = compile_step(&c, &m, sched, &o);
     free(sc);
     fe_free(&c);
     free_model_args(&m);

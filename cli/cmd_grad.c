@@ -10,37 +10,26 @@
 
 const char grad_usage[] =
     "usage: gptc grad MODEL [--preset P] [--set NAME=VALUE]… --params P.safetensors\n"
-    "                 --batch B.safetensors --window LONG,SHORT [--backend cpu|ref|cuda] [--dtype f32|f64|bf16]\n"
-    "                 [--grads OUT.safetensors] [--acts OUT.safetensors]\n"
+    "                 --batch B.safetensors [--schedule NAME=VALUE[,…]]… [--backend cpu|ref|cuda]\n"
+    "                 [--dtype f32|f64|bf16] [--grads OUT.safetensors] [--acts OUT.safetensors]\n"
     "One forward and backward pass on one batch. Prints 'loss: VALUE' (12 significant digits)\n"
     "on stdout; writes the gradient of every parameter under the parameter's name (--grads)\n"
-    "and every probed activation under its probe name (--acts), in the chosen dtype.\n"
+    "and every probed activation under its probe name (--acts), in the chosen dtype. The\n"
+    "schedules take their values at step 0, but for those --schedule pins.\n"
     "  --params FILE       every parameter of the model, by name, any float dtype\n"
     "  --batch FILE        every input of the model (tokens, targets), integer tensors\n"
-    "  --window L,S        attention windows in blocks: the schedules window_long and window_short\n"
-    "                      (L >= 1, 0 <= S <= L)\n"
-    CLI_EXEC_HELP "\n";
+    CLI_SCHEDULE_HELP CLI_EXEC_HELP "\n";
 
 typedef struct {
-    const char *params, *batch, *window, *backend, *dtype, *grads, *acts;
-    long window_long, window_short;
+    const char *params, *batch, *backend, *dtype, *grads, *acts;
+    CliList pins;               /* --schedule */
     RtPrec prec;
     RtBackend be;
 } GradArgs;
 
-int cli_window_arg(const char *cmd, const char *s, long *wl, long *ws) {
-    if (!cli_parse_window(s, wl, ws)) return usage_error(cmd, "--window takes LONG,SHORT in blocks, got '%s'", s);
-    if (*wl < 1 || *ws < 0 || *ws > *wl)
-        return usage_error(cmd, "--window '%s': the long window is at least 1 block and the short one 0 to the long "
-                           "one (the schedule gives w_L >= 1 and w_S = w_L // 2), e.g. 3,1", s);
-    return -1;
-}
-
 static int check_grad_args(GradArgs *a) {
-    if (!a->params || !a->batch || !a->window)
-        return usage_error("grad", "--params, --batch and --window are required");
-    int rc = cli_window_arg("grad", a->window, &a->window_long, &a->window_short);
-    return rc >= 0 ? rc : cli_parse_exec("grad", a->backend, a->dtype, &a->be, &a->prec);
+    if (!a->params || !a->batch) return usage_error("grad", "--params and --batch are required");
+    return cli_parse_exec("grad", a->backend, a->dtype, &a->be, &a->prec);
 }
 
 static int save_outputs(const char *path, RtExec *r, int n, const char *const *names, IrNode *const *nodes,
@@ -86,9 +75,8 @@ static RtExec *run_step(FeCompile *c, const GradArgs *a) {
     }
     for (int i = 0; i < p->nparams; i++) rt_exec_set(r, p->params[i].node, vals[i]);
     for (int i = 0; i < ninputs; i++) rt_exec_set_i32(r, leaves[i], inputs[i]);
-    for (int i = 0; i < p->nschedules; i++)   /* every schedule at step 0, then --window */
+    for (int i = 0; i < p->nschedules; i++)   /* every schedule at step 0, or as pinned */
         rt_exec_set_scalar(r, p->schedules[i].name, fe_schedule_value(c, p->schedules[i].name, 0));
-    cli_set_window(r, (double)a->window_long, (double)a->window_short);
     values_free(vals, p->nparams);
     free(vals);
     for (int i = 0; i < ninputs; i++) free(inputs[i]);
@@ -135,7 +123,7 @@ static int write_results(FeCompile *c, const GradArgs *a, const StepGrad *gg, Rt
 
 int cmd_grad(int argc, char **argv) {
     GradArgs a = {0};
-    const CliOpt opts[] = {CLI_OPT("--params", &a.params), CLI_OPT("--batch", &a.batch), CLI_OPT("--window", &a.window),
+    const CliOpt opts[] = {CLI_OPT("--params", &a.params), CLI_OPT("--batch", &a.batch), CLI_LIST("--schedule", &a.pins),
                            CLI_OPT("--backend", &a.backend), CLI_OPT("--dtype", &a.dtype), CLI_OPT("--grads", &a.grads),
                            CLI_OPT("--acts", &a.acts)};
     ModelArgs m;
@@ -148,7 +136,7 @@ int cmd_grad(int argc, char **argv) {
         return rc;
     }
     FeCompile c;
-    rc = compile_model(&c, &m) ? 1 : 0;
+    rc = compile_model(&c, &m) ? 1 : cli_pin_schedules("grad", &c, &a.pins);
     StepGrad gg = {0};
     char err[512];
     if (rc == 0 && step_grad_build(&c.prog, &gg, err, sizeof err) != 0) {

@@ -8,7 +8,7 @@
 
 const char step_usage[] =
     "usage: gptc step MODEL [--preset P] [--set NAME=VALUE]… --params P.safetensors\n"
-    "                 --batch B.safetensors --window LONG,SHORT --step S [--count K]\n"
+    "                 --batch B.safetensors --step S [--count K] [--schedule NAME=VALUE[,…]]…\n"
     "                 [--grads G.safetensors] [--backend cpu|ref|cuda] [--dtype f32|f64|bf16]\n"
     "                 --out NEW.safetensors\n"
     "Applies K optimizer steps (default 1) to the parameters, starting at step index S: each\n"
@@ -18,20 +18,19 @@ const char step_usage[] =
     "The parameter file may hold optimizer state (as --out writes it); without it the\n"
     "optimizer starts fresh. --out holds the parameters under their names, the state as\n"
     "adam_m.NAME, adam_v.NAME, muon_buf.NAME, and trainer.adam_steps (I64).\n"
-    CLI_EXEC_HELP "\n";
+    CLI_SCHEDULE_HELP CLI_EXEC_HELP "\n";
 
 typedef struct {
-    const char *params, *batch, *window, *step, *count, *grads, *backend, *dtype, *out;
-    long wl, ws, first, k;
+    const char *params, *batch, *step, *count, *grads, *backend, *dtype, *out;
+    CliList pins;               /* --schedule */
+    long first, k;
     RtBackend be;
     RtPrec prec;
 } StepArgs;
 
 static int check_args(StepArgs *a) {
-    if (!a->params || !a->batch || !a->window || !a->step || !a->out)
-        return usage_error("step", "--params, --batch, --window, --step and --out are required");
-    int rc = cli_window_arg("step", a->window, &a->wl, &a->ws);
-    if (rc >= 0) return rc;
+    if (!a->params || !a->batch || !a->step || !a->out)
+        return usage_error("step", "--params, --batch, --step and --out are required");
     char *end;
     a->first = strtol(a->step, &end, 10);
     if (*end || a->first < 0) return usage_error("step", "--step takes a step index >= 0, got '%s'", a->step);
@@ -72,7 +71,6 @@ static int run_steps(FeCompile *c, const StepArgs *a) {
         if (k > 0 || !a->grads) {
             double loss;
             trainer_set_schedules(&t, a->first + k);
-            cli_set_window(t.grad_r, a->wl, a->ws);
             if (trainer_grad(&t, tokens, targets, &loss, err, sizeof err) != 0) goto out;
             printf("step %ld: loss %.12g\n", a->first + k, loss);
         }
@@ -89,7 +87,7 @@ out:
 
 int cmd_step(int argc, char **argv) {
     StepArgs a = {0};
-    const CliOpt opts[] = {CLI_OPT("--params", &a.params), CLI_OPT("--batch", &a.batch), CLI_OPT("--window", &a.window),
+    const CliOpt opts[] = {CLI_OPT("--params", &a.params), CLI_OPT("--batch", &a.batch), CLI_LIST("--schedule", &a.pins),
                            CLI_OPT("--step", &a.step), CLI_OPT("--count", &a.count), CLI_OPT("--grads", &a.grads),
                            CLI_OPT("--dtype", &a.dtype), CLI_OPT("--backend", &a.backend), CLI_OPT("--out", &a.out)};
     ModelArgs m;
@@ -102,7 +100,8 @@ int cmd_step(int argc, char **argv) {
         return rc;
     }
     FeCompile c;
-    rc = compile_model(&c, &m) ? 1 : run_steps(&c, &a);
+    rc = compile_model(&c, &m) ? 1 : cli_pin_schedules("step", &c, &a.pins);
+    if (rc == 0) rc = run_steps(&c, &a);
     fe_free(&c);
     free_model_args(&m);
     return rc;

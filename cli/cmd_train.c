@@ -12,7 +12,7 @@
 const char train_usage[] =
     "usage: gptc train MODEL [--preset P] [--set NAME=VALUE]… --data DIR --out RUN_DIR\n"
     "                  [--init P.safetensors] [--resume RUN_DIR [--allow-change]] [--overwrite]\n"
-    "                  [--seed S] [--grad-accum G]\n"
+    "                  [--seed S] [--grad-accum G] [--schedule NAME=VALUE[,…]]…\n"
     "                  [--checkpoint-every N] [--backend cpu|ref|cuda] [--dtype f32|f64|bf16] [--quiet]\n"
     "Trains for the config's 'steps' (override with --set steps=…), validating at step 0,\n"
     "every 'val_every' steps and at the end on 'val_tokens' tokens of DIR's *val*.bin shards;\n"
@@ -32,12 +32,15 @@ const char train_usage[] =
     "                       checkpoint\n"
     "  --seed S             initialization seed when starting fresh (default 0)\n"
     "  --grad-accum G       G micro-batches of seq_len tokens per step (default 1)\n"
+    CLI_SCHEDULE_HELP
+    "                       (checkpoints record the pins: --resume takes the same ones)\n"
     CLI_EXEC_HELP
     "Under `mpirun -np N`, every rank reads its slice of each batch, gradients are averaged\n"
     "and rank 0 writes the run folder. Ctrl-C writes a checkpoint and stops.\n\n";
 
 typedef struct {
     const char *data, *out, *init, *resume, *seed, *accum, *every, *backend, *dtype;
+    CliList pins;               /* --schedule */
     bool overwrite, allow_change;
     char *out_dir;              /* --out without trailing slashes (allocated) */
 } TrainArgs;
@@ -97,6 +100,7 @@ int cmd_train(int argc, char **argv) {
     TrainOptions o = {.verbose = true};
     const CliOpt opts[] = {CLI_OPT("--data", &a.data), CLI_OPT("--out", &a.out), CLI_OPT("--init", &a.init), CLI_OPT("--resume", &a.resume),
                            CLI_OPT("--seed", &a.seed), CLI_OPT("--grad-accum", &a.accum), CLI_OPT("--checkpoint-every", &a.every),
+                           CLI_LIST("--schedule", &a.pins),
                            CLI_OPT("--backend", &a.backend), CLI_OPT("--dtype", &a.dtype), CLI_FLAG("--quiet", &quiet),
                            CLI_FLAG("--overwrite", &a.overwrite), CLI_FLAG("--allow-change", &a.allow_change)};
     ModelArgs m;
@@ -119,6 +123,8 @@ int cmd_train(int argc, char **argv) {
     FILE *quiet_out = fopen("/dev/null", "w");   /* the same file: its warnings were shown */
     if (fe_compile(&ev, &fo, quiet_out) != 0) rc = 1;
     fclose(quiet_out);
+    if (rc == 0) rc = cli_pin_schedules("train", &c, &a.pins);
+    if (rc == 0) cli_pin_schedules("train", &ev, &a.pins);   /* the same model: it pins as c did */
     if (rc == 0) {
         int r = train_run(&c, &ev, &o, err, sizeof err);
         if (r == TRAIN_FINISHED && rt_dist_rank() == 0) fprintf(stderr, "gptc train: %s\n", err);

@@ -80,6 +80,11 @@ int parse_model_args(const char *cmd, int argc, char **argv, ModelArgs *m, const
             return 0;
         } else if (o && o->flag) {
             *o->flag = true;
+        } else if (o && o->list) {
+            if (i + 1 >= argc) return usage_error(cmd, "%s needs a value", a);
+            if (o->list->n == (int)(sizeof o->list->v / sizeof o->list->v[0]))
+                return usage_error(cmd, "too many %s options", a);
+            o->list->v[o->list->n++] = argv[++i];
         } else if (o) {
             if (i + 1 >= argc) return usage_error(cmd, "%s needs a value", a);
             *o->dst = argv[++i];
@@ -109,20 +114,6 @@ int parse_model_args(const char *cmd, int argc, char **argv, ModelArgs *m, const
     }
     if (!m->model) return usage_error(cmd, "no model file given");
     return -1;
-}
-
-bool cli_parse_window(const char *s, long *wl, long *ws) {
-    char *end;
-    *wl = strtol(s, &end, 10);
-    if (end == s || *end != ',') return false;
-    const char *t = end + 1;
-    *ws = strtol(t, &end, 10);
-    return end != t && !*end;
-}
-
-void cli_set_window(RtExec *e, double wl, double ws) {
-    rt_exec_set_scalar(e, "window_long", wl);
-    rt_exec_set_scalar(e, "window_short", ws);
 }
 
 int cli_parse_exec(const char *cmd, const char *backend, const char *dtype, RtBackend *b, RtPrec *prec) {

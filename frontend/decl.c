@@ -459,7 +459,7 @@ void decl_schedule(Elab *E, const Node *st, Scope *s) {
     v->s = st->name;
     scope_bind(E, E->global, st->name, v, at);
     grow(E, (void **)&E->P->schedules, &E->cap_scheds, E->P->nschedules, sizeof(ScheduleDecl));
-    E->P->schedules[E->P->nschedules++] = (ScheduleDecl){st->name, expr, s, at};
+    E->P->schedules[E->P->nschedules++] = (ScheduleDecl){.name = st->name, .expr = expr, .scope = s, .loc = at};
 }
 
 /* "x0{k}_lambdas" with k an integer in scope → "x00_lambdas" */

@@ -361,13 +361,41 @@ int64_t fe_param_count(const ParamDecl *p) {
 
 bool fe_param_trainable(const ParamDecl *p) { return p->optim != FE_FROZEN; }
 
+static ScheduleDecl *find_schedule(const Program *p, const char *name) {
+    for (int i = 0; i < p->nschedules; i++)
+        if (strcmp(p->schedules[i].name, name) == 0) return &p->schedules[i];
+    return NULL;
+}
+
+const ScheduleDecl *fe_schedule(const Program *p, const char *name) { return find_schedule(p, name); }
+
 double fe_schedule_value(FeCompile *c, const char *name, int64_t step) {
-    for (int i = 0; i < c->prog.nschedules; i++) {
-        const ScheduleDecl *s = &c->prog.schedules[i];
-        double v;
-        if (strcmp(s->name, name) == 0 && sched_eval(c->elab, s->expr, s->scope, step, &v, false)) return v;
+    const ScheduleDecl *s = fe_schedule(&c->prog, name);
+    double v;
+    if (s && s->pinned) return s->pin;
+    return s && sched_eval(c->elab, s->expr, s->scope, step, &v, false) ? v : NAN;
+}
+
+const char *fe_schedule_suggest(const Program *p, const char *name) {
+    const char *best = NULL;
+    size_t len = strlen(name);
+    int bestd = len <= 1 ? 0 : len <= 3 ? 2 : 3;   /* as scope_suggest: at distance < bestd */
+    for (int i = 0; i < p->nschedules; i++) {
+        int d = edit_distance(name, p->schedules[i].name);
+        if (d < bestd) {
+            bestd = d;
+            best = p->schedules[i].name;
+        }
     }
-    return NAN;
+    return best;
+}
+
+int fe_pin_schedule(FeCompile *c, const char *name, double value) {
+    ScheduleDecl *s = find_schedule(&c->prog, name);
+    if (!s) return -1;
+    s->pinned = true;
+    s->pin = value;
+    return 0;
 }
 
 double fe_optim_arg(FeCompile *c, const OptimGroup *g, const char *key, int64_t step, double dflt) {

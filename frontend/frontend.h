@@ -261,6 +261,8 @@ typedef struct {
     const Node *expr;
     struct Scope *scope;
     Loc loc;
+    bool pinned;          /* fe_pin_schedule: `pin` at every step, in place of expr */
+    double pin;
 } ScheduleDecl;
 
 typedef struct {
@@ -342,8 +344,15 @@ int64_t fe_param_count(const ParamDecl *p);
 #define FE_FROZEN (-1)
 bool fe_param_trainable(const ParamDecl *p);
 
-/* Evaluate a schedule (or any runtime expression) at `step`; NaN if unknown. */
+/* Evaluate a schedule (or any runtime expression) at `step`, or its pin; NaN if unknown. */
 double fe_schedule_value(FeCompile *c, const char *name, int64_t step);
+/* Pins schedule `name` to `value` at every step: wherever it is read (the graph's scalar,
+ * other schedules, optimizer settings). -1 if the model declares no such schedule. */
+int fe_pin_schedule(FeCompile *c, const char *name, double value);
+/* The schedule declared as `name`, or NULL; the nearest declared name to a misspelt one,
+ * or NULL. */
+const ScheduleDecl *fe_schedule(const Program *p, const char *name);
+const char *fe_schedule_suggest(const Program *p, const char *name);
 double fe_optim_arg(FeCompile *c, const OptimGroup *g, const char *key, int64_t step, double dflt);
 
 /* internal, shared by elab.c and source.c */

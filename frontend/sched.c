@@ -91,6 +91,11 @@ static bool ev_name(SchedCtx *c, const Node *n, Scope *s, double *out) {
     if (v->kind == V_INT || v->kind == V_BOOL) { *out = (double)v->i; return true; }
     if (v->kind == V_FLOAT) { *out = v->f; return true; }
     if (v->kind == V_SCHED) {
+        const ScheduleDecl *d = fe_schedule(c->E->P, v->s);   /* NULL while it is declared */
+        if (d && d->pinned) {
+            *out = d->pin;
+            return true;
+        }
         return ev(c, v->sched, v->scope, out);
     }
     return fail(c, n->loc, "'%s' is not a number; a schedule uses numbers, config values and step", n->name);

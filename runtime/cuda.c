@@ -790,11 +790,27 @@ void rt_gpu_set_i32(RtGpu *c, const IrNode *leaf, const int32_t *data)
     free(v);
 }
 
+/* An attention window beyond int: the kernels' (int) conversion of it is undefined, so the
+ * next run reports it, as the cpu and ref backends do. */
+static void check_window(RtGpu *c, const IrNode *scalar, double v)
+{
+    if (v >= -1e9 && v <= 1e9) return;
+    for (int i = 0; i < c->g->n; i++) {
+        const IrNode *n = c->g->nodes[i];
+        if ((n->op == IR_ATTENTION || n->op == IR_ATTENTION_BWD) && n->in[4] == scalar) {
+            snprintf(c->bad_input, sizeof c->bad_input, "%s %%%d: window %g is not a valid number of blocks",
+                     ir_op_name(n->op), n->id, v);
+            return;
+        }
+    }
+}
+
 void rt_gpu_set_scalar(RtGpu *c, const char *name, double v)
 {
     for (int i = 0; i < c->g->n; i++) {
         const IrNode *n = c->g->nodes[i];
         if (n->op != IR_SCALAR || strcmp(n->name, name) || c->s->role[i] != CG_LEAF) continue;
+        check_window(c, n, v);
         if (c->prof) rt_gpu_profile_scalar(c->prof, n->name, v);
         double *vals = xcalloc((size_t)ir_numel(n), sizeof *vals);
         for (int64_t j = 0; j < ir_numel(n); j++) vals[j] = v;

@@ -96,8 +96,18 @@ static void read_txt_line(StRun *r, const char *line) {
     if (v) set_vector(r, rest, len, v, cnt);
 }
 
-/* ---- log.jsonl lines: {"step": 8, "val_loss": 5.54, "train_time_ms": 188.0, "window": [4, 2],
- *      "x_lambdas": [0.97, 0.96], …}; training-step objects have no "val_loss" ------------------ */
+/* ---- log.jsonl lines: {"step": 8, "val_loss": 5.54, "train_time_ms": 188.0,
+ *      "schedules": {"lr_mul": 1.0, …}, "x_lambdas": [0.97, 0.96], …}; training-step objects
+ *      have no "val_loss"; objects (the schedules) are passed over ------------------------------- */
+
+/* past the object that starts at s ('{'), or NULL when it does not end on the line */
+static const char *skip_object(const char *s) {
+    int depth = 0;
+    for (; *s; s++)
+        if (*s == '{') depth++;
+        else if (*s == '}' && --depth == 0) return s + 1;
+    return NULL;
+}
 
 static void read_jsonl_line(StRun *r, const char *line) {
     if (!strstr(line, "\"val_loss\": ")) return;
@@ -111,8 +121,13 @@ static void read_jsonl_line(StRun *r, const char *line) {
             int cnt;
             double *v = parse_list(val, &cnt, &p);
             if (!v) break;
+            /* logs written before the schedules object held the windows as "window": [L, S] */
             if (len == 6 && !strncmp(key, "window", 6)) free(v);
             else set_vector(r, key, len, v, cnt);
+            continue;
+        }
+        if (*val == '{') {
+            if (!(p = skip_object(val))) break;
             continue;
         }
         char *e;

@@ -260,7 +260,7 @@ for dt in f32 bf16; do
         l=$(lim 30 170 $g_end)
         if [ "$l" -lt 5 ]; then row "c. golden $s $dt" SKIP "no time left"; continue; fi
         run "$l" "$W/grad.out" "$GPTC" grad models/gpt2m.gptc "${args[@]}" --params "$G/params.safetensors" \
-            --batch "$G/inputs.safetensors" --window "${win[$s]}" --backend cuda --dtype $dt --grads "$W/g_${s}_$dt.safetensors"
+            --batch "$G/inputs.safetensors" --schedule "${sched[$s]}" --backend cuda --dtype $dt --grads "$W/g_${s}_$dt.safetensors"
         rc=$?; cat "$W/grad.out" >>"$LOG_GOLDEN"
         if [ $rc -ne 0 ]; then
             row "c. golden $s $dt" FAIL "grad $(why $rc): $(errline "$W/grad.out")"; continue
@@ -341,7 +341,7 @@ for k in 0 4; do
     n=$((k + 1))
     l=$(lim 60 $((k == 0 ? 100 : 70)))
     if [ "$l" -lt 10 ]; then row "e. gptc x0$k (n_emb $n)" SKIP "no time left"; continue; fi
-    run "$l" "$W/gb.out" "$GPTC" bench models/gpt2m_x0$k.gptc "${BENCH_MODEL[@]}" --backend cuda --steps 3 --warmup 1 --window 27,13
+    run "$l" "$W/gb.out" "$GPTC" bench models/gpt2m_x0$k.gptc "${BENCH_MODEL[@]}" --backend cuda --steps 3 --warmup 1 --schedule window_long=27,window_short=13
     rc=$?; cat "$W/gb.out" >>"$LOG_BENCH"
     ms=$(sed -n 's/^median_ms_per_step: //p' "$W/gb.out"); mb=$(sed -n 's/^device_mb: //p' "$W/gb.out")
     su=$(sed -n 's/^setup_ms: //p' "$W/gb.out")
@@ -360,7 +360,7 @@ hdr "f. profile (x04 medium: every kernel timed, against the roofline model's es
 l=$(lim 45 50)
 if [ "$l" -lt 15 ]; then row "f. profile x04" SKIP "no time left"
 else
-    GPTC_PROFILE=1 run "$l" "$W/prof.out" "$GPTC" bench models/gpt2m_x04.gptc "${BENCH_MODEL[@]}" --backend cuda --steps 1 --warmup 1 --window 27,13
+    GPTC_PROFILE=1 run "$l" "$W/prof.out" "$GPTC" bench models/gpt2m_x04.gptc "${BENCH_MODEL[@]}" --backend cuda --steps 1 --warmup 1 --schedule window_long=27,window_short=13
     rc=$?; cat "$W/prof.out" >>"$LOG_PROFILE"
     PROFILE_TABLE=$(awk '
         /^cuda profile \(executor [0-9]+, run 2\)/ { on = 1; next }

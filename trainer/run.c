@@ -183,10 +183,12 @@ static int resume_from(TrainRun *r, const char *dir, int64_t *step, bool *val_do
 
 /* ---- logging -------------------------------------------------------------------------------- */
 
-/* A window schedule's value at step, for the logs; -1 when the model has no such schedule. */
-static int64_t window_at(FeCompile *c, const char *name, int64_t step) {
-    double v = fe_schedule_value(c, name, step);
-    return isfinite(v) ? (int64_t)v : -1;
+/* Every schedule of c at step, for the logs; free values when done. */
+static LogSchedules schedules_at(FeCompile *c, int64_t step) {
+    const Program *p = &c->prog;
+    double *v = xmalloc(sizeof(double) * (size_t)(p->nschedules + 1));
+    for (int i = 0; i < p->nschedules; i++) v[i] = fe_schedule_value(c, p->schedules[i].name, step);
+    return (LogSchedules){p->schedules, v, p->nschedules};
 }
 
 static int log_validation(TrainRun *r, int64_t step, double val_loss, char *err, size_t errlen) {
@@ -205,9 +207,7 @@ static int log_validation(TrainRun *r, int64_t step, double val_loss, char *err,
         vecs[i] = xmalloc(sizeof(double) * (size_t)(L->count + 1));
         for (int64_t k = 0; k < L->count; k++) vecs[i][k] = r->t.param[pi][L->offset + k * L->stride];
     }
-    ValRecord v = {step, r->steps, val_loss, r->train_ms,
-                     {window_at(r->c, "window_long", step), window_at(r->c, "window_short", step)},
-                     nl, names, vecs, counts};
+    ValRecord v = {step, r->steps, val_loss, r->train_ms, schedules_at(r->c, step), nl, names, vecs, counts};
     int rc = rt_dist_rank() == 0 ? runlog_val(&r->log, &v, err, errlen) : 0;
     if (rc == 0 && rt_dist_rank() == 0 && r->opt.verbose)
         fprintf(stderr, "%sstep %lld/%lld  val_loss %.6f  train_time %.0f ms\n", r->progress_shown ? "\n" : "",
@@ -215,6 +215,7 @@ static int log_validation(TrainRun *r, int64_t step, double val_loss, char *err,
     r->progress_shown = false;
     for (int i = 0; i < nl; i++) free(vecs[i]);
     free(names), free(vecs), free(counts);
+    free(v.schedules.values);
     return rc;
 }
 
@@ -445,9 +446,10 @@ static int loop_step(TrainRun *r, int64_t s, bool skip_val, char *err, size_t er
     }
     double dt = clock_seconds() * 1e3 - t0;
     r->train_ms += dt;
-    TrainRecord tr = {s, r->steps, loss, fe_schedule_value(c, "lr_mul", s), r->train_ms,
-                        {window_at(c, "window_long", s), window_at(c, "window_short", s)}};
-    if (rt_dist_rank() == 0 && runlog_train(&r->log, &tr, err, errlen) != 0) return -1;
+    TrainRecord tr = {s, r->steps, loss, r->train_ms, schedules_at(c, s)};
+    int rc = rt_dist_rank() == 0 ? runlog_train(&r->log, &tr, err, errlen) : 0;
+    free(tr.schedules.values);
+    if (rc != 0) return -1;
     progress(r, s, loss, dt);
     if (opt->checkpoint_every > 0 && (s + 1) % opt->checkpoint_every == 0 && !is_val_step(r, s + 1))
         if (save_checkpoint(r, s + 1, false, err, errlen) != 0) return -1;

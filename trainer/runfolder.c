@@ -24,6 +24,23 @@
 
 /* ---- how a run was made ---------------------------------------------------------------------- */
 
+/* Appends " fmt…" (no space first) to the string *out of *len bytes in *cap; an entry
+ * longer than 255 bytes is left out. */
+static void append_entry(char **out, size_t *len, size_t *cap, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void append_entry(char **out, size_t *len, size_t *cap, const char *fmt, ...) {
+    char one[256];
+    size_t sep = *len ? 1 : 0;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(one, sizeof one, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof one) return;
+    while (*len + sep + (size_t)n + 1 > *cap) *out = xrealloc(*out, *cap *= 2);
+    if (sep) (*out)[(*len)++] = ' ';
+    memcpy(*out + *len, one, (size_t)n + 1);
+    *len += (size_t)n;
+}
+
 void runfolder_identity(const FeCompile *c, int grad_accum, int ranks, RunIdentity *id) {
     uint64_t h = 0xcbf29ce484222325u;   /* FNV-1a 64 over every source file's text, in load order */
     for (int i = 0; i < c->nsources; i++)
@@ -35,13 +52,12 @@ void runfolder_identity(const FeCompile *c, int grad_accum, int ranks, RunIdenti
     id->config[0] = 0;
     for (int i = 0; i < c->prog.nconfig; i++) {
         const ConfigEntry *e = &c->prog.config[i];
-        char one[256];
-        int n = e->is_int ? snprintf(one, sizeof one, "%s%s=%lld", i ? " " : "", e->name, (long long)e->value)
-                          : snprintf(one, sizeof one, "%s%s=%.17g", i ? " " : "", e->name, e->value);
-        if (n < 0 || (size_t)n >= sizeof one) continue;
-        while (len + (size_t)n + 1 > cap) id->config = xrealloc(id->config, cap *= 2);
-        memcpy(id->config + len, one, (size_t)n + 1);
-        len += (size_t)n;
+        if (e->is_int) append_entry(&id->config, &len, &cap, "%s=%lld", e->name, (long long)e->value);
+        else append_entry(&id->config, &len, &cap, "%s=%.17g", e->name, e->value);
+    }
+    for (int i = 0; i < c->prog.nschedules; i++) {   /* a pinned schedule changes the run as config does */
+        const ScheduleDecl *s = &c->prog.schedules[i];
+        if (s->pinned) append_entry(&id->config, &len, &cap, "schedule:%s=%.17g", s->name, s->pin);
     }
     id->grad_accum = grad_accum;
     id->ranks = ranks;

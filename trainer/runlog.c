@@ -115,13 +115,15 @@ static void json_num(double v, char *buf, size_t len) {
     else snprintf(buf, len, "null");
 }
 
-/* The "window" pair of log.jsonl: [long, short], null for a window the model does not have. */
-static void json_window(FILE *f, const int64_t w[2]) {
-    fputc('[', f);
-    for (int i = 0; i < 2; i++)
-        if (w[i] >= 0) fprintf(f, "%s%lld", i ? ", " : "", (long long)w[i]);
-        else fprintf(f, "%snull", i ? ", " : "");
-    fputc(']', f);
+/* "schedules": {"NAME": value, …}: every schedule at the record's step, JSON numbers. */
+static void json_schedules(FILE *f, const LogSchedules *s) {
+    char b[40];
+    fprintf(f, "\"schedules\": {");
+    for (int i = 0; i < s->n; i++) {
+        json_num(s->values[i], b, sizeof b);
+        fprintf(f, "%s\"%s\": %s", i ? ", " : "", s->decls[i].name, b);
+    }
+    fputc('}', f);
 }
 
 /* "[a, b, …]": Python's repr of each value (log.txt), or JSON numbers (log.jsonl). */
@@ -143,9 +145,7 @@ int runlog_train(RunLog *l, const TrainRecord *r, char *err, size_t errlen) {
     char b[40];
     json_num(r->loss, b, sizeof b);
     fprintf(l->jsonl, "{\"step\": %lld, \"train_loss\": %s, ", (long long)r->step, b);
-    json_num(r->lr, b, sizeof b);
-    fprintf(l->jsonl, "\"lr\": %s, \"window\": ", b);
-    json_window(l->jsonl, r->window);
+    json_schedules(l->jsonl, &r->schedules);
     fprintf(l->jsonl, ", \"train_time_ms\": %.3f}\n", r->train_ms);
     return flush_both(l, err, errlen);
 }
@@ -157,9 +157,9 @@ int runlog_val(RunLog *l, const ValRecord *r, char *err, size_t errlen) {
             (long long)r->steps, r->val_loss, r->train_ms, avg);
     char b[40];
     json_num(r->val_loss, b, sizeof b);
-    fprintf(l->jsonl, "{\"step\": %lld, \"val_loss\": %s, \"train_time_ms\": %.3f, \"window\": ", (long long)r->step, b,
+    fprintf(l->jsonl, "{\"step\": %lld, \"val_loss\": %s, \"train_time_ms\": %.3f, ", (long long)r->step, b,
             r->train_ms);
-    json_window(l->jsonl, r->window);
+    json_schedules(l->jsonl, &r->schedules);
     for (int i = 0; i < r->nvectors; i++) {
         fprintf(l->txt, "step:%lld/%lld %s:", (long long)r->step, (long long)r->steps, r->names[i]);
         write_list(l->txt, r->vectors[i], r->counts[i], false);

@@ -156,7 +156,6 @@ void trainer_schedules(FeCompile *c, RtExec *e, int64_t step) {
 
 void trainer_set_schedules(Trainer *t, int64_t step) { trainer_schedules(t->c, t->grad_r, step); }
 
-void trainer_set_scalar(Trainer *t, const char *name, double v) { rt_exec_set_scalar(t->grad_r, name, v); }
 
 int trainer_grad(Trainer *t, const int32_t *tokens, const int32_t *targets, double *loss, char *err, size_t errlen) {
     Program *p = &t->c->prog;

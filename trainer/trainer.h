@@ -66,12 +66,11 @@ void trainer_free(Trainer *t);
  * copies t->grad (device_grads false). Returns -1 where that cannot be done (cuda). */
 int trainer_micro_batches(Trainer *t, int n);
 /* Every schedule of program c at step `step` into executor e: each scalar a graph reads is
- * a schedule of the model, set by its name, whatever it is called. */
+ * a schedule of the model, set by its name, whatever it is called (a pinned one to its
+ * pin, fe_pin_schedule). */
 void trainer_schedules(FeCompile *c, RtExec *e, int64_t step);
-/* The gradient executor's schedules at `step`; then trainer_set_scalar may override one
- * (the command line's --window). */
+/* The gradient executor's schedules at `step`. */
 void trainer_set_schedules(Trainer *t, int64_t step);
-void trainer_set_scalar(Trainer *t, const char *name, double v);
 /* Loss and t->grad on one batch (T tokens and targets), with the schedules set last. */
 int trainer_grad(Trainer *t, const int32_t *tokens, const int32_t *targets, double *loss, char *err, size_t errlen);
 /* One optimizer step of t->param with t->grad, schedules at step index `step`. With
@@ -204,7 +203,10 @@ void loader_close(Loader *d);
  *   step:125/5960 x00_lambdas:[1.0, 0.5, …]
  *   step:126/5960 train_time:28313ms step_avg:224.71ms
  * and RUN_DIR/log.jsonl, one JSON object per line for each training step and validation
- * (a non-finite number is written null, so every line stays JSON).
+ * (a non-finite number is written null, so every line stays JSON):
+ *   {"step": 0, "train_loss": 5.3, "schedules": {"lr": 0.05, "ramp": 0.25}, "train_time_ms": 120.5}
+ *   {"step": 0, "val_loss": 5.3, "train_time_ms": 0.0, "schedules": {…}, "NAME": […], …}
+ * (a "NAME": […] for each log declaration)
  * Every write is checked: a record that cannot be written entirely (a full disk) is an
  * error "RUN_DIR/log.txt: cannot write: No space left on device".
  * Ownership: RunLog owns its two FILEs and their paths; records are borrowed for the call. */
@@ -214,16 +216,23 @@ typedef struct {
     char *txt_path, *jsonl_path;
 } RunLog;
 
+/* Every schedule of the model at a record's step: log.jsonl's "schedules" object. */
+typedef struct {
+    const ScheduleDecl *decls;  /* names, in declaration order */
+    double *values;
+    int n;
+} LogSchedules;
+
 typedef struct {
     int64_t step, steps;      /* the step just taken (0-based) and the run's length */
-    double loss, lr, train_ms;
-    int64_t window[2];         /* long, short in blocks; -1: the model has no such schedule */
+    double loss, train_ms;
+    LogSchedules schedules;
 } TrainRecord;
 
 typedef struct {
     int64_t step, steps;
     double val_loss, train_ms;
-    int64_t window[2];         /* as in TrainRecord */
+    LogSchedules schedules;
     int nvectors;             /* the model's log declarations */
     const char *const *names;
     double *const *vectors;
@@ -249,8 +258,8 @@ int runlog_val(RunLog *l, const ValRecord *r, char *err, size_t errlen);
  * A run folder holds one run: log.txt, log.jsonl, checkpoint.safetensors (written by
  * rank 0), and train.lock, which the trainer writing the folder holds an advisory lock
  * (flock) on, its PID inside. Checkpoints record how the run was made: the model's text
- * (a hash, and its path), the resolved config (metadata gptc.model_hash, gptc.model,
- * gptc.config) and the micro-batches and ranks (run.grad_accum, run.ranks), so a resumed
+ * (a hash, and its path), the resolved config and pinned schedules (metadata
+ * gptc.model_hash, gptc.model, gptc.config) and the micro-batches and ranks (run.grad_accum, run.ranks), so a resumed
  * run continues the same run or says what differs. W ranks × G micro-batches read the data
  * as W·G ranks, so only a change of the product W·G changes a step.
  * Ownership: a RunIdentity owns its strings (runfolder_identity_free). */
@@ -258,7 +267,8 @@ int runlog_val(RunLog *l, const ValRecord *r, char *err, size_t errlen);
 typedef struct {
     char model_hash[17];        /* FNV-1a 64 of the model's source files, hex */
     char *model;                /* the model file as given */
-    char *config;               /* "vocab=200 eot=199 dim=8 …", every config entry, resolved */
+    char *config;               /* "vocab=200 eot=199 dim=8 …", every config entry, resolved,
+                                 * then each pinned schedule as "schedule:NAME=VALUE" */
     int64_t grad_accum, ranks;
 } RunIdentity;
 

@@ -10,10 +10,10 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 M=tests/models/adamw.gptc
 batch=tests/golden/small_x04/inputs.safetensors   # 64 tokens below 80
 "$GPTC" init $M -o "$tmp/p.st" --seed 3 >/dev/null 2>&1
-"$GPTC" grad $M --params "$tmp/p.st" --batch $batch --window 1,1 --backend ref --dtype f64 --grads "$tmp/g.st" >/dev/null 2>&1
+"$GPTC" grad $M --params "$tmp/p.st" --batch $batch --backend ref --dtype f64 --grads "$tmp/g.st" >/dev/null 2>&1
 for be in ref cpu; do
     dt=f64; [ $be = cpu ] && dt=f32
-    "$GPTC" step $M --params "$tmp/p.st" --batch $batch --window 1,1 --step 0 --backend $be --dtype $dt \
+    "$GPTC" step $M --params "$tmp/p.st" --batch $batch --step 0 --backend $be --dtype $dt \
         --out "$tmp/$be.st" >"$tmp/$be.log" 2>&1
 done
 expect_status "gptc step runs on ref and cpu" 0 test -f "$tmp/ref.st" -a -f "$tmp/cpu.st"

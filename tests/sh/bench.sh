@@ -6,7 +6,7 @@
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib.sh
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-tiny=(models/gpt2m_x02.gptc --preset tiny --window 3,1 --steps 2 --warmup 1 --threads 2)
+tiny=(models/gpt2m_x02.gptc --preset tiny --schedule window_long=3,window_short=1 --steps 2 --warmup 1 --threads 2)
 
 "$GPTC" bench "${tiny[@]}" >"$tmp/out" 2>&1; rc=$?
 expect_status "bench runs the tiny preset" 0 test $rc -eq 0
@@ -33,5 +33,7 @@ else
 fi
 expect_output "a user's OPENBLAS_CORETYPE stands" "^blas_core: Prescott$" \
     env OPENBLAS_CORETYPE=Prescott "$GPTC" bench "${tiny[@]}" --steps 1
-expect_output "the arguments survive gptc running itself again" "^gptc bench: models/gpt2m_x02.gptc T=256 window 3,1 threads 2" \
+expect_output "bench prints every schedule it runs with, the pinned ones as pinned" \
+    "^schedules: progress=0 lr_mul=1 momentum=0.85 window_long=3 window_short=1$" cat "$tmp/out"
+expect_output "the arguments survive gptc running itself again" "^gptc bench: models/gpt2m_x02.gptc T=256 threads 2" \
     cat "$tmp/out"

@@ -18,7 +18,7 @@ rel() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; if (b < 0
 # grad NAME MODEL BACKEND DTYPE [ENV…]: the loss on stdout, gradients in $tmp/NAME.st
 grad() {
     local name=$1 model=$2 be=$3 dt=$4; shift 4
-    env "$@" "$GPTC" grad "$model" --params "$tmp/p.st" --batch $batch --window 1,1 --backend "$be" --dtype "$dt" \
+    env "$@" "$GPTC" grad "$model" --params "$tmp/p.st" --batch $batch --backend "$be" --dtype "$dt" \
         --grads "$tmp/$name.st" >"$tmp/out" 2>"$tmp/err" && sed -n 's/^loss: //p' "$tmp/out"
 }
 

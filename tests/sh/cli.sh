@@ -48,25 +48,25 @@ expect_output "ir returns the loss" "^output 0 = %[0-9]+" "$GPTC" ir models/gpt2
 G=tests/golden/tiny_x02
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 gold=(--set vocab=200 --set eot=199 --set dim=64 --set heads=2 --set head_dim=32 --set block=16 --set seq_len=256)
-expect_status "grad needs --params" 2 "$GPTC" grad models/gpt2m_x02.gptc "${gold[@]}" --batch $G/inputs.safetensors --window 3,1
-expect_status "grad --window format" 2 "$GPTC" grad models/gpt2m_x02.gptc --params $G/params.safetensors --batch $G/inputs.safetensors --window 3
-expect_status "grad unknown backend" 2 "$GPTC" grad models/gpt2m_x02.gptc --params a --batch b --window 3,1 --backend tpu
+expect_status "grad needs --params" 2 "$GPTC" grad models/gpt2m_x02.gptc "${gold[@]}" --batch $G/inputs.safetensors
+expect_status "grad --schedule format" 2 "$GPTC" grad models/gpt2m_x02.gptc "${gold[@]}" --params $G/params.safetensors --batch $G/inputs.safetensors --schedule 3
+expect_status "grad unknown backend" 2 "$GPTC" grad models/gpt2m_x02.gptc --params a --batch b --backend tpu
 expect_status "init needs -o" 2 "$GPTC" init models/gpt2m_x02.gptc
 "$GPTC" init models/gpt2m.gptc "${gold[@]}" --set n_emb=2 -o "$tmp/n2.st" --seed 3
 "$GPTC" init models/gpt2m.gptc "${gold[@]}" --set n_emb=4 -o "$tmp/n4.st" --seed 3
 "$GPTC" init models/gpt2m.gptc "${gold[@]}" --set n_emb=3 --set dim=32 --set head_dim=16 -o "$tmp/d32.st"
 expect_output "grad: missing tensor" "n2.st: missing tensor 'embed.2'" \
-    "$GPTC" grad models/gpt2m_x02.gptc "${gold[@]}" --params "$tmp/n2.st" --batch $G/inputs.safetensors --window 3,1
+    "$GPTC" grad models/gpt2m_x02.gptc "${gold[@]}" --params "$tmp/n2.st" --batch $G/inputs.safetensors
 expect_output "grad: unexpected tensor" "n4.st: tensor 'embed.3' is not a parameter of this model" \
-    "$GPTC" grad models/gpt2m_x02.gptc "${gold[@]}" --params "$tmp/n4.st" --batch $G/inputs.safetensors --window 3,1
+    "$GPTC" grad models/gpt2m_x02.gptc "${gold[@]}" --params "$tmp/n4.st" --batch $G/inputs.safetensors
 expect_output "grad: wrong shape" "d32.st: tensor 'embed.0' has shape \[200, 32\], expected \[200, 64\]" \
-    "$GPTC" grad models/gpt2m_x02.gptc "${gold[@]}" --params "$tmp/d32.st" --batch $G/inputs.safetensors --window 3,1
+    "$GPTC" grad models/gpt2m_x02.gptc "${gold[@]}" --params "$tmp/d32.st" --batch $G/inputs.safetensors
 expect_output "grad: truncated file" "truncated" \
-    bash -c "head -c 5000 $G/params.safetensors > $tmp/cut.st; $GPTC grad models/gpt2m_x02.gptc ${gold[*]} --params $tmp/cut.st --batch $G/inputs.safetensors --window 3,1"
+    bash -c "head -c 5000 $G/params.safetensors > $tmp/cut.st; $GPTC grad models/gpt2m_x02.gptc ${gold[*]} --params $tmp/cut.st --batch $G/inputs.safetensors"
 v96=(--set vocab=96 --set eot=95 --set dim=64 --set heads=2 --set head_dim=32 --set n_emb=3 --set block=16 --set seq_len=256)
 "$GPTC" init models/gpt2m.gptc "${v96[@]}" -o "$tmp/v96.st"
 expect_output "grad: token id beyond vocab" "'tokens' has id [0-9]+ at position [0-9]+, outside \[0, 96\)" \
-    "$GPTC" grad models/gpt2m.gptc "${v96[@]}" --params "$tmp/v96.st" --batch $G/inputs.safetensors --window 3,1
+    "$GPTC" grad models/gpt2m.gptc "${v96[@]}" --params "$tmp/v96.st" --batch $G/inputs.safetensors
 "$GPTC" init models/gpt2m.gptc "${gold[@]}" --set n_emb=2 -o "$tmp/n2b.st" --seed 3
 expect_output "init: same seed, same file" "^worst: 0.000e\+00" "$GPTC" compare "$tmp/n2b.st" "$tmp/n2.st" --quiet
 "$GPTC" init models/gpt2m.gptc "${gold[@]}" --set n_emb=2 -o "$tmp/n2c.st" --seed 4

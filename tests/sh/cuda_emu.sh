@@ -24,7 +24,7 @@ for s in tiny_x02 small_x00 small_x04; do
     for dt in f32 bf16; do
         if [ $dt = f32 ]; then ltol=1e-6; ttol=1e-4; else ltol=2e-2; ttol=5e-2; fi
         out=$("$GPTC" grad models/gpt2m.gptc "${sets[@]}" --params $G/params.safetensors --batch $G/inputs.safetensors \
-              --window "${win[$s]}" --backend cuda --dtype $dt --grads "$tmp/g.st" 2>"$tmp/err")
+              --schedule "${sched[$s]}" --backend cuda --dtype $dt --grads "$tmp/g.st" 2>"$tmp/err")
         if [ $? -ne 0 ]; then fail "$s cuda $dt grad runs on the emulator" "$(tail -5 "$tmp/err")"; continue; fi
         got=$(printf '%s\n' "$out" | sed -n 's/^loss: //p')
         e=$(rel "$got" "${loss[$s]}")
@@ -49,7 +49,7 @@ done
 for s in tiny_x02 small_x00 small_x04; do
     G=tests/golden/$s
     args=(models/gpt2m.gptc --set steps=3 --params $G/params.safetensors --batch $G/inputs.safetensors
-          --window "${win[$s]}" --step 0 --grads $G/grads.safetensors --backend cuda --dtype f32)
+          --schedule "${sched[$s]}" --step 0 --grads $G/grads.safetensors --backend cuda --dtype f32)
     for kv in ${cfg[$s]}; do args+=(--set "$kv"); done
     if "$GPTC" step "${args[@]}" --out "$tmp/1.st" >"$tmp/log" 2>&1 &&
        "$GPTC" step "${args[@]}" --count 2 --out "$tmp/2.st" >>"$tmp/log" 2>&1; then
@@ -67,7 +67,7 @@ done
 s=small_x04; G=tests/golden/$s
 sets=(); for kv in ${cfg[$s]}; do sets+=(--set "$kv"); done
 if GPTC_PROFILE=1 "$GPTC" grad models/gpt2m.gptc "${sets[@]}" --params $G/params.safetensors --batch $G/inputs.safetensors \
-       --window "${win[$s]}" --backend cuda --dtype f32 >"$tmp/out" 2>"$tmp/prof" &&
+       --schedule "${sched[$s]}" --backend cuda --dtype f32 >"$tmp/out" 2>"$tmp/prof" &&
    env -u GPTC_CUDA_EMULATE "$GPTC" compile models/gpt2m.gptc "${sets[@]}" --set val_seq_len=64 --target cuda --precision f32 \
        -o "$tmp/c" >/dev/null 2>&1; then   # (the plan alone: real NVRTC, a short validation graph)
     want=$(awk '/^######## update/ { exit } /^ *[0-9]+ (loop|matmul|attention|attention_bwd|scatter_add) / { n++ } END { print n + 0 }' "$tmp/c/plan.txt")

@@ -5,7 +5,8 @@
 # (one a single token), windows of 1 block, 3 blocks and more than T. gptc grad --dtype bf16
 # within the bf16 tolerances of cuda_emu.sh: loss 2e-2, every gradient 5e-2 (relative,
 # ‖a−b‖∞/‖b‖∞; proj's is the attention output's product with its gradient); each pass must
-# have run its tensor-core kernel (GPTC_EMU_PROFILE). The emulator checks every access.
+# have run its tensor-core kernel (GPTC_EMU_PROFILE). The emulator checks every access. A
+# window pinned beyond int is an error of the run.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib.sh
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -45,7 +46,7 @@ for c in "16 400 8" "32 448 32" "64 384 128" "128 480 24"; do
     fi
     for w in 1 3 64; do
         name="D=$D T=$T block=$B window=$w"
-        args=(grad $M "${sets[@]}" --params "$tmp/p.st" --batch "$tmp/batch-$T.st" --window $w,$w)
+        args=(grad $M "${sets[@]}" --params "$tmp/p.st" --batch "$tmp/batch-$T.st" --schedule window_long=$w)
         if ! ref=$("$GPTC" "${args[@]}" --backend ref --dtype f64 --grads "$tmp/gr.st" 2>"$tmp/err"); then
             fail "$name: ref runs" "$(tail -5 "$tmp/err")"; continue
         fi
@@ -62,3 +63,11 @@ for c in "16 400 8" "32 448 32" "64 384 128" "128 480 24"; do
         if [ $? -eq 0 ]; then pass "$name: gradients ($r)"; else fail "$name: gradients" "$r"; fi
     done
 done
+# a window beyond int (--schedule pins any value) is an error of the run that names the
+# attention, as on cpu and ref (tests/sh/schedules.sh), not a window the kernels make up;
+# the last case's kernels, from the cache
+out=$("$GPTC" grad $M "${sets[@]}" --params "$tmp/p.st" --batch "$tmp/batch-$T.st" --schedule window_long=1e12 \
+      --backend cuda --dtype bf16 2>&1); rc=$?
+if [ $rc = 1 ] && [[ $out == *"ATTENTION %"*": window 1e+12 is not a valid number of blocks"* ]]; then
+    pass "a pinned window of 1e12 blocks is an error naming the attention"
+else fail "a pinned window of 1e12 blocks is an error naming the attention" "exit $rc" "$out"; fi

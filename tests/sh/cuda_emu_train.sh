@@ -84,4 +84,4 @@ sets=(); for kv in ${cfg[small_x04]}; do sets+=(--set "$kv"); done
 expect_output "a missing emulator library is named" "the CUDA emulator: .*/none.so .*cannot be loaded" \
     env GPTC_LIBCUDAEMU=$tmp/none.so XDG_CACHE_HOME=$tmp/empty "$GPTC" grad models/gpt2m.gptc "${sets[@]}" \
         --params tests/golden/small_x04/params.safetensors --batch tests/golden/small_x04/inputs.safetensors \
-        --window 7,3 --backend cuda --dtype f32
+        --schedule window_long=7,window_short=3 --backend cuda --dtype f32

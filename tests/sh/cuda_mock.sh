@@ -14,7 +14,7 @@ MOCK=$PWD/$(dirname "$GPTC")/tests/libcudamock.so
 export XDG_CACHE_HOME=$tmp/cache
 
 G=tests/golden/tiny_x02
-grad=(grad models/gpt2m.gptc --params $G/params.safetensors --window 3,1 --backend cuda)
+grad=(grad models/gpt2m.gptc --params $G/params.safetensors --schedule window_long=3,window_short=1 --backend cuda)
 for kv in vocab=200 eot=199 dim=64 heads=2 head_dim=32 n_emb=3 block=16 seq_len=256; do grad+=(--set "$kv"); done
 
 # ---- no driver, no device ------------------------------------------------------------------
@@ -31,7 +31,7 @@ expect_status "no device: exit 1" 1 env GPTC_LIBCUDA=$MOCK GPTC_MOCK_NO_DEVICE=1
 expect_output "f64 on cuda is refused" "the cuda backend computes in bf16 or f32" \
     "$GPTC" "${grad[@]}" --batch $G/inputs.safetensors --dtype f64
 expect_output "bf16 on cpu is refused" "needs --backend cuda" \
-    "$GPTC" grad models/gpt2m.gptc --params x --batch y --window 3,1 --dtype bf16
+    "$GPTC" grad models/gpt2m.gptc --params x --batch y --dtype bf16
 
 # ---- on the stand-in ----------------------------------------------------------------------------
 export GPTC_LIBCUDA=$MOCK GPTC_LIBCUBLASLT=$MOCK

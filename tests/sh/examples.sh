@@ -53,7 +53,7 @@ h=1e-5
 # grad MODEL PARAMS BACKEND DTYPE [GRADS] — prints the loss, nothing when gptc grad fails
 grad() {
     local g=(); [ -n "${5:-}" ] && g=(--grads "$5")
-    "$GPTC" grad "$1" "${sets[@]}" --params "$2" --batch $batch --window 3,1 --backend "$3" --dtype "$4" "${g[@]}" \
+    "$GPTC" grad "$1" "${sets[@]}" --params "$2" --batch $batch --backend "$3" --dtype "$4" "${g[@]}" \
         >"$tmp/out" 2>"$tmp/err" && sed -n 's/^loss: //p' "$tmp/out"
 }
 

@@ -12,9 +12,9 @@ M=tests/models/frozen.gptc
 batch=tests/golden/small_x04/inputs.safetensors
 sed 's/opt none/opt a/' $M >"$tmp/trained.gptc"
 "$GPTC" init $M -o "$tmp/p.st" --seed 2 >/dev/null 2>&1
-"$GPTC" grad $M --params "$tmp/p.st" --batch $batch --window 1,1 --grads "$tmp/g.st" >/dev/null 2>&1
-"$GPTC" grad "$tmp/trained.gptc" --params "$tmp/p.st" --batch $batch --window 1,1 --grads "$tmp/gt.st" >/dev/null 2>&1
-"$GPTC" step $M --params "$tmp/p.st" --batch $batch --window 1,1 --step 0 --out "$tmp/step.st" >"$tmp/step.log" 2>&1
+"$GPTC" grad $M --params "$tmp/p.st" --batch $batch --grads "$tmp/g.st" >/dev/null 2>&1
+"$GPTC" grad "$tmp/trained.gptc" --params "$tmp/p.st" --batch $batch --grads "$tmp/gt.st" >/dev/null 2>&1
+"$GPTC" step $M --params "$tmp/p.st" --batch $batch --step 0 --out "$tmp/step.st" >"$tmp/step.log" 2>&1
 for be in cpu ref cuda; do
     env=(); dt=f32; [ $be = cuda ] && env=(GPTC_CUDA_EMULATE=1); [ $be = ref ] && dt=f64
     env "${env[@]}" "$GPTC" train $M --data tests/golden/tiny_x02 --init "$tmp/p.st" --backend $be --dtype $dt --quiet \

@@ -26,7 +26,7 @@ batch=tests/golden/small_x04/inputs.safetensors   # 64 tokens below 80: the mode
 # nothing when it fails (the emulator fails the command on any access out of bounds)
 grad() {
     local name=$1 model=$2 be=$3 dt=$4; shift 4
-    env "$@" "$GPTC" grad "$model" --params "$tmp/p.st" --batch $batch --window 1,1 --backend "$be" --dtype "$dt" \
+    env "$@" "$GPTC" grad "$model" --params "$tmp/p.st" --batch $batch --backend "$be" --dtype "$dt" \
         --grads "$tmp/$name.st" >"$tmp/out" 2>"$tmp/err" && sed -n 's/^loss: //p' "$tmp/out"
 }
 
@@ -113,7 +113,7 @@ for cfg in rows logits; do
     fi
     for be in ref cuda; do
         dt=f32 envs=(GPTC_CUDA_EMULATE=1); [ $be = ref ] && dt=f64 envs=()
-        loss=$(env "${envs[@]}" "$GPTC" grad $model "${sets[@]}" --params "$tmp/p.st" --batch "$b" --window 1,1 \
+        loss=$(env "${envs[@]}" "$GPTC" grad $model "${sets[@]}" --params "$tmp/p.st" --batch "$b" \
                --backend $be --dtype $dt --grads "$tmp/$be.st" 2>"$tmp/err" | sed -n 's/^loss: //p')
         if [ -z "$loss" ]; then fail "$m ($cfg) $be $dt grad runs" "$(tail -5 "$tmp/err")"; continue 2; fi
         [ $be = ref ] && ref=$loss

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/lib.sh
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
-. tests/golden_sets.sh   # cfg, win, loss of each set
+. tests/golden_sets.sh   # cfg, sched, loss of each set
 sets=("${golden_sets[@]}")
 
 rel() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; if (b < 0) b = -b; printf "%.3e", d / b }'; }
@@ -19,7 +19,7 @@ for s in "${sets[@]}"; do
         dt=${mode%/*} be=${mode#*/}
         if [ $dt = f64 ]; then ltol=1e-10; ttol=1e-9; else ltol=1e-6; ttol=1e-4; fi
         out=$("$GPTC" grad models/gpt2m.gptc "${sets_args[@]}" --params $G/params.safetensors \
-              --batch $G/inputs.safetensors --window "${win[$s]}" --dtype $dt --backend $be \
+              --batch $G/inputs.safetensors --schedule "${sched[$s]}" --dtype $dt --backend $be \
               --grads "$tmp/g.st" --acts "$tmp/a.st" 2>"$tmp/err")
         rc=$?
         if [ $rc -ne 0 ]; then fail "$s $mode grad runs" "exit $rc" "$(cat "$tmp/err")"; continue; fi

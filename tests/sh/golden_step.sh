@@ -17,7 +17,7 @@ check() {   # check NAME FILE REF TOL [--only PREFIX]
 
 for s in tiny_x02 small_x00 small_x04; do
     G=tests/golden/$s
-    args=(models/gpt2m.gptc --set steps=3 --params $G/params.safetensors --batch $G/inputs.safetensors --window "${win[$s]}" --step 0 --grads $G/grads.safetensors)
+    args=(models/gpt2m.gptc --set steps=3 --params $G/params.safetensors --batch $G/inputs.safetensors --schedule "${sched[$s]}" --step 0 --grads $G/grads.safetensors)
     for kv in ${cfg[$s]}; do args+=(--set "$kv"); done
     for mode in f64/ref f32/ref f32/cpu; do
         dt=${mode%/*} be=${mode#*/}

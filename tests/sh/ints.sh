@@ -56,7 +56,7 @@ m=tests/models/int_ops.gptc
 "$GPTC" init $m -o "$tmp/p16.st" --seed 1 >/dev/null 2>&1 || fail "int_ops init"
 for be in ref cpu cuda; do
     dt=f32; [ $be = ref ] && dt=f64
-    if GPTC_CUDA_EMULATE=1 "$GPTC" grad $m --params "$tmp/p16.st" --batch "$tmp/b16.st" --window 1,1 --backend $be \
+    if GPTC_CUDA_EMULATE=1 "$GPTC" grad $m --params "$tmp/p16.st" --batch "$tmp/b16.st" --backend $be \
         --dtype $dt --acts "$tmp/acts_$be.st" >/dev/null 2>"$tmp/err"; then
         got=$(probes "$tmp/acts_$be.st")
         if [ "$got" = "$want" ]; then pass "int_ops $be $dt: every op's values"
@@ -67,7 +67,7 @@ done
 rel() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; if (b < 0) b = -b; printf "%.3e", d / b }'; }
 le()  { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
 grad() {   # grad NAME MODEL BACKEND DTYPE BATCH: the loss, nothing when it fails
-    GPTC_CUDA_EMULATE=1 "$GPTC" grad "$2" --params "$tmp/p.st" --batch "$5" --window 1,1 --backend "$3" --dtype "$4" \
+    GPTC_CUDA_EMULATE=1 "$GPTC" grad "$2" --params "$tmp/p.st" --batch "$5" --backend "$3" --dtype "$4" \
         --grads "$tmp/$1.st" >"$tmp/out" 2>"$tmp/err" && sed -n 's/^loss: //p' "$tmp/out"
 }
 m=tests/models/ngram.gptc
@@ -88,15 +88,15 @@ else fail "ngram ref f64 grad runs" "$(tail -3 "$tmp/err")"; fi
 # a divisor of 0 and a computed index past the table: ref stops naming the node; cpu and
 # the emulator run (x // 0 = 0, the index clamped)
 sed -e 's|^    d = tokens - 8|    d = (tokens - 8) // (tokens - 3)|' -e 's|embed\[h\]|embed[h + 7]|' tests/models/int_ops.gptc >"$tmp/bad.gptc"
-"$GPTC" grad "$tmp/bad.gptc" --params "$tmp/p16.st" --batch "$tmp/b16.st" --window 1,1 --backend ref >/dev/null 2>"$tmp/err"
+"$GPTC" grad "$tmp/bad.gptc" --params "$tmp/p16.st" --batch "$tmp/b16.st" --backend ref >/dev/null 2>"$tmp/err"
 if grep -q "bad.gptc:19: FLOORDIV %[0-9]*: division by zero (element 0: -5 by 0)" "$tmp/err"; then pass "ref: division by zero names the node"
 else fail "ref: division by zero names the node" "$(cat "$tmp/err")"; fi
 sed -i 's|^    d = (tokens - 8) // (tokens - 3)|    d = tokens - 8|' "$tmp/bad.gptc"
-"$GPTC" grad "$tmp/bad.gptc" --params "$tmp/p16.st" --batch "$tmp/b16.st" --window 1,1 --backend ref >/dev/null 2>"$tmp/err"
+"$GPTC" grad "$tmp/bad.gptc" --params "$tmp/p16.st" --batch "$tmp/b16.st" --backend ref >/dev/null 2>"$tmp/err"
 if grep -q "GATHER %[0-9]*: index 22 (element 1) is outside \[0, 16)" "$tmp/err"; then pass "ref: a computed index out of range names the node"
 else fail "ref: a computed index out of range names the node" "$(cat "$tmp/err")"; fi
 for be in cpu cuda; do
-    if GPTC_CUDA_EMULATE=1 "$GPTC" grad "$tmp/bad.gptc" --params "$tmp/p16.st" --batch "$tmp/b16.st" --window 1,1 \
+    if GPTC_CUDA_EMULATE=1 "$GPTC" grad "$tmp/bad.gptc" --params "$tmp/p16.st" --batch "$tmp/b16.st" \
         --backend $be --dtype f32 >/dev/null 2>"$tmp/err"; then pass "$be: a computed index out of range is clamped"
     else fail "$be: a computed index out of range is clamped" "$(tail -3 "$tmp/err")"; fi
 done

@@ -42,3 +42,14 @@ for stage in $stages; do [ -f "$stage/$stage.h" ] || missing+=("$stage/$stage.h"
 [ ${#missing[@]} -eq 0 ] && pass "every stage has its public header" || fail "every stage has its public header" "${missing[@]}"
 top=$(ls ./*.c ./*.h 2>/dev/null)
 [ -z "$top" ] && pass "no C source at the top level" || fail "no C source at the top level" "$top"
+
+# the stages after the front end take every schedule by the name the model gives it: none
+# spells a schedule of the study's models (lr_mul, bare, is also the language's per-parameter
+# multiplier, `opt GROUP(lr_mul = y)`, which step/ and cli/ read)
+hits=$(grep -rnE '\<window_(long|short)\>|"lr_mul"' runtime codegen trainer step cli)
+[ -z "$hits" ] && pass "runtime/ codegen/ trainer/ step/ cli/ spell no schedule of a model" ||
+    fail "runtime/ codegen/ trainer/ step/ cli/ spell no schedule of a model" "$hits"
+# nor an input's name: the trainer finds the token-stream inputs through the front end
+hits=$(grep -rnE '"(tokens|targets)"' runtime codegen trainer step cli)
+[ -z "$hits" ] && pass "runtime/ codegen/ trainer/ step/ cli/ name no input of a model" ||
+    fail "runtime/ codegen/ trainer/ step/ cli/ name no input of a model" "$hits"

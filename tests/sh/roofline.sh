@@ -206,7 +206,9 @@ if [ -e /usr/local/cuda/lib64/libnvrtc.so ] || [ -n "${CUDA_HOME:-}" ]; then
         att+=(--set "$kv")
     done
     kinds() { sed -n 's/^  \(attention\|attention backward\): .* \([0-9.]*\) ms$/\2/p' | tr '\n' ' '; }
-    if out=$("$GPTC" compile models/gpt2m.gptc "${att[@]}" --window 4,2 --doc-len 512 --target cuda -o "$tmp/att" 2>&1); then
+    if out=$("$GPTC" compile models/gpt2m.gptc "${att[@]}" --schedule window_long=4,window_short=2 --doc-len 512 --target cuda -o "$tmp/att" 2>&1); then
+        expect_output "compile prints the schedules the graph reads, as the estimate assumes them" \
+            "^  assuming schedules window_long=4 window_short=2 and documents of 512 tokens$" echo "$out"
         for what in "attention %" "attention_bwd %"; do
             read -r e pe <<<"$(attn " $what" 4 512)"
             if [ -n "$e" ] && [ "$e" = "$pe" ]; then pass "${what% %}: the tiles the mask lets it visit (window 4 blocks, documents of 512): est=${e}ms"
@@ -214,10 +216,10 @@ if [ -e /usr/local/cuda/lib64/libnvrtc.so ] || [ -n "${CUDA_HOME:-}" ]; then
         done
         # on tensor cores short windows are memory-bound: windows of 16 blocks (1,024 keys) in
         # one document make the work count, then twice the window, then documents of 256
-        cmp() { "$GPTC" compile models/gpt2m.gptc "${att[@]}" --window "$1" --doc-len "$2" --target cuda -o "$tmp/att2" | kinds; }
-        read -r a0 b0 <<<"$(cmp 16,8 4096)"
-        read -r a1 b1 <<<"$(cmp 32,16 4096)"
-        read -r a2 b2 <<<"$(cmp 16,8 256)"
+        cmp() { "$GPTC" compile models/gpt2m.gptc "${att[@]}" --schedule "window_long=$1,window_short=$2" --doc-len "$3" --target cuda -o "$tmp/att2" | kinds; }
+        read -r a0 b0 <<<"$(cmp 16 8 4096)"
+        read -r a1 b1 <<<"$(cmp 32 16 4096)"
+        read -r a2 b2 <<<"$(cmp 16 8 256)"
         if awk -v a0="$a0" -v b0="$b0" -v a1="$a1" -v b1="$b1" -v a2="$a2" -v b2="$b2" \
                'BEGIN { exit !(a0 > 0 && a1 > a0 && b1 > b0 && a2 < a0 && b2 < b0) }'; then
             pass "attention, backward: ${a0}, ${b0} ms; a window twice as long ${a1}, ${b1} ms; documents of 256 ${a2}, ${b2} ms"
@@ -228,7 +230,7 @@ if [ -e /usr/local/cuda/lib64/libnvrtc.so ] || [ -n "${CUDA_HOME:-}" ]; then
         fail "compile the attention model" "$out"
     fi
     expect_status "--doc-len takes a positive number" 2 "$GPTC" compile "$tmp/roof.gptc" --target cuda --doc-len 0 -o "$tmp/x"
-    expect_status "--window is checked" 2 "$GPTC" compile "$tmp/roof.gptc" --target cuda --window 3 -o "$tmp/x"
+    expect_status "--schedule is checked" 2 "$GPTC" compile "$tmp/roof.gptc" --target cuda --schedule 3 -o "$tmp/x"
 else
     echo "skip: estimates (no CUDA toolkit under /usr/local/cuda or \$CUDA_HOME: no ptxas figures)"
 fi

@@ -79,7 +79,7 @@ mv "$tmp/runs/bg" "$tmp/bg"
 expect_output "log.txt validation line" "^step:3/6 val_loss:[0-9]+\.[0-9]{6} train_time:[0-9]+ms step_avg:[0-9]+\.[0-9]{2}ms$" cat "$tmp/bg/log.txt"
 expect_output "log.txt training line" "^step:4/6 train_time:[0-9]+ms step_avg:[0-9]+\.[0-9]{2}ms$" cat "$tmp/bg/log.txt"
 expect_output "log.txt log declaration" "^step:6/6 head_row:\[-?[0-9]" cat "$tmp/bg/log.txt"
-expect_output "log.jsonl step object" '^\{"step": 2, "train_loss": [0-9.e-]+, "lr": ' cat "$tmp/bg/log.jsonl"
+expect_output "log.jsonl step object" '^\{"step": 2, "train_loss": [0-9.e-]+, "schedules": \{"lr": 0\.05\}, "train_time_ms": [0-9.]+\}$' cat "$tmp/bg/log.jsonl"
 expect_status "train needs --data" 2 "$GPTC" train tests/models/bigram.gptc --out "$tmp/x"
 expect_status "train --grad-accum range" 2 "$GPTC" train tests/models/bigram.gptc --data $G --out "$tmp/x" --grad-accum 0
 expect_output "train: missing shards" "no \*train\*\.bin files in tests/models" \

@@ -1,0 +1,378 @@
+/* test_diff_fuzz.c — differential fuzzing of the compiler: random well-typed models
+ * (tests/fuzz_gen.c writes their .gptc text), each compiled by the front end and checked
+ * three ways:
+ *
+ *   fd    the ref backend's float64 gradients against central finite differences of its
+ *         float64 loss, computed on the forward graph as the front end built it (before
+ *         autodiff and the IR passes): one direction per parameter (unit length, half along
+ *         the gradient so that ⟨∇L, v⟩ is never tiny beside ‖∇L‖, half random) and one
+ *         across all of them, h = 1e-5. Accepted when |fd − ⟨∇L, v⟩| ≤ 1e-6·|⟨∇L, v⟩| +
+ *         1e-9: the truncation error h²·L'''/6 and the rounding of the loss difference
+ *         (~1e-16·|L|/h) are both below 1e-9 here, while a wrong rule changes a
+ *         gradient by a large fraction of itself. A direction that fails is tried again at
+ *         h/8 before it counts: a relu whose input crosses zero between L(θ ± hv) (a kink,
+ *         not a bug) rarely crosses again, a wrong gradient fails at every h.
+ *   cpu   the fused cpu backend in float32 (generated C kernels) against ref float64 on the
+ *         same values: the loss within 2e-5 relative and each gradient within 2e-4 of its
+ *         largest element (max |cpu − ref| / max |ref|). Float32 rounding through the
+ *         models' chains of 10–40 ops leaves at most a few 1e-6 (the soak's worst is
+ *         printed on the pass line); a kernel that reads a wrong element or drops a term is
+ *         off by far more.
+ *   cuda  the gradient step is fused and its CUDA source written, in float32 and in bf16
+ *         storage, for every model; the first FUZZ_NVRTC models' float32 source (default 1)
+ *         is compiled with NVRTC for sm_90 when the CUDA toolkit is there, without a
+ *         warning. The cuda backend itself does not run here (on the CUDA emulator a model
+ *         takes longer than the whole run may).
+ *
+ * Modes. The suite runs a fixed seed and a few models (`build-asan/tests/test_diff_fuzz`).
+ * A soak runs more:
+ *   FUZZ_MODELS=N or --models N   models to generate (default 12)
+ *   FUZZ_SEED=S or --seed S       model i is generated from seed S + i (default 1)
+ *   FUZZ_NVRTC=N or --nvrtc N     models whose CUDA source NVRTC compiles (default 1)
+ *   --keep DIR                    write every model to DIR/fuzz-SEED.gptc
+ * A failure prints the model's seed, the check, the worst tensor and its error, and writes
+ * the model to DIR (--keep) or $TMPDIR (default /tmp) as fuzz-SEED.gptc; rerun it alone
+ * with `build-asan/tests/test_diff_fuzz --seed SEED --models 1 --keep DIR`.
+ * One line per check kind: "pass: cpu f32 against ref f64 (12 models, …)" or a "fail:"
+ * line per failing model and check. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "codegen/codegen.h"
+#include "frontend/frontend.h"
+#include "runtime/runtime.h"
+#include "step/step.h"
+#include "tests/fuzz_gen.h"
+
+enum { CHECK_FRONTEND, CHECK_FD, CHECK_CPU, CHECK_CUDA, NCHECKS };
+static const char *check_names[NCHECKS] = {"front end", "fd", "cpu", "cuda"};
+
+typedef struct {
+    uint64_t seed;
+    const char *keep;       /* where models are written; NULL: only failing ones, to $TMPDIR */
+    char *text, path[512];
+    FuzzSizes sz;
+    FeCompile c;            /* the gradient step */
+    StepGrad gg;
+    FeCompile fwd;          /* the forward graph alone, for finite differences */
+    int np;
+    double **theta, **grad; /* parameters; ref f64 gradients */
+    double loss;
+    int32_t *tokens, *targets;
+    bool failed[NCHECKS];
+} Case;
+
+static struct {
+    int models, nvrtc, compiled, failures[NCHECKS], directions;
+    double worst_fd, worst_loss, worst_grad;
+} run;
+
+/* writes the model's text to its file (once) and returns the path */
+static const char *model_path(Case *k) {
+    if (k->path[0]) return k->path;
+    const char *dir = k->keep ? k->keep : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(k->path, sizeof k->path, "%s/fuzz-%llu.gptc", dir, (unsigned long long)k->seed);
+    FILE *f = fopen(k->path, "w");
+    if (!f || fputs(k->text, f) < 0 || fclose(f) != 0) fprintf(stderr, "cannot write %s: %s\n", k->path, strerror(errno));
+    return k->path;
+}
+
+static void failure(Case *k, int check, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void failure(Case *k, int check, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!k->failed[check]) run.failures[check]++;
+    k->failed[check] = true;
+    printf("fail: diff_fuzz seed %llu %s: %s (model %s)\n", (unsigned long long)k->seed, check_names[check], msg,
+           model_path(k));
+    fflush(stdout);
+}
+
+/* fe_compile on the case's text; the front end's messages go to stderr only on errors */
+static bool compile(Case *k, FeCompile *c) {
+    char name[64], *msgs = NULL;
+    size_t len = 0;
+    snprintf(name, sizeof name, "fuzz-%llu.gptc", (unsigned long long)k->seed);
+    FeOptions o = {.path = name, .text = k->text, .text_len = strlen(k->text)};
+    FILE *out = open_memstream(&msgs, &len);
+    int rc = fe_compile(c, &o, out);
+    fclose(out);
+    if (rc) failure(k, CHECK_FRONTEND, "the model does not compile:\n%s", msgs);
+    free(msgs);
+    return rc == 0;
+}
+
+/* parameters as test_model_fd draws them; tokens in documents of 1–8 tokens ended by eot */
+static void draw_values(Case *k, uint64_t *rng) {
+    Program *p = &k->c.prog;
+    k->np = p->nparams;
+    k->theta = calloc((size_t)k->np, sizeof(double *));
+    k->grad = calloc((size_t)k->np, sizeof(double *));
+    for (int i = 0; i < k->np; i++) {
+        const ParamDecl *d = &p->params[i];
+        int64_t n = fe_param_count(d);
+        double s = d->ndim >= 2 ? 1.0 / sqrt((double)d->shape[d->ndim - 1]) : 0.5;
+        k->theta[i] = malloc(sizeof(double) * (size_t)n);
+        k->grad[i] = malloc(sizeof(double) * (size_t)n);
+        for (int64_t j = 0; j < n; j++) k->theta[i][j] = (d->ndim < 2 ? 0.7 : 0) + s * (2 * fuzz_unit(rng) - 1);
+    }
+    int T = k->sz.T;
+    k->tokens = malloc(sizeof(int32_t) * (size_t)T);
+    k->targets = malloc(sizeof(int32_t) * (size_t)T);
+    for (int t = 0; t < T; t++) {
+        k->tokens[t] = (int32_t)(fuzz_next(rng) % (uint64_t)k->sz.V);
+        if (fuzz_next(rng) % 5 == 0) k->tokens[t] = k->sz.eot;
+        k->targets[t] = (int32_t)(fuzz_next(rng) % (uint64_t)k->sz.V);
+    }
+}
+
+/* an executor of p's graph keeping its outputs, with the case's inputs and schedules set
+ * (parameters are set before each run) */
+static RtExec *executor(Case *k, FeCompile *c, RtBackend b, RtPrec prec, char *err, size_t errlen) {
+    Program *p = &c->prog;
+    RtExec *x = rt_exec_new(b, p->graph, prec, p->graph->outputs, p->graph->noutputs, err, errlen);
+    if (!x) return NULL;
+    IrNode *tok = ir_leaf_named(p->graph, IR_INPUT, "tokens"), *tgt = ir_leaf_named(p->graph, IR_INPUT, "targets");
+    if (tok) rt_exec_set_i32(x, tok, k->tokens);
+    if (tgt) rt_exec_set_i32(x, tgt, k->targets);
+    for (int i = 0; i < p->nschedules; i++)
+        rt_exec_set_scalar(x, p->schedules[i].name, fe_schedule_value(c, p->schedules[i].name, 0));
+    return x;
+}
+
+static int set_and_run(RtExec *x, Program *p, double **theta, char *err, size_t errlen) {
+    for (int i = 0; i < p->nparams; i++) rt_exec_set(x, p->params[i].node, theta[i]);
+    return rt_exec_run(x, err, errlen);
+}
+
+/* ---- fd: ref f64 gradients against finite differences ------------------------------------ */
+
+static double loss_along(RtExec *x, Case *k, double **dir, double t, double **tmp) {
+    Program *p = &k->fwd.prog;
+    for (int i = 0; i < k->np; i++)
+        for (int64_t j = 0; j < fe_param_count(&p->params[i]); j++) tmp[i][j] = k->theta[i][j] + t * dir[i][j];
+    char err[512];
+    double L = NAN;
+    if (set_and_run(x, p, tmp, err, sizeof err) == 0) rt_exec_get(x, p->graph->outputs[0], &L);
+    return L;
+}
+
+/* direction on parameter `only` (or all when -1): unit length, half along the gradient */
+static void direction(Case *k, int only, uint64_t *rng, double **dir) {
+    double gn = 0, rn = 0;
+    for (int i = 0; i < k->np; i++)
+        for (int64_t j = 0; j < fe_param_count(&k->c.prog.params[i]); j++) {
+            bool on = only < 0 || only == i;
+            dir[i][j] = on ? 2 * fuzz_unit(rng) - 1 : 0;
+            rn += dir[i][j] * dir[i][j];
+            gn += on ? k->grad[i][j] * k->grad[i][j] : 0;
+        }
+    double sg = gn > 0 ? 1 / sqrt(gn) : 0, sr = rn > 0 ? 1 / sqrt(rn) : 0, norm = 0;
+    for (int i = 0; i < k->np; i++)
+        for (int64_t j = 0; j < fe_param_count(&k->c.prog.params[i]); j++) {
+            bool on = only < 0 || only == i;
+            dir[i][j] = dir[i][j] * sr + (on ? k->grad[i][j] * sg : 0);
+            norm += dir[i][j] * dir[i][j];
+        }
+    for (int i = 0; i < k->np && norm > 0; i++)
+        for (int64_t j = 0; j < fe_param_count(&k->c.prog.params[i]); j++) dir[i][j] /= sqrt(norm);
+}
+
+static void check_fd(Case *k, uint64_t *rng) {
+    char err[512];
+    RtExec *x = executor(k, &k->fwd, RT_REF_BACKEND, RT_F64, err, sizeof err);
+    if (!x) { failure(k, CHECK_FD, "ref: %s", err); return; }
+    double **dir = calloc((size_t)k->np, sizeof(double *)), **tmp = calloc((size_t)k->np, sizeof(double *));
+    for (int i = 0; i < k->np; i++) {
+        dir[i] = calloc((size_t)fe_param_count(&k->c.prog.params[i]), sizeof(double));
+        tmp[i] = malloc(sizeof(double) * (size_t)fe_param_count(&k->c.prog.params[i]));
+    }
+    double L0 = loss_along(x, k, dir, 0, tmp);   /* the forward graph's loss is the step's */
+    if (!(fabs(L0 - k->loss) <= 1e-12 * fmax(1, fabs(k->loss))))
+        failure(k, CHECK_FD, "forward graph loss %.17g, gradient step's %.17g", L0, k->loss);
+    for (int only = -1; only < k->np; only++) {
+        direction(k, only, rng, dir);
+        double dot = 0, fd = 0, rel = 0;
+        for (int i = 0; i < k->np; i++)
+            for (int64_t j = 0; j < fe_param_count(&k->c.prog.params[i]); j++) dot += dir[i][j] * k->grad[i][j];
+        for (double h = 1e-5; h > 1e-6; h /= 8) {
+            fd = (loss_along(x, k, dir, h, tmp) - loss_along(x, k, dir, -h, tmp)) / (2 * h);
+            rel = fabs(fd - dot) / (1e-6 * fabs(dot) + 1e-9);   /* ≤ 1 passes */
+            if (rel <= 1) break;
+        }
+        run.directions++;
+        run.worst_fd = fmax(run.worst_fd, fabs(fd - dot) / fmax(fabs(dot), 1e-3));
+        if (!(rel <= 1))
+            failure(k, CHECK_FD, "direction along %s: finite difference %.12g, gradient %.12g, |diff| %.3g",
+                    only < 0 ? "every parameter" : k->c.prog.params[only].name, fd, dot, fabs(fd - dot));
+    }
+    for (int i = 0; i < k->np; i++) free(dir[i]), free(tmp[i]);
+    free(dir), free(tmp);
+    rt_exec_free(x);
+}
+
+/* ---- cpu: the fused backend in f32 against ref f64 ------------------------------------------ */
+
+static void check_cpu(Case *k) {
+    Program *p = &k->c.prog;
+    char err[1024];
+    RtExec *x = executor(k, &k->c, RT_CPU_BACKEND, RT_F32, err, sizeof err);
+    if (!x || set_and_run(x, p, k->theta, err, sizeof err) != 0) {
+        failure(k, CHECK_CPU, "cpu backend: %s", err);
+        rt_exec_free(x);
+        return;
+    }
+    double L;
+    rt_exec_get(x, p->graph->outputs[k->gg.loss_out], &L);
+    double lrel = fabs(L - k->loss) / fmax(fabs(k->loss), 1e-6);
+    run.worst_loss = fmax(run.worst_loss, lrel);
+    if (!(lrel <= 2e-5)) failure(k, CHECK_CPU, "loss %.9g, ref %.9g, rel %.3g > 2e-5", L, k->loss, lrel);
+    int worst = -1;
+    double worst_rel = 0;
+    for (int i = 0; i < k->np; i++) {
+        int64_t n = fe_param_count(&p->params[i]);
+        double *got = malloc(sizeof(double) * (size_t)n), num = 0, den = 0;
+        rt_exec_get(x, p->graph->outputs[k->gg.grad_out[i]], got);
+        for (int64_t j = 0; j < n; j++) {
+            if (!(fabs(got[j] - k->grad[i][j]) <= num)) num = fabs(got[j] - k->grad[i][j]);
+            den = fmax(den, fabs(k->grad[i][j]));
+        }
+        double rel = num / fmax(den, 1e-12);
+        if (!(rel <= worst_rel)) worst_rel = rel, worst = i;
+        free(got);
+    }
+    if (worst >= 0) run.worst_grad = fmax(run.worst_grad, worst_rel);
+    if (!(worst_rel <= 2e-4))
+        failure(k, CHECK_CPU, "gradient of %s: max|cpu - ref| / max|ref| = %.3g > 2e-4", p->params[worst].name, worst_rel);
+    rt_exec_free(x);
+}
+
+/* ---- cuda: the step's CUDA source, and NVRTC on the first models ----------------------------- */
+
+static bool have_nvrtc(void) {
+    char lib[512];
+    snprintf(lib, sizeof lib, "%s/lib64/libnvrtc.so", cg_cuda_home());
+    return access(lib, R_OK) == 0;
+}
+
+static void check_cuda(Case *k) {
+    IrGraph *g = k->c.prog.graph;
+    char err[4096];
+    for (int store = CG_STORE_F32; store <= CG_STORE_BF16; store++) {
+        CgStep *cs = cg_fuse(g, g->outputs, g->noutputs, (CgStore)store, err, sizeof err);
+        char *src = cs ? cg_step_source(cs, CG_CUDA) : NULL;
+        if (!src) failure(k, CHECK_CUDA, "%s: no CUDA source: %s", store ? "bf16" : "f32", cs ? "" : err);
+        if (src && store == CG_STORE_F32 && run.compiled < run.nvrtc && have_nvrtc()) {
+            char path[4200], *log = NULL;
+            bool cached;
+            run.compiled++;
+            if (cg_compile_cuda(src, "sm_90", path, sizeof path, &cached, &log, err, sizeof err) != 0)
+                failure(k, CHECK_CUDA, "NVRTC: %s", err);
+            else if (log && strstr(log, "warning"))
+                failure(k, CHECK_CUDA, "NVRTC warns: %.300s", strstr(log, "warning"));
+            free(log);
+        }
+        free(src);
+        cg_step_free(cs);
+    }
+}
+
+/* ---- one model ------------------------------------------------------------------------------- */
+
+static void free_case(Case *k) {
+    for (int i = 0; k->theta && i < k->np; i++) free(k->theta[i]), free(k->grad[i]);
+    free(k->theta), free(k->grad), free(k->tokens), free(k->targets), free(k->text);
+    step_grad_free(&k->gg);
+    fe_free(&k->c);
+    fe_free(&k->fwd);
+}
+
+/* the ref f64 loss and gradients every other check compares with */
+static bool ref_gradients(Case *k) {
+    Program *p = &k->c.prog;
+    char err[512];
+    RtExec *x = executor(k, &k->c, RT_REF_BACKEND, RT_F64, err, sizeof err);
+    int rc = x ? set_and_run(x, p, k->theta, err, sizeof err) : -1;
+    if (rc == 0) {
+        rt_exec_get(x, p->graph->outputs[k->gg.loss_out], &k->loss);
+        for (int i = 0; i < k->np; i++) rt_exec_get(x, p->graph->outputs[k->gg.grad_out[i]], k->grad[i]);
+        if (!isfinite(k->loss)) {
+            failure(k, CHECK_FD, "ref f64 loss is %g", k->loss);
+            rc = -1;
+        }
+    } else {
+        failure(k, CHECK_FD, "ref f64 run: %s", err);
+    }
+    rt_exec_free(x);
+    return rc == 0;
+}
+
+static void check_model(uint64_t seed, const char *keep) {
+    Case k = {.seed = seed, .keep = keep};
+    k.text = fuzz_model(seed, &k.sz);
+    if (keep) model_path(&k);
+    uint64_t rng = seed ^ 0x5DEECE66Dull;
+    fuzz_next(&rng);
+    char err[512];
+    if (!compile(&k, &k.c) || !compile(&k, &k.fwd)) { free_case(&k); return; }
+    if (step_grad_build(&k.c.prog, &k.gg, err, sizeof err) != 0) {
+        failure(&k, CHECK_FRONTEND, "gradient step: %s", err);
+        free_case(&k);
+        return;
+    }
+    draw_values(&k, &rng);
+    if (ref_gradients(&k)) {
+        check_fd(&k, &rng);
+        check_cpu(&k);
+    }
+    check_cuda(&k);
+    free_case(&k);
+}
+
+static long option(int argc, char **argv, const char *flag, const char *env, long dflt) {
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], flag)) return strtol(argv[i + 1], NULL, 10);
+    return getenv(env) ? strtol(getenv(env), NULL, 10) : dflt;
+}
+
+static void summary(int check, const char *what, const char *detail) {
+    if (run.failures[check])
+        printf("fail: %s (%d of %d models)\n", what, run.failures[check], run.models);
+    else
+        printf("pass: %s (%d models%s)\n", what, run.models, detail);
+}
+
+int main(int argc, char **argv) {
+    uint64_t seed = (uint64_t)option(argc, argv, "--seed", "FUZZ_SEED", 1);
+    run.models = (int)option(argc, argv, "--models", "FUZZ_MODELS", 12);
+    run.nvrtc = (int)option(argc, argv, "--nvrtc", "FUZZ_NVRTC", 1);
+    const char *keep = NULL;
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--keep")) keep = argv[i + 1];
+    if (keep && mkdir(keep, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "cannot create %s: %s\n", keep, strerror(errno));
+        return 2;
+    }
+    for (int i = 0; i < run.models; i++) check_model(seed + (uint64_t)i, keep);
+    char d[160];
+    summary(CHECK_FRONTEND, "front end compiles every generated model", "");
+    snprintf(d, sizeof d, ", %d directions, worst |fd - dot| / max(|dot|, 1e-3) %.2g", run.directions, run.worst_fd);
+    summary(CHECK_FD, "ref f64 gradients against finite differences", d);
+    snprintf(d, sizeof d, ", worst loss rel %.2g, worst gradient rel %.2g", run.worst_loss, run.worst_grad);
+    summary(CHECK_CPU, "cpu f32 against ref f64", d);
+    snprintf(d, sizeof d, ", f32 and bf16 sources; %d compiled with NVRTC", run.compiled);
+    summary(CHECK_CUDA, "cuda sources", d);
+    int failed = 0;
+    for (int c = 0; c < NCHECKS; c++) failed += run.failures[c];
+    return failed ? 1 : 0;
+}

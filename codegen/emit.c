@@ -317,6 +317,21 @@ static bool row_value(Em *e, const IrNode *n, const Idx *x)
 
 /* ---- arguments and loads ------------------------------------------------------------------- */
 
+static bool is_root_of(const CgKernel *k, int id)
+{
+    for (int i = 0; i < k->nroots; i++)
+        if (k->roots[i] == id) return true;
+    return false;
+}
+
+/* Does k write argument id: a root, or the leaf a root is computed in? */
+static bool written_arg(const CgStep *s, const CgKernel *k, int id)
+{
+    for (int i = 0; i < k->nroots; i++)
+        if (k->roots[i] == id || (s->alias && s->alias[k->roots[i]] == id)) return true;
+    return false;
+}
+
 static int arg_of(Em *e, int id)
 {
     CgKernel *k = e->k;
@@ -512,9 +527,10 @@ static const char *val(Em *e, const IrNode *n, const Idx *x)
     if (e->failed) return "0";
     CgRole role = e->s->role[n->id];
     if (role == CG_CONST) return const_text(e, n->fattr[0]);
-    bool own_root = false;
-    for (int i = 0; i < e->k->nroots && !own_root; i++) own_root = e->k->roots[i] == n->id;
-    if (role != CG_INLINE && !own_root) return load(e, n, x);
+    /* the kernel's own roots are computed where they are read; so is a view of one, whose
+     * memory this kernel is still writing (its element at x may come later) */
+    bool own = is_root_of(e->k, n->id) || (role == CG_VIEW && written_arg(e->s, e->k, e->s->view_base[n->id]));
+    if (role != CG_INLINE && !own) return load(e, n, x);
     Block *save = e->cur;
     if (row_value(e, n, x)) e->cur = &e->mid;
     const char *key = idx_key(e, x), *v = memo_get(e->cur, n->id, key);
@@ -623,21 +639,6 @@ static const char *ctype(const CgStep *s, CgDialect d, int id)
     IrDtype t = cg_store_dtype(s, id);
     if (t == IR_I32) return "int";
     return d == CG_CUDA && t == IR_BF16 ? "__nv_bfloat16" : "float";
-}
-
-static bool is_root_of(const CgKernel *k, int id)
-{
-    for (int i = 0; i < k->nroots; i++)
-        if (k->roots[i] == id) return true;
-    return false;
-}
-
-/* Does k write argument id: a root, or the leaf a root is computed in? */
-static bool written_arg(const CgStep *s, const CgKernel *k, int id)
-{
-    for (int i = 0; i < k->nroots; i++)
-        if (k->roots[i] == id || (s->alias && s->alias[k->roots[i]] == id)) return true;
-    return false;
 }
 
 static void emit_params(Em *e, Buf *o)

@@ -5,7 +5,13 @@
  * generator (op_table, at the end) picks operands whose shapes fit its rule, or declares
  * a new parameter of a fitting shape, appends "vN = …" and records vN's shape. Ops that
  * make values grow (square, exp, products) take only operands with a small mag, so the
- * values stay within float's comfortable range and the f32 comparison stays meaningful. */
+ * values stay within float's comfortable range and the f32 comparison stays meaningful.
+ *
+ * Adding an op: a function `static bool op_x(Gen *g)` that picks its operands (pick_val
+ * with a Fits predicate for its shape rule, broadcast_partner, new_param), appends its line
+ * with emit (the result's shape and mag) and returns true; then a row in op_table with its
+ * weight. Values that are i32 tensors (the tokens, so far) are marked `integer`: the float
+ * ops never pick them, and the logits never project them. */
 #include "tests/fuzz_gen.h"
 
 #include <math.h>
@@ -26,6 +32,7 @@ typedef struct {
     char name[32];
     int nd;
     int64_t dim[MAX_ND];
+    bool integer;     /* an i32 tensor (tokens); every other value is a float tensor */
     double mag;       /* rough bound of |element| */
     bool used;        /* read by a later line */
 } Val;
@@ -162,11 +169,12 @@ static int emit(Gen *g, int nd, const int64_t *dim, double mag, const char *fmt,
 
 typedef bool (*Fits)(const Gen *g, const Val *x);
 
-/* a random value that fits, preferring one no line has read yet; -1 if none */
+/* a random float value that fits, preferring one no line has read yet; -1 if none (the
+ * float ops draw with it; an integer op would test x->integer in a picker of its own) */
 static int pick_val(Gen *g, Fits fits) {
     int idx[MAX_VALS], n = 0, fresh[MAX_VALS], nf = 0;
     for (int i = 0; i < g->n; i++)
-        if (fits(g, &g->v[i])) {
+        if (!g->v[i].integer && fits(g, &g->v[i])) {
             idx[n++] = i;
             if (!g->v[i].used) fresh[nf++] = i;
         }
@@ -200,7 +208,7 @@ static int broadcast_partner(Gen *g, int a, double max_mag) {
     if (chance(g, 0.5)) {
         int idx[MAX_VALS], n = 0;
         for (int i = 0; i < g->n; i++)
-            if (i != a && g->v[i].mag <= max_mag && broadcasts_into(&g->v[i], &g->v[a])) idx[n++] = i;
+            if (i != a && !g->v[i].integer && g->v[i].mag <= max_mag && broadcasts_into(&g->v[i], &g->v[a])) idx[n++] = i;
         if (n) return idx[pick(g, n)];
     }
     const Val *x = &g->v[a];
@@ -369,7 +377,7 @@ static bool op_matmul(Gen *g) {
         const Val *y = &g->v[(i + a + 1) % g->n];
         bool two_d = x.nd == 2 && y->nd == 2 && y->dim[1] == K;
         bool batched = x.nd == 3 && y->nd == 3 && y->dim[0] == x.dim[0] && y->dim[2] == K;
-        if (!(two_d || batched) || y->mag > 4 || x.mag > 4) continue;
+        if (!(two_d || batched) || y->integer || y->mag > 4 || x.mag > 4) continue;
         x.dim[x.nd - 1] = y->dim[y->nd - 2];
         int b = (int)(y - g->v);
         const char *sa = use(g, a), *sb = use(g, b);
@@ -601,6 +609,7 @@ static void finish(Gen *g) {
     bool have_seq = false;   /* a [T, V] term */
     for (int i = 0, n = g->n; i < n && k < sizeof terms - 200; i++) {
         Val x = g->v[i];
+        if (x.integer) continue;
         bool seq = x.nd >= 1 && x.dim[0] == g->T;
         if (seq) last_seq = i;
         if (x.used) continue;
@@ -639,6 +648,9 @@ char *fuzz_model(uint64_t seed, FuzzSizes *sizes) {
     buf_printf(&g->top, "schedule win = if step < 10 then %d else 1\n", 1 + pick(g, 3));
     buf_printf(&g->top, "optim a = adam(lr = 0.01 * decay, beta1 = 0.8)\n");
     buf_printf(&g->top, "input tokens : i32[T]\ninput targets : i32[T]\n");
+    int64_t seq[1] = {g->T};
+    int tok = add_val(g, "tokens", 1, seq, 0);
+    g->v[tok].integer = g->v[tok].used = true;   /* for integer ops; never projected into the logits */
     int64_t emb[2] = {g->V, g->dim};
     int e = new_param(g, 2, emb);
     int64_t x0[2] = {g->T, g->dim};

@@ -118,7 +118,7 @@ static void failure(Case *k, int check, const char *fmt, ...) {
     fflush(stdout);
 }
 
-/* fe_compile on the case's text; the front end's messages go to stderr only on errors */
+/* fe_compile on the case's text (or file); the front end's messages are printed only with a failure */
 static bool compile(Case *k, FeCompile *c) {
     char name[64], *msgs = NULL;
     size_t len = 0;
@@ -132,7 +132,8 @@ static bool compile(Case *k, FeCompile *c) {
     return rc == 0;
 }
 
-/* parameters as test_model_fd draws them; tokens in documents of 1–8 tokens ended by eot */
+/* parameters as test_model_fd draws them; random tokens, each eot with probability 1/5
+ * (documents of random lengths), and random targets */
 static void draw_values(Case *k, uint64_t *rng) {
     Program *p = &k->c.prog;
     k->np = p->nparams;

@@ -95,6 +95,11 @@ $(B)/tests/test_emu_comm: tests/test_emu_comm.c tests/test.h emu/comm.c emu/comm
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(SAN) $(WARN) tests/test_emu_comm.c emu/comm.c -o $@ -lpthread -lrt
 
+# the differential fuzzer: the model generator is a source file of its own
+$(B)/tests/test_diff_fuzz: tests/test_diff_fuzz.c tests/fuzz_gen.c tests/fuzz_gen.h $(B)/libgptc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SAN) $(WARN) tests/test_diff_fuzz.c tests/fuzz_gen.c $(B)/libgptc.a -o $@ $(LDLIBS)
+
 # the recording stand-in for the CUDA driver and cuBLASLt (tests/sh/cuda_mock.sh)
 $(B)/tests/libcudamock.so: tests/cuda_mock.c
 	@mkdir -p $(dir $@)

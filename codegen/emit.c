@@ -317,6 +317,21 @@ static bool row_value(Em *e, const IrNode *n, const Idx *x)
 
 /* ---- arguments and loads ------------------------------------------------------------------- */
 
+static bool is_root_of(const CgKernel *k, int id)
+{
+    for (int i = 0; i < k->nroots; i++)
+        if (k->roots[i] == id) return true;
+    return false;
+}
+
+/* Does k write argument id: a root, or the leaf a root is computed in? */
+static bool written_arg(const CgStep *s, const CgKernel *k, int id)
+{
+    for (int i = 0; i < k->nroots; i++)
+        if (k->roots[i] == id || (s->alias && s->alias[k->roots[i]] == id)) return true;
+    return false;
+}
+
 static int arg_of(Em *e, int id)
 {
     CgKernel *k = e->k;
@@ -549,13 +564,11 @@ static const char *val(Em *e, const IrNode *n, const Idx *x)
     if (e->failed) return "0";
     CgRole role = e->s->role[n->id];
     if (role == CG_CONST) return const_of(e, n);
-    bool own_root = false;
-    for (int i = 0; i < e->k->nroots && !own_root; i++) own_root = e->k->roots[i] == n->id;
+    bool own_root = is_root_of(e->k, n->id);
     if (role == CG_VIEW) {     /* a view of a root of this kernel is not stored yet: split */
         const IrNode *base = n;
         while (e->s->role[base->id] == CG_VIEW) base = base->in[0];
-        for (int i = 0; i < e->k->nroots; i++)
-            if (e->k->roots[i] == base->id) return fail(e, base->id);
+        if (is_root_of(e->k, base->id)) return fail(e, base->id);
     }
     if (role != CG_INLINE && !own_root) return load(e, n, x);
     Block *save = e->cur;
@@ -666,21 +679,6 @@ static const char *ctype(const CgStep *s, CgDialect d, int id)
     IrDtype t = cg_store_dtype(s, id);
     if (t == IR_I32) return "int";
     return d == CG_CUDA && t == IR_BF16 ? "__nv_bfloat16" : "float";
-}
-
-static bool is_root_of(const CgKernel *k, int id)
-{
-    for (int i = 0; i < k->nroots; i++)
-        if (k->roots[i] == id) return true;
-    return false;
-}
-
-/* Does k write argument id: a root, or the leaf a root is computed in? */
-static bool written_arg(const CgStep *s, const CgKernel *k, int id)
-{
-    for (int i = 0; i < k->nroots; i++)
-        if (k->roots[i] == id || (s->alias && s->alias[k->roots[i]] == id)) return true;
-    return false;
 }
 
 static void emit_params(Em *e, Buf *o)

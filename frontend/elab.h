@@ -144,13 +144,17 @@ bool num_arg(Elab *E, Value *v, Loc loc, const char *what, double *out);
 IrNode *bcast_to(Elab *E, IrNode *x, int ndim, const int64_t *shape);
 IrNode *t_add_const(Elab *E, IrNode *x, double s);
 
-/* builtins_nn.c: reductions over axes, softmax, layer_norm, constant tensors */
+/* builtins_nn.c: reductions over axes, softmax, layer_norm, constant tensors, where, shift,
+ * cumsum */
 Value *bi_reduce(Elab *E, CallArgs *a);        /* sum/mean/max/min(x, axis) of a tensor */
 Value *bi_softmax(Elab *E, CallArgs *a);       /* softmax and log_softmax */
 Value *bi_layer_norm(Elab *E, CallArgs *a);
 Value *bi_filled(Elab *E, CallArgs *a);        /* zeros, ones, full */
 Value *bi_iota(Elab *E, CallArgs *a);
 Value *bi_eye(Elab *E, CallArgs *a);
+Value *bi_where(Elab *E, CallArgs *a);
+Value *bi_shift(Elab *E, CallArgs *a);
+Value *bi_cumsum(Elab *E, CallArgs *a);
 
 /* sched.c: numbers of the step, evaluated at run time without allocating */
 bool sched_eval(Elab *E, const Node *n, Scope *s, int64_t step, double *out, bool report);

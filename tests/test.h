@@ -12,8 +12,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static int test_failed_checks;   /* failed checks in the current test */
-static int test_npass, test_nfail;
+/* unused in a binary that only takes the helpers below */
+static int test_failed_checks __attribute__((unused));   /* failed checks in the current test */
+static int test_npass __attribute__((unused)), test_nfail __attribute__((unused));
 
 #define TEST(name) static void name(void)
 
@@ -36,5 +37,14 @@ static int test_npass, test_nfail;
     else { test_npass++; printf("pass: %s\n", #name); } fflush(stdout); } while (0)
 
 static inline int test_summary(void) { return test_nfail ? 1 : 0; }
+
+/* the folder of the running test binary into dir (where make puts the libraries it loads) */
+#include <unistd.h>
+static inline void test_exe_dir(char *dir, size_t len) {
+    ssize_t n = readlink("/proc/self/exe", dir, len - 1);
+    dir[n > 0 ? n : 0] = 0;
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+}
 
 #endif

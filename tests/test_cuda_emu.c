@@ -157,10 +157,7 @@ static void *mod;
 static void prefer_sanitized(void)
 {
     char exe[4096], path[4200];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    exe[n > 0 ? n : 0] = 0;
-    char *slash = strrchr(exe, '/');
-    if (slash) *slash = 0;
+    test_exe_dir(exe, sizeof exe);
     snprintf(path, sizeof path, "%s/libgptc-cudaemu-san.so", exe);
     if (!getenv("GPTC_LIBCUDAEMU") && access(path, R_OK) == 0) setenv("GPTC_LIBCUDAEMU", path, 1);
 }

@@ -67,6 +67,7 @@
 #include "runtime/runtime.h"
 #include "step/step.h"
 #include "tests/fuzz_gen.h"
+#include "tests/test.h"
 
 enum { CHECK_FRONTEND, CHECK_FD, CHECK_CPU, CHECK_CUDA, CHECK_EMU, NCHECKS };
 static const char *check_names[NCHECKS] = {"front end", "fd", "cpu", "cuda", "cuda emulated"};
@@ -325,10 +326,7 @@ static void check_backend(Case *k, RtBackend b, int check) {
  * binary's folder unless GPTC_LIBCUDAEMU names one */
 static void check_emulated(Case *k) {
     char exe[4096], lib[4200];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    exe[n > 0 ? n : 0] = 0;
-    char *slash = strrchr(exe, '/');
-    if (slash) *slash = 0;
+    test_exe_dir(exe, sizeof exe);
     snprintf(lib, sizeof lib, "%s/../libgptc-cudaemu.so", exe);
     if (!getenv("GPTC_LIBCUDAEMU")) setenv("GPTC_LIBCUDAEMU", lib, 1);
     setenv("GPTC_CUDA_EMULATE", "1", 1);

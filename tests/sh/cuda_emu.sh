@@ -12,8 +12,6 @@ cd "$(dirname "$0")/../.." || exit 1
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 export GPTC_CUDA_EMULATE=1
 
-rel() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; if (b < 0) b = -b; printf "%.3e", d / b }'; }
-le()  { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
 
 # ---- gptc grad on the golden sets --------------------------------------------------------------
 . tests/golden_sets.sh

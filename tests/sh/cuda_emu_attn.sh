@@ -13,8 +13,6 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 export GPTC_CUDA_EMULATE=1
 M=tests/models/attention.gptc
 
-rel() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; if (b < 0) b = -b; printf "%.3e", d / b }'; }
-le()  { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
 
 # batch T → $tmp/batch-T.st: tokens below the eot (63) but for eots at a few positions
 # (documents of 37, 113, 1 and 139 tokens, then the rest), targets anything

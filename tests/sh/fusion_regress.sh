@@ -17,34 +17,11 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/lib.sh
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
-rel() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; if (b < 0) b = -b; printf "%.3e", d / b }'; }
-le()  { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
 
 batch=tests/golden/small_x04/inputs.safetensors   # 64 tokens below 80: the models' T and vocab
 
-# grad NAME MODEL BACKEND DTYPE [ENV…] — runs gptc grad into $tmp/NAME.st; prints the loss,
-# nothing when it fails (the emulator fails the command on any access out of bounds)
-grad() {
-    local name=$1 model=$2 be=$3 dt=$4; shift 4
-    env "$@" "$GPTC" grad "$model" --params "$tmp/p.st" --batch $batch --backend "$be" --dtype "$dt" \
-        --grads "$tmp/$name.st" >"$tmp/out" 2>"$tmp/err" && sed -n 's/^loss: //p' "$tmp/out"
-}
-
 for m in broadcast_reshape_grad broadcast_sum_plan interleaved_grads activations column_sums; do
-    model=tests/models/$m.gptc
-    if ! "$GPTC" init $model -o "$tmp/p.st" --seed 1 >/dev/null 2>"$tmp/err"; then fail "$m init" "$(cat "$tmp/err")"; continue; fi
-    ref=$(grad ref $model ref f64)
-    if [ -z "$ref" ]; then fail "$m ref f64 grad runs" "$(tail -5 "$tmp/err")"; continue; fi
-    for be in cpu cuda; do
-        envs=(); [ $be = cuda ] && envs=(GPTC_CUDA_EMULATE=1)
-        got=$(grad $be $model $be f32 "${envs[@]}")
-        if [ -z "$got" ]; then fail "$m $be f32 grad runs" "$(tail -5 "$tmp/err")"; continue; fi
-        e=$(rel "$got" "$ref")
-        if le "$e" 1e-6; then pass "$m $be f32 loss (rel $e)"; else fail "$m $be f32 loss" "loss $got, ref $ref, rel $e > 1e-6"; fi
-        r=$("$GPTC" compare "$tmp/$be.st" "$tmp/ref.st" --tol 1e-4 --quiet)
-        if [ $? -eq 0 ]; then pass "$m $be f32 grads ($r)"
-        else fail "$m $be f32 grads" "$("$GPTC" compare "$tmp/$be.st" "$tmp/ref.st" --tol 1e-4 | grep -E 'tol|worst')"; fi
-    done
+    backends_match_ref $m tests/models/$m.gptc $batch
 done
 
 # interleaved_grads: per layer, the 3 weights' gradients (sums over T of [T, 32]) in one kernel,
@@ -118,9 +95,5 @@ for cfg in rows logits; do
         if [ -z "$loss" ]; then fail "$m ($cfg) $be $dt grad runs" "$(tail -5 "$tmp/err")"; continue 2; fi
         [ $be = ref ] && ref=$loss
     done
-    e=$(rel "$loss" "$ref")
-    if le "$e" 1e-6; then pass "$m ($cfg) cuda f32 loss (rel $e)"; else fail "$m ($cfg) cuda f32 loss" "loss $loss, ref $ref, rel $e > 1e-6"; fi
-    r=$("$GPTC" compare "$tmp/cuda.st" "$tmp/ref.st" --tol 1e-4 --quiet)
-    if [ $? -eq 0 ]; then pass "$m ($cfg) cuda f32 grads ($r)"
-    else fail "$m ($cfg) cuda f32 grads" "$("$GPTC" compare "$tmp/cuda.st" "$tmp/ref.st" --tol 1e-4 | grep -E 'tol|worst')"; fi
+    match_ref "$m ($cfg) cuda f32" "$loss" "$ref" "$tmp/cuda.st" "$tmp/ref.st"
 done

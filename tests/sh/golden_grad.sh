@@ -9,8 +9,6 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 . tests/golden_sets.sh   # cfg, sched, loss of each set
 sets=("${golden_sets[@]}")
 
-rel() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; if (b < 0) b = -b; printf "%.3e", d / b }'; }
-le()  { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
 
 for s in "${sets[@]}"; do
     G=tests/golden/$s

@@ -64,27 +64,8 @@ for be in ref cpu cuda; do
     else fail "int_ops $be $dt runs" "$(tail -3 "$tmp/err")"; fi
 done
 
-rel() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; if (b < 0) b = -b; printf "%.3e", d / b }'; }
-le()  { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
-grad() {   # grad NAME MODEL BACKEND DTYPE BATCH: the loss, nothing when it fails
-    GPTC_CUDA_EMULATE=1 "$GPTC" grad "$2" --params "$tmp/p.st" --batch "$5" --backend "$3" --dtype "$4" \
-        --grads "$tmp/$1.st" >"$tmp/out" 2>"$tmp/err" && sed -n 's/^loss: //p' "$tmp/out"
-}
-m=tests/models/ngram.gptc
-b64=tests/golden/small_x04/inputs.safetensors       # 64 tokens below 80, 8 documents (eot 0)
-"$GPTC" init $m -o "$tmp/p.st" --seed 1 >/dev/null 2>&1 || fail "ngram init"
-ref=$(grad ref $m ref f64 $b64)
-if [ -n "$ref" ]; then
-    for be in cpu cuda; do
-        got=$(grad $be $m $be f32 $b64)
-        if [ -z "$got" ]; then fail "ngram $be f32 grad runs" "$(tail -3 "$tmp/err")"; continue; fi
-        e=$(rel "$got" "$ref")
-        if le "$e" 1e-6; then pass "ngram $be f32 loss (rel $e)"; else fail "ngram $be f32 loss" "loss $got, ref $ref, rel $e"; fi
-        r=$("$GPTC" compare "$tmp/$be.st" "$tmp/ref.st" --tol 1e-4 --quiet)
-        if [ $? -eq 0 ]; then pass "ngram $be f32 grads ($r)"
-        else fail "ngram $be f32 grads" "$("$GPTC" compare "$tmp/$be.st" "$tmp/ref.st" --tol 1e-4 | tail -3)"; fi
-    done
-else fail "ngram ref f64 grad runs" "$(tail -3 "$tmp/err")"; fi
+# the n-gram model on 64 tokens below 80, 8 documents (eot 0)
+backends_match_ref ngram tests/models/ngram.gptc tests/golden/small_x04/inputs.safetensors
 # a divisor of 0 and a computed index past the table: ref stops naming the node; cpu and
 # the emulator run (x // 0 = 0, the index clamped)
 sed -e 's|^    d = tokens - 8|    d = (tokens - 8) // (tokens - 3)|' -e 's|embed\[h\]|embed[h + 7]|' tests/models/int_ops.gptc >"$tmp/bad.gptc"

@@ -787,8 +787,15 @@ static Value *bi_shift(Elab *E, CallArgs *a) {
  * (a float's sums are added in that order; the gradient is the reversed running sum) */
 static Value *bi_cumsum(Elab *E, CallArgs *a) {
     IrNode *x = moved_arg(E, a);
+    Value *va = a->nargs > 1 ? a->args[1] : kwarg(a, "axis");
+    Loc loc = a->nargs > 1 ? a->locs[1] : kwloc(a, "axis");
+    if (a->nargs > 1 && kwarg(a, "axis")) {
+        diag_error(E->D, kwloc(a, "axis"), "%s() got the axis twice", a->name);
+        return NULL;
+    }
+    CallArgs ax = {.args = &va, .locs = &loc, .nargs = va ? 1 : 0, .at = a->at, .name = a->name};
     int axis;
-    if (!x || !axis_arg(E, a, 1, x, &axis)) return NULL;
+    if (!x || !axis_arg(E, &ax, 0, x, &axis)) return NULL;
     graph_at(E, a->at);
     for (int64_t k = 1; k < x->shape[axis]; k *= 2) x = ir_binary(E->g, IR_ADD, x, shift_along(E, x, axis, k, NULL));
     return v_tensor(E, x);

@@ -10,8 +10,19 @@
  * Adding an op: a function `static bool op_x(Gen *g)` that picks its operands (pick_val
  * with a Fits predicate for its shape rule, broadcast_partner, new_param), appends its line
  * with emit (the result's shape and mag) and returns true; then a row in op_table with its
- * weight. Values that are i32 tensors (the tokens, so far) are marked `integer`: the float
- * ops never pick them, and the logits never project them. */
+ * weight. Values that are i32 tensors (the tokens, and what op_int computes from them:
+ * arithmetic, // and %, comparisons, where, shift, cumsum) are marked `integer` with the
+ * range [lo, hi] of their elements: the float ops never pick them, the logits never project
+ * them, and a gather by one (op_int_gather) takes it % the table's rows unless its range is
+ * already within them (ref stops at an index out of range). float() and integer conditions
+ * bring them into the float values (op_int_float).
+ *
+ * What keeps finite differences meaningful: every float value is a continuous function of
+ * the parameters, so max and min see exact ties only between copies of one element (a row
+ * gathered twice, a broadcast), where the evenly shared gradient is right; where on floats
+ * is written only in continuous forms (a maximum, a minimum, a leaky relu). Some parameters
+ * are frozen (opt none); the projections into the logits never are, so every model has
+ * gradients to check. */
 #include "tests/fuzz_gen.h"
 
 #include <math.h>
@@ -32,7 +43,8 @@ typedef struct {
     char name[32];
     int nd;
     int64_t dim[MAX_ND];
-    bool integer;     /* an i32 tensor (tokens); every other value is a float tensor */
+    bool integer;     /* an i32 tensor (the tokens, integer ops); every other value is float */
+    int64_t lo, hi;   /* an integer value's range: every element within [lo, hi] */
     double mag;       /* rough bound of |element| */
     bool used;        /* read by a later line */
 } Val;
@@ -44,6 +56,7 @@ typedef struct {
     Val v[MAX_VALS];
     int n, nparams, nlines;
     bool has_fn;
+    bool trained_only; /* new parameters are trainable (the logits' projections) */
 } Gen;
 
 uint64_t fuzz_next(uint64_t *s) {
@@ -146,8 +159,9 @@ static int new_param(Gen *g, int nd, const int64_t *dim) {
     }
     dims_text(g, nd, dim, dims, sizeof dims);
     init_text(g, nd, dim, init, sizeof init);
-    buf_printf(&g->top, "param %s : %s[%s] init %s opt %s\n", path, dtypes[pick(g, 6)], dims, init,
-               chance(g, 0.2) ? "a(lr_mul = 0.5)" : "a");
+    const char *opt = chance(g, 0.2) ? "a(lr_mul = 0.5)" : "a";
+    if (!g->trained_only && chance(g, 0.08)) opt = "none";   /* frozen: no gradient */
+    buf_printf(&g->top, "param %s : %s[%s] init %s opt %s\n", path, dtypes[pick(g, 6)], dims, init, opt);
     return add_val(g, name, nd, dim, 1.0);
 }
 
@@ -509,8 +523,10 @@ static bool op_rotary(Gen *g) {
     return emit(g, g->v[a].nd, g->v[a].dim, g->v[a].mag, "rotary(%s)", sa) >= 0;
 }
 
-/* q, k, v [T, H, D] projected from one [T, K] value (a stacked weight at times, which the
- * sibling-product pass merges), q and k normed and rotated at times, then attention */
+/* q [T, H, D] and k, v [T, Hkv, D] (Hkv dividing H: grouped-query) projected from one
+ * [T, K] value (a stacked weight at times, which the sibling-product pass merges), q and k
+ * normed and rotated at times, then attention with one of its masks: documents and a
+ * window, plain causal, documents only, a window only */
 static bool op_attention(Gen *g) {
     int a = pick_val(g, fits_seq);
     if (a < 0) return false;
@@ -523,17 +539,19 @@ static bool op_attention(Gen *g) {
         x.nd = 2;
         src = flat;
     }
-    int64_t H = 1 + pick(g, 3), D = chance(g, 0.5) ? 4 : 8, shape[3] = {g->T, H, D};
-    int64_t stack[3] = {3, H * D, x.dim[1]};
-    int w = chance(g, 0.5) ? new_param(g, 3, stack) : -1, qkv[3];
+    int64_t H = 1 + pick(g, 4), D = chance(g, 0.5) ? 4 : 8, shape[3] = {g->T, H, D};
+    int64_t Hkv = chance(g, 0.5) ? H : H % 2 == 0 && chance(g, 0.5) ? H / 2 : 1;
+    int64_t stack[3] = {3, H * D, x.dim[1]}, kv_rows[2] = {Hkv * D, x.dim[1]};
+    int w = Hkv == H && chance(g, 0.5) ? new_param(g, 3, stack) : -1, qkv[3];
     for (int i = 0; i < 3; i++) {
         char wi[48];
+        int64_t heads = i ? Hkv : H, hshape[3] = {g->T, heads, D};
         if (w >= 0) snprintf(wi, sizeof wi, "%s[%d]", use(g, w), i);
-        else snprintf(wi, sizeof wi, "%s", use(g, new_param(g, 2, stack + 1)));
+        else snprintf(wi, sizeof wi, "%s", use(g, new_param(g, 2, i ? kv_rows : stack + 1)));
         bool norm = i < 2 && chance(g, 0.6);
-        qkv[i] = emit(g, 3, shape, norm ? 3 : x.mag, norm ? "rotary(rms_norm(reshape(linear(%s, %s), [T, %lld, %lld])))"
-                                                          : "reshape(linear(%s, %s), [T, %lld, %lld])",
-                      src, wi, (long long)H, (long long)D);
+        qkv[i] = emit(g, 3, hshape, norm ? 3 : x.mag, norm ? "rotary(rms_norm(reshape(linear(%s, %s), [T, %lld, %lld])))"
+                                                            : "reshape(linear(%s, %s), [T, %lld, %lld])",
+                      src, wi, (long long)heads, (long long)D);
         if (qkv[i] < 0) return false;
     }
     int64_t blocks[4] = {1, 2, 4, 8}, block = blocks[pick(g, 4)];
@@ -541,10 +559,13 @@ static bool op_attention(Gen *g) {
     char window[16];
     if (chance(g, 0.4)) snprintf(window, sizeof window, "win");
     else snprintf(window, sizeof window, "%d", 1 + pick(g, (int)(g->T / block)));
+    char docs[40] = "", windowed[64] = "";
+    int mask = pick(g, 4);   /* 0: documents and a window, 1: causal, 2: documents, 3: a window */
+    if (mask == 0 || mask == 2) snprintf(docs, sizeof docs, "tokens = tokens, eot = eot, ");
+    if (mask == 0 || mask == 3) snprintf(windowed, sizeof windowed, "block = %lld, window = %s, ", (long long)block, window);
     const char *q = use(g, qkv[0]), *k = use(g, qkv[1]), *v = use(g, qkv[2]);
-    return emit(g, 3, shape, g->v[qkv[2]].mag,
-                "attention(%s, %s, %s, tokens = tokens, eot = eot, block = %lld, window = %s, scale = %.3g)", q, k, v,
-                (long long)block, window, 1 / sqrt((double)D)) >= 0;
+    return emit(g, 3, shape, g->v[qkv[2]].mag, "attention(%s, %s, %s, %s%sscale = %.3g)", q, k, v, docs, windowed,
+                1 / sqrt((double)D)) >= 0;
 }
 
 /* a compile-time loop updating one value: x = x + tanh(x) / (i + 2), n times */
@@ -572,6 +593,291 @@ static bool op_fn(Gen *g) {
     return emit(g, g->v[a].nd, g->v[a].dim, g->v[a].mag + 1, "mix(%s, %s)", sa, sb) >= 0;
 }
 
+/* ---- reductions, normalisations, constant tensors ------------------------------------------ */
+
+/* an axis as written: counted from the start, or at times from the end */
+static int axis_text(Gen *g, int nd, int axis) { return chance(g, 0.3) ? axis - nd : axis; }
+
+/* sum/mean/max/min(x, axis): every axis, one axis or a list of two; keepdim at times. The
+ * values' elements are continuous functions of the parameters, so max and min see ties only
+ * between copies of one element (a gathered row twice), where the shared gradient is right. */
+static bool op_reduce(Gen *g) {
+    static const char *fns[] = {"sum", "mean", "max", "min"};
+    int f = pick(g, 4), a = pick_val(g, f == 0 ? fits_moderate : fits_any);
+    if (a < 0 || g->v[a].nd == 0) return false;
+    const Val *x = &g->v[a];
+    bool axes[MAX_ND] = {0}, keep = chance(g, 0.3);
+    char spec[64] = "";
+    int r = pick(g, 3), i = pick(g, x->nd);
+    if (r == 0) {                          /* every axis */
+        for (int d = 0; d < x->nd; d++) axes[d] = true;
+    } else if (r == 1 || x->nd < 2) {      /* one axis */
+        axes[i] = true;
+        snprintf(spec, sizeof spec, ", %s%d", chance(g, 0.3) ? "axis = " : "", axis_text(g, x->nd, i));
+    } else {                               /* two axes, in order */
+        int j = (i + 1 + pick(g, x->nd - 1)) % x->nd, lo = i < j ? i : j, hi = i < j ? j : i;
+        axes[lo] = axes[hi] = true;
+        snprintf(spec, sizeof spec, ", [%d, %d]", lo, axis_text(g, x->nd, hi));
+    }
+    int64_t dim[MAX_ND], count = 1;
+    int nd = 0;
+    for (int d = 0; d < x->nd; d++)
+        if (!axes[d]) dim[nd++] = x->dim[d];
+        else count *= x->dim[d], keep ? (void)(dim[nd++] = 1) : (void)0;
+    double mag = f == 0 ? x->mag * (double)count : x->mag;
+    return emit(g, nd, dim, mag, "%s(%s%s%s)", fns[f], use(g, a), spec, keep ? ", keepdim = true" : "") >= 0;
+}
+
+/* softmax or log_softmax along the last axis (left unsaid at times) or another */
+static bool op_softmax(Gen *g) {
+    int a = pick_val(g, fits_moderate);
+    if (a < 0 || g->v[a].nd == 0) return false;
+    const Val *x = &g->v[a];
+    int axis = chance(g, 0.5) ? x->nd - 1 : pick(g, x->nd);
+    bool log_form = chance(g, 0.5);
+    char spec[32] = "";
+    if (axis != x->nd - 1 || chance(g, 0.3))
+        snprintf(spec, sizeof spec, ", %s%d", chance(g, 0.5) ? "axis = " : "", axis_text(g, x->nd, axis));
+    double mag = log_form ? 2 * x->mag + log((double)x->dim[axis]) + 1 : 1;
+    return emit(g, x->nd, x->dim, mag, "%s(%s%s)", log_form ? "log_softmax" : "softmax", use(g, a), spec) >= 0;
+}
+
+/* layer_norm(x), layer_norm(x, w) or layer_norm(x, w, b), w and b parameters of [n] */
+static bool op_layer_norm(Gen *g) {
+    int a = pick_val(g, fits_any);
+    if (a < 0 || g->v[a].nd == 0 || g->v[a].dim[g->v[a].nd - 1] < 2) return false;
+    int64_t n = g->v[a].dim[g->v[a].nd - 1];
+    int nwb = pick(g, 3);
+    char args[96] = "";
+    size_t k = 0;
+    for (int i = 0; i < nwb; i++) k += (size_t)snprintf(args + k, sizeof args - k, ", %s", use(g, new_param(g, 1, &n)));
+    if (chance(g, 0.3)) snprintf(args + k, sizeof args - k, ", eps = 1e-4");
+    return emit(g, g->v[a].nd, g->v[a].dim, sqrt((double)n) * (nwb ? 2 : 1) + (nwb == 2 ? 2 : 0), "layer_norm(%s%s)",
+                use(g, a), args) >= 0;
+}
+
+/* a constant tensor combined with a value: iota, full, ones, zeros of a shape that
+ * broadcasts into it, or a product with eye(K) or eye(K, M) */
+static bool op_const(Gen *g) {
+    int a = pick_val(g, fits_moderate);
+    if (a < 0 || g->v[a].nd == 0) return false;
+    Val x = g->v[a];
+    int drop = pick(g, x.nd), nd = x.nd - drop;
+    int64_t dim[MAX_ND] = {0};
+    for (int i = 0; i < nd; i++) dim[i] = chance(g, 0.3) ? 1 : x.dim[drop + i];
+    char shape[96], dims[80];
+    dims_text(g, nd, dim, dims, sizeof dims);
+    snprintf(shape, sizeof shape, nd == 1 && chance(g, 0.5) ? "%s" : "[%s]", dims);
+    const char *sa = use(g, a);
+    int64_t K = x.dim[x.nd - 1], M = 2 + pick(g, 15);
+    switch (pick(g, 4)) {
+    case 0: {
+        int axis = pick(g, nd);
+        char ax[24] = "";
+        if (axis || chance(g, 0.5)) snprintf(ax, sizeof ax, ", axis = %d", axis_text(g, nd, axis));
+        return emit(g, x.nd, x.dim, x.mag + 1, "%s + iota(%s%s) / %lld", sa, shape, ax, (long long)dim[axis]) >= 0;
+    }
+    case 1: return emit(g, x.nd, x.dim, x.mag * 1.5, "%s * full(%s, %s)", sa, shape, chance(g, 0.5) ? "0.5" : "-1.5") >= 0;
+    case 2: return emit(g, x.nd, x.dim, x.mag + 1, "%s + ones(%s) - zeros(%s)", sa, shape, shape) >= 0;
+    default:
+        if (x.nd < 2 || chance(g, 0.3)) return emit(g, x.nd, x.dim, x.mag, "linear(%s, eye(%lld))", sa, (long long)K) >= 0;
+        x.dim[x.nd - 1] = M;
+        return emit(g, x.nd, x.dim, x.mag * 1.5, "linear(%s, eye(%lld)) @ (eye(%lld, %lld) + full([%lld, %lld], 0.05))", sa,
+                    (long long)K, (long long)K, (long long)M, (long long)K, (long long)M) >= 0;
+    }
+}
+
+/* ---- integer values: computed from the tokens, used as indices, masks and floats ------------ */
+
+enum { INT_BOUND = 1 << 20 };   /* far from i32's overflow through any one op */
+
+/* a random integer value, preferring one no line has read yet */
+static int pick_int(Gen *g) {
+    int idx[MAX_VALS], n = 0, fresh[MAX_VALS], nf = 0;
+    for (int i = 0; i < g->n; i++)
+        if (g->v[i].integer) {
+            idx[n++] = i;
+            if (!g->v[i].used) fresh[nf++] = i;
+        }
+    if (nf && chance(g, 0.7)) return fresh[pick(g, nf)];
+    return n ? idx[pick(g, n)] : -1;
+}
+
+/* appends an integer line "vN = expr" of shape [T] with elements in [lo, hi] */
+static bool emit_int(Gen *g, int64_t lo, int64_t hi, const char *expr) {
+    if (lo < -INT_BOUND || hi > INT_BOUND) return false;
+    int64_t seq[1] = {g->T};
+    int r = emit(g, 1, seq, (double)(hi > -lo ? hi : -lo), "%s", expr);
+    if (r < 0) return false;
+    g->v[r].integer = true;
+    g->v[r].lo = lo, g->v[r].hi = hi;
+    return true;
+}
+
+static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
+static int64_t min4(int64_t a, int64_t b, int64_t c, int64_t d) { int64_t m = a < b ? a : b, n = c < d ? c : d; return m < n ? m : n; }
+static int64_t max4(int64_t a, int64_t b, int64_t c, int64_t d) { int64_t m = a > b ? a : b, n = c > d ? c : d; return m > n ? m : n; }
+
+/* one integer op on integer values: + - * by numbers and values, // and %, comparisons
+ * (0 or 1), where, shift, cumsum, a sum of comparisons; the range of the result tracked */
+static bool op_int(Gen *g) {
+    int a = pick_int(g);
+    if (a < 0) return false;
+    Val x = g->v[a];
+    const char *sa = use(g, a);
+    char e[256];
+    static const int muls[] = {3, 7, 31, -13}, divs[] = {2, 3, 5, -3};
+    static const char *cmps[] = {"==", "!=", "<", "<=", ">", ">="};
+    int64_t c = x.lo + pick(g, (int)(x.hi - x.lo + 1 > 1000 ? 1000 : x.hi - x.lo + 1));   /* a number within the range */
+    switch (pick(g, 9)) {
+    case 0: {
+        int m = muls[pick(g, 4)], d = pick(g, 81) - 40;
+        snprintf(e, sizeof e, "%s * %d %c %d", sa, m, d < 0 ? '-' : '+', abs(d));
+        return emit_int(g, (m > 0 ? x.lo : x.hi) * m + d, (m > 0 ? x.hi : x.lo) * m + d, e);
+    }
+    case 1: {
+        int b = pick_int(g);
+        const Val *y = &g->v[b];
+        int op = pick(g, 3);
+        snprintf(e, sizeof e, "%s %c %s", sa, "+-*"[op], use(g, b));
+        if (op == 0) return emit_int(g, x.lo + y->lo, x.hi + y->hi, e);
+        if (op == 1) return emit_int(g, x.lo - y->hi, x.hi - y->lo, e);
+        return emit_int(g, min4(x.lo * y->lo, x.lo * y->hi, x.hi * y->lo, x.hi * y->hi),
+                        max4(x.lo * y->lo, x.lo * y->hi, x.hi * y->lo, x.hi * y->hi), e);
+    }
+    case 2: {
+        int d = divs[pick(g, 4)];
+        int64_t p = floor_div(x.lo, d), q = floor_div(x.hi, d);
+        snprintf(e, sizeof e, "%s // %d", sa, d);
+        return emit_int(g, p < q ? p : q, p < q ? q : p, e);
+    }
+    case 3: {
+        int d = chance(g, 0.3) ? -3 : 2 + pick(g, 9);
+        snprintf(e, sizeof e, "%s %% %d", sa, d);
+        return emit_int(g, d > 0 ? 0 : d + 1, d > 0 ? d - 1 : 0, e);
+    }
+    case 4:
+        if (chance(g, 0.5)) break;   /* the position counter below */
+        snprintf(e, sizeof e, "%s %s %lld", sa, cmps[pick(g, 6)], (long long)c);
+        return emit_int(g, 0, 1, e);
+    case 5: {
+        int b = pick_int(g);
+        const Val *y = &g->v[b];
+        snprintf(e, sizeof e, "where(%s %s %lld, %s, %s)", sa, cmps[pick(g, 6)], (long long)c, sa, use(g, b));
+        return emit_int(g, x.lo < y->lo ? x.lo : y->lo, x.hi > y->hi ? x.hi : y->hi, e);
+    }
+    case 6: {
+        int n = 1 + pick(g, 3), f = pick(g, 7) - 3;
+        if (chance(g, 0.3)) n = -n;
+        if (chance(g, 0.3)) f = 0, snprintf(e, sizeof e, "shift(%s, %d)", sa, n);
+        else snprintf(e, sizeof e, "shift(%s, %d, fill = %d)", sa, n, f);
+        return emit_int(g, x.lo < f ? x.lo : f, x.hi > f ? x.hi : f, e);
+    }
+    case 7:
+        if (x.lo < -4 || x.hi > 4) return false;   /* running sums of small values */
+        snprintf(e, sizeof e, chance(g, 0.5) ? "cumsum(%s)" : "cumsum(%s, axis = 0)", sa);
+        return emit_int(g, x.lo < 0 ? x.lo * g->T : x.lo, x.hi > 0 ? x.hi * g->T : x.hi, e);
+    default: break;
+    }
+    /* how many of the last n values equal this one: a position counter */
+    int n = 2 + pick(g, 4);
+    snprintf(e, sizeof e, "sum(shift(%s, k, fill = -1) == %s for k in range(1, %d))", sa, sa, n);
+    return emit_int(g, 0, n - 1, e);
+}
+
+/* a gather with computed indices: table[idx], idx an integer value brought into [0, rows)
+ * by % where its range needs it (ref stops at an index out of range), or a hash written
+ * in place as (a * 31 + shift(a, 1)) % rows */
+static bool op_int_gather(Gen *g) {
+    int a = pick_int(g);
+    if (a < 0) return false;
+    const Val x = g->v[a];
+    int64_t R = chance(g, 0.5) ? g->V : 5 + pick(g, 36);
+    char rows[24], idx[160];
+    dim_text(g, R, rows, sizeof rows);
+    const char *sa = use(g, a);
+    if (x.lo >= 0 && x.hi < 1000 && chance(g, 0.3))
+        snprintf(idx, sizeof idx, "(%s * 31 + shift(%s, 1)) %% %s", sa, sa, rows);
+    else if (x.lo >= 0 && x.hi < R) snprintf(idx, sizeof idx, "%s", sa);
+    else snprintf(idx, sizeof idx, "%s %% %s", sa, rows);
+    int t = -1;
+    if (R == g->V && chance(g, 0.3)) t = pick_val(g, fits_tokens_rows);
+    if (t < 0) {
+        int64_t dim[3] = {R, 2 + pick(g, 15), 2 + pick(g, 3)};
+        t = new_param(g, chance(g, 0.8) ? 2 : 3, dim);
+    }
+    Val y = g->v[t];
+    y.dim[0] = g->T;
+    return emit(g, y.nd, y.dim, y.mag, "%s[%s]", use(g, t), idx) >= 0;
+}
+
+static bool fits_seq_matrix(const Gen *g, const Val *x) { return x->nd == 2 && x->dim[0] == g->T && x->mag <= 20; }
+
+/* integer values into float ones: float(i) scaled, a float comparison of it, or an
+ * integer condition choosing rows of a [T, n] value */
+static bool op_int_float(Gen *g) {
+    int a = pick_int(g);
+    if (a < 0) return false;
+    const Val x = g->v[a];
+    int64_t seq[1] = {g->T}, scale = x.hi > -x.lo ? x.hi : -x.lo;
+    int r = pick(g, 4), m = r >= 2 ? pick_val(g, fits_seq_matrix) : -1;
+    const char *sa = use(g, a);
+    if (m >= 0) {
+        const Val *y = &g->v[m];
+        const char *sm = use(g, m);
+        return emit(g, y->nd, y->dim, y->mag, "where(reshape(%s, [T, 1]), %s, %s * 0.5)", sa, sm, sm) >= 0;
+    }
+    if (r == 1) return emit(g, 1, seq, 1, "float(%s) > %g", sa, (double)(x.lo + x.hi) / 2 + 0.5) >= 0;
+    return emit(g, 1, seq, 1, "float(%s) / %lld", sa, (long long)(scale > 0 ? scale : 1)) >= 0;
+}
+
+/* where on floats: a maximum or minimum of two values, or a leaky relu (continuous, so
+ * finite differences hold) */
+static bool op_where(Gen *g) {
+    int a = pick_val(g, fits_any);
+    if (a < 0) return false;
+    int r = pick(g, 3), b = r < 2 ? broadcast_partner(g, a, 50) : a;
+    if (b < 0) return false;
+    const char *sa = use(g, a), *sb = use(g, b);
+    double mag = fmax(g->v[a].mag, g->v[b].mag);
+    if (r == 2) return emit(g, g->v[a].nd, g->v[a].dim, mag, "where(%s > 0, %s, %s * 0.1)", sa, sa, sa) >= 0;
+    return emit(g, g->v[a].nd, g->v[a].dim, mag, "where(%s %s %s, %s, %s)", sa, r ? "<" : ">=", sb, sa, sb) >= 0;
+}
+
+/* shift(x, n, fill =, axis =) along any axis of a float value. A fill other than 0 only
+ * along the last axis: along another it makes whole rows of one number, which a norm turns
+ * into rounding noise over sqrt(eps) (x − mean(x) is 0 only in exact arithmetic; an FMA
+ * keeps it apart from 0), and float32 cannot be compared with float64 there. */
+static bool op_shift(Gen *g) {
+    int a = pick_val(g, fits_any);
+    if (a < 0 || g->v[a].nd == 0) return false;
+    const Val *x = &g->v[a];
+    int axis = pick(g, x->nd);
+    int64_t L = x->dim[axis];
+    if (L < 2) return false;
+    int64_t n = 1 + pick(g, (int)(L - 1));
+    if (chance(g, 0.4)) n = -n;
+    char opts[64] = "";
+    size_t k = 0;
+    if (axis == x->nd - 1 && chance(g, 0.5))
+        k += (size_t)snprintf(opts, sizeof opts, ", fill = %s", chance(g, 0.5) ? "0.5" : "-1.0");
+    else if (chance(g, 0.2))
+        k += (size_t)snprintf(opts, sizeof opts, ", fill = 0");
+    if (axis || chance(g, 0.3)) snprintf(opts + k, sizeof opts - k, ", axis = %d", axis_text(g, x->nd, axis));
+    return emit(g, x->nd, x->dim, fmax(x->mag, 1), "shift(%s, %lld%s)", use(g, a), (long long)n, opts) >= 0;
+}
+
+/* cumsum(x, axis) of a float value */
+static bool op_cumsum(Gen *g) {
+    int a = pick_val(g, fits_small);
+    if (a < 0 || g->v[a].nd == 0) return false;
+    const Val *x = &g->v[a];
+    int axis = pick(g, x->nd);
+    char spec[32] = "";
+    if (axis || chance(g, 0.5)) snprintf(spec, sizeof spec, ", %s%d", chance(g, 0.5) ? "axis = " : "", axis_text(g, x->nd, axis));
+    return emit(g, x->nd, x->dim, x->mag * (double)x->dim[axis], "cumsum(%s%s)", use(g, a), spec) >= 0;
+}
+
 typedef struct {
     const char *name;
     int weight;
@@ -585,8 +891,11 @@ static const OpGen op_table[] = {
     {"rms_norm", 2, op_rms_norm}, {"softcap", 1, op_softcap},   {"linear", 3, op_linear},
     {"matmul", 2, op_matmul},     {"transpose", 1, op_transpose}, {"reshape", 3, op_reshape},
     {"slice", 2, op_slice},       {"gather", 1, op_gather},     {"sum", 2, op_sum},
-    {"rotary", 1, op_rotary},     {"attention", 1, op_attention}, {"loop", 1, op_loop},
-    {"fn", 1, op_fn},
+    {"rotary", 1, op_rotary},     {"attention", 3, op_attention}, {"loop", 1, op_loop},
+    {"fn", 1, op_fn},             {"reduce", 3, op_reduce},     {"softmax", 2, op_softmax},
+    {"layer_norm", 2, op_layer_norm}, {"const", 3, op_const},   {"int", 4, op_int},
+    {"int_gather", 2, op_int_gather}, {"int_float", 2, op_int_float}, {"where", 2, op_where},
+    {"shift", 2, op_shift},       {"cumsum", 2, op_cumsum},
 };
 enum { N_OPS = sizeof op_table / sizeof op_table[0] };
 
@@ -604,6 +913,7 @@ static const OpGen *pick_op(Gen *g) {
  * [1, V] and summed, so each reaches the loss */
 static void finish(Gen *g) {
     char terms[16384];
+    g->trained_only = true;   /* every model has trainable parameters */
     size_t k = 0;
     int nterms = 0, last_seq = -1;
     bool have_seq = false;   /* a [T, V] term */
@@ -651,6 +961,7 @@ char *fuzz_model(uint64_t seed, FuzzSizes *sizes) {
     int64_t seq[1] = {g->T};
     int tok = add_val(g, "tokens", 1, seq, 0);
     g->v[tok].integer = g->v[tok].used = true;   /* for integer ops; never projected into the logits */
+    g->v[tok].hi = g->V - 1;
     int64_t emb[2] = {g->V, g->dim};
     int e = new_param(g, 2, emb);
     int64_t x0[2] = {g->T, g->dim};

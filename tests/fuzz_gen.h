@@ -4,7 +4,10 @@
  * fuzz_model(seed) writes the text of one .gptc model: a config (vocab V, eot, dim,
  * seq_len T), parameters of several shapes and dtypes, the inputs tokens and targets
  * (i32[T]), schedules, and a model body of random tensor operations whose shapes the
- * generator tracks, so every model is meant to compile. The body ends with the logits
+ * generator tracks, so every model is meant to compile: elementwise math, products,
+ * views, norms, reductions, softmax, constant tensors, attention with each of its masks,
+ * integer values computed from the tokens (indices of gathers, masks), where, shift and
+ * cumsum; some parameters are frozen (opt none). The body ends with the logits
  * [T, V] — every value computed and not used is added to them through a projection — and
  * returns cross_entropy(logits, targets). The same seed gives the same text.
  *

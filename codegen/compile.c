@@ -24,8 +24,10 @@
 #include <unistd.h>
 
 /* -fno-math-errno and -fno-trapping-math let selects and sqrt vectorize; no flag changes
- * a result (no -ffast-math) */
-#define C_FLAGS "-O3 -march=native -fopenmp -fPIC -shared -fno-math-errno -fno-trapping-math"
+ * a result (no -ffast-math). -ffp-contract=off: a value computed in two kernels (x in a
+ * maximum's loop and in its gradient's mask x == max(x)) must round the same in both, and
+ * the compiler contracts a * b + c into one fused multiply-add in one loop but not another */
+#define C_FLAGS "-O3 -march=native -fopenmp -fPIC -shared -fno-math-errno -fno-trapping-math -ffp-contract=off"
 
 uint64_t cg_hash(const void *data, size_t n, uint64_t h)
 {

@@ -113,10 +113,10 @@ static const Accepted expected[] = {
     {BASE, "delete", 127, "rotary", 1}, {BASE, "delete", 127, "rms_norm", 1},
     {BASE, "delete", 128, "rms_norm", 1},
     {BASE, "delete", 137, "square", 1}, {BASE, "delete", 137, "relu", 1},
-    {BASE, "delete", 141, "rms_norm", 1}, {BASE, "delete", 155, "rms_norm", 1},
-    {BASE, "delete", 159, "rms_norm", 1},
+    {BASE, "delete", 140, "rms_norm", 1}, {BASE, "delete", 158, "rms_norm", 1},
+    {BASE, "delete", 162, "rms_norm", 1},
     /* "probe NAME = x" → "NAME = x": an assignment instead of a probe */
-    {BASE, "delete", 160, "probe", 1}, {BASE, "delete", 162, "probe", 1},
+    {BASE, "delete", 163, "probe", 1}, {BASE, "delete", 165, "probe", 1},
     /* (1 - progress) → 1( - progress) in the cool-down branch of lr_mul. NOT a valid program:
      * a schedule is checked at step 0 only, where this branch is not taken, so the call of
      * a number is found only when training reaches the cool-down (fe_schedule_value is NaN

@@ -58,20 +58,13 @@ int cli_pin_schedules(const char *cmd, FeCompile *c, const CliList *l) {
     return 0;
 }
 
-/* whether the forward graph has a runtime scalar leaf called name */
-static bool graph_reads(const IrGraph *g, const char *name) {
-    for (int i = 0; i < g->n; i++)
-        if (g->nodes[i]->op == IR_SCALAR && g->nodes[i]->name && !strcmp(g->nodes[i]->name, name)) return true;
-    return false;
-}
-
 void cli_schedules_text(FeCompile *c, int64_t step, bool graph_only, char *buf, size_t len) {
     const Program *p = &c->prog;
     size_t k = 0;
     buf[0] = 0;
     for (int i = 0; i < p->nschedules && k < len; i++) {
         const char *name = p->schedules[i].name;
-        if (graph_only && !graph_reads(p->graph, name)) continue;
+        if (graph_only && !ir_leaf_named(p->graph, IR_SCALAR, name)) continue;   /* the graph reads it */
         int n = snprintf(buf + k, len - k, "%s%s=%g", k ? " " : "", name, fe_schedule_value(c, name, step));
         if (n < 0) break;
         k += (size_t)n;

@@ -378,8 +378,7 @@ double fe_schedule_value(FeCompile *c, const char *name, int64_t step) {
 
 const char *fe_schedule_suggest(const Program *p, const char *name) {
     const char *best = NULL;
-    size_t len = strlen(name);
-    int bestd = len <= 1 ? 0 : len <= 3 ? 2 : 3;   /* as scope_suggest: at distance < bestd */
+    int bestd = suggest_limit(name);
     for (int i = 0; i < p->nschedules; i++) {
         int d = edit_distance(name, p->schedules[i].name);
         if (d < bestd) {

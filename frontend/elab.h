@@ -77,6 +77,7 @@ Scope *scope_new(Elab *E, Scope *parent);
 Binding *scope_find(Scope *s, const char *name);
 void scope_bind(Elab *E, Scope *s, const char *name, Value *v, Loc loc);
 const char *scope_suggest(Scope *s, const char *name);   /* nearest visible name or NULL */
+int suggest_limit(const char *name);   /* a name is suggested for `name` below this edit distance */
 int edit_distance(const char *a, const char *b);
 
 /* expr.c */

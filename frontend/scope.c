@@ -49,10 +49,14 @@ int edit_distance(const char *a, const char *b) {
     return d[la][lb];
 }
 
+int suggest_limit(const char *name) {
+    size_t len = strlen(name);
+    return len <= 1 ? 0 : len <= 3 ? 2 : 3;
+}
+
 const char *scope_suggest(Scope *s, const char *name) {
     const char *best = NULL;
-    size_t len = strlen(name);
-    int bestd = len <= 1 ? 0 : len <= 3 ? 2 : 3;   /* suggest at distance < bestd */
+    int bestd = suggest_limit(name);
     for (; s; s = s->parent)
         for (Binding *b = s->head; b; b = b->next) {
             int d = edit_distance(name, b->name);

@@ -46,11 +46,18 @@ static int window_query_end(int k, int T, int block, int window)
     return e >= T ? T : (int)e;
 }
 
-void rt_ref_iota_i32(int ndim, const int64_t *shape, int axis, int32_t *y)
+int64_t rt_ref_iota_inner(int ndim, const int64_t *shape, int axis, int64_t *numel)
 {
     int64_t inner = 1, n = 1;
     for (int d = 0; d < ndim; d++) n *= shape[d];
     for (int d = axis + 1; d < ndim; d++) inner *= shape[d];
+    *numel = n;
+    return inner;
+}
+
+void rt_ref_iota_i32(int ndim, const int64_t *shape, int axis, int32_t *y)
+{
+    int64_t n, inner = rt_ref_iota_inner(ndim, shape, axis, &n);
     for (int64_t i = 0; i < n; i++) y[i] = (int32_t)(i / inner % shape[axis]);
 }
 

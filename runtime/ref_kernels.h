@@ -90,6 +90,8 @@ void rt_ref_rope_f32(int is_sin, int64_t T, int64_t D, double base, float *y);
 void rt_ref_iota_f64(int ndim, const int64_t *shape, int axis, double *y);
 void rt_ref_iota_f32(int ndim, const int64_t *shape, int axis, float *y);
 void rt_ref_iota_i32(int ndim, const int64_t *shape, int axis, int32_t *y);
+/* the elements past one step of axis (i / inner % shape[axis] is i's index); *numel the count */
+int64_t rt_ref_iota_inner(int ndim, const int64_t *shape, int axis, int64_t *numel);
 
 void rt_ref_matmul_f64(const double *a, const double *b, double *c, int64_t batch, int M, int N, int K, int at,
                        int bt);

@@ -62,9 +62,7 @@ void SFX(rt_ref_rope)(int is_sin, int64_t T, int64_t D, double base, REAL *y)
 /* IOTA: y[i] = i's index along axis of shape, exact (an index below 2^24 in float) */
 void SFX(rt_ref_iota)(int ndim, const int64_t *shape, int axis, REAL *y)
 {
-    int64_t inner = 1, n = 1;
-    for (int d = 0; d < ndim; d++) n *= shape[d];
-    for (int d = axis + 1; d < ndim; d++) inner *= shape[d];
+    int64_t n, inner = rt_ref_iota_inner(ndim, shape, axis, &n);
     for (int64_t i = 0; i < n; i++) y[i] = (REAL)(i / inner % shape[axis]);
 }
 

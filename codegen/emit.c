@@ -81,7 +81,7 @@ typedef struct {
     const char *lin;                 /* the linear index in the node's shape, when known */
 } Idx;
 
-enum { VEC_ARGS = 256 };
+enum { VEC_ARGS = 256, MAX_CUTS = 8, SEG_MIN = 8, MAX_CACHE = 8 };
 
 typedef struct {
     int id;                          /* node (for LSE: the logits node) */
@@ -119,6 +119,16 @@ typedef struct {
     bool in_place;                   /* a root computed in a leaf it reads (inplace.c): the
                                       * roots are stored after all of them are computed */
     Buf stores;                      /* … those stores, until then */
+    const char *seg_var;             /* C elementwise: the inner loop's variable (segments) */
+    int64_t seg_lo, seg_hi;          /* … the part of its range being emitted */
+    int64_t cut[MAX_CUTS];           /* … where a concat or pad on it changes sides */
+    int ncut;
+    Buf seg_text[MAX_CUTS + 1];      /* … each segment's loop body, when cut */
+    Memo cache[MAX_CACHE];           /* C reductions: values p1 computes that a later pass
+                                      * needs too, kept in a row buffer c<i> (row_cache) */
+    int ncache;
+    bool caching;                    /* … this emission stores and reads them */
+    bool exp_row[32];                /* … acc i's exponentials kept in e<i> for CE_BWD */
     unsigned char vin[VEC_ARGS], vout[VEC_ARGS];   /* bf16 args moved 16 bytes at a time */
 } Em;
 
@@ -247,7 +257,7 @@ static Idx with(Em *e, const Idx *x, int axis, const char *c)
 
 /* ---- blocks and memo ---------------------------------------------------------------------- */
 
-static const char *memo_get(Block *b, int node, const char *key)
+static const char *memo_get(const Block *b, int node, const char *key)
 {
     for (int i = b->nmemo - 1; i >= 0; i--)
         if (b->memo[i].node == node && !strcmp(b->memo[i].key, key)) return b->memo[i].var;
@@ -261,6 +271,15 @@ static void memo_put(Block *b, int node, const char *key, const char *var)
         b->memo = xrealloc(b->memo, sizeof *b->memo * (size_t)b->cap);
     }
     b->memo[b->nmemo++] = (Memo){node, key, var};
+}
+
+/* the row buffer that holds n at key in this emission, or -1 */
+static int cached(const Em *e, int node, const char *key)
+{
+    if (!e->caching) return -1;
+    for (int i = 0; i < e->ncache; i++)
+        if (e->cache[i].node == node && !strcmp(e->cache[i].key, key)) return i;
+    return -1;
 }
 
 static const char *canon(Em *e, int d)
@@ -441,6 +460,13 @@ static const char *acc_ref(Em *e, int id, char kind, int culprit)
     return str(e, "r%c%d", kind, i);   /* named by position: equal kernels get equal text */
 }
 
+static int acc_index(const Em *e, int id, char kind)
+{
+    int i = 0;
+    while (i < e->nacc && !(e->acc[i].id == id && e->acc[i].kind == kind)) i++;
+    return i;
+}
+
 /* n must be a reduction of this kernel's domain and axis, read at the row's own index */
 static bool own_reduction(Em *e, const IrNode *x, int axis)
 {
@@ -493,8 +519,61 @@ static const char *ce_bwd_val(Em *e, const IrNode *n, const Idx *x)
     e->cur = &e->mid;
     const char *lse = acc_ref(e, a->id, 'l', n->id), *tgt = val(e, n->in[1], &row), *c = val(e, n->in[2], &row);
     e->cur = save;
+    int i = acc_index(e, a->id, 'l');
+    if (e->d == CG_C && !strcmp(x->c[last], canon(e, last))) {   /* at the row's own points: */
+        if (!e->caching) e->exp_row[i] = true;                      /* exp(a − m) / l, kept by p1b */
+        else if (e->exp_row[i])
+            return str(e, "%s * (ce%d[i%d] * il%d - (float)(%s == (long)%s))", c, i, last, i, x->c[last], tgt);
+    }
     return str(e, "%s * (%s(%s - (float)%s) - (float)(%s == (long)%s))", c, e->d == CG_C ? "cg_expf" : "expf",
                val(e, a, x), lse, x->c[last], tgt);
+}
+
+/* ---- segments --------------------------------------------------------------------------
+ * A concat or pad along a C elementwise kernel's inner axis reads its operands through
+ * clamped indices and selects (`i < 32 ? a : b`), which vectorize as gathers and compute
+ * both sides at every point. The kernel is emitted once to find where on that axis they
+ * change sides, then once per segment between those cuts: inside a segment each concat or
+ * pad is on one side, read at an affine index (contiguous vector loads). */
+static bool on_seg_axis(const Em *e, const char *c) { return e->seg_var && !strcmp(c, e->seg_var); }
+
+static void note_cut(Em *e, int64_t at)
+{
+    if (at <= 0 || at >= e->k->dom[e->k->ndim - 1] || e->ncut == MAX_CUTS) return;
+    for (int i = 0; i < e->ncut; i++)
+        if (e->cut[i] == at) return;
+    e->cut[e->ncut++] = at;
+}
+
+/* the segment against [lo, hi) of the axis: 1 inside, 0 outside, -1 across (cuts noted) */
+static int seg_side(Em *e, int64_t lo, int64_t hi)
+{
+    if (e->seg_lo >= lo && e->seg_hi <= hi) return 1;
+    if (e->seg_hi <= lo || e->seg_lo >= hi) return 0;
+    note_cut(e, lo);
+    note_cut(e, hi);
+    return -1;
+}
+
+/* CONCAT or PAD at x whose axis a is the segmented loop's and the segment on one side:
+ * that side's value; NULL where the general form is needed */
+static const char *seg_concat(Em *e, const IrNode *n, const Idx *x, int a)
+{
+    long long la = n->in[0]->shape[a];
+    int side = seg_side(e, 0, la);
+    if (side < 0) return NULL;
+    Idx r = with(e, x, a, side ? x->c[a] : str(e, "(%s - %lld)", x->c[a], la));
+    return val(e, n->in[side ? 0 : 1], &r);
+}
+
+static const char *seg_pad(Em *e, const IrNode *n, const Idx *x, int a)
+{
+    long long s = n->iattr[1];
+    int side = seg_side(e, s, s + n->in[0]->shape[a]);
+    if (side < 0) return NULL;
+    if (!side) return n->dtype == IR_I32 ? "0" : "0.0f";
+    Idx r = with(e, x, a, s ? str(e, "(%s - %lld)", x->c[a], s) : x->c[a]);
+    return val(e, n->in[0], &r);
 }
 
 static const char *compute(Em *e, const IrNode *n, const Idx *x)
@@ -538,16 +617,18 @@ static const char *compute(Em *e, const IrNode *n, const Idx *x)
     case IR_PAD: {   /* inside [s, s+len): x at c - s; the index is clamped so the load is safe */
         int a = (int)n->iattr[0];
         long long s = n->iattr[1], len = in->shape[a];
-        const char *c = x->c[a];
+        const char *c = x->c[a], *v;
+        if (on_seg_axis(e, c) && (v = seg_pad(e, n, x, a))) return v;
         Idx r = with(e, x, a, itmp(e, str(e, "%s < %lld ? 0 : %s >= %lld ? %lld : %s - %lld", c, s, c, s + len,
                                           len - 1, c, s)));
-        const char *v = val(e, in, &r);
+        v = val(e, in, &r);
         return str(e, "(%s >= %lld && %s < %lld ? %s : %s)", c, s, c, s + len, v, n->dtype == IR_I32 ? "0" : "0.0f");
     }
     case IR_CONCAT: {
         int a = (int)n->iattr[0];
         long long la = in->shape[a], lb = n->in[1]->shape[a];
-        const char *c = x->c[a];
+        const char *c = x->c[a], *v;
+        if (on_seg_axis(e, c) && (v = seg_concat(e, n, x, a))) return v;
         Idx ra = with(e, x, a, itmp(e, str(e, "%s < %lld ? %s : %lld", c, la, c, la - 1)));
         Idx rb = with(e, x, a, itmp(e, str(e, "%s < %lld ? 0 : %s - %lld < %lld ? %s - %lld : %lld", c, la, c, la,
                                            lb, c, la, lb - 1)));
@@ -575,9 +656,12 @@ static const char *val(Em *e, const IrNode *n, const Idx *x)
     if (row_value(e, n, x)) e->cur = &e->mid;
     const char *key = idx_key(e, x), *v = memo_get(e->cur, n->id, key);
     if (!v) {
-        const char *expr = compute(e, n, x);
+        int c = cached(e, n->id, key);
+        bool later_pass = e->cur == &e->p1b || e->cur == &e->p2;
+        const char *expr = c >= 0 && later_pass ? str(e, "c%d[i%d]", c, e->k->axis) : compute(e, n, x);
         v = str(e, "v%d", e->ntmp++);
         bput(&e->cur->text, "        const %s %s = %s;\n", n->dtype == IR_I32 ? "int" : "float", v, expr);
+        if (c >= 0 && e->cur == &e->p1) bput(&e->cur->text, "        c%d[i%d] = %s;\n", c, e->k->axis, v);
         memo_put(e->cur, n->id, key, v);
     }
     e->cur = save;
@@ -668,7 +752,10 @@ static void emit_p1(Em *e)
             bput(t, "        m%d = %s > m%d ? %s : m%d;\n", i, v, i, v, i);
             e->cur = &e->p1b;
             v = acc_input(e, i);
-            bput(&e->p1b.text, "        l%d += cg_expf(%s - m%d);\n", i, v, i);
+            if (e->caching && e->exp_row[i])
+                bput(&e->p1b.text, "        const float ex%d = cg_expf(%s - m%d);\n        ce%d[i%d] = ex%d;\n        l%d += ex%d;\n",
+                     i, v, i, i, e->k->axis, i, i, i);
+            else bput(&e->p1b.text, "        l%d += cg_expf(%s - m%d);\n", i, v, i);
         }
     }
     e->in_p1 = false;
@@ -731,6 +818,7 @@ static void acc_finals(Em *e, Buf *o, bool block, bool results)
         if (kd == 's') bput(o, "        const float rs%d = (float)s%d;\n", id, id);
         else if (kd == 'x') bput(o, "        const float rx%d = (float)x%d;\n", id, id);
         else bput(o, "        const %s rl%d = m%d + log%s(l%d);\n", t, id, id, e->d == CG_CUDA ? "f" : "", id);
+        if (kd == 'l' && e->caching && e->exp_row[i]) bput(o, "        const float il%d = (float)(1.0 / l%d);\n", id, id);
     }
 }
 
@@ -760,6 +848,24 @@ static void simd_reduction(const Em *e, Buf *o, char sum, char max)
     bput(o, "\n");
 }
 
+/* C reductions: each thread's row buffers (row_cache), declared or freed by fmt */
+static void row_buffers(const Em *e, Buf *o, const char *fmt)
+{
+    if (!e->caching) return;
+    long long R = e->k->dom[e->k->axis];
+    for (int i = 0; i < e->ncache; i++) {
+        bput(o, "    ");
+        bput(o, fmt, "c", i, R);
+        bput(o, "\n");
+    }
+    for (int i = 0; i < e->nacc; i++)
+        if (e->exp_row[i]) {
+            bput(o, "    ");
+            bput(o, fmt, "ce", i, R);
+            bput(o, "\n");
+        }
+}
+
 /* "#pragma omp parallel {params; #pragma omp for: for (row …) {" — the buffer pointers
  * are declared inside the parallel region, so the outlined function keeps them restrict
  * locals (captured pointers are reloaded after every store and block vectorization). */
@@ -767,6 +873,7 @@ static void parallel_rows(Em *e, Buf *o, int64_t work, int64_t rows, const char 
 {
     bput(o, "#pragma omp parallel if (%lld > CG_PAR_MIN)\n    {\n", (long long)work);
     emit_params(e, o);
+    row_buffers(e, o, "float *%s%d = malloc(sizeof(float) * %lld);");
     bput(o, "#pragma omp for schedule(static)\n    for (long %s = 0; %s < %lld; %s++) {\n", var, var, (long long)rows, var);
 }
 
@@ -787,7 +894,9 @@ static void c_reduce_body(Em *e, Buf *o)
     acc_finals(e, o, false, true);
     bput(o, "%s", e->mid.text.p ? e->mid.text.p : "");
     if (e->p2.text.n) bput(o, "#pragma omp simd\n    for (long i%d = 0; i%d < %lld; i%d++) {\n%s    }\n", a, a, R, a, e->p2.text.p);
-    bput(o, "    }\n    }\n");
+    bput(o, "    }\n");
+    row_buffers(e, o, "free(%s%d);");
+    bput(o, "    }\n");
 }
 
 /* Rows a C reduction does together when its axis is not the innermost: consecutive rows
@@ -864,8 +973,13 @@ static void c_ew_body(Em *e, Buf *o)
     for (int d = 0; d < last; d++) rows *= k->dom[d];
     parallel_rows(e, o, rows * L, rows, "row");
     delinearize(o, k, "row", -1, 1);
-    bput(o, "#pragma omp simd\n    for (long i%d = 0; i%d < %lld; i%d++) {\n", last, last, L, last);
-    bput(o, "        CG_UNUSED const long lin = row * %lld + i%d;\n%s    }\n    }\n    }\n", L, last, e->p2.text.p);
+    for (int i = 0; i <= e->ncut; i++) {   /* one loop, or one a segment */
+        long long lo = i ? e->cut[i - 1] : 0, hi = i < e->ncut ? e->cut[i] : L;
+        bput(o, "#pragma omp simd\n    for (long i%d = %lld; i%d < %lld; i%d++) {\n", last, lo, last, hi, last);
+        bput(o, "        CG_UNUSED const long lin = row * %lld + i%d;\n%s    }\n", L, last,
+             e->ncut ? e->seg_text[i].p : e->p2.text.p);
+    }
+    bput(o, "    }\n    }\n");
 }
 
 /* CUDA: elementwise one thread per point; reductions one block per row when the axis is
@@ -1172,6 +1286,131 @@ static void kernel_bytes(Em *e)
     k->flops = (double)pts * (double)(e->ntmp > 0 ? e->ntmp : 1);   /* about one op per temporary */
 }
 
+/* every root stored, into p2 (and mid) */
+static void emit_roots(Em *e)
+{
+    for (int i = 0; i < e->k->nroots && !e->failed; i++) store_root(e, e->s->g->nodes[e->k->roots[i]]);
+    if (e->stores.n) bput(&e->p2.text, "%s", e->stores.p);
+    e->stores.n = 0;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* the roots again, once per segment between the cuts, each into seg_text. A segment sees
+ * the nodes the whole loop saw, so the arguments stay as they are (else: no segments). */
+static void emit_segments(Em *e)
+{
+    int nargs = e->k->nargs, ncut = 0;
+    int64_t L = e->k->dom[e->k->ndim - 1];
+    qsort(e->cut, (size_t)e->ncut, sizeof *e->cut, cmp_i64);
+    for (int i = 0; i < e->ncut; i++)   /* no segment shorter than a vector of floats */
+        if (e->cut[i] - (ncut ? e->cut[ncut - 1] : 0) >= SEG_MIN && L - e->cut[i] >= SEG_MIN) e->cut[ncut++] = e->cut[i];
+    if (!ncut) {
+        e->ncut = 0;
+        return;
+    }
+    for (int i = 0; i <= ncut && !e->failed; i++) {
+        Block whole = e->p2;
+        memset(&e->p2, 0, sizeof e->p2);
+        e->seg_lo = i ? e->cut[i - 1] : 0;
+        e->seg_hi = i < ncut ? e->cut[i] : L;
+        emit_roots(e);
+        e->seg_text[i] = e->p2.text;
+        free(e->p2.memo);
+        e->p2 = whole;
+    }
+    e->ncut = ncut;   /* cuts a segment noted across a nested concat are not taken */
+    if (e->k->nargs != nargs) {
+        for (int i = 0; i <= ncut; i++) {
+            free(e->seg_text[i].p);
+            e->seg_text[i] = (Buf){0};
+        }
+        e->ncut = 0;
+        e->k->nargs = nargs;
+    }
+}
+
+/* ---- row cache ---------------------------------------------------------------------------
+ * A C reduction walks its row in up to three passes (p1, p1b, p2), and each recomputes
+ * what it needs: the cross-entropy of soft-capped logits evaluates the cap's 1/sqrt in
+ * all three and an exponential in two. The kernel is emitted once to find the values p1
+ * computes that a later pass computes again at the same index, of an op costlier than a
+ * few multiplies, and the exponentials of a logsumexp that a CE_BWD in p2 takes again; then
+ * once more, p1 storing those values in a row buffer of each thread (c<i>, L1 or L2
+ * resident: a row of 50,304 floats is 201 KB) that the later passes load, and the
+ * gradient taking exp(a − m) / l from p1b's exponentials (ce<i>, il<i>) for exp(a − lse). */
+enum { ROW_CACHE_MAX = 1 << 20 };   /* floats a row buffer may hold */
+
+static bool costly(const IrNode *n)
+{
+    switch (n->op) {
+    case IR_SQRT: case IR_RSQRT: case IR_EXP: case IR_LOG: case IR_SIGMOID: case IR_TANH: case IR_SOFTPLUS:
+    case IR_ERF: return true;
+    case IR_DIV: return n->dtype != IR_I32;
+    default: return false;
+    }
+}
+
+static void find_cache(Em *e)
+{
+    const Block *later[2] = {&e->p1b, &e->p2};
+    const char *ax = canon(e, e->k->axis);
+    for (int b = 0; b < 2; b++)
+        for (int i = 0; i < later[b]->nmemo && e->ncache < MAX_CACHE; i++) {
+            const Memo *m = &later[b]->memo[i];
+            if (!costly(e->s->g->nodes[m->node]) || !strstr(m->key, ax) || !memo_get(&e->p1, m->node, m->key)) continue;
+            int c = 0;
+            while (c < e->ncache && !(e->cache[c].node == m->node && !strcmp(e->cache[c].key, m->key))) c++;
+            if (c == e->ncache) e->cache[e->ncache++] = (Memo){m->node, m->key, NULL};
+        }
+}
+
+static void blocks_free(Block *b[4])
+{
+    for (int i = 0; i < 4; i++) {
+        block_free(b[i]);
+        memset(b[i], 0, sizeof *b[i]);
+    }
+}
+
+static void emit_roots(Em *e);
+static void emit_p1(Em *e);
+
+static void row_cache(Em *e)
+{
+    bool exps = false;
+    for (int i = 0; i < e->nacc; i++) exps |= e->exp_row[i];
+    find_cache(e);
+    if ((!e->ncache && !exps) || e->k->dom[e->k->axis] > ROW_CACHE_MAX) {
+        e->ncache = 0;
+        memset(e->exp_row, 0, sizeof e->exp_row);
+        return;
+    }
+    Block *cur[4] = {&e->p1, &e->p1b, &e->mid, &e->p2}, saved[4];
+    for (int i = 0; i < 4; i++) saved[i] = *cur[i];
+    int nargs = e->k->nargs, nacc = e->nacc;
+    for (int i = 0; i < 4; i++) memset(cur[i], 0, sizeof *cur[i]);
+    e->nacc = 0;
+    e->caching = true;
+    emit_roots(e);
+    emit_p1(e);
+    bool same = !e->failed && e->k->nargs == nargs && e->nacc == nacc;   /* it cannot differ; if it did: */
+    Block *drop[4] = {same ? &saved[0] : cur[0], same ? &saved[1] : cur[1], same ? &saved[2] : cur[2],
+                      same ? &saved[3] : cur[3]};
+    blocks_free(drop);
+    if (!same) {   /* … the first emission stands */
+        for (int i = 0; i < 4; i++) *cur[i] = saved[i];
+        e->caching = e->failed = false;
+        e->culprit = -1;
+        e->k->nargs = nargs;
+        e->nacc = nacc;
+    }
+}
+
 int cg_emit_loop(const CgStep *s, CgKernel *k, CgDialect d, const char *name, char **src, int *culprit)
 {
     Em e = {.s = s, .k = k, .d = d, .culprit = -1};
@@ -1183,10 +1422,15 @@ int cg_emit_loop(const CgStep *s, CgKernel *k, CgDialect d, const char *name, ch
     k->nargs = 0;
     for (int i = 0; i < k->nroots; i++) arg_of(&e, k->roots[i]);
     for (int i = 0; i < k->nroots && s->alias; i++) e.in_place |= s->alias[k->roots[i]] >= 0;
-    for (int i = 0; i < k->nroots && !e.failed; i++) store_root(&e, s->g->nodes[k->roots[i]]);
-    if (e.stores.n) bput(&e.p2.text, "%s", e.stores.p);
+    if (d == CG_C && k->axis < 0 && k->ndim > 0) {   /* segments: this emission finds the cuts */
+        e.seg_var = canon(&e, k->ndim - 1);
+        e.seg_hi = k->dom[k->ndim - 1];
+    }
+    emit_roots(&e);
+    if (e.ncut && !e.failed) emit_segments(&e);
     e.lanes = e.failed ? 0 : reduce_lanes(&e);
     if (!e.failed && k->axis >= 0) emit_p1(&e);
+    if (!e.failed && d == CG_C && k->axis >= 0 && !e.lanes) row_cache(&e);
     int rc = -1;
     if (!e.failed) {
         Buf o = {0};
@@ -1215,6 +1459,7 @@ int cg_emit_loop(const CgStep *s, CgKernel *k, CgDialect d, const char *name, ch
     block_free(&e.p1b);
     block_free(&e.mid);
     block_free(&e.p2);
+    for (int i = 0; i <= e.ncut; i++) free(e.seg_text[i].p);
     free(e.stores.p);
     for (int i = 0; i < e.nstrs; i++) free(e.strs[i]);
     free(e.strs);
@@ -1278,6 +1523,7 @@ const char *cg_prelude(CgDialect d)
     if (d == CG_C)
         return "/* generated by gptc: loop kernels of one training step (C, OpenMP) */\n"
                "#include <math.h>\n"
+               "#include <stdlib.h>\n"
                "#define CG_UNUSED __attribute__((unused))\n"
                "/* work (points) up to which a loop stays on one thread: every parallel region costs a\n"
                " * fork and a barrier, which a busy machine turns into scheduler waits; above it (a\n"

@@ -11,6 +11,8 @@
 #                           range (hand-written sigmoids gave NaN gradients there)
 #   column_sums             sums over an outer axis, which C kernels run by lane groups of
 #                           16, 8 and 4 adjacent columns, or row at a time (below: its C)
+#   inner_axis_concat       concats and pads along the innermost axis, which C kernels cut
+#                           into one loop a segment (below: its C)
 # and split_reductions: reductions of few long rows, which the cuda backend splits along the
 # reduced axis across blocks (below).
 cd "$(dirname "$0")/../.." || exit 1
@@ -20,7 +22,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
 batch=tests/golden/small_x04/inputs.safetensors   # 64 tokens below 80: the models' T and vocab
 
-for m in broadcast_reshape_grad broadcast_sum_plan interleaved_grads activations column_sums; do
+for m in broadcast_reshape_grad broadcast_sum_plan interleaved_grads activations column_sums inner_axis_concat; do
     backends_match_ref $m tests/models/$m.gptc $batch
 done
 
@@ -40,6 +42,14 @@ if "$GPTC" compile tests/models/column_sums.gptc --target c -o "$tmp/cs" >"$tmp/
     if [ "$widths" = "4 8 16 " ]; then pass "column_sums: C lane groups of 4, 8 and 16 columns"
     else fail "column_sums: C lane groups of 4, 8 and 16 columns" "lane widths in grad.c: '$widths'"; fi
 else fail "column_sums compiles" "$(tail -5 "$tmp/out")"; fi
+
+# inner_axis_concat: elementwise C kernels whose inner loop is cut where a concat or pad
+# changes sides (a loop that starts past 0), in the forward and in the gradient
+if "$GPTC" compile tests/models/inner_axis_concat.gptc --target c -o "$tmp/iac" >"$tmp/out" 2>&1; then
+    n=$(grep -c 'for (long i[0-9] = [1-9][0-9]*; ' "$tmp/iac/grad.c")
+    if [ "$n" -ge 4 ]; then pass "inner_axis_concat: C loops cut into segments ($n segments past the first)"
+    else fail "inner_axis_concat: C loops cut into segments" "$n loops start past 0 in grad.c, want 4 or more"; fi
+else fail "inner_axis_concat compiles" "$(tail -5 "$tmp/out")"; fi
 
 # a table gathered by the same tokens in two layers (x02's 3 value embeddings, each read by
 # two layers) is one gather: one scatter-add per table in the gradient step (3 + 3 embeddings)

@@ -57,6 +57,13 @@ if "$GPTC" compile models/gpt2m_x02.gptc --preset tiny --target c -o "$tmp/x02" 
     n=$(sed -n '/^######## grad/,/^######## update/p' "$tmp/x02/plan.txt" | awk '$2 == "scatter_add"' | wc -l)
     if [ "$n" -eq 6 ]; then pass "x02: one scatter-add per embedding table (6)"
     else fail "x02: one scatter-add per embedding table" "$n scatter-adds in the gradient step, want 6"; fi
+    # the soft-capped cross-entropy's kernel: the cap's 1/sqrt computed in its first pass and
+    # kept in a row buffer for the others, the logsumexp's exponentials kept for the gradient
+    ce=$(awk '/^void k_/ { f = $0 } /ce0\[i[0-9]\] \* il0/ { print f }' "$tmp/x02/grad.c" | head -1)
+    if [ -n "$ce" ] && grep -A40 -F "$ce" "$tmp/x02/grad.c" | grep -q 'c0\[i[0-9]\] = .*;'; then
+        pass "x02: the cross-entropy's kernel keeps its costly values in row buffers"
+    else fail "x02: the cross-entropy's kernel keeps its costly values in row buffers" \
+        "no kernel of grad.c reads ce0[…] * il0 and stores c0[…]"; fi
 else fail "x02 tiny compiles" "$(tail -5 "$tmp/out")"; fi
 
 # split_reductions: rows too few to fill a GPU, so the CUDA kernels split the reduced axis

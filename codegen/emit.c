@@ -124,6 +124,7 @@ typedef struct {
     int64_t cut[MAX_CUTS];           /* … where a concat or pad on it changes sides */
     int ncut;
     Buf seg_text[MAX_CUTS + 1];      /* … each segment's loop body, when cut */
+    int64_t tile, tile_want;         /* … its inner loop as two, of tile points inside */
     Memo cache[MAX_CACHE];           /* C reductions: values p1 computes that a later pass
                                       * needs too, kept in a row buffer c<i> (row_cache) */
     int ncache;
@@ -193,6 +194,15 @@ static const char *linearize(Em *e, const Idx *x, const IrNode *n)
 /* in's coordinates for axes [c, d) of one reshape group, from the group's linear index L */
 static void split_group(Em *e, Idx *r, const IrNode *in, const int *ax, int c, int d, const char *L)
 {
+    if (d - c == 2 && e->seg_var && !strcmp(L, e->seg_var)) {   /* the loop's own index split in two */
+        int64_t inner = in->shape[ax[c + 1]], n = e->k->dom[e->k->ndim - 1];
+        if (e->tile == inner) {   /* … which the tiled loop has as its two indices */
+            r->c[ax[c]] = str(e, "%sh", L);
+            r->c[ax[c + 1]] = str(e, "%sl", L);
+            return;
+        }
+        if (!e->tile && !e->tile_want && inner >= SEG_MIN && inner < n && n % inner == 0) e->tile_want = inner;
+    }
     if (d - c > 1) L = itmp(e, L);
     int64_t stride = 1;
     for (int k = d - 1; k >= c; k--) {
@@ -973,6 +983,14 @@ static void c_ew_body(Em *e, Buf *o)
     for (int d = 0; d < last; d++) rows *= k->dom[d];
     parallel_rows(e, o, rows * L, rows, "row");
     delinearize(o, k, "row", -1, 1);
+    if (e->tile) {
+        long long T = e->tile;
+        bput(o, "    for (long i%dh = 0; i%dh < %lld; i%dh++) {\n", last, last, L / T, last);
+        bput(o, "#pragma omp simd\n    for (long i%dl = 0; i%dl < %lld; i%dl++) {\n", last, last, T, last);
+        bput(o, "        CG_UNUSED const long i%d = i%dh * %lld + i%dl;\n", last, last, T, last);
+        bput(o, "        CG_UNUSED const long lin = row * %lld + i%d;\n%s    }\n    }\n    }\n    }\n", L, last, e->p2.text.p);
+        return;
+    }
     for (int i = 0; i <= e->ncut; i++) {   /* one loop, or one a segment */
         long long lo = i ? e->cut[i - 1] : 0, hi = i < e->ncut ? e->cut[i] : L;
         bput(o, "#pragma omp simd\n    for (long i%d = %lld; i%d < %lld; i%d++) {\n", last, lo, last, hi, last);
@@ -1300,6 +1318,29 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* A reshape that splits the inner loop's index in two ([T, 256] read as [T, 4, 64]) divides
+ * it (i / 64, i % 64): per-head values become gathers, and what depends on the head alone
+ * is recomputed at every point. Where no segments are cut, the loop is emitted again as two
+ * nested loops, the outer over the groups and the inner over a group's points, and the
+ * split reads their indices (the row's per-head values hoisted out of the inner loop). */
+static void emit_tiles(Em *e)
+{
+    int nargs = e->k->nargs;
+    Block whole = e->p2;
+    memset(&e->p2, 0, sizeof e->p2);
+    e->tile = e->tile_want;
+    emit_roots(e);
+    Block *drop = e->failed || e->k->nargs != nargs ? &e->p2 : &whole;   /* it cannot differ; if it did: */
+    block_free(drop);
+    if (drop == &e->p2) {   /* … the first emission stands */
+        e->p2 = whole;
+        e->tile = 0;
+        e->k->nargs = nargs;
+        e->failed = false;
+        e->culprit = -1;
+    }
+}
+
 /* the roots again, once per segment between the cuts, each into seg_text. A segment sees
  * the nodes the whole loop saw, so the arguments stay as they are (else: no segments). */
 static void emit_segments(Em *e)
@@ -1428,6 +1469,7 @@ int cg_emit_loop(const CgStep *s, CgKernel *k, CgDialect d, const char *name, ch
     }
     emit_roots(&e);
     if (e.ncut && !e.failed) emit_segments(&e);
+    if (!e.ncut && e.tile_want && !e.failed) emit_tiles(&e);
     e.lanes = e.failed ? 0 : reduce_lanes(&e);
     if (!e.failed && k->axis >= 0) emit_p1(&e);
     if (!e.failed && d == CG_C && k->axis >= 0 && !e.lanes) row_cache(&e);

@@ -57,6 +57,11 @@ if "$GPTC" compile models/gpt2m_x02.gptc --preset tiny --target c -o "$tmp/x02" 
     n=$(sed -n '/^######## grad/,/^######## update/p' "$tmp/x02/plan.txt" | awk '$2 == "scatter_add"' | wc -l)
     if [ "$n" -eq 6 ]; then pass "x02: one scatter-add per embedding table (6)"
     else fail "x02: one scatter-add per embedding table" "$n scatter-adds in the gradient step, want 6"; fi
+    # the per-head kernels over [T, dim] (an rms_norm's gradient read as [T, heads, head_dim]):
+    # the inner loop as two nested loops, heads outside, a head's features inside
+    n=$(grep -c 'for (long i1l = 0; i1l < 32; i1l++)' "$tmp/x02/grad.c")
+    if [ "$n" -ge 1 ]; then pass "x02: per-head elementwise kernels as nested loops ($n)"
+    else fail "x02: per-head elementwise kernels as nested loops" "no loop over i1l < 32 in grad.c"; fi
     # the soft-capped cross-entropy's kernel: the cap's 1/sqrt computed in its first pass and
     # kept in a row buffer for the others, the logsumexp's exponentials kept for the gradient
     ce=$(awk '/^void k_/ { f = $0 } /ce0\[i[0-9]\] \* il0/ { print f }' "$tmp/x02/grad.c" | head -1)

@@ -18,10 +18,11 @@ const char bench_usage[] =
     "batch of random tokens (an eot about every 400) and the optimizer update. Prints every\n"
     "step's time, then 'median_ms_per_step: X', the medians of the gradient step and the\n"
     "update, and 'peak_rss_mb: Y'. The cpu backend also prints where a step's time goes\n"
-    "(products, attention, loop kernels, scatter-adds) and the GFLOP/s its products reach\n"
-    "against one large sgemm timed in the same run. Every step runs with the schedules at\n"
-    "step 0, but for those --schedule pins; 'schedules:' prints them. --threads sets the\n"
-    "OpenMP and OpenBLAS threads.\n"
+    "(products, attention, loop kernels, scatter-adds), the GFLOP/s its products reach\n"
+    "against one large sgemm timed in the same run, and how many of its small kernels run\n"
+    "in groups, several at once. Every step runs with the schedules at step 0, but for\n"
+    "those --schedule pins; 'schedules:' prints them. --threads sets the OpenMP and\n"
+    "OpenBLAS threads.\n"
     CLI_SCHEDULE_HELP CLI_EXEC_HELP "\n";
 
 static int cmp_double(const void *a, const void *b) {
@@ -52,6 +53,8 @@ static void print_split(Trainer *t, long steps) {
     printf("products: %.1f GFLOP a step (gradient %.1f, update %.1f) at %.0f GFLOP/s; one large sgemm here: "
            "%.0f GFLOP/s (%.0f%%)\n", flops / 1e9 / (double)steps, g.product_flops / 1e9 / (double)steps,
            u.product_flops / 1e9 / (double)steps, got, peak, peak > 0 ? 100 * got / peak : 0);
+    printf("groups: gradient step %d of %d kernels in %d groups, update %d of %d in %d (kernels run several at "
+           "once, one a thread)\n", g.grouped, g.kernels, g.groups, u.grouped, u.kernels, u.groups);
 }
 
 static void print_summary(Trainer *t, double **ms, long steps) {

@@ -22,8 +22,10 @@ const char compile_usage[] =
     "  NAME.cu + NAME.cubin    --target cuda: the CUDA kernels and the cubin (NVRTC)\n"
     "  NAME.ptxas.txt          --target cuda: registers and spills of every kernel (ptxas -v)\n"
     "  plan.txt                every kernel and library call in order, with launch shapes, bytes\n"
-    "                          read and written, FLOPs, and the memory plan; --target cuda: each\n"
-    "                          one's estimated time on an H100, what bounds it, its occupancy\n"
+    "                          read and written, FLOPs, and the memory plan; --target c: in the\n"
+    "                          cpu backend's level order, each one's level (the kernels of one\n"
+    "                          level may run at once); --target cuda: each one's estimated time\n"
+    "                          on an H100, what bounds it, its occupancy\n"
     "  --arch ARCH             the CUDA architecture (default sm_90: H100, H200)\n"
     "  --precision P           storage of the cuda target, as `gptc train --backend cuda --dtype P`\n"
     "                          runs it: bf16 (default: bf16 weights and activations, float32\n"
@@ -193,9 +195,12 @@ static int compile_step(FeCompile *c, const ModelArgs *m, const char *sched, Out
     const IrGraph *g = c->prog.graph;
     IrNode **keep = xmalloc(sizeof *keep * (size_t)(c->prog.nparams + 1));
     int nkeep = step_grad_kept(&c->prog, &gg, keep);
-    gs = cg_fuse(g, keep, nkeep, bf16 ? CG_STORE_BF16 : CG_STORE_F32, err, sizeof err);
+    /* the C target as the cpu backend runs it: in level order (its kernels of a level grouped) */
+    CgStep *(*fuse)(const IrGraph *, IrNode *const *, int, CgStore, char *, size_t) =
+        strcmp(o->target, "c") ? cg_fuse : cg_fuse_levels;
+    gs = fuse(g, keep, nkeep, bf16 ? CG_STORE_BF16 : CG_STORE_F32, err, sizeof err);
     free(keep);
-    if (gs) us = cg_fuse(ug.g, ug.g->outputs, ug.g->noutputs, bf16 ? CG_STORE_BF16_MASTER : CG_STORE_F32, err, sizeof err);
+    if (gs) us = fuse(ug.g, ug.g->outputs, ug.g->noutputs, bf16 ? CG_STORE_BF16_MASTER : CG_STORE_F32, err, sizeof err);
     if (!gs || !us) {
         fprintf(stderr, "gptc compile: %s\n", err);
         goto done;

@@ -79,6 +79,8 @@ typedef struct {
                                     * (inplace.c: an output that replaces that leaf) */
     CgKernel *k;
     int nk;
+    int *level;                    /* by kernel, cg_fuse_levels only (else NULL): its level;
+                                    * the kernels of one level may run at the same time */
     CgFunc *funcs;
     int nfuncs;
     /* memory plan (memplan.c): byte offsets of roots in one arena, -1 for the rest */
@@ -91,6 +93,15 @@ typedef struct {
  * the nodes whose values are read after the step (outputs); they stay materialized and
  * are never overwritten. NULL with a message on an op the code generator lacks. */
 CgStep *cg_fuse(const IrGraph *g, IrNode *const *keep, int nkeep, CgStore store, char *err, size_t errlen);
+/* cg_fuse, the kernels then ordered by level (fuse.c order_by_level): a kernel comes after
+ * every kernel of a lower level, so independent chains (each parameter's update) advance
+ * together and kernels that may run at the same time stand next to each other (the cpu
+ * backend runs such neighbours concurrently). The memory plan gives no two kernels of one
+ * level the same bytes, so intermediates of the chains live longer. */
+CgStep *cg_fuse_levels(const IrGraph *g, IrNode *const *keep, int nkeep, CgStore store, char *err, size_t errlen);
+/* the nodes kernel k reads: its arguments (a loop kernel; its roots among them) or its
+ * op's inputs (a library call), as ids; scratch holds the latter. Returns their number. */
+int cg_kernel_reads(const CgKernel *k, const int **ids, int scratch[6]);
 void cg_step_free(CgStep *s);
 /* the node whose memory holds n's elements (n itself, a view's base, or the leaf a root is
  * computed in), or -1 */

@@ -405,6 +405,58 @@ static void merge_across(CgStep *s)
     }
 }
 
+int cg_kernel_reads(const CgKernel *k, const int **ids, int scratch[6])
+{
+    if (k->kind == CG_LOOP) {
+        *ids = k->args;
+        return k->nargs;
+    }
+    for (int j = 0; j < k->op->nin; j++) scratch[j] = k->op->in[j]->id;
+    *ids = scratch;
+    return k->op->nin;
+}
+
+typedef struct {
+    int level, index;
+} Rank;
+
+static int cmp_rank(const void *a, const void *b)
+{
+    const Rank *x = a, *y = b;
+    return x->level != y->level ? (x->level > y->level) - (x->level < y->level) : (x->index > y->index) - (x->index < y->index);
+}
+
+/* a stable sort of the kernels by level: 0 for a kernel that reads no other's roots, else
+ * one more than the highest level among the kernels it reads from (which come before it) */
+static void order_by_level(CgStep *s)
+{
+    int *made_by = xmalloc(sizeof *made_by * ((size_t)s->g->n + 1)), scratch[6];
+    Rank *rank = xmalloc(sizeof *rank * ((size_t)s->nk + 1));
+    for (int i = 0; i < s->g->n; i++) made_by[i] = -1;
+    for (int i = 0; i < s->nk; i++) {
+        const int *ids;
+        int n = cg_kernel_reads(&s->k[i], &ids, scratch);
+        rank[i] = (Rank){0, i};
+        for (int a = 0; a < n; a++) {
+            int64_t off;
+            int b = cg_storage(s, ids[a], &off), p = b >= 0 ? made_by[b] : -1;
+            if (p >= 0 && rank[p].level + 1 > rank[i].level) rank[i].level = rank[p].level + 1;
+        }
+        for (int r = 0; r < s->k[i].nroots; r++) made_by[s->k[i].roots[r]] = i;
+    }
+    qsort(rank, (size_t)s->nk, sizeof *rank, cmp_rank);
+    CgKernel *k = xmalloc(sizeof *k * ((size_t)s->nk + 1));
+    s->level = xmalloc(sizeof *s->level * ((size_t)s->nk + 1));
+    for (int i = 0; i < s->nk; i++) {
+        k[i] = s->k[rank[i].index];
+        s->level[i] = rank[i].level;
+    }
+    memcpy(s->k, k, sizeof *k * (size_t)s->nk);
+    free(k);
+    free(rank);
+    free(made_by);
+}
+
 static void reset_kernels(CgStep *s)
 {
     for (int i = 0; i < s->nk; i++) free_kernel(&s->k[i]);
@@ -468,7 +520,8 @@ static bool supported(const IrNode *n)
            n->op == IR_CAST;
 }
 
-CgStep *cg_fuse(const IrGraph *g, IrNode *const *keep, int nkeep, CgStore store, char *err, size_t errlen)
+static CgStep *fuse(const IrGraph *g, IrNode *const *keep, int nkeep, CgStore store, bool levels, char *err,
+                    size_t errlen)
 {
     for (int i = 0; i < g->n; i++)
         if (!supported(g->nodes[i])) {
@@ -498,6 +551,7 @@ CgStep *cg_fuse(const IrGraph *g, IrNode *const *keep, int nkeep, CgStore store,
     free(force);
     free(seen);
     merge_across(s);
+    if (levels) order_by_level(s);
     for (int i = 0; i < g->n; i++) s->producer[i] = -1;
     for (int i = 0; i < s->nk; i++)
         for (int j = 0; j < s->k[i].nroots; j++) s->producer[s->k[i].roots[j]] = i;
@@ -509,6 +563,16 @@ CgStep *cg_fuse(const IrGraph *g, IrNode *const *keep, int nkeep, CgStore store,
     }
     cg_memplan(s, keep, nkeep);
     return s;
+}
+
+CgStep *cg_fuse(const IrGraph *g, IrNode *const *keep, int nkeep, CgStore store, char *err, size_t errlen)
+{
+    return fuse(g, keep, nkeep, store, false, err, errlen);
+}
+
+CgStep *cg_fuse_levels(const IrGraph *g, IrNode *const *keep, int nkeep, CgStore store, char *err, size_t errlen)
+{
+    return fuse(g, keep, nkeep, store, true, err, errlen);
 }
 
 void cg_step_free(CgStep *s)
@@ -528,5 +592,6 @@ void cg_step_free(CgStep *s)
     free(s->producer);
     free(s->alias);
     free(s->offset);
+    free(s->level);
     free(s);
 }

@@ -55,16 +55,13 @@ static bool reads_leaf(const CgStep *s, const CgKernel *k, const IrNode *n, int 
 /* Does any kernel after k read L? */
 static bool read_after(const CgStep *s, int k, int L)
 {
+    int scratch[6];
     for (int m = k + 1; m < s->nk; m++) {
-        const CgKernel *km = &s->k[m];
+        const int *ids;
+        int n = cg_kernel_reads(&s->k[m], &ids, scratch);
         int64_t off;
-        if (km->kind == CG_LOOP) {
-            for (int a = 0; a < km->nargs; a++)
-                if (cg_storage(s, km->args[a], &off) == L) return true;
-        } else {
-            for (int j = 0; j < km->op->nin; j++)
-                if (cg_storage(s, km->op->in[j]->id, &off) == L) return true;
-        }
+        for (int a = 0; a < n; a++)
+            if (cg_storage(s, ids[a], &off) == L) return true;
     }
     return false;
 }

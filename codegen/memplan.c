@@ -6,7 +6,9 @@
  * root may take the memory of one whose last reader ran strictly before its writer, so no
  * kernel ever reads and writes the same bytes (but an output computed in the leaf it
  * replaces, inplace.c, which gets no arena memory). A CUDA reduction split across blocks gets
- * its partials' scratch the same way, after its roots, live during that kernel only. */
+ * its partials' scratch the same way, after its roots, live during that kernel only. With
+ * levels (cg_fuse_levels) time counts in levels, not kernels: the kernels of one level may
+ * run at the same time, so none takes memory that another of its level reads or writes. */
 #include "codegen/codegen.h"
 #include "base/base.h"
 
@@ -15,6 +17,9 @@
 #include <string.h>
 
 #define ALIGN 64
+
+/* when kernel k runs: its index, or its level */
+static int time_of(const CgStep *s, int k) { return s->level ? s->level[k] : k; }
 
 static void note_read(const CgStep *s, int id, int k, int *last)
 {
@@ -28,12 +33,12 @@ static void liveness(const CgStep *s, IrNode *const *keep, int nkeep, int *last)
     for (int i = 0; i < s->g->n; i++) last[i] = -1;
     for (int k = 0; k < s->nk; k++) {
         const CgKernel *kk = &s->k[k];
-        if (kk->kind == CG_LOOP)
-            for (int j = 0; j < kk->nargs; j++) note_read(s, kk->args[j], k, last);
-        else
-            for (int j = 0; j < kk->op->nin; j++) note_read(s, kk->op->in[j]->id, k, last);
+        int scratch[6];
+        const int *ids;
+        int n = cg_kernel_reads(kk, &ids, scratch);
+        for (int j = 0; j < n; j++) note_read(s, ids[j], time_of(s, k), last);
     }
-    for (int i = 0; i < nkeep; i++) note_read(s, keep[i]->id, s->nk, last);
+    for (int i = 0; i < nkeep; i++) note_read(s, keep[i]->id, s->nk ? time_of(s, s->nk - 1) + 1 : 0, last);
 }
 
 typedef struct {
@@ -47,7 +52,7 @@ static int by_offset(const void *a, const void *b)
     return (x->off > y->off) - (x->off < y->off);
 }
 
-/* bytes for kernel k, live to kernel `end`: the lowest offset no live region overlaps */
+/* bytes written at time k, live to time `end`: the lowest offset no live region overlaps */
 static int64_t place(CgStep *s, Live *live, int *nlive, int k, int64_t bytes, int end)
 {
     int64_t size = (bytes + ALIGN - 1) / ALIGN * ALIGN;
@@ -75,13 +80,14 @@ void cg_memplan(CgStep *s, IrNode *const *keep, int nkeep)
     for (int i = 0; i < n; i++) s->offset[i] = -1;
     for (int k = 0; k < s->nk; k++) {
         CgKernel *kk = &s->k[k];
+        int t = time_of(s, k);
         for (int r = 0; r < kk->nroots; r++) {
             const IrNode *node = s->g->nodes[kk->roots[r]];
             if (s->alias && s->alias[node->id] >= 0) continue;   /* computed in a leaf (inplace.c) */
-            int end = last[node->id] < k ? k : last[node->id];
-            s->offset[node->id] = place(s, live, &nlive, k, ir_numel(node) * cg_elem_bytes(s, node->id), end);
+            int end = last[node->id] < t ? t : last[node->id];
+            s->offset[node->id] = place(s, live, &nlive, t, ir_numel(node) * cg_elem_bytes(s, node->id), end);
         }
-        if (kk->part_bytes > 0) kk->part_off = place(s, live, &nlive, k, kk->part_bytes, k);
+        if (kk->part_bytes > 0) kk->part_off = place(s, live, &nlive, t, kk->part_bytes, t);
     }
     free(last);
     free(live);

@@ -104,6 +104,7 @@ void cg_write_plan(const CgStep *s, const CgRoofline *est, FILE *out)
             lib++;
         }
         fprintf(out, " read=%lld written=%lld flops=%.3g", (long long)rd, (long long)wr, flops);
+        if (s->level) fprintf(out, " level=%d", s->level[i]);
         if (est)
             fprintf(out, " est=%.4fms bound=%s occ=%.2f", est->k[i].t.ms, cg_bound_name(est->k[i].bound), est->k[i].occ);
         for (int r = 0; r < k->nroots && r < 4; r++) {   /* @arena offset, or @%leaf computed in */

@@ -16,6 +16,7 @@
 #include <cblas.h>
 #include <dlfcn.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,8 @@ struct RtCpu {
     int32_t *doc;              /* attention scratch: document ids [T] */
     RtStats stats;
     bool args_stale;           /* a leaf moved (rt_cpu_share, rt_cpu_own): rebind before the next run */
+    int *group_end;            /* by kernel: the end of its group (build_groups) */
+    int groups, grouped;       /* groups of two or more kernels, and the kernels in them */
 };
 
 /* where node id's elements live (a leaf buffer, or the arena) */
@@ -130,12 +133,104 @@ static void bind_args(RtCpu *c)
     }
 }
 
+/* ---- groups ------------------------------------------------------------------------------
+ * Kernels too small to keep two threads busy each (Muon's products of 256-row matrices, the
+ * loops between them) lose much of their time to the fork and barrier of their parallel
+ * region and to products split into halves. The step is fused in level order
+ * (cg_fuse_levels), so kernels of independent chains stand next to each other; a run of
+ * such small neighbours whose memory does not meet (none writes what another reads or
+ * writes: the memory plan may reuse a buffer between them, so this is checked on the
+ * addresses, not the graph) is one group, its kernels spread over the threads, one kernel
+ * a thread (nested regions run on one thread). */
+enum { GROUP_MAX = 64 };
+#define GROUP_LOOP_POINTS (1 << 20)       /* points of a loop kernel small enough to group */
+#define GROUP_PRODUCT_FLOPS (1LL << 28)   /* multiply-adds (batch·M·N·K) of a product */
+
+static bool groupable(const CgKernel *k)
+{
+    int64_t n = 1;
+    if (k->kind == CG_LOOP) {
+        for (int d = 0; d < k->ndim; d++) n *= k->dom[d];
+        return n <= GROUP_LOOP_POINTS;
+    }
+    if (k->kind != CG_MATMUL) return false;   /* attention shares the document-id scratch */
+    const IrNode *r = k->op, *a = r->in[0];
+    n = ir_numel(r) * (r->iattr[1] ? a->shape[r->ndim - 2] : a->shape[r->ndim - 1]);
+    return n <= GROUP_PRODUCT_FLOPS;
+}
+
+typedef struct {
+    const char *lo, *hi;
+    bool written;
+} Span;
+
+/* the memory kernel k touches: its reads and its roots, each its storage's whole buffer;
+ * -1 when they are more than cap */
+static int spans_of(const RtCpu *c, int k, Span *sp, int cap)
+{
+    const CgKernel *kk = &c->s->k[k];
+    int scratch[6], n = 0;
+    const int *ids;
+    int nr = cg_kernel_reads(kk, &ids, scratch);
+    if (nr + kk->nroots > cap) return -1;
+    for (int i = 0; i < nr + kk->nroots; i++) {
+        int id = i < nr ? ids[i] : kk->roots[i - nr];
+        int64_t off;
+        int b = cg_storage(c->s, id, &off);
+        const char *p = b >= 0 ? data_of(c, b) : NULL;
+        if (!p) continue;
+        bool w = false;
+        for (int r = 0; r < kk->nroots; r++) w |= cg_storage(c->s, kk->roots[r], &off) == b;
+        sp[n++] = (Span){p, p + ir_numel(c->g->nodes[b]) * 4, w};
+    }
+    return n;
+}
+
+static bool meet(const Span *a, int na, const Span *b, int nb)
+{
+    for (int i = 0; i < na; i++)
+        for (int j = 0; j < nb; j++)
+            if ((a[i].written || b[j].written) && a[i].lo < b[j].hi && b[j].lo < a[i].hi) return true;
+    return false;
+}
+
+static void build_groups(RtCpu *c)
+{
+    enum { SPANS = 64 };
+    int nk = c->s->nk;
+    if (!c->group_end) c->group_end = xcalloc((size_t)nk + 1, sizeof *c->group_end);
+    c->groups = c->grouped = 0;
+    Span *sp = xmalloc(sizeof *sp * GROUP_MAX * SPANS);
+    int nsp[GROUP_MAX];
+    for (int k = 0; k < nk;) {
+        int end = k + 1;
+        if (groupable(&c->s->k[k]) && omp_get_max_threads() > 1 && (nsp[0] = spans_of(c, k, sp, SPANS)) >= 0) {
+            while (end < nk && end - k < GROUP_MAX && c->s->level[end] == c->s->level[k] && groupable(&c->s->k[end])) {
+                Span *mine = sp + (end - k) * SPANS;
+                int n = nsp[end - k] = spans_of(c, end, mine, SPANS), j = k;
+                if (n < 0) break;
+                while (j < end && !meet(sp + (j - k) * SPANS, nsp[j - k], mine, n)) j++;
+                if (j < end) break;
+                end++;
+            }
+        }
+        for (int j = k; j < end; j++) c->group_end[j] = end;
+        if (end - k > 1) {
+            c->groups++;
+            c->grouped += end - k;
+        }
+        k = end;
+    }
+    free(sp);
+}
+
 RtCpu *rt_cpu_new(const IrGraph *g, IrNode *const *keep, int nkeep, char *err, size_t errlen)
 {
     openblas_set_num_threads(1);   /* OpenMP threads split the products (cpu_kernels.c) */
+    omp_set_max_active_levels(1);  /* a grouped kernel's own parallel region: one thread */
     RtCpu *c = xcalloc(1, sizeof *c);
     c->g = g;
-    if (!(c->s = cg_fuse(g, keep, nkeep, CG_STORE_F32, err, errlen))) {
+    if (!(c->s = cg_fuse_levels(g, keep, nkeep, CG_STORE_F32, err, errlen))) {
         free(c);
         return NULL;
     }
@@ -145,6 +240,7 @@ RtCpu *rt_cpu_new(const IrGraph *g, IrNode *const *keep, int nkeep, char *err, s
     }
     init_computed_leaves(c);
     bind_args(c);
+    build_groups(c);
     for (int i = 0; i < g->n; i++)
         if (g->nodes[i]->op == IR_ATTENTION || g->nodes[i]->op == IR_ATTENTION_BWD) {
             c->doc = xcalloc((size_t)g->nodes[i]->shape[g->nodes[i]->op == IR_ATTENTION ? 0 : 1], sizeof *c->doc);
@@ -331,17 +427,25 @@ int rt_cpu_run(RtCpu *c, char *err, size_t errlen)
     if (check_inputs(c, err, errlen)) return -1;
     if (c->args_stale) {
         bind_args(c);
+        build_groups(c);
         c->args_stale = false;
     }
     const char *pe = getenv("GPTC_PROFILE");
     double *sec = pe && *pe && strcmp(pe, "0") ? xcalloc((size_t)c->s->nk, sizeof *sec) : NULL;
     int rc = 0;
-    for (int k = 0; k < c->s->nk && rc == 0; k++) {
+    for (int k = 0, end; k < c->s->nk && rc == 0; k = end) {
+        end = c->group_end[k];
         double t0 = clock_seconds();
-        rc = run_kernel(c, k, err, errlen);
-        double dt = clock_seconds() - t0;
-        add_time(&c->stats, &c->s->k[k], dt);
-        if (sec) sec[k] = dt;
+        if (end - k == 1) rc = run_kernel(c, k, err, errlen);
+        else {
+#pragma omp parallel for schedule(dynamic, 1)
+            for (int j = k; j < end; j++) run_kernel(c, j, NULL, 0);   /* loops and products: no errors */
+        }
+        double dt = (clock_seconds() - t0) / (end - k);   /* a group's time, shared evenly */
+        for (int j = k; j < end; j++) {
+            add_time(&c->stats, &c->s->k[j], dt);
+            if (sec) sec[j] = dt;
+        }
     }
     c->stats.runs++;
     if (sec && rc == 0) profile_report(c, sec);
@@ -352,6 +456,9 @@ int rt_cpu_run(RtCpu *c, char *err, size_t errlen)
 void rt_cpu_stats(RtCpu *c, RtStats *out, bool reset)
 {
     *out = c->stats;
+    out->kernels = c->s->nk;
+    out->groups = c->groups;
+    out->grouped = c->grouped;
     if (reset) memset(&c->stats, 0, sizeof c->stats);
 }
 
@@ -431,6 +538,7 @@ void rt_cpu_free(RtCpu *c)
     free(c->leaf);
     free(c->borrowed);
     free(c->fn);
+    free(c->group_end);
     if (c->so) dlclose(c->so);
     free(c->arena);
     free(c->doc);

@@ -219,7 +219,7 @@ void rt_cpu_gram(const float *x, float *c, int64_t batch, int n, int k, int tran
         }
         return;
     }
-    const int P = omp_get_max_threads();
+    const int P = omp_in_parallel() ? 1 : omp_get_max_threads();   /* in a group: one thread */
 #pragma omp parallel
     {
 #pragma omp for schedule(static)

@@ -158,7 +158,7 @@ void SFX(rt_ref_matmul)(const REAL *a, const REAL *b, REAL *c, int64_t batch, in
     }
     /* one large product: each thread computes a block of rows of c (OpenBLAS itself runs
      * single-threaded, see rt_ref_new); a's rows are columns when it is transposed */
-    const int parts = omp_get_max_threads(), rows = (M + parts - 1) / parts;
+    const int parts = omp_in_parallel() ? 1 : omp_get_max_threads(), rows = (M + parts - 1) / parts;
 #pragma omp parallel for
     for (int p = 0; p < parts; p++) {
         const int m0 = p * rows, m = m0 + rows <= M ? rows : M - m0;

@@ -5,6 +5,7 @@
  * (no two roots alive at once share bytes); the CUDA dialect of every kernel here
  * compiles with NVRTC when the toolkit is installed.
  * Tolerance: max|cpu - ref| / max|ref| <= 2e-5 per tensor. */
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,8 @@ static IrNode *weighted_sum(IrGraph *g, IrNode *x)
     }
     return y;
 }
+
+static RtStats cpu_stats;   /* the last compare's cpu executor */
 
 /* Differentiates loss with respect to every float PARAM, runs the graph on ref and cpu
  * with the same random values (ints: inputs given), compares every output. */
@@ -92,6 +95,7 @@ static void compare(IrGraph *g, IrNode *loss, const int32_t *ints, double scalar
         free(a);
         free(b);
     }
+    rt_exec_stats(x[1], &cpu_stats, false);
     rt_exec_free(x[0]);
     rt_exec_free(x[1]);
 }
@@ -181,6 +185,31 @@ TEST(gram_products)
     IrNode *l = ir_binary(g, IR_ADD, ir_binary(g, IR_ADD, weighted_sum(g, xxt), weighted_sum(g, xtx)),
                           ir_binary(g, IR_ADD, weighted_sum(g, bbt), weighted_sum(g, qq)));
     compare(g, l, NULL, 0);
+    ir_graph_free(g);
+}
+
+/* Six independent chains of small products and loops (as an optimizer's update of six
+ * matrices): the cpu backend runs kernels of one level several at once, and gets what
+ * ref gets. */
+TEST(grouped_chains)
+{
+    IrGraph *g = ir_graph_new();
+    const int64_t sx[2] = {24, 40};
+    IrNode *l = NULL;
+    for (int i = 0; i < 6; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "x%d", i);
+        IrNode *x = param(g, name, 2, sx), *a = ir_matmul_t(g, x, x, false, true);
+        IrNode *y = ir_unary(g, IR_TANH, ir_matmul_t(g, a, x, false, false));
+        IrNode *s = weighted_sum(g, ir_binary(g, IR_MUL, y, x));
+        l = l ? ir_binary(g, IR_ADD, l, s) : s;
+    }
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(2);
+    compare(g, l, NULL, 0);
+    omp_set_num_threads(threads);
+    if (cpu_stats.grouped < 12) fprintf(stderr, "  %d of %d kernels grouped\n", cpu_stats.grouped, cpu_stats.kernels);
+    CHECK(cpu_stats.grouped >= 12 && cpu_stats.groups >= 2);
     ir_graph_free(g);
 }
 
@@ -391,6 +420,7 @@ int main(void)
     RUN(gather_scatter);
     RUN(matmul_shapes);
     RUN(gram_products);
+    RUN(grouped_chains);
     RUN(attention);
     RUN(softcap_cross_entropy);
     RUN(fusion_and_plan);

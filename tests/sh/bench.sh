@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # gptc bench on the cpu backend: its figures (the median step and its split into the gradient
 # step and the update, time by kind of kernel, the products' GFLOP/s against an sgemm timed in
-# the same run, peak memory), and OpenBLAS's kernels: where the library fell back to generic
+# the same run, the kernels run in groups — the update's in at least one — and peak memory),
+# and OpenBLAS's kernels: where the library fell back to generic
 # ones on a CPU with AVX2, gptc runs with kernels for it; a user's OPENBLAS_CORETYPE stands.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib.sh
@@ -14,7 +15,9 @@ num='[0-9]+\.[0-9]'
 for pat in "^median_ms_per_step: $num\$" "^median_gradient_ms: $num\$" "^median_update_ms: $num\$" \
            "^split_ms: products $num, attention $num, loop kernels $num, scatter-adds $num \(a mean step\)\$" \
            "^products: $num GFLOP a step \(gradient $num, update $num\) at [0-9]+ GFLOP/s; one large sgemm here: [0-9]+ GFLOP/s \([0-9]+%\)\$" \
-           "^peak_rss_mb: [0-9]+\$" "^blas: OpenBLAS " "^step 1: $num ms \(gradient $num, update $num\)  loss [0-9]"; do
+           "^peak_rss_mb: [0-9]+\$" "^blas: OpenBLAS " "^step 1: $num ms \(gradient $num, update $num\)  loss [0-9]" \
+           "^groups: gradient step [0-9]+ of [0-9]+ kernels in [0-9]+ groups, update [0-9]+ of [0-9]+ in [1-9][0-9]* " \
+           ; do
     expect_output "bench prints /$pat/" "$pat" cat "$tmp/out"
 done
 # the split adds up to no more than the step (the rest is the trainer's own work)

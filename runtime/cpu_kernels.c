@@ -77,12 +77,14 @@ static void tile_probs(const Attn *a, const float *q, const float *k, int h, int
     for (int i = 0; i < nq; i++) softmax_range(P + (int64_t)i * nk, nk, first_key(a, q0 + i) - k0, q0 + i - k0);
 }
 
-/* dS row: p ∘ (dp − Σ dO∘O) · scale over the row's nk keys */
-ROW_CLONES static void dscores_row(const float *dO, const float *O, int D, const float *p, float *dp, int nk, float scale)
+/* dS row: p ∘ (dp − Di) · scale over the row's nk keys, where Di = Σ dO∘O = Σ_j p_j dp_j
+ * (O = P V, dP = dO Vᵀ): the row of P is the query's whole softmax, so O is not needed */
+ROW_CLONES static void dscores_row(const float *p, float *dp, int nk, float scale)
 {
-    float di = 0;
-#pragma omp simd reduction(+ : di)
-    for (int f = 0; f < D; f++) di += dO[f] * O[f];
+    double sum = 0;   /* up to T terms: summed in double */
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < nk; j++) sum += p[j] * dp[j];
+    const float di = (float)sum;
 #pragma omp simd
     for (int j = 0; j < nk; j++) dp[j] = p[j] * (dp[j] - di) * scale;
 }
@@ -122,8 +124,8 @@ void rt_cpu_attn_fwd(const float *q, const float *k, const float *v, const int32
 }
 
 /* One head at a time per thread (dk and dv of a key gather from every tile that sees it):
- * O = P V, Di = rowsum(dO ∘ O), dP = dO V^T, dS = scale · P ∘ (dP − Di), dQ = dS K,
- * dK += dS^T Q, dV += P^T dO. */
+ * dP = dO V^T, Di = rowsum(P ∘ dP) (= rowsum(dO ∘ O), without recomputing O = P V),
+ * dS = scale · P ∘ (dP − Di), dQ = dS K, dK += dS^T Q, dV += P^T dO. */
 void rt_cpu_attn_bwd(const float *dout, const float *q, const float *k, const float *v, const int32_t *doc, int T,
                      int H, int D, int block, int window, double scale, float *dq, float *dk, float *dv)
 {
@@ -137,7 +139,6 @@ void rt_cpu_attn_bwd(const float *dout, const float *q, const float *k, const fl
 #pragma omp parallel
     {
         float *P = scratch((size_t)QT * (size_t)T), *dP = scratch((size_t)QT * (size_t)T);
-        float *O = scratch((size_t)QT * (size_t)D);
 #pragma omp for schedule(dynamic, 1)
         for (int h = 0; h < H; h++)
             for (int t = 0; t < ntiles; t++) {
@@ -145,11 +146,8 @@ void rt_cpu_attn_bwd(const float *dout, const float *q, const float *k, const fl
                 const float *dO = dout + (int64_t)q0 * ld + h * D, *Q = q + (int64_t)q0 * ld + h * D;
                 const float *K = k + (int64_t)k0 * ld + h * D, *V = v + (int64_t)k0 * ld + h * D;
                 tile_probs(&a, q, k, h, q0, nq, k0, nk, P);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1, P, nk, V, ld, 0, O, D);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, 1, dO, ld, V, ld, 0, dP, nk);
-                for (int i = 0; i < nq; i++)
-                    dscores_row(dO + (int64_t)i * ld, O + (int64_t)i * D, D, P + (int64_t)i * nk, dP + (int64_t)i * nk,
-                                nk, a.scale);
+                for (int i = 0; i < nq; i++) dscores_row(P + (int64_t)i * nk, dP + (int64_t)i * nk, nk, a.scale);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1, dP, nk, K, ld, 0,
                             dq + (int64_t)q0 * ld + h * D, ld);
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nq, 1, dP, nk, Q, ld, 1,
@@ -159,7 +157,6 @@ void rt_cpu_attn_bwd(const float *dout, const float *q, const float *k, const fl
             }
         free(P);
         free(dP);
-        free(O);
     }
     free((void *)a.doc_start);
 }

@@ -38,6 +38,7 @@ struct RtCpu {
     RtStats stats;
     bool args_stale;           /* a leaf moved (rt_cpu_share, rt_cpu_own): rebind before the next run */
     int *group_end;            /* by kernel: the end of its group (build_groups) */
+    int *order;                /* the kernels in the order a group hands them out */
     int groups, grouped;       /* groups of two or more kernels, and the kernels in them */
 };
 
@@ -146,17 +147,49 @@ enum { GROUP_MAX = 64 };
 #define GROUP_LOOP_POINTS (1 << 20)       /* points of a loop kernel small enough to group */
 #define GROUP_PRODUCT_FLOPS (1LL << 28)   /* multiply-adds (batch·M·N·K) of a product */
 
-static bool groupable(const CgKernel *k)
+/* a loop kernel's points, or a product's multiply-adds (batch·M·N·K) */
+static int64_t work_of(const CgKernel *k)
 {
     int64_t n = 1;
-    if (k->kind == CG_LOOP) {
+    if (k->kind == CG_LOOP)
         for (int d = 0; d < k->ndim; d++) n *= k->dom[d];
-        return n <= GROUP_LOOP_POINTS;
+    else if (k->kind == CG_MATMUL) {
+        const IrNode *r = k->op, *a = r->in[0];
+        n = ir_numel(r) * (r->iattr[1] ? a->shape[r->ndim - 2] : a->shape[r->ndim - 1]);
     }
-    if (k->kind != CG_MATMUL) return false;   /* attention shares the document-id scratch */
-    const IrNode *r = k->op, *a = r->in[0];
-    n = ir_numel(r) * (r->iattr[1] ? a->shape[r->ndim - 2] : a->shape[r->ndim - 1]);
-    return n <= GROUP_PRODUCT_FLOPS;
+    return n;
+}
+
+static bool groupable(const CgKernel *k)
+{
+    if (k->kind == CG_LOOP) return work_of(k) <= GROUP_LOOP_POINTS;
+    return k->kind == CG_MATMUL && work_of(k) <= GROUP_PRODUCT_FLOPS;   /* not attention: it shares
+                                                                          * the document-id scratch */
+}
+
+typedef struct {
+    int64_t cost;
+    int k;
+} Job;
+
+static int longest_first(const void *a, const void *b)
+{
+    const Job *x = a, *y = b;
+    return x->cost != y->cost ? (x->cost < y->cost) - (x->cost > y->cost) : (x->k > y->k) - (x->k < y->k);
+}
+
+/* c->order[k, end): the group's kernels, the longest first (a loop's point costs about as
+ * much as 8 of a product's multiply-adds), so that no thread is left alone with a long one
+ * at the end */
+static void order_group(RtCpu *c, int k, int end)
+{
+    Job job[GROUP_MAX];
+    for (int j = k; j < end; j++) {
+        const CgKernel *kk = &c->s->k[j];
+        job[j - k] = (Job){work_of(kk) * (kk->kind == CG_LOOP ? 8 : 1), j};
+    }
+    qsort(job, (size_t)(end - k), sizeof *job, longest_first);
+    for (int j = k; j < end; j++) c->order[j] = job[j - k].k;
 }
 
 typedef struct {
@@ -198,7 +231,10 @@ static void build_groups(RtCpu *c)
 {
     enum { SPANS = 64 };
     int nk = c->s->nk;
-    if (!c->group_end) c->group_end = xcalloc((size_t)nk + 1, sizeof *c->group_end);
+    if (!c->group_end) {
+        c->group_end = xcalloc((size_t)nk + 1, sizeof *c->group_end);
+        c->order = xcalloc((size_t)nk + 1, sizeof *c->order);
+    }
     c->groups = c->grouped = 0;
     Span *sp = xmalloc(sizeof *sp * GROUP_MAX * SPANS);
     int nsp[GROUP_MAX];
@@ -215,6 +251,7 @@ static void build_groups(RtCpu *c)
             }
         }
         for (int j = k; j < end; j++) c->group_end[j] = end;
+        order_group(c, k, end);
         if (end - k > 1) {
             c->groups++;
             c->grouped += end - k;
@@ -435,14 +472,20 @@ int rt_cpu_run(RtCpu *c, char *err, size_t errlen)
     int rc = 0;
     for (int k = 0, end; k < c->s->nk && rc == 0; k = end) {
         end = c->group_end[k];
-        double t0 = clock_seconds();
+        double t0 = clock_seconds(), own[GROUP_MAX], sum = 0;
         if (end - k == 1) rc = run_kernel(c, k, err, errlen);
         else {
 #pragma omp parallel for schedule(dynamic, 1)
-            for (int j = k; j < end; j++) run_kernel(c, j, NULL, 0);   /* loops and products: no errors */
+            for (int j = k; j < end; j++) {   /* loops and products: no errors */
+                double tj = clock_seconds();
+                run_kernel(c, c->order[j], NULL, 0);
+                own[c->order[j] - k] = clock_seconds() - tj;
+            }
         }
-        double dt = (clock_seconds() - t0) / (end - k);   /* a group's time, shared evenly */
-        for (int j = k; j < end; j++) {
+        double wall = clock_seconds() - t0;
+        for (int j = k; j < end && end - k > 1; j++) sum += own[j - k];
+        for (int j = k; j < end; j++) {   /* a group's time shared by the kernels' own times */
+            double dt = end - k == 1 ? wall : sum > 0 ? wall * own[j - k] / sum : wall / (end - k);
             add_time(&c->stats, &c->s->k[j], dt);
             if (sec) sec[j] = dt;
         }
@@ -539,6 +582,7 @@ void rt_cpu_free(RtCpu *c)
     free(c->borrowed);
     free(c->fn);
     free(c->group_end);
+    free(c->order);
     if (c->so) dlclose(c->so);
     free(c->arena);
     free(c->doc);

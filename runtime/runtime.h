@@ -58,8 +58,8 @@ bool rt_exec_accumulate(RtExec *dst, const IrNode *leaf, const RtExec *src, cons
 void rt_exec_sync(const RtExec *x);
 /* Where the cpu backend's runs spent their time, summed since the executor was made or
  * last reset: products (MATMUL kernels, with their floating-point operations), attention
- * forward and backward, generated loop kernels, scatter-adds (a group's time shared evenly
- * among its kernels). And of the step's kernels, how many run in groups, several at once
+ * forward and backward, generated loop kernels, scatter-adds (a group's time shared among
+ * its kernels in proportion to each one's own time). And of the step's kernels, how many run in groups, several at once
  * (cpu.c), and in how many groups. */
 typedef struct {
     int runs;

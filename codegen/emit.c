@@ -129,7 +129,7 @@ typedef struct {
                                       * needs too, kept in a row buffer c<i> (row_cache) */
     int ncache;
     bool caching;                    /* … this emission stores and reads them */
-    bool exp_row[32];                /* … acc i's exponentials kept in e<i> for CE_BWD */
+    bool exp_row[32];                /* … acc i's exponentials kept in ce<i> for CE_BWD */
     unsigned char vin[VEC_ARGS], vout[VEC_ARGS];   /* bf16 args moved 16 bytes at a time */
 } Em;
 

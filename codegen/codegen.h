@@ -79,8 +79,9 @@ typedef struct {
                                     * (inplace.c: an output that replaces that leaf) */
     CgKernel *k;
     int nk;
-    int *level;                    /* by kernel, cg_fuse_levels only (else NULL): its level;
-                                    * the kernels of one level may run at the same time */
+    int *level;                    /* by kernel, in level order only (cg_fuse_levels; else
+                                    * NULL): its level; the kernels of one level may run at
+                                    * the same time */
     CgFunc *funcs;
     int nfuncs;
     /* memory plan (memplan.c): byte offsets of roots in one arena, -1 for the rest */
@@ -97,7 +98,8 @@ CgStep *cg_fuse(const IrGraph *g, IrNode *const *keep, int nkeep, CgStore store,
  * every kernel of a lower level, so independent chains (each parameter's update) advance
  * together and kernels that may run at the same time stand next to each other (the cpu
  * backend runs such neighbours concurrently). The memory plan gives no two kernels of one
- * level the same bytes, so intermediates of the chains live longer. */
+ * level the same bytes, so intermediates of the chains live longer; where that would plan
+ * over 1.25 times the memory of the fused order, the fused order stays (level NULL). */
 CgStep *cg_fuse_levels(const IrGraph *g, IrNode *const *keep, int nkeep, CgStore store, char *err, size_t errlen);
 /* the nodes kernel k reads: its arguments (a loop kernel; its roots among them) or its
  * op's inputs (a library call), as ids; scratch holds the latter. Returns their number. */

@@ -457,6 +457,42 @@ static void order_by_level(CgStep *s)
     free(made_by);
 }
 
+static void set_producers(CgStep *s)
+{
+    for (int i = 0; i < s->g->n; i++) s->producer[i] = -1;
+    for (int i = 0; i < s->nk; i++)
+        for (int j = 0; j < s->k[i].nroots; j++) s->producer[s->k[i].roots[j]] = i;
+}
+
+/* the arena the memory plan needs for the kernels in their present order */
+static int64_t planned_bytes(CgStep *s, IrNode *const *keep, int nkeep)
+{
+    cg_memplan(s, keep, nkeep);
+    free(s->offset);
+    s->offset = NULL;
+    return s->arena_bytes;
+}
+
+/* Level order, unless its memory plan needs more than LEVEL_SLACK times the fused order's
+ * (both before outputs take their leaves' memory): kernels written to run one after the
+ * other to bound memory — a validation's logits in row chunks — would all be live at once. */
+#define LEVEL_SLACK 1.25
+
+static void order_levels(CgStep *s, IrNode *const *keep, int nkeep)
+{
+    int64_t fused = planned_bytes(s, keep, nkeep);
+    CgKernel *saved = xmalloc(sizeof *saved * ((size_t)s->nk + 1));
+    memcpy(saved, s->k, sizeof *saved * (size_t)s->nk);
+    order_by_level(s);
+    if ((double)planned_bytes(s, keep, nkeep) > LEVEL_SLACK * (double)fused) {
+        memcpy(s->k, saved, sizeof *saved * (size_t)s->nk);
+        free(s->level);
+        s->level = NULL;
+    }
+    free(saved);
+    set_producers(s);
+}
+
 static void reset_kernels(CgStep *s)
 {
     for (int i = 0; i < s->nk; i++) free_kernel(&s->k[i]);
@@ -551,11 +587,9 @@ static CgStep *fuse(const IrGraph *g, IrNode *const *keep, int nkeep, CgStore st
     free(force);
     free(seen);
     merge_across(s);
-    if (levels) order_by_level(s);
-    for (int i = 0; i < g->n; i++) s->producer[i] = -1;
-    for (int i = 0; i < s->nk; i++)
-        for (int j = 0; j < s->k[i].nroots; j++) s->producer[s->k[i].roots[j]] = i;
+    set_producers(s);
     cg_assign_storage(s, store, keep, nkeep);
+    if (levels) order_levels(s, keep, nkeep);
     cg_alias_outputs(s, keep, nkeep);
     if (make_funcs(s, err, errlen)) {
         cg_step_free(s);

@@ -241,7 +241,8 @@ static void build_groups(RtCpu *c)
     for (int k = 0; k < nk;) {
         int end = k + 1;
         if (groupable(&c->s->k[k]) && omp_get_max_threads() > 1 && (nsp[0] = spans_of(c, k, sp, SPANS)) >= 0) {
-            while (end < nk && end - k < GROUP_MAX && c->s->level[end] == c->s->level[k] && groupable(&c->s->k[end])) {
+            while (end < nk && end - k < GROUP_MAX && c->s->level && c->s->level[end] == c->s->level[k] &&
+                   groupable(&c->s->k[end])) {
                 Span *mine = sp + (end - k) * SPANS;
                 int n = nsp[end - k] = spans_of(c, end, mine, SPANS), j = k;
                 if (n < 0) break;

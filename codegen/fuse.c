@@ -430,19 +430,17 @@ static int cmp_rank(const void *a, const void *b)
  * one more than the highest level among the kernels it reads from (which come before it) */
 static void order_by_level(CgStep *s)
 {
-    int *made_by = xmalloc(sizeof *made_by * ((size_t)s->g->n + 1)), scratch[6];
+    int scratch[6];
     Rank *rank = xmalloc(sizeof *rank * ((size_t)s->nk + 1));
-    for (int i = 0; i < s->g->n; i++) made_by[i] = -1;
     for (int i = 0; i < s->nk; i++) {
         const int *ids;
         int n = cg_kernel_reads(&s->k[i], &ids, scratch);
         rank[i] = (Rank){0, i};
         for (int a = 0; a < n; a++) {
             int64_t off;
-            int b = cg_storage(s, ids[a], &off), p = b >= 0 ? made_by[b] : -1;
-            if (p >= 0 && rank[p].level + 1 > rank[i].level) rank[i].level = rank[p].level + 1;
+            int b = cg_storage(s, ids[a], &off), p = b >= 0 && s->role[b] == CG_ROOT ? s->producer[b] : -1;
+            if (p >= 0 && p < i && rank[p].level + 1 > rank[i].level) rank[i].level = rank[p].level + 1;
         }
-        for (int r = 0; r < s->k[i].nroots; r++) made_by[s->k[i].roots[r]] = i;
     }
     qsort(rank, (size_t)s->nk, sizeof *rank, cmp_rank);
     CgKernel *k = xmalloc(sizeof *k * ((size_t)s->nk + 1));
@@ -454,7 +452,6 @@ static void order_by_level(CgStep *s)
     memcpy(s->k, k, sizeof *k * (size_t)s->nk);
     free(k);
     free(rank);
-    free(made_by);
 }
 
 static void set_producers(CgStep *s)

@@ -1318,6 +1318,32 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* the blocks cur[0, n) emitted again by fn, after a change of form in e; the first
+ * emission stands (false) where the second failed or took other arguments or accumulators:
+ * it sees the nodes the first saw, so it cannot, but a broken kernel is worse than a slow one */
+static bool emit_again(Em *e, Block *const *cur, int n, void (*fn)(Em *))
+{
+    Block saved[4];
+    int nargs = e->k->nargs, nacc = e->nacc;
+    for (int i = 0; i < n; i++) {
+        saved[i] = *cur[i];
+        memset(cur[i], 0, sizeof *cur[i]);
+    }
+    fn(e);
+    bool same = !e->failed && e->k->nargs == nargs && e->nacc == nacc;
+    for (int i = 0; i < n; i++) {
+        block_free(same ? &saved[i] : cur[i]);
+        if (!same) *cur[i] = saved[i];
+    }
+    if (!same) {
+        e->failed = false;
+        e->culprit = -1;
+        e->k->nargs = nargs;
+        e->nacc = nacc;
+    }
+    return same;
+}
+
 /* A reshape that splits the inner loop's index in two ([T, 256] read as [T, 4, 64]) divides
  * it (i / 64, i % 64): per-head values become gathers, and what depends on the head alone
  * is recomputed at every point. Where no segments are cut, the loop is emitted again as two
@@ -1325,20 +1351,9 @@ static int cmp_i64(const void *a, const void *b)
  * split reads their indices (the row's per-head values hoisted out of the inner loop). */
 static void emit_tiles(Em *e)
 {
-    int nargs = e->k->nargs;
-    Block whole = e->p2;
-    memset(&e->p2, 0, sizeof e->p2);
+    Block *p2[] = {&e->p2};
     e->tile = e->tile_want;
-    emit_roots(e);
-    Block *drop = e->failed || e->k->nargs != nargs ? &e->p2 : &whole;   /* it cannot differ; if it did: */
-    block_free(drop);
-    if (drop == &e->p2) {   /* … the first emission stands */
-        e->p2 = whole;
-        e->tile = 0;
-        e->k->nargs = nargs;
-        e->failed = false;
-        e->culprit = -1;
-    }
+    if (!emit_again(e, p2, 1, emit_roots)) e->tile = 0;
 }
 
 /* the roots again, once per segment between the cuts, each into seg_text. A segment sees
@@ -1410,16 +1425,13 @@ static void find_cache(Em *e)
         }
 }
 
-static void blocks_free(Block *b[4])
+/* the reduction's passes again, p1 counting its accumulators anew */
+static void emit_cached(Em *e)
 {
-    for (int i = 0; i < 4; i++) {
-        block_free(b[i]);
-        memset(b[i], 0, sizeof *b[i]);
-    }
+    e->nacc = 0;
+    emit_roots(e);
+    emit_p1(e);
 }
-
-static void emit_roots(Em *e);
-static void emit_p1(Em *e);
 
 static void row_cache(Em *e)
 {
@@ -1431,25 +1443,9 @@ static void row_cache(Em *e)
         memset(e->exp_row, 0, sizeof e->exp_row);
         return;
     }
-    Block *cur[4] = {&e->p1, &e->p1b, &e->mid, &e->p2}, saved[4];
-    for (int i = 0; i < 4; i++) saved[i] = *cur[i];
-    int nargs = e->k->nargs, nacc = e->nacc;
-    for (int i = 0; i < 4; i++) memset(cur[i], 0, sizeof *cur[i]);
-    e->nacc = 0;
+    Block *passes[] = {&e->p1, &e->p1b, &e->mid, &e->p2};
     e->caching = true;
-    emit_roots(e);
-    emit_p1(e);
-    bool same = !e->failed && e->k->nargs == nargs && e->nacc == nacc;   /* it cannot differ; if it did: */
-    Block *drop[4] = {same ? &saved[0] : cur[0], same ? &saved[1] : cur[1], same ? &saved[2] : cur[2],
-                      same ? &saved[3] : cur[3]};
-    blocks_free(drop);
-    if (!same) {   /* … the first emission stands */
-        for (int i = 0; i < 4; i++) *cur[i] = saved[i];
-        e->caching = e->failed = false;
-        e->culprit = -1;
-        e->k->nargs = nargs;
-        e->nacc = nacc;
-    }
+    if (!emit_again(e, passes, 4, emit_cached)) e->caching = false;
 }
 
 int cg_emit_loop(const CgStep *s, CgKernel *k, CgDialect d, const char *name, char **src, int *culprit)

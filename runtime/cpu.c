@@ -61,20 +61,24 @@ static size_t leaf_bytes(const RtCpu *c)
     return bytes;
 }
 
-/* The memory plan (arena and leaves), or an error that states it: a plan larger than the
- * machine's memory is refused before anything is touched, rather than left to the kernel's
- * out-of-memory killer in the middle of a step. */
 /* Large tensors in 2 MiB pages where the system gives them on request (transparent huge
  * pages in "madvise" mode): a product reading a transposed operand steps a row — a page or
  * more — at every element, and with 4 KiB pages nearly every such step misses the TLB. */
 static void *huge_pages(void *p, size_t n)
 {
+#ifdef MADV_HUGEPAGE
     enum { HUGE = 2 << 20 };
     uintptr_t lo = ((uintptr_t)p + HUGE - 1) & ~(uintptr_t)(HUGE - 1), hi = ((uintptr_t)p + n) & ~(uintptr_t)(HUGE - 1);
     if (p && hi > lo) madvise((void *)lo, hi - lo, MADV_HUGEPAGE);   /* advice: a refusal changes nothing */
+#else
+    (void)n;
+#endif
     return p;
 }
 
+/* The memory plan (arena and leaves), or an error that states it: a plan larger than the
+ * machine's memory is refused before anything is touched, rather than left to the kernel's
+ * out-of-memory killer in the middle of a step. */
 static int alloc_plan(RtCpu *c, char *err, size_t errlen)
 {
     size_t arena = (size_t)c->s->arena_bytes, leaves = leaf_bytes(c);

@@ -1,7 +1,7 @@
 # gptc — one Makefile for the whole tree.
 #
-#   make            build/gptc (optimised, with debug info), the CUDA emulator's library next
-#                   to it, the test binaries and the CUDA stand-in
+#   make            build/gptc (optimised, with debug info), gptc-nvrtc and the CUDA
+#                   emulator's library next to it, the test binaries and the CUDA stand-in
 #   make run        the main job (tools/main-job.sh): build build/gptc, check every variant
 #                   with every preset, prepare the Brown corpus, train x02 at the tiny preset
 #                   on the CPU and show its validation losses
@@ -35,7 +35,7 @@ TEST_SRCS = $(wildcard tests/test_*.c)
 TEST_BINS = $(TEST_SRCS:tests/%.c=$(B)/tests/%)
 
 .PHONY: all run test asan fuzz clean
-all: $(B)/gptc $(TEST_BINS) $(B)/tests/libcudamock.so $(B)/libgptc-cudaemu.so $(B)/tests/libgptc-cudaemu-san.so
+all: $(B)/gptc $(B)/gptc-nvrtc $(TEST_BINS) $(B)/tests/libcudamock.so $(B)/libgptc-cudaemu.so $(B)/tests/libgptc-cudaemu-san.so
 
 $(B)/gen/parser.c $(B)/gen/parser.h &: frontend/parser.y
 	@mkdir -p $(B)/gen
@@ -56,14 +56,26 @@ $(B)/%.o: %.c | $(B)/gen/parser.h $(B)/gen/lexer.h
 $(B)/libgptc.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $^
 
-CLI_OBJS  = $(patsubst %.c,$(B)/%.o,$(wildcard cli/*.c))
+CLI_OBJS  = $(patsubst %.c,$(B)/%.o,$(filter-out cli/nvrtc_main.c,$(wildcard cli/*.c)))
 
-$(B)/gptc: $(CLI_OBJS) $(B)/libgptc.a
+# gptc compiles CUDA modules in gptc-nvrtc (below), so building gptc builds it too
+$(B)/gptc: $(CLI_OBJS) $(B)/libgptc.a | $(B)/gptc-nvrtc
 	$(CC) $(CFLAGS) $(SAN) $^ -o $@ $(LDLIBS)
 
 $(B)/tests/%: tests/%.c tests/test.h $(B)/libgptc.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(SAN) $(WARN) $< $(B)/libgptc.a -o $@ $(LDLIBS)
+
+# gptc-nvrtc (cli/nvrtc_main.c): the process gptc compiles CUDA modules in, next to gptc.
+# It is built like the emulator (EMU_SAN, EMU_OPT below): without sanitizers in build-asan,
+# where NVRTC's allocations through AddressSanitizer's allocator would take 2-3x as long.
+NVRTC_SRCS = cli/nvrtc_main.c codegen/compile.c $(wildcard base/*.c)
+NVRTC_OBJS = $(NVRTC_SRCS:%.c=$(B)/nvrtc/%.o)
+$(B)/nvrtc/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(EMU_OPT) -g $(EMU_SAN) $(WARN) -c $< -o $@
+$(B)/gptc-nvrtc: $(NVRTC_OBJS)
+	$(CC) $(EMU_OPT) -g $(EMU_SAN) $^ -o $@ -fopenmp -ldl
 
 # The CUDA emulator (GPTC_CUDA_EMULATE=1): a shared library that gptc loads in place of
 # libcuda, NVRTC, cuBLASLt and NCCL; it sits next to gptc. Its API alone is exported. The
@@ -131,4 +143,4 @@ test:
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(EMU_OBJS:.o=.d) $(EMU_SOBJS:.o=.d)
+-include $(OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(NVRTC_OBJS:.o=.d) $(EMU_OBJS:.o=.d) $(EMU_SOBJS:.o=.d)

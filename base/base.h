@@ -82,6 +82,10 @@ const char *fmt_bytes(double bytes, char *buf, size_t len);
  * for the first name. */
 void *lib_open(const char *const *names, int n, int flags, int *which, char *why, size_t whylen);
 
+/* The path of file `name` next to the running program, or, when there is none there, one
+ * folder up (where a test binary's gptc sits); into out, which is returned. */
+const char *beside_program(const char *name, char *out, size_t len);
+
 /* With GPTC_CUDA_EMULATE set (to anything but 0), the CUDA emulator's library, which the cuda
  * backend and NVRTC load in place of libcuda, libnvrtc, libcublasLt and libnccl:
  * $GPTC_LIBCUDAEMU, else libgptc-cudaemu.so next to the running program. NULL otherwise. */

@@ -26,6 +26,18 @@ void *lib_open(const char *const *names, int n, int flags, int *which, char *why
     return NULL;
 }
 
+const char *beside_program(const char *name, char *out, size_t len) {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = 0;
+    /* next to gptc; a test binary sits one folder further down (build/tests/) */
+    snprintf(out, len, "%s/%s", exe, name);
+    if (access(out, R_OK) != 0) snprintf(out, len, "%s/../%s", exe, name);
+    return out;
+}
+
 const char *cuda_emulator(void) {
     static char path[PATH_MAX + 64];
     const char *on = getenv("GPTC_CUDA_EMULATE");
@@ -36,13 +48,5 @@ const char *cuda_emulator(void) {
         snprintf(path, sizeof path, "%s", forced);
         return path;
     }
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    exe[n > 0 ? n : 0] = 0;
-    char *slash = strrchr(exe, '/');
-    if (slash) *slash = 0;
-    /* next to gptc; a test binary sits one folder further down (build/tests/) */
-    snprintf(path, sizeof path, "%s/libgptc-cudaemu.so", exe);
-    if (access(path, R_OK) != 0) snprintf(path, sizeof path, "%s/../libgptc-cudaemu.so", exe);
-    return path;
+    return beside_program("libgptc-cudaemu.so", path, sizeof path);
 }

@@ -183,9 +183,12 @@ int cg_cache_dir(char *out, size_t len, char *err, size_t errlen);
 int cg_compile_c(const char *src, char *path, size_t pathlen, bool *cached, char *err, size_t errlen);
 /* Compiles CUDA source with NVRTC (loaded at run time) for arch ("sm_90"), through the
  * cache; writes the cubin's path and NVRTC's log (ptxas -v: registers, spills) to *log
- * (malloc'ed, may be NULL). A missing NVRTC is an error naming the library. */
+ * (malloc'ed, may be NULL). A missing NVRTC is an error naming the library. NVRTC runs in
+ * gptc-nvrtc, a process of its own next to the program (or one folder up). */
 int cg_compile_cuda(const char *src, const char *arch, char *path, size_t pathlen, bool *cached, char **log,
                     char *err, size_t errlen);
+/* gptc-nvrtc's main: ARCH SOURCE CUBIN LOG (cli/nvrtc_main.c; --help says more) */
+int cg_nvrtc_main(int argc, char **argv);
 uint64_t cg_hash(const void *data, size_t n, uint64_t h);
 /* where the CUDA toolkit is: $CUDA_HOME, default /usr/local/cuda */
 const char *cg_cuda_home(void);

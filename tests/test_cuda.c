@@ -4,11 +4,13 @@
  * copies are real), the host side of the executor: parameters stored in bf16 come back
  * rounded to nearest, f32 storage keeps them exact, the rotary tables are uploaded at
  * creation, integer inputs out of range are reported by the run, and a run enqueues its
- * kernels. Kernels do not execute here. */
+ * kernels; NVRTC compiles in its own process (gptc-nvrtc). Kernels do not execute here. */
 #include <libgen.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "codegen/codegen.h"
 #include "ir/ir.h"
@@ -92,15 +94,45 @@ TEST(statistics_stay_f32)
 }
 
 static char mock[4096];
+
+/* NVRTC is installed (then every compile must work) */
 static bool have_nvrtc(void)
 {
-    char path[4200], err[256];
-    bool cached;
+    char lib[512];
+    snprintf(lib, sizeof lib, "%s/lib64/libnvrtc.so", cg_cuda_home());
+    return access(lib, R_OK) == 0;
+}
+
+/* NVRTC runs in gptc-nvrtc: a module compiles, its source is kept beside its cubin in the
+ * cache and a second compile takes it from there; NVRTC's errors come back naming that
+ * source */
+TEST(nvrtc_in_its_own_process)
+{
+    if (!have_nvrtc()) {
+        printf("skip: NVRTC is not installed\n");
+        return;
+    }
+    char path[4200], src_path[4200], err[4096];
+    bool cached = true;
     char *log = NULL;
-    int rc = cg_compile_cuda("extern \"C\" __global__ void k(float *x) { x[0] = 1; }", "sm_90", path, sizeof path,
-                             &cached, &log, err, sizeof err);
+    const char *good = "extern \"C\" __global__ void k(float *x) { x[0] = 2; }";
+    int rc = cg_compile_cuda(good, "sm_90", path, sizeof path, &cached, &log, err, sizeof err);
+    if (rc) fprintf(stderr, "  %s\n", err);
+    CHECK(rc == 0 && !cached && log && strstr(log, "Compiling entry function 'k'"));
+    snprintf(src_path, sizeof src_path, "%.*s.cu", (int)(strlen(path) - strlen(".cubin")), path);
+    CHECK(access(path, R_OK) == 0 && access(src_path, R_OK) == 0);
     free(log);
-    return rc == 0;
+    log = NULL;
+    CHECK(cg_compile_cuda(good, "sm_90", path, sizeof path, &cached, &log, err, sizeof err) == 0 && cached && log);
+    free(log);
+    log = NULL;
+    rc = cg_compile_cuda("extern \"C\" __global__ void k(float *x) { x[0] = nonesuch; }", "sm_90", path, sizeof path,
+                         &cached, &log, err, sizeof err);
+    snprintf(src_path, sizeof src_path, "%.*s.cu(1): error: identifier \"nonesuch\" is undefined",
+             (int)(strlen(path) - strlen(".cubin")), path);
+    CHECK(rc == -1 && strstr(err, "NVRTC failed") && strstr(err, src_path));
+    CHECK(access(path, R_OK) != 0);
+    free(log);
 }
 
 static float bf16_round(float f)   /* nearest even, finite values */
@@ -187,5 +219,6 @@ int main(int argc, char **argv)
     RUN(statistics_stay_f32);
     RUN(executor_on_the_stand_in);
     RUN(rotary_tables_uploaded);
+    RUN(nvrtc_in_its_own_process);
     return test_summary();
 }

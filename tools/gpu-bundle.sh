@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares .gpu/ (ignored through .git/info/exclude) with what a lent GPU machine may lack,
 # for tools/gpu-check.sh run there with `carry: [".gpu"]` (docs/gpu-check.md):
-#   .gpu/gptc             a release build of gptc (make build/gptc, then a copy)
+#   .gpu/gptc             a release build of gptc (make build/gptc, then a copy), and beside
+#                         it gptc-nvrtc, the process it compiles CUDA modules in
 #   .gpu/lib.tar.xz       the shared libraries gptc links that are not glibc's or gcc's
 #                         (ldd: libopenblas.so.0, libgfortran.so.5, libquadmath.so.0), the
 #                         real files, plus fallback/libgomp.so.1; xz-compressed because
@@ -41,7 +42,7 @@ make -j"$(nproc)" build/gptc
 new=$G.new
 rm -rf "$new"
 mkdir -p "$new/gen" "$new/include" "$new/data/brown"
-cp build/gptc "$new/gptc"
+cp build/gptc build/gptc-nvrtc "$new/"
 source_hash >"$new/SOURCES.sha256"
 
 # 3. the shared libraries: every ldd entry outside glibc and gcc's runtime, as real files

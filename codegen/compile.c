@@ -338,7 +338,8 @@ static int nvrtc_in_child(const char *src, const char *arch, const char *path, c
     char child[PATH_MAX + 64], source[4200], out[8192];
     beside_program("gptc-nvrtc", child, sizeof child);
     if (access(child, X_OK)) {
-        snprintf(err, errlen, "gptc-nvrtc, which compiles CUDA modules, is not next to gptc (%s): make builds it", child);
+        snprintf(err, errlen, "gptc-nvrtc, which compiles CUDA modules, is neither next to the program nor one folder up "
+                 "(%s): make builds it", child);
         return -1;
     }
     snprintf(source, sizeof source, "%.*s.cu", (int)(strlen(path) - strlen(".cubin")), path);

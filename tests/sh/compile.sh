@@ -43,7 +43,7 @@ if [ -e /usr/local/cuda/lib64/libnvrtc.so ] || [ -n "${CUDA_HOME:-}" ]; then
     mkdir -p "$tmp/alone"; cp "$GPTC" "$tmp/alone/gptc"
     tiny=(models/gpt2m_x02.gptc --preset tiny --target cuda -o "$tmp/alone/out")
     XDG_CACHE_HOME=$tmp/alone/cache expect_output "gptc without gptc-nvrtc beside it: says so" \
-        "gptc-nvrtc, which compiles CUDA modules, is not next to gptc .*make builds it" "$tmp/alone/gptc" compile "${tiny[@]}"
+        "gptc-nvrtc, which compiles CUDA modules, is neither next to the program nor one folder up .*make builds it" "$tmp/alone/gptc" compile "${tiny[@]}"
     printf '#!/bin/sh\necho "gptc-nvrtc: out of disk" >&2\nexit 1\n' >"$tmp/alone/gptc-nvrtc"; chmod +x "$tmp/alone/gptc-nvrtc"
     XDG_CACHE_HOME=$tmp/alone/cache expect_output "a failed gptc-nvrtc: its message" "gptc-nvrtc: out of disk" \
         "$tmp/alone/gptc" compile "${tiny[@]}"

@@ -330,24 +330,23 @@ static int run_capture(char *const argv[], char *out, size_t outlen)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-/* a cache miss: the source into the cache (HASH.cu, beside its cubin), gptc-nvrtc compiles it
+/* a cache miss: the source into the cache (source, beside its cubin), gptc-nvrtc compiles it
  * into path and logpath */
-static int nvrtc_in_child(const char *src, const char *arch, const char *path, const char *logpath, char *err,
-                          size_t errlen)
+static int nvrtc_in_child(const char *src, const char *arch, const char *source, const char *path,
+                          const char *logpath, char *err, size_t errlen)
 {
-    char child[PATH_MAX + 64], source[4200], out[8192];
+    char child[PATH_MAX + 64], out[8192];
     beside_program("gptc-nvrtc", child, sizeof child);
     if (access(child, X_OK)) {
         snprintf(err, errlen, "gptc-nvrtc, which compiles CUDA modules, is neither next to the program nor one folder up "
                  "(%s): make builds it", child);
         return -1;
     }
-    snprintf(source, sizeof source, "%.*s.cu", (int)(strlen(path) - strlen(".cubin")), path);
     if (write_file(source, src, strlen(src))) {
         snprintf(err, errlen, "cannot write %s: %s", source, strerror(errno));
         return -1;
     }
-    char *argv[] = {child, (char *)arch, source, (char *)path, (char *)logpath, NULL};
+    char *argv[] = {child, (char *)arch, (char *)source, (char *)path, (char *)logpath, NULL};
     int rc = run_capture(argv, out, sizeof out);
     for (size_t n = strlen(out); n > 0 && out[n - 1] == '\n';) out[--n] = 0;
     if (rc < 0) snprintf(err, errlen, "cannot run %s: %s", child, strerror(errno));
@@ -359,7 +358,7 @@ static int nvrtc_in_child(const char *src, const char *arch, const char *path, c
 int cg_compile_cuda(const char *src, const char *arch, char *path, size_t pathlen, bool *cached, char **log,
                     char *err, size_t errlen)
 {
-    char dir[4096], logpath[4200], ver[32];
+    char dir[4096], logpath[4200], source[4200], ver[32];
     *log = NULL;
     if (load_nvrtc(err, errlen) || cg_cache_dir(dir, sizeof dir, err, errlen)) return -1;
     int maj = 0, min = 0;
@@ -369,8 +368,9 @@ int cg_compile_cuda(const char *src, const char *arch, char *path, size_t pathle
     if (nv.emu_id) h = hash_str(nv.emu_id(), h);   /* an emulated module is no cubin */
     snprintf(path, pathlen, "%s/%016llx.cubin", dir, (unsigned long long)h);
     snprintf(logpath, sizeof logpath, "%s/%016llx.log", dir, (unsigned long long)h);
+    snprintf(source, sizeof source, "%s/%016llx.cu", dir, (unsigned long long)h);
     *cached = exists(path) && exists(logpath);
-    if (!*cached && nvrtc_in_child(src, arch, path, logpath, err, errlen)) return -1;
+    if (!*cached && nvrtc_in_child(src, arch, source, path, logpath, err, errlen)) return -1;
     *log = read_all(logpath);
     return 0;
 }

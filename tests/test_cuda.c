@@ -105,13 +105,17 @@ static bool have_nvrtc(void)
 
 /* NVRTC runs in gptc-nvrtc: a module compiles, its source is kept beside its cubin in the
  * cache and a second compile takes it from there; NVRTC's errors come back naming that
- * source */
+ * source. In a kernel cache of its own, empty at the start. */
 TEST(nvrtc_in_its_own_process)
 {
     if (!have_nvrtc()) {
         printf("skip: NVRTC is not installed\n");
         return;
     }
+    char cache[] = "/tmp/gptc-test-cuda-XXXXXX", cmd[64], *saved = getenv("XDG_CACHE_HOME");
+    saved = saved ? strdup(saved) : NULL;
+    CHECK(mkdtemp(cache) != NULL);
+    setenv("XDG_CACHE_HOME", cache, 1);
     char path[4200], src_path[4200], err[4096];
     bool cached = true;
     char *log = NULL;
@@ -133,6 +137,11 @@ TEST(nvrtc_in_its_own_process)
     CHECK(rc == -1 && strstr(err, "NVRTC failed") && strstr(err, src_path));
     CHECK(access(path, R_OK) != 0);
     free(log);
+    if (saved) setenv("XDG_CACHE_HOME", saved, 1);
+    else unsetenv("XDG_CACHE_HOME");
+    free(saved);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache);
+    CHECK(system(cmd) == 0);
 }
 
 static float bf16_round(float f)   /* nearest even, finite values */

@@ -6,10 +6,14 @@
 # table, gptc's split of a small step: the gradient step and the update, time by kind of
 # kernel, and its products' GFLOP/s against one large sgemm timed in the same run.
 #
-# Both sides multiply with the same OpenBLAS kernels. Where OpenBLAS does not know the CPU
-# and falls back to generic kernels, gptc runs itself with kernels for it (runtime/blas.c);
-# PyTorch then runs with the same OPENBLAS_CORETYPE, and its time with the fallback is
-# printed too (pt_fallback_ms).
+# PyTorch runs with the OpenBLAS kernels gptc runs with (pytorch_ms, cpu/pt). Where OpenBLAS
+# does not know the CPU and falls back to generic kernels, gptc runs itself with kernels for
+# it (runtime/blas.c); PyTorch then runs with the same OPENBLAS_CORETYPE, and its time with
+# the fallback is printed too (pt_fallback_ms). Where gptc multiplies with its own AVX-512
+# product instead (runtime/sgemm.c: an AVX-512 CPU whose OpenBLAS kernels are AVX2 ones,
+# as OPENBLAS_CORETYPE=Haswell makes them), PyTorch also runs with OpenBLAS's AVX-512
+# kernels (OPENBLAS_CORETYPE=SkylakeX) in every round: pt512_ms and cpu/pt512, gptc against
+# PyTorch at its fastest here.
 #
 # A shared machine's speed drifts by tens of percent within minutes, so the small config
 # runs ROUNDS times (default 3), gptc's cpu backend and PyTorch alternating: each round's
@@ -39,32 +43,39 @@ pytorch() {
         --threads "$threads" --dtype float32; } 2>&1)
     echo "$(echo "$p" | sed -n 's/.* median \([0-9.]*\) ms\/step.*/\1/p') $(echo "$p" | awk '/maxrss_kb/ { printf "%.0f", $2 / 1024 }')"
 }
-printf '%-6s %10s %10s %11s %7s %7s %8s %8s %8s %14s\n' config cpu_ms ref_ms pytorch_ms cpu/pt ref/pt cpu_MB ref_MB pt_MB \
-    pt_fallback_ms
+printf '%-6s %10s %10s %11s %7s %7s %8s %8s %8s %14s %9s %10s\n' config cpu_ms ref_ms pytorch_ms cpu/pt ref/pt cpu_MB ref_MB \
+    pt_MB pt_fallback_ms pt512_ms cpu/pt512
 gbench() { build/gptc bench models/gpt2m.gptc "${args[@]}" --schedule "${sched[$c]}" --steps "$steps" --threads "$threads" "$@"; }
 rounds_log="" split=""
 for c in tiny small; do
     args=(); for kv in ${sets[$c]}; do args+=(--set "$kv"); done
     n=1; [ $c = small ] && n=${ROUNDS:-3}
-    cpus=() pts=() rats=() pmb=0
+    cpus=() pts=() rats=() p512s=() rats512=() pmb=0
     for ((r = 1; r <= n; r++)); do
         out=$(gbench --backend cpu)
         cpus+=("$(field "$out" median_ms_per_step)")
         core=$(field "$out" blas_core); fallback=$(field "$out" blas_fallback)
         read -r pms pmb <<<"$(pytorch "${cfg[$c]}" OPENBLAS_CORETYPE="$core")"
         pts+=("$pms"); rats+=("$(ratio "${cpus[-1]}" "$pms")")
-        [ $n -gt 1 ] && rounds_log+="  $c round $r: gptc ${cpus[-1]} ms, PyTorch $pms ms, ratio ${rats[-1]}"$'\n'
+        kernel=$(field "$out" products_kernel); line512=""
+        if [ "$kernel" = "gptc's AVX-512 kernel" ]; then
+            read -r p512 _ <<<"$(pytorch "${cfg[$c]}" OPENBLAS_CORETYPE=SkylakeX)"
+            p512s+=("$p512"); rats512+=("$(ratio "${cpus[-1]}" "$p512")")
+            line512=", PyTorch with AVX-512 kernels $p512 ms, ratio ${rats512[-1]}"
+        fi
+        [ $n -gt 1 ] && rounds_log+="  $c round $r: gptc ${cpus[-1]} ms, PyTorch $pms ms, ratio ${rats[-1]}$line512"$'\n'
         [ $c = small ] && [ $r -eq 1 ] && split=$(echo "$out" | grep -E '^(median_gradient_ms|median_update_ms|split_ms|products):')
     done
     cmb=$(field "$out" peak_rss_mb)
     refout=$(gbench --backend ref); rms=$(field "$refout" median_ms_per_step); rmb=$(field "$refout" peak_rss_mb)
     fms=-; [ -n "$fallback" ] && read -r fms _ <<<"$(pytorch "${cfg[$c]}")"
-    cms=$(median "${cpus[@]}"); pms=$(median "${pts[@]}")
-    printf '%-6s %10s %10s %11s %7s %7s %8s %8s %8s %14s\n' $c "$cms" "$rms" "$pms" "$(median "${rats[@]}")" \
-        "$(ratio "$rms" "$pms")" "$cmb" "$rmb" "$pmb" "$fms"
+    cms=$(median "${cpus[@]}"); pms=$(median "${pts[@]}"); p512=- r512=-
+    [ ${#p512s[@]} -gt 0 ] && { p512=$(median "${p512s[@]}"); r512=$(median "${rats512[@]}"); }
+    printf '%-6s %10s %10s %11s %7s %7s %8s %8s %8s %14s %9s %10s\n' $c "$cms" "$rms" "$pms" "$(median "${rats[@]}")" \
+        "$(ratio "$rms" "$pms")" "$cmb" "$rmb" "$pmb" "$fms" "$p512" "$r512"
 done
 echo
 echo "the small config's rounds (gptc cpu and PyTorch alternating):"
 printf '%s' "$rounds_log"
-echo "gptc cpu, small config, round 1 (OpenBLAS kernels: $core${fallback:+; OpenBLAS alone chose ${fallback%% *}}):"
+echo "gptc cpu, small config, round 1 (products: $kernel; OpenBLAS kernels: $core${fallback:+; OpenBLAS alone chose ${fallback%% *}}):"
 echo "$split" | sed 's/^/  /'

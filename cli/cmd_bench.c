@@ -20,9 +20,10 @@ const char bench_usage[] =
     "update, and 'peak_rss_mb: Y'. The cpu backend also prints where a step's time goes\n"
     "(products, attention, loop kernels, scatter-adds), the GFLOP/s its products reach\n"
     "against one large sgemm timed in the same run, and how many of its small kernels run\n"
-    "in groups, several at once. Every step runs with the schedules at step 0, but for\n"
-    "those --schedule pins; 'schedules:' prints them. --threads sets the OpenMP and\n"
-    "OpenBLAS threads.\n"
+    "in groups, several at once; 'products_kernel:' says what multiplies (gptc's AVX-512\n"
+    "kernel or OpenBLAS; GPTC_SGEMM=openblas|avx512 picks one). Every step runs with the\n"
+    "schedules at step 0, but for those --schedule pins; 'schedules:' prints them.\n"
+    "--threads sets the OpenMP and OpenBLAS threads.\n"
     CLI_SCHEDULE_HELP CLI_EXEC_HELP "\n";
 
 static int cmp_double(const void *a, const void *b) {
@@ -150,7 +151,8 @@ int cmd_bench(int argc, char **argv) {
         cli_schedules_text(&c, 0, false, sched, sizeof sched);
         printf("gptc bench: %s T=%lld threads %d backend %s %s\nschedules: %s\n", m.model, (long long)c.prog.T,
                omp_get_max_threads(), rt_backend_name(be), rt_prec_name(prec), sched);
-        printf("blas: %s\nblas_core: %s\n", rt_blas_describe(), rt_blas_core());
+        printf("blas: %s\nblas_core: %s\nproducts_kernel: %s\n", rt_blas_describe(), rt_blas_core(),
+               rt_sgemm_describe());
         const char *fb = getenv("GPTC_BLAS_FALLBACK");
         if (fb && *fb) printf("blas_fallback: %s (OpenBLAS's own choice for this CPU; gptc set OPENBLAS_CORETYPE)\n", fb);
         rc = run_bench(&c, steps, warmup, be, prec);

@@ -180,6 +180,11 @@ static int cmd_help(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     rt_blas_pick_kernels();   /* may execute gptc again, with OpenBLAS's kernels for this CPU */
+    char sgemm_err[160];
+    if (rt_sgemm_check_env(sgemm_err, sizeof sgemm_err)) {
+        fprintf(stderr, "gptc: %s\n", sgemm_err);
+        return 2;
+    }
     /* Tensors are large and short-lived: keep freed memory in the heap instead of returning
      * it to the system, so the next tensor of that size does not fault in fresh pages. */
     mallopt(M_MMAP_THRESHOLD, 1 << 30);

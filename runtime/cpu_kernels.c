@@ -4,6 +4,7 @@
 #include "codegen/codegen.h"
 
 #include "runtime/ref_kernels.h"
+#include "runtime/sgemm.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -72,8 +73,8 @@ ROW_CLONES static void softmax_range(float *row, int n, int lo, int hi)
 static void tile_probs(const Attn *a, const float *q, const float *k, int h, int q0, int nq, int k0, int nk, float *P)
 {
     const int ld = a->H * a->D;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, a->D, a->scale, q + (int64_t)q0 * ld + h * a->D, ld,
-                k + (int64_t)k0 * ld + h * a->D, ld, 0, P, nk);
+    rt_sgemm(false, true, nq, nk, a->D, a->scale, q + (int64_t)q0 * ld + h * a->D, ld, k + (int64_t)k0 * ld + h * a->D,
+             ld, 0, P, nk);
     for (int i = 0; i < nq; i++) softmax_range(P + (int64_t)i * nk, nk, first_key(a, q0 + i) - k0, q0 + i - k0);
 }
 
@@ -115,8 +116,8 @@ void rt_cpu_attn_fwd(const float *q, const float *k, const float *v, const int32
             for (int t = 0; t < ntiles; t++) {
                 const int q0 = t * QT, nq = q0 + QT <= T ? QT : T - q0, k0 = first_key(&a, q0), nk = q0 + nq - k0;
                 tile_probs(&a, q, k, h, q0, nq, k0, nk, P);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1, P, nk,
-                            v + (int64_t)k0 * ld + h * D, ld, 0, o + (int64_t)q0 * ld + h * D, ld);
+                rt_sgemm(false, false, nq, D, nk, 1, P, nk, v + (int64_t)k0 * ld + h * D, ld, 0,
+                         o + (int64_t)q0 * ld + h * D, ld);
             }
         free(P);
     }
@@ -146,14 +147,11 @@ void rt_cpu_attn_bwd(const float *dout, const float *q, const float *k, const fl
                 const float *dO = dout + (int64_t)q0 * ld + h * D, *Q = q + (int64_t)q0 * ld + h * D;
                 const float *K = k + (int64_t)k0 * ld + h * D, *V = v + (int64_t)k0 * ld + h * D;
                 tile_probs(&a, q, k, h, q0, nq, k0, nk, P);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, 1, dO, ld, V, ld, 0, dP, nk);
+                rt_sgemm(false, true, nq, nk, D, 1, dO, ld, V, ld, 0, dP, nk);
                 for (int i = 0; i < nq; i++) dscores_row(P + (int64_t)i * nk, dP + (int64_t)i * nk, nk, a.scale);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1, dP, nk, K, ld, 0,
-                            dq + (int64_t)q0 * ld + h * D, ld);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nq, 1, dP, nk, Q, ld, 1,
-                            dk + (int64_t)k0 * ld + h * D, ld);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nq, 1, P, nk, dO, ld, 1,
-                            dv + (int64_t)k0 * ld + h * D, ld);
+                rt_sgemm(false, false, nq, D, nk, 1, dP, nk, K, ld, 0, dq + (int64_t)q0 * ld + h * D, ld);
+                rt_sgemm(true, false, nk, D, nq, 1, dP, nk, Q, ld, 1, dk + (int64_t)k0 * ld + h * D, ld);
+                rt_sgemm(true, false, nk, D, nq, 1, P, nk, dO, ld, 1, dv + (int64_t)k0 * ld + h * D, ld);
             }
         free(P);
         free(dP);
@@ -180,11 +178,16 @@ void rt_cpu_scatter_add(const float *x, const int32_t *idx, int64_t n, int64_t V
 /* ---- Gram products --------------------------------------------------------------------- */
 
 /* rows [r0, r1) of the upper triangle of c = x xᵀ (x [n, k]) or xᵀ x (x [k, n], trans):
- * the diagonal block by ssyrk, the block right of it by sgemm */
+ * with gptc's own product, one call that skips the micro-tiles below the diagonal; with
+ * OpenBLAS's, the diagonal block by ssyrk and the block right of it by sgemm */
 static void gram_band(const float *x, float *c, int n, int k, int trans, int r0, int r1)
 {
     const int m = r1 - r0, ld = trans ? n : k;
     const float *xr = trans ? x + r0 : x + (int64_t)r0 * k, *xs = trans ? x + r1 : x + (int64_t)r1 * k;
+    if (rt_sgemm_own()) {
+        rt_sgemm_upper(trans, !trans, m, n - r0, k, xr, ld, xr, ld, c + (int64_t)r0 * n + r0, n);
+        return;
+    }
     cblas_ssyrk(CblasRowMajor, CblasUpper, trans ? CblasTrans : CblasNoTrans, m, k, 1, xr, ld, 0,
                 c + (int64_t)r0 * n + r0, n);
     if (r1 < n)

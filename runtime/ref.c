@@ -6,6 +6,7 @@
 #include "base/base.h"
 
 #include "runtime/ref_kernels.h"
+#include "runtime/sgemm.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -45,7 +46,7 @@ struct RtRef {
 #undef GEMM
 #define REAL float
 #define SFX(x) x##_f32
-#define GEMM cblas_sgemm
+#define GEMM(order, ta, tb, ...) rt_sgemm((ta) == CblasTrans, (tb) == CblasTrans, __VA_ARGS__)
 #include "runtime/ref_ops_impl.h"
 #undef REAL
 #undef SFX

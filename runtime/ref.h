@@ -9,7 +9,7 @@
  * tensors are int32. In RT_F32 each elementwise result is computed in double and rounded
  * once to float (so +, -, *, /, sqrt are exactly float arithmetic); reductions (SUM),
  * SCATTER_ADD, CROSS_ENTROPY, CE_BWD and the rotary tables accumulate in double and round
- * once; MATMUL is cblas_sgemm (float accumulation) in RT_F32 and cblas_dgemm in RT_F64.
+ * once; MATMUL is rt_sgemm (sgemm.h: float accumulation) in RT_F32 and cblas_dgemm in RT_F64.
  *
  * Lifecycle:
  *     RtRef *r = rt_ref_new(g, RT_F64);

@@ -1,7 +1,8 @@
 /* ref_ops_impl.h — precision-generic numeric kernels of the ref interpreter. Included only
  * by ref.c, twice: with REAL = double, SFX(x) = x##_f64, GEMM = cblas_dgemm and with
- * REAL = float, SFX(x) = x##_f32, GEMM = cblas_sgemm. Inputs are validated by ref.c
- * (indices, targets, sizes) before these run, so nothing here can fail.
+ * REAL = float, SFX(x) = x##_f32, GEMM = rt_sgemm (sgemm.h) called as cblas_sgemm is.
+ * Inputs are validated by ref.c (indices, targets, sizes) before these run, so nothing
+ * here can fail.
  * Every tensor is dense, row-major; n counts elements. Outputs are overwritten.
  * Not a public header; no include guard on purpose. */
 

@@ -190,5 +190,11 @@ const char *rt_blas_core(void);
 /* GFLOP/s of one large float32 product as the cpu backend issues it (split by rows over
  * the OpenMP threads), the best of a few: the ceiling the products of a step are held to */
 double rt_blas_sgemm_gflops(void);
+/* The f32 products' kernel (sgemm.c): "gptc's AVX-512 kernel" or "OpenBLAS". */
+const char *rt_sgemm_describe(void);
+/* 0, or -1 with a message when GPTC_SGEMM is set to something other than auto, openblas
+ * or avx512, or to avx512 on a CPU without AVX-512F: call in main, beside
+ * rt_blas_pick_kernels. */
+int rt_sgemm_check_env(char *err, size_t errlen);
 
 #endif

@@ -40,3 +40,20 @@ expect_output "bench prints every schedule it runs with, the pinned ones as pinn
     "^schedules: progress=0 lr_mul=1 momentum=0.85 window_long=3 window_short=1$" cat "$tmp/out"
 expect_output "the arguments survive gptc running itself again" "^gptc bench: models/gpt2m_x02.gptc T=256 threads 2" \
     cat "$tmp/out"
+
+# the products' kernel: gptc's own AVX-512 one where the CPU has AVX-512F and OpenBLAS's
+# kernels do not (runtime/sgemm.c); GPTC_SGEMM overrides, and a bad value is an error
+case $core in SkylakeX|Cooperlake|SapphireRapids) blas512=1 ;; *) blas512=0 ;; esac
+if grep -qw avx512f /proc/cpuinfo && [ $blas512 = 0 ]; then want="gptc's AVX-512 kernel"; else want=OpenBLAS; fi
+expect_output "the products run $want here" "^products_kernel: $want\$" cat "$tmp/out"
+expect_output "GPTC_SGEMM=openblas runs OpenBLAS's products" "^products_kernel: OpenBLAS\$" \
+    env GPTC_SGEMM=openblas "$GPTC" bench "${tiny[@]}" --steps 1
+expect_status "GPTC_SGEMM=other is an error" 2 env GPTC_SGEMM=other "$GPTC" bench "${tiny[@]}" --steps 1
+expect_output "GPTC_SGEMM=other says what it may be" "GPTC_SGEMM is 'other': it must be auto, openblas or avx512" \
+    env GPTC_SGEMM=other "$GPTC" bench "${tiny[@]}" --steps 1
+if grep -qw avx512f /proc/cpuinfo; then
+    expect_output "GPTC_SGEMM=avx512 runs gptc's kernel" "^products_kernel: gptc's AVX-512 kernel\$" \
+        env GPTC_SGEMM=avx512 "$GPTC" bench "${tiny[@]}" --steps 1
+else
+    expect_status "GPTC_SGEMM=avx512 without AVX-512F is an error" 2 env GPTC_SGEMM=avx512 "$GPTC" bench "${tiny[@]}" --steps 1
+fi

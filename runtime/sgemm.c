@@ -67,34 +67,60 @@ __attribute__((target("avx512f"))) static void micro_tile(int k, const float *a,
         _mm512_storeu_ps(ci + 16, y);
     }
 }
-#endif
 
-/* panels of MR rows of op(a) [m, k], op(a)(i, p) = a[i·rs + p·cs]: [m/MR][k][MR], zero-padded */
-static void pack_a(const float *a, int64_t rs, int64_t cs, int m, int k, float *dst)
+/* One panel of R rows and k steps, dst[p·R + r] = element (r, p), from its layouts. These
+ * are inlined where R is MR or NR, a constant: a memcpy of a constant 128 bytes is four
+ * moves, of R bytes a library call per step (the large product 10 % slower). */
+#define PACK static inline __attribute__((always_inline)) void
+
+/* element (r, p) at src[p·stride + r]: R contiguous floats a step */
+PACK pack_contiguous(const float *src, int64_t stride, int R, int k, float *dst)
 {
-    for (int i0 = 0; i0 < m; i0 += MR, dst += (int64_t)MR * k) {
-        const int mr = m - i0 < MR ? m - i0 : MR;
-        for (int p = 0; p < k; p++) {
-            float *d = dst + (int64_t)p * MR;
-            for (int i = 0; i < mr; i++) d[i] = a[(i0 + i) * rs + p * cs];
-            for (int i = mr; i < MR; i++) d[i] = 0;
+    for (int p = 0; p < k; p++) memcpy(dst + (int64_t)p * R, src + p * stride, sizeof(float) * (size_t)R);
+}
+
+/* element (r, p) at src[r·stride + p], R a multiple of 4: rows read 4 steps at a time and
+ * turned by 4 × 4 transposes (a float at a time would cost a cycle each) */
+PACK pack_transposed(const float *src, int64_t stride, int R, int k, float *dst)
+{
+    int p = 0;
+    for (; p + 4 <= k; p += 4)
+        for (int r = 0; r < R; r += 4) {
+            const float *s = src + r * stride + p;
+            __m128 x0 = _mm_loadu_ps(s), x1 = _mm_loadu_ps(s + stride), x2 = _mm_loadu_ps(s + 2 * stride),
+                   x3 = _mm_loadu_ps(s + 3 * stride);
+            _MM_TRANSPOSE4_PS(x0, x1, x2, x3);
+            float *d = dst + (int64_t)p * R + r;
+            _mm_storeu_ps(d, x0);
+            _mm_storeu_ps(d + R, x1);
+            _mm_storeu_ps(d + 2 * R, x2);
+            _mm_storeu_ps(d + 3 * R, x3);
         }
+    for (; p < k; p++)
+        for (int r = 0; r < R; r++) dst[(int64_t)p * R + r] = src[r * stride + p];
+}
+
+/* element (r, p) at src[r·rs + p·cs] for r < n, zero for n <= r < R */
+PACK pack_general(const float *src, int64_t rs, int64_t cs, int n, int R, int k, float *dst)
+{
+    for (int p = 0; p < k; p++) {
+        float *d = dst + (int64_t)p * R;
+        for (int r = 0; r < n; r++) d[r] = src[r * rs + p * cs];
+        for (int r = n; r < R; r++) d[r] = 0;
     }
 }
 
-/* panels of NR columns of op(b) [k, n], op(b)(p, j) = b[p·rs + j·cs]: [n/NR][k][NR], zero-padded */
-static void pack_b(const float *b, int64_t rs, int64_t cs, int k, int n, float *dst)
+/* panels of R rows of an [n, k] matrix, element (r, p) at x[r·rs + p·cs]: [n/R][k][R],
+ * the last one zero-padded. op(a) [m, k] is packed in panels of MR rows; op(b) [k, n] in
+ * panels of NR of its columns, as the rows of op(b)ᵀ. */
+PACK pack_panels(const float *x, int64_t rs, int64_t cs, int n, int k, int R, float *dst)
 {
-    for (int j0 = 0; j0 < n; j0 += NR, dst += (int64_t)NR * k) {
-        const int nr = n - j0 < NR ? n - j0 : NR;
-        for (int p = 0; p < k; p++) {
-            float *d = dst + (int64_t)p * NR;
-            if (cs == 1 && nr == NR) memcpy(d, b + p * rs + j0, NR * sizeof *d);
-            else {
-                for (int j = 0; j < nr; j++) d[j] = b[p * rs + (j0 + j) * cs];
-                for (int j = nr; j < NR; j++) d[j] = 0;
-            }
-        }
+    for (int r0 = 0; r0 < n; r0 += R, dst += (int64_t)R * k) {
+        const float *src = x + r0 * rs;
+        if (n - r0 < R) pack_general(src, rs, cs, n - r0, R, k, dst);
+        else if (rs == 1) pack_contiguous(src, cs, R, k, dst);
+        else if (cs == 1) pack_transposed(src, rs, R, k, dst);
+        else pack_general(src, rs, cs, R, R, k, dst);
     }
 }
 
@@ -108,7 +134,6 @@ typedef struct {
     bool upper;                   /* only the micro-tiles holding some j >= i */
 } Product;
 
-#if HAVE_AVX512_KERNEL
 /* the micro-tiles of one MC × NC block of c at depth [p0, p0 + kc): beta applies to the
  * first depth block only, the later ones add to what it left */
 static void block(const Product *q, const float *pa, const float *pb, int i0, int mc, int j0, int nc, int kc, int p0)
@@ -145,11 +170,11 @@ static void product(const Product *q)
         const int nc = q->n - j0 < NC ? q->n - j0 : NC;
         for (int p0 = 0; p0 < q->k; p0 += KC) {
             const int kc = q->k - p0 < KC ? q->k - p0 : KC;
-            pack_b(q->b + p0 * q->brs + j0 * q->bcs, q->brs, q->bcs, kc, nc, pb);
+            pack_panels(q->b + p0 * q->brs + j0 * q->bcs, q->bcs, q->brs, nc, kc, NR, pb);
             for (int i0 = 0; i0 < q->m; i0 += MC) {
                 const int mc = q->m - i0 < MC ? q->m - i0 : MC;
                 if (q->upper && j0 + nc - 1 < i0) continue;
-                pack_a(q->a + i0 * q->ars + p0 * q->acs, q->ars, q->acs, mc, kc, pa);
+                pack_panels(q->a + i0 * q->ars + p0 * q->acs, q->ars, q->acs, mc, kc, MR, pa);
                 block(q, pa, pb, i0, mc, j0, nc, kc, p0);
             }
         }

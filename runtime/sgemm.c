@@ -3,20 +3,20 @@
  *
  * Why a kernel of our own: OpenBLAS picks its kernels once, when it loads (blas.c). Where
  * they are AVX2 kernels on an AVX-512 CPU — OPENBLAS_CORETYPE=Haswell set by the user or
- * the machine, or a library that does not know the CPU and was told to use Haswell — every
- * product runs at the AVX2 rate: on a 2-core AMD EPYC with AVX-512, Haswell's sgemm does
- * about 105 GFLOP/s a core where this kernel does 160-200. Where OpenBLAS runs its own
- * AVX-512 kernels (SkylakeX, Cooperlake, SapphireRapids) those are 5-12 % faster than this
- * one, and rt_sgemm keeps them.
+ * the machine — every product runs at the AVX2 rate: on a 2-core AMD EPYC with AVX-512,
+ * Haswell's sgemm does about 105 GFLOP/s a core where this kernel does 160-200. Where
+ * OpenBLAS runs its own AVX-512 kernels (SkylakeX, Cooperlake, SapphireRapids) those are
+ * 5-12 % faster than this one, and rt_sgemm keeps them.
  *
  * The kernel is the classic blocked product: for each block of NC columns and KC depth,
  * op(b) is packed into panels of KC × NR (a row of NR floats per k), and for each block of
  * MC rows op(a) into panels of MR × KC (a column of MR floats per k), padded with zeros to
- * whole panels, so the transposes are handled by the packing alone. The micro-kernel keeps
- * a 12 × 32 tile of c in 24 zmm registers and adds one rank-1 update per k: two loads of
- * b, twelve broadcasts of a, 24 fused multiply-adds. An A block (144 × 384 floats, 221 KB)
- * stays in L2 while a B panel (384 × 32, 48 KB) streams through L1. Edge tiles are computed
- * into a buffer and copied. Sums run in float, k in order within a block of KC. */
+ * whole panels, so the transposes are handled by the packing alone (pack_panels). The
+ * micro-kernel keeps a 12 × 32 tile of c in 24 zmm registers and adds one rank-1 update
+ * per k: two loads of b, twelve broadcasts of a, 24 fused multiply-adds. An A block (144 ×
+ * 384 floats, 221 KB) stays in L2 while a B panel (384 × 32, 48 KB) streams through L1.
+ * Edge tiles are computed into a buffer and copied. Sums run in float, k in order within a
+ * block of KC. */
 #include "runtime/sgemm.h"
 #include "runtime/runtime.h"
 #include "base/base.h"
@@ -163,9 +163,9 @@ static int round_up(int x, int to) { return (x + to - 1) / to * to; }
 
 static void product(const Product *q)
 {
-    const size_t kc = q->k < KC ? q->k : KC, mc = round_up(q->m < MC ? q->m : MC, MR),
-                 nc = round_up(q->n < NC ? q->n : NC, NR);
-    float *pa = xmalloc(sizeof(float) * mc * kc), *pb = xmalloc(sizeof(float) * kc * nc);
+    const size_t depth = q->k < KC ? q->k : KC;   /* the packed blocks, sized to the product */
+    float *pa = xmalloc(sizeof(float) * depth * (size_t)round_up(q->m < MC ? q->m : MC, MR)),
+          *pb = xmalloc(sizeof(float) * depth * (size_t)round_up(q->n < NC ? q->n : NC, NR));
     for (int j0 = 0; j0 < q->n; j0 += NC) {
         const int nc = q->n - j0 < NC ? q->n - j0 : NC;
         for (int p0 = 0; p0 < q->k; p0 += KC) {

@@ -3,7 +3,8 @@
 # step and the update, time by kind of kernel, the products' GFLOP/s against an sgemm timed in
 # the same run, the kernels run in groups — the update's in at least one — and peak memory),
 # and OpenBLAS's kernels: where the library fell back to generic
-# ones on a CPU with AVX2, gptc runs with kernels for it; a user's OPENBLAS_CORETYPE stands.
+# ones on a CPU with AVX2, gptc runs with kernels for it; a user's OPENBLAS_CORETYPE stands;
+# and the products' kernel (gptc's AVX-512 one or OpenBLAS's) with GPTC_SGEMM's choices.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib.sh
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT

@@ -2,7 +2,7 @@
 # The main job: prepare the Brown corpus as GPT-2 token shards, train the x02 variant at
 # the tiny preset on the CPU with validation, and show the validation losses.
 #   MAIN_STEPS=300 MAIN_ACCUM=2 tools/main-job.sh   (steps of training, micro-batches of 256 tokens
-#   per step; on the cpu backend about 0.14 s a step on 2 cores)
+#   per step; on the cpu backend about 0.12 s a step on 2 cores)
 set -e
 cd "$(dirname "$0")/.."
 GPTC=${GPTC:-build/gptc}

@@ -19,13 +19,22 @@
 #include <strings.h>
 #include <unistd.h>
 
-/* OpenBLAS's x86 cores with AVX2 kernels: a choice among these is the library's own */
-static bool has_avx2_kernels(const char *core)
+/* OpenBLAS's x86 cores with AVX2 kernels (a choice among these is the library's own), and
+ * whether their sgemm is AVX-512 (where it is, sgemm.c multiplies with it, not its own) */
+typedef struct {
+    const char *name;
+    bool avx512;
+} BlasCore;
+
+static const BlasCore avx2_cores[] = {{"Haswell", false}, {"SkylakeX", true}, {"Cooperlake", true},
+                                      {"SapphireRapids", true}, {"Zen", false}, {"Excavator", false}};
+
+/* core's entry in avx2_cores, or NULL */
+static const BlasCore *avx2_core(const char *core)
 {
-    static const char *const cores[] = {"Haswell", "SkylakeX", "Cooperlake", "SapphireRapids", "Zen", "Excavator"};
-    for (size_t i = 0; i < sizeof cores / sizeof cores[0]; i++)
-        if (!strcasecmp(core, cores[i])) return true;
-    return false;
+    for (size_t i = 0; core && i < sizeof avx2_cores / sizeof avx2_cores[0]; i++)
+        if (!strcasecmp(core, avx2_cores[i].name)) return &avx2_cores[i];
+    return NULL;
 }
 
 /* the core whose kernels this CPU runs best, or NULL when none beats the generic ones */
@@ -45,7 +54,7 @@ static const char *best_core(void)
 static const char *core_choice(void)
 {
     const char *core = openblas_get_corename();
-    if (getenv("OPENBLAS_CORETYPE") || !core || has_avx2_kernels(core)) return NULL;
+    if (getenv("OPENBLAS_CORETYPE") || !core || avx2_core(core)) return NULL;
     return best_core();
 }
 
@@ -83,6 +92,12 @@ void rt_blas_pick_kernels(void)
 
 const char *rt_blas_describe(void) { return openblas_get_config(); }
 const char *rt_blas_core(void) { return openblas_get_corename(); }
+
+bool rt_blas_core_avx512(void)
+{
+    const BlasCore *c = avx2_core(openblas_get_corename());
+    return c && c->avx512;
+}
 
 double rt_blas_sgemm_gflops(void)
 {

@@ -183,11 +183,12 @@ void rt_cpu_scatter_add(const float *x, const int32_t *idx, int64_t n, int64_t V
 static void gram_band(const float *x, float *c, int n, int k, int trans, int r0, int r1)
 {
     const int m = r1 - r0, ld = trans ? n : k;
-    const float *xr = trans ? x + r0 : x + (int64_t)r0 * k, *xs = trans ? x + r1 : x + (int64_t)r1 * k;
+    const float *xr = trans ? x + r0 : x + (int64_t)r0 * k;
     if (rt_sgemm_own()) {
         rt_sgemm_upper(trans, !trans, m, n - r0, k, xr, ld, xr, ld, c + (int64_t)r0 * n + r0, n);
         return;
     }
+    const float *xs = trans ? x + r1 : x + (int64_t)r1 * k;
     cblas_ssyrk(CblasRowMajor, CblasUpper, trans ? CblasTrans : CblasNoTrans, m, k, 1, xr, ld, 0,
                 c + (int64_t)r0 * n + r0, n);
     if (r1 < n)

@@ -187,6 +187,8 @@ void rt_blas_pick_kernels(void);
 /* "OpenBLAS 0.3.21 … SkylakeX", the library and its build; "SkylakeX", the kernels it runs */
 const char *rt_blas_describe(void);
 const char *rt_blas_core(void);
+/* true when the kernels OpenBLAS runs include an AVX-512 sgemm (SkylakeX, Cooperlake, …) */
+bool rt_blas_core_avx512(void);
 /* GFLOP/s of one large float32 product as the cpu backend issues it (split by rows over
  * the OpenMP threads), the best of a few: the ceiling the products of a step are held to */
 double rt_blas_sgemm_gflops(void);

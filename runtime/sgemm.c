@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -184,6 +183,13 @@ static void product(const Product *q)
 }
 #endif
 
+static void openblas_product(bool at, bool bt, int m, int n, int k, float alpha, const float *a, int lda,
+                             const float *b, int ldb, float beta, float *c, int ldc)
+{
+    cblas_sgemm(CblasRowMajor, at ? CblasTrans : CblasNoTrans, bt ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda,
+                b, ldb, beta, c, ldc);
+}
+
 /* c = beta c where there is nothing to add (k == 0): what cblas_sgemm does */
 static void scale_only(int m, int n, float beta, float *c, int ldc)
 {
@@ -203,8 +209,7 @@ static void own_product(bool at, bool bt, int m, int n, int k, float alpha, cons
     Product q = {a, b, at ? 1 : lda, at ? lda : 1, bt ? 1 : ldb, bt ? ldb : 1, m, n, k, alpha, beta, c, ldc, upper};
     product(&q);
 #else   /* never chosen without the kernel (rt_sgemm_avx512_here is false): the whole product */
-    cblas_sgemm(CblasRowMajor, at ? CblasTrans : CblasNoTrans, bt ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda,
-                b, ldb, beta, c, ldc);
+    openblas_product(at, bt, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     (void)upper;
 #endif
 }
@@ -221,24 +226,28 @@ bool rt_sgemm_avx512_here(void)
 #endif
 }
 
-/* OpenBLAS's x86 cores whose sgemm is AVX-512 */
-static bool blas_core_has_avx512(const char *core)
+/* GPTC_SGEMM: unset, empty or auto; openblas; avx512; or something else (an error) */
+typedef enum { SGEMM_AUTO, SGEMM_OPENBLAS, SGEMM_AVX512, SGEMM_BAD } SgemmSetting;
+
+static SgemmSetting sgemm_setting(void)
 {
-    static const char *const cores[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
-    for (size_t i = 0; i < sizeof cores / sizeof cores[0]; i++)
-        if (core && !strcasecmp(core, cores[i])) return true;
-    return false;
+    const char *env = getenv("GPTC_SGEMM");
+    if (!env || !*env || !strcmp(env, "auto")) return SGEMM_AUTO;
+    if (!strcmp(env, "openblas")) return SGEMM_OPENBLAS;
+    return !strcmp(env, "avx512") ? SGEMM_AVX512 : SGEMM_BAD;
 }
 
 static bool own_chosen;
 static pthread_once_t choice_once = PTHREAD_ONCE_INIT;
 
+/* a bad setting is refused by rt_sgemm_check_env in main; here it counts as auto */
 static void choose(void)
 {
-    const char *env = getenv("GPTC_SGEMM");
-    if (env && !strcmp(env, "openblas")) own_chosen = false;
-    else if (env && !strcmp(env, "avx512")) own_chosen = rt_sgemm_avx512_here();
-    else own_chosen = rt_sgemm_avx512_here() && !blas_core_has_avx512(openblas_get_corename());
+    switch (sgemm_setting()) {
+    case SGEMM_OPENBLAS: own_chosen = false; break;
+    case SGEMM_AVX512: own_chosen = rt_sgemm_avx512_here(); break;
+    default: own_chosen = rt_sgemm_avx512_here() && !rt_blas_core_avx512();
+    }
 }
 
 bool rt_sgemm_own(void)
@@ -249,13 +258,12 @@ bool rt_sgemm_own(void)
 
 int rt_sgemm_check_env(char *err, size_t errlen)
 {
-    const char *env = getenv("GPTC_SGEMM");
-    if (!env || !*env || !strcmp(env, "auto") || !strcmp(env, "openblas")) return 0;
-    if (strcmp(env, "avx512")) {
-        snprintf(err, errlen, "GPTC_SGEMM is '%s': it must be auto, openblas or avx512", env);
+    SgemmSetting s = sgemm_setting();
+    if (s == SGEMM_BAD) {
+        snprintf(err, errlen, "GPTC_SGEMM is '%s': it must be auto, openblas or avx512", getenv("GPTC_SGEMM"));
         return -1;
     }
-    if (!rt_sgemm_avx512_here()) {
+    if (s == SGEMM_AVX512 && !rt_sgemm_avx512_here()) {
         snprintf(err, errlen, "GPTC_SGEMM=avx512, but this CPU has no AVX-512F: unset it, or set openblas");
         return -1;
     }
@@ -271,9 +279,7 @@ void rt_sgemm(bool at, bool bt, int m, int n, int k, float alpha, const float *a
               float beta, float *c, int ldc)
 {
     if (rt_sgemm_own()) own_product(at, bt, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, false);
-    else
-        cblas_sgemm(CblasRowMajor, at ? CblasTrans : CblasNoTrans, bt ? CblasTrans : CblasNoTrans, m, n, k, alpha, a,
-                    lda, b, ldb, beta, c, ldc);
+    else openblas_product(at, bt, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void rt_sgemm_avx512(bool at, bool bt, int m, int n, int k, float alpha, const float *a, int lda, const float *b,

@@ -2,9 +2,8 @@
  * products, Gram products and attention; the ref backend in f32).
  *
  * rt_sgemm runs gptc's own AVX-512 kernel (sgemm.c) where the CPU has AVX-512F and the
- * OpenBLAS kernels this process loaded have none (an AVX2 core chosen by the user's
- * OPENBLAS_CORETYPE, or by a library older than the CPU); everywhere else it is OpenBLAS's
- * cblas_sgemm. GPTC_SGEMM=openblas or GPTC_SGEMM=avx512 forces the choice (rt_sgemm_check_env
+ * OpenBLAS kernels this process loaded have none (an AVX2 core, as with
+ * OPENBLAS_CORETYPE=Haswell); everywhere else it is OpenBLAS's cblas_sgemm. GPTC_SGEMM=openblas or GPTC_SGEMM=avx512 forces the choice (rt_sgemm_check_env
  * says when the second cannot be had). Products are single-threaded either way: callers
  * split them across OpenMP threads. */
 #ifndef GPTC_RUNTIME_SGEMM_H

@@ -55,6 +55,8 @@ expect_output "GPTC_SGEMM=other says what it may be" "GPTC_SGEMM is 'other': it 
 if grep -qw avx512f /proc/cpuinfo; then
     expect_output "GPTC_SGEMM=avx512 runs gptc's kernel" "^products_kernel: gptc's AVX-512 kernel\$" \
         env GPTC_SGEMM=avx512 "$GPTC" bench "${tiny[@]}" --steps 1
+    expect_output "OpenBLAS's own AVX-512 kernels are kept" "^products_kernel: OpenBLAS\$" \
+        env OPENBLAS_CORETYPE=SkylakeX "$GPTC" bench "${tiny[@]}" --steps 1
 else
     expect_status "GPTC_SGEMM=avx512 without AVX-512F is an error" 2 env GPTC_SGEMM=avx512 "$GPTC" bench "${tiny[@]}" --steps 1
 fi
